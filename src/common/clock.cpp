@@ -1,0 +1,10 @@
+#include "common/clock.h"
+
+namespace fairway {
+
+SystemClock* SystemClock::Default() {
+  static SystemClock clock;
+  return &clock;
+}
+
+}  // namespace fairway

@@ -1,0 +1,187 @@
+#include <gtest/gtest.h>
+
+#include "common/clock.h"
+#include "common/coding.h"
+#include "common/crypto.h"
+#include "common/hash.h"
+#include "common/ids.h"
+#include "common/json_writer.h"
+#include "common/metrics.h"
+#include "common/status.h"
+#include "common/time_format.h"
+
+namespace fairway {
+namespace {
+
+TEST(StatusTest, CodesAndMessages) {
+  Status ok;
+  EXPECT_TRUE(ok.ok());
+  Status bad = InvalidArgument("field 'event' is required");
+  EXPECT_FALSE(bad.ok());
+  EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.ToString(), "invalid_argument: field 'event' is required");
+}
+
+Result<int> Half(int v) {
+  if (v % 2) return InvalidArgument("odd");
+  return v / 2;
+}
+
+Status UseHalf(int v, int* out) {
+  FAIRWAY_ASSIGN_OR_RETURN(*out, Half(v));
+  return Status::Ok();
+}
+
+TEST(StatusTest, ResultPropagates) {
+  int out = 0;
+  EXPECT_TRUE(UseHalf(8, &out).ok());
+  EXPECT_EQ(out, 4);
+  Status st = UseHalf(3, &out);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+}
+
+TEST(IdsTest, TenantIdValidation) {
+  EXPECT_TRUE(IsValidTenantId("acme"));
+  EXPECT_TRUE(IsValidTenantId("a"));
+  EXPECT_TRUE(IsValidTenantId("0-a_b"));
+  EXPECT_FALSE(IsValidTenantId(""));
+  EXPECT_FALSE(IsValidTenantId("-acme"));
+  EXPECT_FALSE(IsValidTenantId("Acme"));
+  EXPECT_FALSE(IsValidTenantId("acme corp"));
+  EXPECT_TRUE(IsValidTenantId(std::string(63, 'a')));
+  EXPECT_FALSE(IsValidTenantId(std::string(64, 'a')));
+}
+
+TEST(HashTest, StableAcrossBuilds) {
+  // Partition placement is on disk: these values must never change.
+  EXPECT_EQ(Hash64(""), Hash64(""));
+  EXPECT_NE(Hash64("user-1"), Hash64("user-2"));
+  static_assert(Hash64("abc") == Hash64("abc"));
+  EXPECT_EQ(Hash64("user-1") % 1024, Hash64(std::string("user-1")) % 1024);
+}
+
+TEST(CodingTest, RoundTrip) {
+  std::string buf;
+  PutVarint64(&buf, 0);
+  PutVarint64(&buf, 300);
+  PutVarint64(&buf, UINT64_MAX);
+  PutVarintSigned64(&buf, -5);
+  PutLengthPrefixed(&buf, "hello");
+  PutFixed64BE(&buf, 0x0102030405060708ULL);
+  Decoder d(buf);
+  uint64_t u;
+  int64_t s;
+  std::string_view sv;
+  ASSERT_TRUE(d.GetVarint64(&u));
+  EXPECT_EQ(u, 0u);
+  ASSERT_TRUE(d.GetVarint64(&u));
+  EXPECT_EQ(u, 300u);
+  ASSERT_TRUE(d.GetVarint64(&u));
+  EXPECT_EQ(u, UINT64_MAX);
+  ASSERT_TRUE(d.GetVarintSigned64(&s));
+  EXPECT_EQ(s, -5);
+  ASSERT_TRUE(d.GetLengthPrefixed(&sv));
+  EXPECT_EQ(sv, "hello");
+  ASSERT_TRUE(d.GetFixed64BE(&u));
+  EXPECT_EQ(u, 0x0102030405060708ULL);
+  EXPECT_TRUE(d.empty());
+  EXPECT_FALSE(d.GetVarint64(&u));
+}
+
+TEST(CodingTest, TruncatedInputFails) {
+  std::string buf;
+  PutLengthPrefixed(&buf, "hello world");
+  buf.resize(buf.size() - 3);
+  Decoder d(buf);
+  std::string_view sv;
+  EXPECT_FALSE(d.GetLengthPrefixed(&sv));
+}
+
+TEST(TimeFormatTest, ParsesSegmentTimestamps) {
+  EXPECT_EQ(ParseIso8601Millis("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(ParseIso8601Millis("1970-01-01T00:00:01.5Z"), 1500);
+  EXPECT_EQ(ParseIso8601Millis("2024-02-29T12:00:00.123Z"), 1709208000123);
+  EXPECT_EQ(ParseIso8601Millis("2024-02-29T14:00:00.123+02:00"), 1709208000123);
+  EXPECT_EQ(ParseIso8601Millis("2024-02-29T07:30:00.123-0430"), 1709208000123);
+  EXPECT_EQ(ParseIso8601Millis("2024-02-29 12:00:00.123"), 1709208000123);
+  EXPECT_EQ(ParseIso8601Millis("2024-02-29"), 1709164800000);
+  EXPECT_FALSE(ParseIso8601Millis("2023-02-29T00:00:00Z"));
+  EXPECT_FALSE(ParseIso8601Millis("yesterday"));
+  EXPECT_FALSE(ParseIso8601Millis("2024-01-01T25:00:00Z"));
+  EXPECT_FALSE(ParseIso8601Millis("2024-01-01T10:00:00Zjunk"));
+}
+
+TEST(TimeFormatTest, FormatRoundTrips) {
+  EXPECT_EQ(FormatIso8601Millis(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatIso8601Millis(1709208000123), "2024-02-29T12:00:00.123Z");
+  for (int64_t ms : {-86400001LL, 951782400000LL, 4102444800999LL}) {
+    EXPECT_EQ(ParseIso8601Millis(FormatIso8601Millis(ms)), ms);
+  }
+}
+
+TEST(CryptoTest, Sha256AndTokens) {
+  EXPECT_EQ(Sha256Hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  std::string a = RandomToken("wk_"), b = RandomToken("wk_");
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.rfind("wk_", 0), 0u);
+  EXPECT_EQ(a.size(), 3u + 32u);
+  EXPECT_EQ(a.find_first_of("+/="), std::string::npos);
+}
+
+TEST(CryptoTest, Base64) {
+  EXPECT_EQ(Base64Encode("wk_abc:"), "d2tfYWJjOg==");
+  EXPECT_EQ(Base64Decode("d2tfYWJjOg=="), "wk_abc:");
+  EXPECT_EQ(Base64Decode("d2tfYWJjOg"), "wk_abc:");
+  EXPECT_EQ(Base64Decode(""), "");
+  EXPECT_FALSE(Base64Decode("not base64!"));
+  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "ab"));
+}
+
+TEST(JsonWriterTest, EscapesAndSeparates) {
+  JsonWriter w;
+  w.BeginObject().Key("a").String("x\"y\n\x01").Key("b").BeginArray().Int(-1).Uint(2).Bool(true)
+      .Null().EndArray().Key("c").Raw("{\"d\":1}").EndObject();
+  EXPECT_EQ(w.str(), R"({"a":"x\"y\n\u0001","b":[-1,2,true,null],"c":{"d":1}})");
+}
+
+TEST(MetricsTest, RendersPrometheusText) {
+  MetricsRegistry reg;
+  reg.GetCounter("fairway_events_total", "Events.", {{"tenant", "acme"}})->Add(3);
+  reg.GetGauge("fairway_depth", "Depth.")->Set(7);
+  auto* h = reg.GetHistogram("fairway_latency_seconds", "Latency.", {0.1, 1});
+  h->Observe(0.05);
+  h->Observe(0.5);
+  h->Observe(5);
+  std::string text = reg.RenderPrometheus();
+  EXPECT_NE(text.find("# TYPE fairway_events_total counter"), std::string::npos);
+  EXPECT_NE(text.find("fairway_events_total{tenant=\"acme\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("fairway_depth 7\n"), std::string::npos);
+  EXPECT_NE(text.find("fairway_latency_seconds_bucket{le=\"0.1\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("fairway_latency_seconds_bucket{le=\"1\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("fairway_latency_seconds_bucket{le=\"+Inf\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("fairway_latency_seconds_count 3\n"), std::string::npos);
+
+  reg.RemoveSeriesWithLabel("tenant", "acme");
+  EXPECT_EQ(reg.RenderPrometheus().find("tenant=\"acme\""), std::string::npos);
+}
+
+TEST(MetricsTest, HistogramQuantile) {
+  Histogram h({1, 2, 3, 4});
+  for (int i = 0; i < 100; ++i) h.Observe(i < 90 ? 0.5 : 3.5);
+  EXPECT_LE(h.Quantile(0.5), 1.0);
+  EXPECT_GT(h.Quantile(0.99), 3.0);
+}
+
+TEST(ClockTest, ManualClockMovesOnlyWhenTold) {
+  ManualClock clock(1000);
+  EXPECT_EQ(clock.NowMillis(), 1000);
+  clock.AdvanceMillis(250);
+  EXPECT_EQ(clock.NowMillis(), 1250);
+  EXPECT_EQ(clock.MonotonicNanos(), 1250 * 1'000'000LL);
+}
+
+}  // namespace
+}  // namespace fairway

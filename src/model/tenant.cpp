@@ -1,0 +1,220 @@
+#include "model/tenant.h"
+
+#include <date/tz.h>
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+#include <cmath>
+
+namespace fairway::model {
+
+namespace json = boost::json;
+
+std::string_view TenantStatusName(TenantStatus s) {
+  switch (s) {
+    case TenantStatus::kActive: return "active";
+    case TenantStatus::kSuspended: return "suspended";
+    case TenantStatus::kDeleting: return "deleting";
+  }
+  return "unknown";
+}
+
+bool IsKnownTimeZone(std::string_view tz) {
+  if (tz.empty() || tz.size() > 64) return false;
+  try {
+    return date::locate_zone(std::string(tz)) != nullptr;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+namespace {
+
+Result<json::object> ParseObject(std::string_view body) {
+  json::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) return InvalidArgument(fmt::format("body is not valid JSON: {}", ec.message()));
+  if (!v.is_object()) return InvalidArgument("body must be a JSON object");
+  return std::move(v.as_object());
+}
+
+Result<double> GetNumber(const json::value& v, const std::string& field) {
+  if (v.is_int64()) return static_cast<double>(v.as_int64());
+  if (v.is_uint64()) return static_cast<double>(v.as_uint64());
+  if (v.is_double()) return v.as_double();
+  return InvalidArgument(fmt::format("field '{}' must be a number", field));
+}
+
+Result<uint32_t> GetUint(const json::value& v, const std::string& field, uint64_t min,
+                         uint64_t max) {
+  FAIRWAY_ASSIGN_OR_RETURN(double d, GetNumber(v, field));
+  if (d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
+    return InvalidArgument(
+        fmt::format("field '{}' must be a whole number from {} to {}", field, min, max));
+  }
+  return static_cast<uint32_t>(d);
+}
+
+Result<std::string> GetString(const json::value& v, const std::string& field, size_t max_len) {
+  if (!v.is_string()) return InvalidArgument(fmt::format("field '{}' must be a string", field));
+  std::string s(v.as_string());
+  if (s.size() > max_len) {
+    return InvalidArgument(fmt::format("field '{}' must be at most {} characters", field, max_len));
+  }
+  return s;
+}
+
+Status ApplyQuotas(const json::value& v, const std::string& prefix, Quotas* q) {
+  if (!v.is_object()) return InvalidArgument(fmt::format("field '{}' must be an object", prefix));
+  Quotas out = *q;
+  for (const auto& kv : v.as_object()) {
+    std::string key(kv.key());
+    std::string field = prefix + "." + key;
+    if (key == "ingest_rate" || key == "ingest_burst") {
+      FAIRWAY_ASSIGN_OR_RETURN(double d, GetNumber(kv.value(), field));
+      if (!(d >= 1 && d <= 1e12)) {
+        return InvalidArgument(fmt::format("field '{}' must be from 1 to 1e12", field));
+      }
+      (key == "ingest_rate" ? out.ingest_rate : out.ingest_burst) = d;
+    } else if (key == "processing_weight") {
+      FAIRWAY_ASSIGN_OR_RETURN(out.processing_weight, GetUint(kv.value(), field, 1, 1000));
+    } else if (key == "max_in_flight") {
+      FAIRWAY_ASSIGN_OR_RETURN(out.max_in_flight, GetUint(kv.value(), field, 1, 1'000'000));
+    } else if (key == "retention_days") {
+      FAIRWAY_ASSIGN_OR_RETURN(out.retention_days, GetUint(kv.value(), field, 0, 36'500));
+    } else if (key == "dedup_window_seconds") {
+      FAIRWAY_ASSIGN_OR_RETURN(out.dedup_window_seconds,
+                               GetUint(kv.value(), field, 0, 366u * 86'400u));
+    } else {
+      return InvalidArgument(fmt::format("field '{}' is not a known quota", field));
+    }
+  }
+  *q = out;
+  return Status::Ok();
+}
+
+// Applies the fields shared by create and patch.
+Status ApplyCommon(const json::object& obj, TenantConfig* t) {
+  if (auto* v = obj.if_contains("name")) {
+    FAIRWAY_ASSIGN_OR_RETURN(t->name, GetString(*v, "name", 200));
+  }
+  if (auto* v = obj.if_contains("timezone")) {
+    FAIRWAY_ASSIGN_OR_RETURN(std::string tz, GetString(*v, "timezone", 64));
+    if (!IsKnownTimeZone(tz)) {
+      return InvalidArgument(
+          fmt::format("field 'timezone' is not a known IANA time zone: '{}'", tz));
+    }
+    t->timezone = tz;
+  }
+  if (auto* v = obj.if_contains("quotas")) {
+    FAIRWAY_RETURN_IF_ERROR(ApplyQuotas(*v, "quotas", &t->quotas));
+  }
+  return Status::Ok();
+}
+
+json::object QuotasToJson(const Quotas& q) {
+  return {{"ingest_rate", q.ingest_rate},
+          {"ingest_burst", q.ingest_burst},
+          {"processing_weight", q.processing_weight},
+          {"max_in_flight", q.max_in_flight},
+          {"retention_days", q.retention_days},
+          {"dedup_window_seconds", q.dedup_window_seconds}};
+}
+
+json::object ApiObject(const TenantConfig& t) {
+  return {{"id", t.id.str()},
+          {"name", t.name},
+          {"timezone", t.timezone},
+          {"partitions", t.partitions},
+          {"status", std::string(TenantStatusName(t.status))},
+          {"quotas", QuotasToJson(t.quotas)},
+          {"created_at_ms", t.created_at_ms},
+          {"updated_at_ms", t.updated_at_ms}};
+}
+
+}  // namespace
+
+Result<TenantConfig> ParseTenantCreate(std::string_view body, const TenantConfig& defaults) {
+  FAIRWAY_ASSIGN_OR_RETURN(json::object obj, ParseObject(body));
+  TenantConfig t = defaults;
+  t.status = TenantStatus::kActive;
+  for (const auto& kv : obj) {
+    std::string_view key = kv.key();
+    if (key != "id" && key != "name" && key != "timezone" && key != "quotas" &&
+        key != "partitions") {
+      return InvalidArgument(fmt::format("field '{}' is not a tenant field", key));
+    }
+  }
+  auto* id = obj.if_contains("id");
+  if (!id) return InvalidArgument("field 'id' is required");
+  FAIRWAY_ASSIGN_OR_RETURN(std::string id_str, GetString(*id, "id", 63));
+  if (!IsValidTenantId(id_str)) {
+    return InvalidArgument("field 'id' must match [a-z0-9][a-z0-9_-]{0,62}");
+  }
+  t.id = TenantId(id_str);
+  t.name = id_str;
+  if (auto* v = obj.if_contains("partitions")) {
+    FAIRWAY_ASSIGN_OR_RETURN(t.partitions, GetUint(*v, "partitions", 1, kMaxPartitions));
+  }
+  FAIRWAY_RETURN_IF_ERROR(ApplyCommon(obj, &t));
+  return t;
+}
+
+Status ApplyTenantPatch(std::string_view body, TenantConfig* config) {
+  FAIRWAY_ASSIGN_OR_RETURN(json::object obj, ParseObject(body));
+  for (const auto& kv : obj) {
+    std::string_view key = kv.key();
+    if (key == "id" || key == "partitions") {
+      return FailedPrecondition(fmt::format("field '{}' cannot be changed", key));
+    }
+    if (key != "name" && key != "timezone" && key != "quotas") {
+      return InvalidArgument(fmt::format("field '{}' is not a tenant field", key));
+    }
+  }
+  TenantConfig updated = *config;
+  FAIRWAY_RETURN_IF_ERROR(ApplyCommon(obj, &updated));
+  *config = std::move(updated);
+  return Status::Ok();
+}
+
+Status ParseQuotasJson(std::string_view body, Quotas* base) {
+  json::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) return InvalidArgument(fmt::format("quotas are not valid JSON: {}", ec.message()));
+  return ApplyQuotas(v, "quotas", base);
+}
+
+std::string TenantToApiJson(const TenantConfig& t) { return json::serialize(ApiObject(t)); }
+
+std::string TenantToStoredJson(const TenantConfig& t) {
+  json::object o = ApiObject(t);
+  o["format"] = 1;
+  o["write_key_hash"] = t.write_key_hash;
+  o["api_key_hash"] = t.api_key_hash;
+  return json::serialize(o);
+}
+
+Result<TenantConfig> TenantFromStoredJson(std::string_view body) {
+  FAIRWAY_ASSIGN_OR_RETURN(json::object obj, ParseObject(body));
+  try {
+    TenantConfig t;
+    t.id = TenantId(std::string(obj.at("id").as_string()));
+    t.name = std::string(obj.at("name").as_string());
+    t.timezone = std::string(obj.at("timezone").as_string());
+    t.partitions = static_cast<uint32_t>(obj.at("partitions").to_number<uint64_t>());
+    std::string status(obj.at("status").as_string());
+    t.status = status == "suspended"  ? TenantStatus::kSuspended
+               : status == "deleting" ? TenantStatus::kDeleting
+                                      : TenantStatus::kActive;
+    t.created_at_ms = obj.at("created_at_ms").to_number<int64_t>();
+    t.updated_at_ms = obj.at("updated_at_ms").to_number<int64_t>();
+    t.write_key_hash = std::string(obj.at("write_key_hash").as_string());
+    t.api_key_hash = std::string(obj.at("api_key_hash").as_string());
+    FAIRWAY_RETURN_IF_ERROR(ApplyQuotas(obj.at("quotas"), "quotas", &t.quotas));
+    return t;
+  } catch (const std::exception& e) {
+    return Internal(fmt::format("stored tenant record is corrupt: {}", e.what()));
+  }
+}
+
+}  // namespace fairway::model

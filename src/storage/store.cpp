@@ -1,0 +1,324 @@
+#include "storage/store.h"
+
+#include <fmt/format.h>
+#include <rocksdb/compaction_filter.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <atomic>
+#include <filesystem>
+
+#include "common/coding.h"
+
+namespace fairway::storage {
+
+namespace {
+
+Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return Status::Ok();
+  std::string msg = fmt::format("{}: {}", what, s.ToString());
+  if (s.IsNotFound()) return NotFound(std::move(msg));
+  if (s.IsCorruption()) return Internal(std::move(msg));
+  if (s.IsInvalidArgument()) return InvalidArgument(std::move(msg));
+  if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() || s.IsIOError() || s.IsNoSpace()) {
+    return Unavailable(std::move(msg));
+  }
+  return Internal(std::move(msg));
+}
+
+rocksdb::Slice ToSlice(std::string_view s) { return {s.data(), s.size()}; }
+
+// Drops TTL values whose expiry has passed.
+class TtlCompactionFilter final : public rocksdb::CompactionFilter {
+ public:
+  explicit TtlCompactionFilter(const Clock* clock) : clock_(clock) {}
+  bool Filter(int, const rocksdb::Slice&, const rocksdb::Slice& value, std::string*,
+              bool*) const override {
+    std::string_view payload;
+    int64_t expires = DecodeTtlValue({value.data(), value.size()}, &payload);
+    return expires != 0 && expires < clock_->NowMillis();
+  }
+  const char* Name() const override { return "fairway.TtlCompactionFilter"; }
+
+ private:
+  const Clock* clock_;
+};
+
+class RocksIterator final : public Iterator {
+ public:
+  RocksIterator(std::unique_ptr<rocksdb::Iterator> it, std::unique_ptr<std::string> lower,
+                std::unique_ptr<std::string> upper, std::unique_ptr<rocksdb::Slice> lower_slice,
+                std::unique_ptr<rocksdb::Slice> upper_slice)
+      : lower_(std::move(lower)),
+        upper_(std::move(upper)),
+        lower_slice_(std::move(lower_slice)),
+        upper_slice_(std::move(upper_slice)),
+        it_(std::move(it)) {}
+  void Seek(std::string_view key) override { it_->Seek(ToSlice(key)); }
+  void SeekForPrev(std::string_view key) override { it_->SeekForPrev(ToSlice(key)); }
+  void SeekToFirst() override { it_->SeekToFirst(); }
+  void SeekToLast() override { it_->SeekToLast(); }
+  bool Valid() const override { return it_->Valid(); }
+  void Next() override { it_->Next(); }
+  void Prev() override { it_->Prev(); }
+  std::string_view key() const override {
+    auto k = it_->key();
+    return {k.data(), k.size()};
+  }
+  std::string_view value() const override {
+    auto v = it_->value();
+    return {v.data(), v.size()};
+  }
+  Status status() const override { return FromRocks(it_->status(), "iterator"); }
+
+ private:
+  // Bounds must outlive the iterator: declared before it.
+  std::unique_ptr<std::string> lower_, upper_;
+  std::unique_ptr<rocksdb::Slice> lower_slice_, upper_slice_;
+  std::unique_ptr<rocksdb::Iterator> it_;
+};
+
+class RocksStore final : public Store {
+ public:
+  RocksStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
+             std::vector<std::unique_ptr<TtlCompactionFilter>> filters)
+      : filters_(std::move(filters)), db_(std::move(db)), handles_(std::move(handles)) {}
+
+  ~RocksStore() override {
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    db_->Close().PermitUncheckedError();
+  }
+
+  Status Write(WriteBatch& batch, bool sync) override;
+  Result<std::optional<std::string>> Get(ColumnFamily cf, std::string_view key) override {
+    std::string value;
+    auto s = db_->Get(rocksdb::ReadOptions(), handles_.at(cf + 1), ToSlice(key), &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    if (!s.ok()) return FromRocks(s, "get");
+    return std::optional<std::string>(std::move(value));
+  }
+  Status MultiGet(ColumnFamily cf, const std::vector<std::string_view>& keys,
+                  std::vector<std::optional<std::string>>* results) override {
+    std::vector<rocksdb::Slice> slices;
+    slices.reserve(keys.size());
+    for (auto k : keys) slices.push_back(ToSlice(k));
+    std::vector<rocksdb::PinnableSlice> values(keys.size());
+    std::vector<rocksdb::Status> statuses(keys.size());
+    db_->MultiGet(rocksdb::ReadOptions(), handles_.at(cf + 1), keys.size(), slices.data(),
+                  values.data(), statuses.data());
+    results->assign(keys.size(), std::nullopt);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (statuses[i].ok()) {
+        (*results)[i] = values[i].ToString();
+      } else if (!statuses[i].IsNotFound()) {
+        return FromRocks(statuses[i], "multiget");
+      }
+    }
+    return Status::Ok();
+  }
+  std::unique_ptr<Iterator> NewIterator(ColumnFamily cf, std::string lower,
+                                        std::string upper) override {
+    rocksdb::ReadOptions ro;
+    auto lo = std::make_unique<std::string>(std::move(lower));
+    auto up = std::make_unique<std::string>(std::move(upper));
+    std::unique_ptr<rocksdb::Slice> lo_slice, up_slice;
+    if (!lo->empty()) {
+      lo_slice = std::make_unique<rocksdb::Slice>(*lo);
+      ro.iterate_lower_bound = lo_slice.get();
+    }
+    if (!up->empty()) {
+      up_slice = std::make_unique<rocksdb::Slice>(*up);
+      ro.iterate_upper_bound = up_slice.get();
+    }
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_.at(cf + 1)));
+    return std::make_unique<RocksIterator>(std::move(it), std::move(lo), std::move(up),
+                                           std::move(lo_slice), std::move(up_slice));
+  }
+  Status CompactRange(ColumnFamily cf, std::string_view begin, std::string_view end) override {
+    rocksdb::Slice b = ToSlice(begin), e = ToSlice(end);
+    rocksdb::CompactRangeOptions opts;
+    opts.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    return FromRocks(db_->CompactRange(opts, handles_.at(cf + 1), begin.empty() ? nullptr : &b,
+                                       end.empty() ? nullptr : &e),
+                     "compact");
+  }
+  uint64_t DiskBytes() override {
+    uint64_t total = 0;
+    for (auto* h : handles_) {
+      uint64_t v = 0;
+      if (db_->GetIntProperty(h, rocksdb::DB::Properties::kLiveSstFilesSize, &v)) total += v;
+    }
+    uint64_t memtables = 0;
+    if (db_->GetIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &memtables)) {
+      total += memtables;
+    }
+    return total;
+  }
+  Status Flush() override {
+    rocksdb::FlushOptions fo;
+    return FromRocks(db_->Flush(fo, handles_), "flush");
+  }
+  void InjectWriteFailures(int n) override { injected_failures_.store(n); }
+
+ private:
+  std::vector<std::unique_ptr<TtlCompactionFilter>> filters_;  // outlive db_
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // [0] is "default"
+  std::atomic<int> injected_failures_{0};
+};
+
+}  // namespace
+
+struct WriteBatch::Impl {
+  rocksdb::WriteBatch batch;
+};
+
+struct WriteBatchAccess {
+  static rocksdb::WriteBatch* Native(WriteBatch& b) { return &b.impl_->batch; }
+};
+
+namespace {
+
+// A column-family handle that carries only the id. WriteBatch uses nothing else of a handle, so
+// batches can be built without a Store at hand (ids are index + 1 in every Store we open).
+class IdOnlyHandle final : public rocksdb::ColumnFamilyHandle {
+ public:
+  explicit IdOnlyHandle(uint32_t id) : id_(id) {}
+  const std::string& GetName() const override { return name_; }
+  uint32_t GetID() const override { return id_; }
+  rocksdb::Status GetDescriptor(rocksdb::ColumnFamilyDescriptor*) override {
+    return rocksdb::Status::NotSupported();
+  }
+  const rocksdb::Comparator* GetComparator() const override {
+    return rocksdb::BytewiseComparator();
+  }
+
+ private:
+  uint32_t id_;
+  std::string name_;
+};
+
+IdOnlyHandle* HandleFor(ColumnFamily cf) {
+  static std::vector<std::unique_ptr<IdOnlyHandle>>* handles = [] {
+    auto* v = new std::vector<std::unique_ptr<IdOnlyHandle>>();
+    for (uint32_t i = 0; i < 64; ++i) v->push_back(std::make_unique<IdOnlyHandle>(i + 1));
+    return v;
+  }();
+  return handles->at(cf).get();
+}
+
+}  // namespace
+
+WriteBatch::WriteBatch() : impl_(std::make_unique<Impl>()) {}
+WriteBatch::~WriteBatch() = default;
+WriteBatch::WriteBatch(WriteBatch&&) noexcept = default;
+WriteBatch& WriteBatch::operator=(WriteBatch&&) noexcept = default;
+
+void WriteBatch::Put(ColumnFamily cf, std::string_view key, std::string_view value) {
+  impl_->batch.Put(HandleFor(cf), ToSlice(key), ToSlice(value)).PermitUncheckedError();
+}
+void WriteBatch::Delete(ColumnFamily cf, std::string_view key) {
+  impl_->batch.Delete(HandleFor(cf), ToSlice(key)).PermitUncheckedError();
+}
+void WriteBatch::DeleteRange(ColumnFamily cf, std::string_view begin, std::string_view end) {
+  impl_->batch.DeleteRange(HandleFor(cf), ToSlice(begin), ToSlice(end)).PermitUncheckedError();
+}
+void WriteBatch::Clear() { impl_->batch.Clear(); }
+size_t WriteBatch::Count() const { return static_cast<size_t>(impl_->batch.Count()); }
+size_t WriteBatch::ByteSize() const { return impl_->batch.GetDataSize(); }
+
+Status RocksStore::Write(WriteBatch& batch, bool sync) {
+  int pending = injected_failures_.load();
+  while (pending > 0) {
+    if (injected_failures_.compare_exchange_weak(pending, pending - 1)) {
+      return Unavailable("write: injected storage failure");
+    }
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return FromRocks(db_->Write(wo, WriteBatchAccess::Native(batch)), "write");
+}
+
+Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.path, ec);
+  if (ec) {
+    return Unavailable(fmt::format("cannot create data directory '{}': {}", options.path,
+                                   ec.message()));
+  }
+  rocksdb::DBOptions db_opts;
+  db_opts.create_if_missing = true;
+  db_opts.create_missing_column_families = true;
+  db_opts.max_background_jobs = options.background_jobs;
+  db_opts.bytes_per_sync = 1 << 20;
+  db_opts.wal_bytes_per_sync = 0;
+  db_opts.max_total_wal_size = 256u << 20;
+  db_opts.keep_log_file_num = 3;
+  db_opts.max_open_files = 1024;
+
+  auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  std::vector<std::unique_ptr<TtlCompactionFilter>> filters;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  for (const auto& spec : options.column_families) {
+    rocksdb::ColumnFamilyOptions cf;
+    cf.write_buffer_size = spec.write_buffer_bytes;
+    cf.max_write_buffer_number = 4;
+    cf.level_compaction_dynamic_level_bytes = true;
+    cf.compression = spec.compress ? rocksdb::kLZ4Compression : rocksdb::kNoCompression;
+    cf.bottommost_compression = spec.compress ? rocksdb::kZSTD : rocksdb::kNoCompression;
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = cache;
+    table.block_size = 16 * 1024;
+    if (spec.bloom) {
+      table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+      cf.memtable_whole_key_filtering = true;
+      cf.memtable_prefix_bloom_size_ratio = 0.05;
+    }
+    cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    if (spec.ttl) {
+      filters.push_back(std::make_unique<TtlCompactionFilter>(options.clock));
+      cf.compaction_filter = filters.back().get();
+    }
+    descriptors.emplace_back(spec.name, cf);
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(db_opts, options.path, descriptors, &handles, &raw);
+  if (!s.ok()) {
+    return FromRocks(s, fmt::format("open data directory '{}'", options.path));
+  }
+  std::unique_ptr<rocksdb::DB> db(raw);
+  for (size_t i = 0; i < handles.size(); ++i) {
+    if (handles[i]->GetID() != i) {
+      // Batches address column families by id (index + 1); a store created with another
+      // column family order cannot be used.
+      for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+      return Internal(fmt::format("data directory '{}' has column family '{}' at id {}, want {}",
+                                  options.path, handles[i]->GetName(), handles[i]->GetID(), i));
+    }
+  }
+  return std::unique_ptr<Store>(
+      new RocksStore(std::move(db), std::move(handles), std::move(filters)));
+}
+
+std::string EncodeTtlValue(int64_t expires_at_ms, std::string_view payload) {
+  std::string out;
+  out.reserve(8 + payload.size());
+  PutFixed64BE(&out, static_cast<uint64_t>(expires_at_ms));
+  out.append(payload);
+  return out;
+}
+
+int64_t DecodeTtlValue(std::string_view value, std::string_view* payload) {
+  if (value.size() < 8) {
+    *payload = {};
+    return 0;
+  }
+  *payload = value.substr(8);
+  return static_cast<int64_t>(DecodeFixed64BE(value.data()));
+}
+
+}  // namespace fairway::storage

@@ -1,0 +1,122 @@
+#pragma once
+// Store: Fairway's embedded key-value storage, a thin wrapper over RocksDB that keeps RocksDB's
+// headers out of every other module. Column families, atomic write batches (optionally synced
+// to disk), point and batched reads, bounded iterators, and TTL column families whose values
+// carry their own expiry time and are dropped by compaction once expired.
+//
+// Thread-safe: any thread may read, write or iterate. One Store per data directory (RocksDB
+// holds a lock on it).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+
+namespace fairway::storage {
+
+struct ColumnFamilySpec {
+  std::string name;
+  // Values begin with an 8-byte big-endian expiry time (ms since epoch); compaction drops
+  // entries whose expiry has passed. Readers must still check expiry themselves.
+  bool ttl = false;
+  // Compress SST blocks (LZ4). Off for values the caller already compressed.
+  bool compress = true;
+  // Keep a whole-key bloom filter: cheap negative point lookups (dedup, index probes).
+  bool bloom = false;
+  // Memtable size in bytes.
+  size_t write_buffer_bytes = 32u << 20;
+};
+
+struct StoreOptions {
+  std::string path;
+  // Column families besides "default", in a fixed order: the handle of the i-th is `i`.
+  std::vector<ColumnFamilySpec> column_families;
+  // Shared block cache for reads.
+  size_t block_cache_bytes = 128u << 20;
+  // Background flush/compaction threads.
+  int background_jobs = 2;
+  // Time source for TTL expiry (not owned; must outlive the Store).
+  const Clock* clock = SystemClock::Default();
+};
+
+// Index into StoreOptions::column_families.
+using ColumnFamily = uint32_t;
+
+// A set of writes applied atomically by Store::Write.
+class WriteBatch {
+ public:
+  WriteBatch();
+  ~WriteBatch();
+  WriteBatch(WriteBatch&&) noexcept;
+  WriteBatch& operator=(WriteBatch&&) noexcept;
+
+  void Put(ColumnFamily cf, std::string_view key, std::string_view value);
+  void Delete(ColumnFamily cf, std::string_view key);
+  // Deletes keys in [begin, end).
+  void DeleteRange(ColumnFamily cf, std::string_view begin, std::string_view end);
+  void Clear();
+  size_t Count() const;
+  size_t ByteSize() const;
+
+ private:
+  friend struct WriteBatchAccess;  // defined in store.cpp
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Iterates one column family within optional [lower, upper) bounds. Not thread-safe; holds an
+// implicit snapshot for its lifetime.
+class Iterator {
+ public:
+  virtual ~Iterator() = default;
+  virtual void Seek(std::string_view key) = 0;
+  virtual void SeekForPrev(std::string_view key) = 0;
+  virtual void SeekToFirst() = 0;
+  virtual void SeekToLast() = 0;
+  virtual bool Valid() const = 0;
+  virtual void Next() = 0;
+  virtual void Prev() = 0;
+  virtual std::string_view key() const = 0;
+  virtual std::string_view value() const = 0;
+  // Non-OK if iteration stopped because of an error rather than the end of data.
+  virtual Status status() const = 0;
+};
+
+class Store {
+ public:
+  // Opens (creating if missing) the store at options.path with the given column families.
+  static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  virtual ~Store() = default;
+
+  // Applies `batch` atomically. With `sync`, returns only once the write-ahead log is on disk
+  // (fsync): the write survives power loss.
+  virtual Status Write(WriteBatch& batch, bool sync) = 0;
+  virtual Result<std::optional<std::string>> Get(ColumnFamily cf, std::string_view key) = 0;
+  // Looks up many keys at once; results[i] answers keys[i].
+  virtual Status MultiGet(ColumnFamily cf, const std::vector<std::string_view>& keys,
+                          std::vector<std::optional<std::string>>* results) = 0;
+  virtual std::unique_ptr<Iterator> NewIterator(ColumnFamily cf, std::string lower = {},
+                                                std::string upper = {}) = 0;
+  // Compacts [begin, end) now (frees space after range deletes; applies TTL).
+  virtual Status CompactRange(ColumnFamily cf, std::string_view begin, std::string_view end) = 0;
+  // Bytes of live data: SST files plus memtables not yet flushed.
+  virtual uint64_t DiskBytes() = 0;
+  // Flushes memtables to SST files.
+  virtual Status Flush() = 0;
+
+  // Test probe: the next `n` writes fail with Unavailable before reaching RocksDB, as a full or
+  // failing disk would.
+  virtual void InjectWriteFailures(int n) = 0;
+};
+
+// Helpers for TTL column families.
+std::string EncodeTtlValue(int64_t expires_at_ms, std::string_view payload);
+// Returns the expiry of a TTL value (0 when malformed) and sets `payload`.
+int64_t DecodeTtlValue(std::string_view value, std::string_view* payload);
+
+}  // namespace fairway::storage

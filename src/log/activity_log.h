@@ -1,0 +1,109 @@
+#pragma once
+// ActivityLog: the permanent, partitioned record of every tenant's activities, and the queue
+// its consumers read. Modelled on Kafka so the embedded (RocksDB) and Kafka backends share it:
+// a tenant is a topic, a lead's activities always land in the same partition (hash of the
+// lead), and each partition's offsets are contiguous from its start offset.
+//
+// ActivityQuery is the read-by-lead index over the same data, used by the public API.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/status.h"
+#include "model/activity.h"
+
+namespace fairway::log {
+
+// Picks the partition of a lead: stable across restarts and versions.
+PartitionId PartitionFor(std::string_view lead_key, uint32_t partitions);
+
+struct AppendRequest {
+  TenantId tenant;
+  // The tenant's partition count (fixed for the tenant's lifetime).
+  uint32_t partitions = 1;
+  // A messageId seen within this window is not stored again (0 disables the check).
+  int64_t dedup_window_ms = 0;
+  // Activities' index entries expire after this (0 = never).
+  int64_t retention_ms = 0;
+  std::vector<model::Activity> activities;
+};
+
+struct AppendResult {
+  // Activities newly stored.
+  uint32_t stored = 0;
+  // Activities recognised as re-sent (same messageId within the window) and not stored again.
+  uint32_t duplicates = 0;
+};
+
+// Runs exactly once per request, on the log's writer thread: keep it short (hand off).
+using AppendCallback = std::function<void(Result<AppendResult>)>;
+
+struct LogEntry {
+  PartitionId partition;
+  Offset offset;
+  model::Activity activity;
+};
+
+class ActivityLog {
+ public:
+  virtual ~ActivityLog() = default;
+
+  // Appends a request's activities atomically: all are stored or none. `done` runs once the
+  // write is durable (synced to disk), or with the error that prevented it. Concurrent appends
+  // share one sync (group commit).
+  virtual void Append(AppendRequest request, AppendCallback done) = 0;
+
+  // Reads up to `max_records` entries of one partition from offset `from` (inclusive).
+  // Entries below the partition's start offset (removed by retention) are skipped.
+  virtual Result<std::vector<LogEntry>> Read(const TenantId& tenant, PartitionId partition,
+                                             Offset from, size_t max_records) = 0;
+
+  // The offset the next appended record of the partition will get.
+  virtual Result<Offset> HighWatermark(const TenantId& tenant, PartitionId partition) = 0;
+  // The first offset still stored (raised by retention).
+  virtual Result<Offset> LowWatermark(const TenantId& tenant, PartitionId partition) = 0;
+
+  // Removes records received before `cutoff_ms` from every partition of the tenant.
+  // Returns the number of records removed.
+  virtual Result<uint64_t> ApplyRetention(const TenantId& tenant, uint32_t partitions,
+                                          int64_t cutoff_ms) = 0;
+
+  // Removes everything stored for the tenant. Appends queued before it are removed too; the
+  // caller must stop new appends first.
+  virtual Status DropTenant(const TenantId& tenant) = 0;
+};
+
+struct ActivityQuery {
+  TenantId tenant;
+  // userId or anonymousId.
+  std::string lead;
+  std::optional<model::ActivityType> type;
+  // Event name (track) or page/screen name; empty = any.
+  std::string event;
+  // Event-time range, inclusive.
+  int64_t since_ms = INT64_MIN;
+  int64_t until_ms = INT64_MAX;
+  bool newest_first = true;
+  size_t limit = 100;
+  // Opaque position returned by a previous page; empty = start.
+  std::string cursor;
+};
+
+struct ActivityPage {
+  std::vector<LogEntry> entries;
+  // Empty when there is nothing more.
+  std::string next_cursor;
+};
+
+class ActivityIndex {
+ public:
+  virtual ~ActivityIndex() = default;
+  // Reads a lead's activities by event time. InvalidArgument names a bad cursor.
+  virtual Result<ActivityPage> Query(const ActivityQuery& query) = 0;
+};
+
+}  // namespace fairway::log

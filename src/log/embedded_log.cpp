@@ -1,0 +1,531 @@
+#include "log/embedded_log.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <unordered_set>
+
+#include "common/coding.h"
+#include "common/crypto.h"
+#include "common/hash.h"
+#include "log/block.h"
+#include "storage/schema.h"
+
+namespace fairway::log {
+
+using storage::kLogBlocks;
+using storage::kLogDedup;
+using storage::kLogLeadIndex;
+using storage::kLogMeta;
+
+PartitionId PartitionFor(std::string_view lead_key, uint32_t partitions) {
+  return PartitionId(static_cast<uint32_t>(Hash64(lead_key) % std::max<uint32_t>(partitions, 1)));
+}
+
+namespace {
+
+std::string TenantPrefix(const TenantId& tenant) { return tenant.str() + '\0'; }
+std::string TenantEnd(const TenantId& tenant) { return tenant.str() + '\x01'; }
+
+std::string PartitionPrefix(const TenantId& tenant, PartitionId p) {
+  std::string k = TenantPrefix(tenant);
+  PutFixed32BE(&k, p.value());
+  return k;
+}
+
+// The upper bound of keys that start with `prefix`: prefix followed by 0xff bytes is enough
+// because what follows a prefix in our keys is at most 12 fixed bytes.
+std::string PrefixEnd(std::string prefix) {
+  prefix.append(16, '\xff');
+  return prefix;
+}
+
+uint64_t OrderedTime(int64_t ms) { return static_cast<uint64_t>(ms) ^ (1ULL << 63); }
+
+std::string LeadPrefix(const TenantId& tenant, std::string_view lead) {
+  std::string k = TenantPrefix(tenant);
+  PutFixed32BE(&k, static_cast<uint32_t>(lead.size()));
+  k.append(lead);
+  return k;
+}
+
+// A decoded block kept while reading consecutive records from it.
+struct BlockCursor {
+  std::string key;
+  uint64_t base = 0;
+  std::string scratch;
+  std::string value;
+  std::vector<std::string_view> records;
+};
+
+// Loads the block holding `offset` of a partition into `cursor` (if not already there).
+// Returns false (OK status) when no stored block holds it.
+Result<bool> LoadBlockFor(storage::Store* store, const std::string& partition_prefix,
+                          uint64_t offset, BlockCursor* cursor) {
+  if (!cursor->key.empty() && cursor->key.compare(0, partition_prefix.size(), partition_prefix) ==
+                                  0 &&
+      offset >= cursor->base && offset < cursor->base + cursor->records.size()) {
+    return true;
+  }
+  auto it = store->NewIterator(kLogBlocks, partition_prefix, PrefixEnd(partition_prefix));
+  std::string key = partition_prefix;
+  PutFixed64BE(&key, offset);
+  it->SeekForPrev(key);
+  if (!it->Valid()) {
+    FAIRWAY_RETURN_IF_ERROR(it->status());
+    return false;
+  }
+  uint64_t base = DecodeFixed64BE(it->key().data() + partition_prefix.size());
+  auto header = ReadBlockHeader(it->value());
+  if (!header.ok()) return header.status();
+  if (offset >= base + header->count) return false;
+  cursor->key.assign(it->key());
+  cursor->base = base;
+  cursor->value.assign(it->value());
+  FAIRWAY_RETURN_IF_ERROR(DecodeBlock(cursor->value, &cursor->scratch, &cursor->records));
+  return true;
+}
+
+std::string EncodeCursor(std::string_view key_suffix) {
+  std::string b64 = Base64Encode(key_suffix);
+  for (char& c : b64) c = c == '+' ? '-' : c == '/' ? '_' : c;
+  while (!b64.empty() && b64.back() == '=') b64.pop_back();
+  return b64;
+}
+
+std::optional<std::string> DecodeCursor(std::string_view cursor) {
+  std::string s(cursor);
+  for (char& c : s) c = c == '-' ? '+' : c == '_' ? '/' : c;
+  auto raw = Base64Decode(s);
+  if (!raw || raw->size() != 20) return std::nullopt;
+  return raw;
+}
+
+}  // namespace
+
+EmbeddedLog::EmbeddedLog(storage::Store* store, const Clock* clock, MetricsRegistry* metrics,
+                         EmbeddedLogOptions options)
+    : store_(store), clock_(clock), options_(options) {
+  commits_ = metrics->GetCounter("fairway_log_commits_total", "Group commits written.");
+  commit_failures_ =
+      metrics->GetCounter("fairway_log_commit_failures_total", "Group commits that failed.");
+  commit_events_ = metrics->GetHistogram("fairway_log_commit_events",
+                                         "Events per group commit.", SizeBuckets());
+  commit_requests_ = metrics->GetHistogram("fairway_log_commit_requests",
+                                           "Requests sharing one group commit.", SizeBuckets());
+  sync_seconds_ = metrics->GetHistogram("fairway_log_sync_seconds",
+                                        "Time to write and fsync one group commit.",
+                                        LatencyBuckets());
+  queue_depth_ = metrics->GetGauge("fairway_log_queued_events", "Events waiting for a commit.");
+  metrics->SetGaugeFunction("fairway_log_disk_bytes", "Bytes of the embedded store on disk.",
+                            [store] {
+                              return std::vector<std::pair<Labels, double>>{
+                                  {{}, static_cast<double>(store->DiskBytes())}};
+                            });
+}
+
+EmbeddedLog::~EmbeddedLog() { Stop(); }
+
+void EmbeddedLog::Start() {
+  std::lock_guard lock(mu_);
+  if (running_) return;
+  running_ = true;
+  stopping_ = false;
+  writer_ = std::thread([this] { RunWriter(); });
+}
+
+void EmbeddedLog::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (!running_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  writer_.join();
+  std::lock_guard lock(mu_);
+  running_ = false;
+}
+
+void EmbeddedLog::Append(AppendRequest request, AppendCallback done) {
+  size_t n = request.activities.size();
+  {
+    std::unique_lock lock(mu_);
+    if (!running_ || stopping_) {
+      lock.unlock();
+      done(Unavailable("activity log is shutting down"));
+      return;
+    }
+    if (queued_events_ > 0 && queued_events_ + n > options_.max_queued_events) {
+      lock.unlock();
+      done(Unavailable("activity log is overloaded: too many events waiting for disk"));
+      return;
+    }
+    queued_events_ += n;
+    queue_depth_->Set(static_cast<int64_t>(queued_events_));
+    Op op;
+    op.append = std::make_unique<PendingAppend>(PendingAppend{std::move(request), std::move(done)});
+    queue_.push_back(std::move(op));
+  }
+  cv_.notify_one();
+}
+
+Status EmbeddedLog::RunControl(std::function<Status()> fn) {
+  auto op = std::make_unique<ControlOp>();
+  op->run = std::move(fn);
+  auto fut = op->result.get_future();
+  {
+    std::lock_guard lock(mu_);
+    if (!running_ || stopping_) return Unavailable("activity log is not running");
+    Op o;
+    o.control = std::move(op);
+    queue_.push_back(std::move(o));
+  }
+  cv_.notify_one();
+  return fut.get();
+}
+
+void EmbeddedLog::RunWriter() {
+  std::vector<PendingAppend> group;
+  while (true) {
+    std::unique_ptr<ControlOp> control;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+      if (queue_.empty()) break;  // stopping, and everything queued is done
+      size_t events = 0;
+      while (!queue_.empty()) {
+        Op& front = queue_.front();
+        if (front.control) {
+          if (group.empty()) {
+            control = std::move(front.control);
+            queue_.pop_front();
+          }
+          break;
+        }
+        size_t n = front.append->request.activities.size();
+        if (!group.empty() && events + n > options_.max_commit_events) break;
+        events += n;
+        group.push_back(std::move(*front.append));
+        queue_.pop_front();
+      }
+      queued_events_ -= events;
+      queue_depth_->Set(static_cast<int64_t>(queued_events_));
+    }
+    if (control) {
+      control->result.set_value(control->run());
+      continue;
+    }
+    CommitAppends(group);
+    group.clear();
+  }
+}
+
+Result<uint64_t> EmbeddedLog::LoadStartOffset(const std::string& partition_prefix) {
+  auto v = store_->Get(kLogMeta, partition_prefix);
+  if (!v.ok()) return v.status();
+  if (!v->has_value() || (*v)->size() != 8) return uint64_t{0};
+  return DecodeFixed64BE((*v)->data());
+}
+
+Result<uint64_t> EmbeddedLog::LoadNextOffset(const std::string& partition_prefix) {
+  auto it = store_->NewIterator(kLogBlocks, partition_prefix, PrefixEnd(partition_prefix));
+  it->SeekToLast();
+  if (it->Valid()) {
+    uint64_t base = DecodeFixed64BE(it->key().data() + partition_prefix.size());
+    auto header = ReadBlockHeader(it->value());
+    if (!header.ok()) return header.status();
+    return base + header->count;
+  }
+  FAIRWAY_RETURN_IF_ERROR(it->status());
+  return LoadStartOffset(partition_prefix);
+}
+
+Result<uint64_t> EmbeddedLog::NextOffset(const std::string& partition_prefix) {
+  auto it = next_offsets_.find(partition_prefix);
+  if (it != next_offsets_.end()) return it->second;
+  auto loaded = LoadNextOffset(partition_prefix);
+  if (loaded.ok()) next_offsets_.emplace(partition_prefix, *loaded);
+  return loaded;
+}
+
+void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
+  const int64_t now = clock_->NowMillis();
+  const int64_t start_ns = clock_->MonotonicNanos();
+
+  // 1. Idempotency: which messageIds were already stored within their tenant's window?
+  std::vector<std::string> dedup_keys;
+  for (const auto& p : group) {
+    std::string prefix = TenantPrefix(p.request.tenant);
+    for (const auto& a : p.request.activities) dedup_keys.push_back(prefix + a.message_id.str());
+  }
+  std::vector<std::string_view> key_views(dedup_keys.begin(), dedup_keys.end());
+  std::vector<std::optional<std::string>> found;
+  Status st = store_->MultiGet(kLogDedup, key_views, &found);
+
+  // 2. Assign offsets and build one block per tenant partition.
+  struct PartitionBuild {
+    BlockBuilder block;
+    uint64_t base = 0;
+    std::vector<std::pair<const model::Activity*, size_t>> members;  // activity, dedup key idx
+    const AppendRequest* request = nullptr;
+  };
+  std::map<std::string, PartitionBuild> builds;
+  std::vector<AppendResult> results(group.size());
+  std::unordered_set<std::string_view> seen;
+  std::string record;
+  size_t key_index = 0;
+  for (size_t r = 0; r < group.size() && st.ok(); ++r) {
+    const AppendRequest& req = group[r].request;
+    for (const auto& a : req.activities) {
+      size_t k = key_index++;
+      bool duplicate = false;
+      if (req.dedup_window_ms > 0) {
+        duplicate = !seen.insert(dedup_keys[k]).second;
+        std::string_view payload;
+        if (!duplicate && found[k]) {
+          duplicate = storage::DecodeTtlValue(*found[k], &payload) >= now;
+        }
+      }
+      if (duplicate) {
+        ++results[r].duplicates;
+        continue;
+      }
+      ++results[r].stored;
+      std::string prefix = PartitionPrefix(req.tenant, PartitionFor(a.LeadKey(), req.partitions));
+      auto& b = builds[prefix];
+      b.request = &req;
+      record.clear();
+      model::EncodeActivity(a, &record);
+      b.block.Add(record, a.received_at_ms);
+      b.members.emplace_back(&a, k);
+    }
+  }
+
+  storage::WriteBatch batch;
+  std::string key, value;
+  for (auto& [prefix, b] : builds) {
+    if (!st.ok()) break;
+    auto next = NextOffset(prefix);
+    if (!next.ok()) {
+      st = next.status();
+      break;
+    }
+    b.base = *next;
+    key = prefix;
+    PutFixed64BE(&key, b.base);
+    batch.Put(kLogBlocks, key, b.block.Finish(options_.compress_min_bytes));
+    const AppendRequest& req = *b.request;
+    const int64_t index_expiry = req.retention_ms > 0 ? now + req.retention_ms : 0;
+    const int64_t dedup_expiry = now + req.dedup_window_ms;
+    uint32_t partition = DecodeFixed32BE(prefix.data() + prefix.size() - 4);
+    for (size_t i = 0; i < b.members.size(); ++i) {
+      const model::Activity& a = *b.members[i].first;
+      uint64_t offset = b.base + i;
+      std::string position;
+      PutFixed32BE(&position, partition);
+      PutFixed64BE(&position, offset);
+      if (req.dedup_window_ms > 0) {
+        batch.Put(kLogDedup, dedup_keys[b.members[i].second],
+                  storage::EncodeTtlValue(dedup_expiry, position));
+      }
+      value.clear();
+      value = storage::EncodeTtlValue(index_expiry, "");
+      value.push_back(static_cast<char>(a.type));
+      value.append(a.event);
+      for (const std::string* lead : {&a.user_id, &a.anonymous_id}) {
+        if (lead->empty() || (lead == &a.anonymous_id && a.anonymous_id == a.user_id)) continue;
+        key = LeadPrefix(req.tenant, *lead);
+        PutFixed64BE(&key, OrderedTime(a.timestamp_ms));
+        key.append(position);
+        batch.Put(kLogLeadIndex, key, value);
+      }
+    }
+    next_offsets_[prefix] = b.base + b.members.size();
+  }
+
+  if (st.ok() && batch.Count() > 0) st = store_->Write(batch, options_.sync);
+  const int64_t end_ns = clock_->MonotonicNanos();
+  size_t events = key_index;
+  if (!st.ok()) {
+    // Offsets handed out for this group were not used: reload them from the store.
+    next_offsets_.clear();
+    commit_failures_->Add();
+    Status failure = Unavailable(fmt::format("storage write failed: {}", st.message()));
+    for (auto& p : group) p.done(failure);
+    return;
+  }
+  commits_->Add();
+  commit_events_->Observe(static_cast<double>(events));
+  commit_requests_->Observe(static_cast<double>(group.size()));
+  sync_seconds_->Observe(static_cast<double>(end_ns - start_ns) / 1e9);
+  for (size_t r = 0; r < group.size(); ++r) group[r].done(results[r]);
+}
+
+Result<std::vector<LogEntry>> EmbeddedLog::Read(const TenantId& tenant, PartitionId partition,
+                                                Offset from, size_t max_records) {
+  std::string prefix = PartitionPrefix(tenant, partition);
+  FAIRWAY_ASSIGN_OR_RETURN(uint64_t start, LoadStartOffset(prefix));
+  uint64_t offset = std::max(from.value(), start);
+  std::vector<LogEntry> out;
+  auto it = store_->NewIterator(kLogBlocks, prefix, PrefixEnd(prefix));
+  std::string key = prefix;
+  PutFixed64BE(&key, offset);
+  it->SeekForPrev(key);
+  if (!it->Valid()) it->Seek(key);
+  std::string scratch;
+  std::vector<std::string_view> records;
+  for (; it->Valid() && out.size() < max_records; it->Next()) {
+    uint64_t base = DecodeFixed64BE(it->key().data() + prefix.size());
+    FAIRWAY_RETURN_IF_ERROR(DecodeBlock(it->value(), &scratch, &records));
+    for (size_t i = 0; i < records.size() && out.size() < max_records; ++i) {
+      if (base + i < offset) continue;
+      auto a = model::DecodeActivity(records[i]);
+      if (!a.ok()) return Internal(fmt::format("log record {}: {}", base + i, a.status().message()));
+      out.push_back({partition, Offset(base + i), std::move(a).value()});
+    }
+  }
+  FAIRWAY_RETURN_IF_ERROR(it->status());
+  return out;
+}
+
+Result<Offset> EmbeddedLog::HighWatermark(const TenantId& tenant, PartitionId partition) {
+  FAIRWAY_ASSIGN_OR_RETURN(uint64_t next, LoadNextOffset(PartitionPrefix(tenant, partition)));
+  return Offset(next);
+}
+
+Result<Offset> EmbeddedLog::LowWatermark(const TenantId& tenant, PartitionId partition) {
+  FAIRWAY_ASSIGN_OR_RETURN(uint64_t start, LoadStartOffset(PartitionPrefix(tenant, partition)));
+  return Offset(start);
+}
+
+Result<uint64_t> EmbeddedLog::ApplyRetention(const TenantId& tenant, uint32_t partitions,
+                                             int64_t cutoff_ms) {
+  uint64_t removed = 0;
+  Status st = RunControl([&]() -> Status {
+    storage::WriteBatch batch;
+    std::vector<std::pair<std::string, uint64_t>> new_starts;
+    for (uint32_t p = 0; p < partitions; ++p) {
+      std::string prefix = PartitionPrefix(tenant, PartitionId(p));
+      auto it = store_->NewIterator(kLogBlocks, prefix, PrefixEnd(prefix));
+      std::optional<uint64_t> new_start;
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        auto header = ReadBlockHeader(it->value());
+        if (!header.ok()) return header.status();
+        if (header->max_received_at_ms >= cutoff_ms) break;
+        uint64_t base = DecodeFixed64BE(it->key().data() + prefix.size());
+        batch.Delete(kLogBlocks, it->key());
+        removed += header->count;
+        new_start = base + header->count;
+      }
+      FAIRWAY_RETURN_IF_ERROR(it->status());
+      if (new_start) {
+        std::string v;
+        PutFixed64BE(&v, *new_start);
+        batch.Put(kLogMeta, prefix, v);
+      }
+    }
+    if (batch.Count() == 0) return Status::Ok();
+    return store_->Write(batch, options_.sync);
+  });
+  if (!st.ok()) return st;
+  return removed;
+}
+
+void EmbeddedLog::PauseWriterUntil(std::shared_future<void> release) {
+  auto op = std::make_unique<ControlOp>();
+  op->run = [release] {
+    release.wait();
+    return Status::Ok();
+  };
+  std::lock_guard lock(mu_);
+  Op o;
+  o.control = std::move(op);
+  queue_.push_back(std::move(o));
+  cv_.notify_one();
+}
+
+Status EmbeddedLog::DropTenant(const TenantId& tenant) {
+  return RunControl([&]() -> Status {
+    storage::WriteBatch batch;
+    std::string begin = TenantPrefix(tenant), end = TenantEnd(tenant);
+    for (auto cf : {kLogBlocks, kLogDedup, kLogLeadIndex, kLogMeta}) {
+      batch.DeleteRange(cf, begin, end);
+    }
+    FAIRWAY_RETURN_IF_ERROR(store_->Write(batch, options_.sync));
+    std::erase_if(next_offsets_,
+                  [&](const auto& kv) { return kv.first.compare(0, begin.size(), begin) == 0; });
+    return Status::Ok();
+  });
+}
+
+Result<ActivityPage> EmbeddedLog::Query(const ActivityQuery& q) {
+  if (q.lead.empty()) return InvalidArgument("parameter 'lead' is required");
+  const std::string prefix = LeadPrefix(q.tenant, q.lead);
+  std::string lower = prefix, upper = prefix;
+  PutFixed64BE(&lower, OrderedTime(q.since_ms));
+  if (q.until_ms == INT64_MAX) {
+    upper = PrefixEnd(prefix);
+  } else {
+    PutFixed64BE(&upper, OrderedTime(q.until_ms + 1));
+  }
+  auto it = store_->NewIterator(kLogLeadIndex, lower, upper);
+  std::string cursor_key;
+  if (!q.cursor.empty()) {
+    auto suffix = DecodeCursor(q.cursor);
+    if (!suffix) return InvalidArgument("parameter 'cursor' is not a valid cursor");
+    cursor_key = prefix + *suffix;
+  }
+  if (q.newest_first) {
+    if (cursor_key.empty()) {
+      it->SeekToLast();
+    } else {
+      it->SeekForPrev(cursor_key);
+      if (it->Valid() && it->key() == cursor_key) it->Prev();
+    }
+  } else {
+    if (cursor_key.empty()) {
+      it->SeekToFirst();
+    } else {
+      it->Seek(cursor_key);
+      if (it->Valid() && it->key() == cursor_key) it->Next();
+    }
+  }
+  const size_t limit = std::clamp<size_t>(q.limit, 1, 1000);
+  ActivityPage page;
+  std::map<uint32_t, uint64_t> start_offsets;
+  BlockCursor block;
+  std::string last_suffix;
+  for (; it->Valid(); q.newest_first ? it->Prev() : it->Next()) {
+    std::string_view k = it->key();
+    std::string_view v = it->value();
+    if (k.size() != prefix.size() + 20 || v.size() < 9) return Internal("lead index: corrupt entry");
+    auto type = static_cast<model::ActivityType>(v[8]);
+    if (q.type && type != *q.type) continue;
+    if (!q.event.empty() && v.substr(9) != q.event) continue;
+    if (page.entries.size() == limit) {
+      page.next_cursor = EncodeCursor(last_suffix);
+      break;
+    }
+    std::string_view suffix = k.substr(prefix.size());
+    uint32_t partition = DecodeFixed32BE(suffix.data() + 8);
+    uint64_t offset = DecodeFixed64BE(suffix.data() + 12);
+    std::string partition_prefix = PartitionPrefix(q.tenant, PartitionId(partition));
+    auto start = start_offsets.find(partition);
+    if (start == start_offsets.end()) {
+      FAIRWAY_ASSIGN_OR_RETURN(uint64_t s, LoadStartOffset(partition_prefix));
+      start = start_offsets.emplace(partition, s).first;
+    }
+    if (offset < start->second) continue;  // removed by retention; index entry not yet expired
+    FAIRWAY_ASSIGN_OR_RETURN(bool present, LoadBlockFor(store_, partition_prefix, offset, &block));
+    if (!present) continue;
+    auto a = model::DecodeActivity(block.records[offset - block.base]);
+    if (!a.ok()) return Internal(fmt::format("log record {}: {}", offset, a.status().message()));
+    page.entries.push_back({PartitionId(partition), Offset(offset), std::move(a).value()});
+    last_suffix.assign(suffix);
+  }
+  FAIRWAY_RETURN_IF_ERROR(it->status());
+  return page;
+}
+
+}  // namespace fairway::log

@@ -1,0 +1,112 @@
+#pragma once
+// EmbeddedLog: the ActivityLog and ActivityIndex on Fairway's embedded RocksDB store.
+//
+// All writes (appends, retention, tenant drops) run on one writer thread owned by this object.
+// It drains the queue of pending appends into one group commit: it checks messageIds against
+// the dedup window, assigns contiguous offsets per tenant partition, writes one block per
+// partition plus the index and dedup entries in one atomic, fsynced RocksDB write, and then
+// completes every request of the group. Concurrent requests therefore share one fsync.
+// Reads run on the caller's thread against committed data.
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "log/activity_log.h"
+#include "storage/store.h"
+
+namespace fairway::log {
+
+struct EmbeddedLogOptions {
+  // fsync every group commit before acknowledging it. Turning it off loses acknowledged data
+  // on power loss; only for tests and benchmarks of other parts.
+  bool sync = true;
+  // Largest group commit in events; bounds commit latency and memory.
+  size_t max_commit_events = 20'000;
+  // Blocks at least this large are LZ4-compressed.
+  size_t compress_min_bytes = 256;
+  // Appends beyond this many queued events are refused with Unavailable (HTTP 503): the
+  // bound on ingest memory when the disk cannot keep up.
+  size_t max_queued_events = 500'000;
+};
+
+class EmbeddedLog final : public ActivityLog, public ActivityIndex {
+ public:
+  // `store` must be opened with storage::FairwayColumnFamilies() and outlive this object.
+  EmbeddedLog(storage::Store* store, const Clock* clock, MetricsRegistry* metrics,
+              EmbeddedLogOptions options);
+  ~EmbeddedLog() override;
+
+  // Starts the writer thread.
+  void Start();
+  // Completes everything queued, then stops the writer thread. Appends after Stop fail.
+  void Stop();
+
+  void Append(AppendRequest request, AppendCallback done) override;
+  Result<std::vector<LogEntry>> Read(const TenantId& tenant, PartitionId partition, Offset from,
+                                     size_t max_records) override;
+  Result<Offset> HighWatermark(const TenantId& tenant, PartitionId partition) override;
+  Result<Offset> LowWatermark(const TenantId& tenant, PartitionId partition) override;
+  Result<uint64_t> ApplyRetention(const TenantId& tenant, uint32_t partitions,
+                                  int64_t cutoff_ms) override;
+  Status DropTenant(const TenantId& tenant) override;
+
+  Result<ActivityPage> Query(const ActivityQuery& query) override;
+
+  // Test probe: the writer finishes what it is doing, then waits until `release` is ready, so a
+  // test can queue appends and watch them share one group commit.
+  void PauseWriterUntil(std::shared_future<void> release);
+
+ private:
+  struct PendingAppend {
+    AppendRequest request;
+    AppendCallback done;
+  };
+  // A write other than an append, run on the writer thread in queue order.
+  struct ControlOp {
+    std::function<Status()> run;
+    std::promise<Status> result;
+  };
+  struct Op {
+    std::unique_ptr<PendingAppend> append;
+    std::unique_ptr<ControlOp> control;
+  };
+
+  void RunWriter();
+  void CommitAppends(std::vector<PendingAppend>& group);
+  Status RunControl(std::function<Status()> fn);
+  // Next offset of a partition; loaded from the store on first use. Writer thread only.
+  Result<uint64_t> NextOffset(const std::string& partition_prefix);
+  Result<uint64_t> LoadNextOffset(const std::string& partition_prefix);
+  Result<uint64_t> LoadStartOffset(const std::string& partition_prefix);
+
+  storage::Store* store_;
+  const Clock* clock_;
+  EmbeddedLogOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Op> queue_;
+  size_t queued_events_ = 0;
+  bool stopping_ = false;
+  bool running_ = false;
+  std::thread writer_;
+
+  // Writer-thread state: partition prefix -> next offset.
+  std::unordered_map<std::string, uint64_t> next_offsets_;
+
+  Counter* commits_;
+  Counter* commit_failures_;
+  Histogram* commit_events_;
+  Histogram* commit_requests_;
+  Histogram* sync_seconds_;
+  Gauge* queue_depth_;
+};
+
+}  // namespace fairway::log

@@ -1,0 +1,337 @@
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <future>
+#include <set>
+
+#include "common/time_format.h"
+#include "log/block.h"
+#include "log/embedded_log.h"
+#include "storage/schema.h"
+#include "storage/tests/temp_dir.h"
+
+namespace fairway::log {
+namespace {
+
+using model::Activity;
+using model::ActivityType;
+
+Activity MakeActivity(std::string message_id, std::string user, int64_t ts,
+                      ActivityType type = ActivityType::kTrack, std::string event = "Clicked") {
+  Activity a;
+  a.type = type;
+  a.message_id = MessageId(std::move(message_id));
+  a.user_id = std::move(user);
+  a.event = std::move(event);
+  a.timestamp_ms = ts;
+  a.received_at_ms = ts;
+  a.fields_json = R"("properties":{"url":"/pricing","plan":"pro"})";
+  return a;
+}
+
+class EmbeddedLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+  void TearDown() override {
+    log_.reset();
+    store_.reset();
+  }
+
+  void Reopen(EmbeddedLogOptions options = {}) {
+    log_.reset();
+    store_.reset();
+    storage::StoreOptions opts;
+    opts.path = dir_.path();
+    opts.column_families = storage::FairwayColumnFamilies();
+    opts.clock = &clock_;
+    auto s = storage::Store::Open(opts);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+    metrics_ = std::make_unique<MetricsRegistry>();
+    log_ = std::make_unique<EmbeddedLog>(store_.get(), &clock_, metrics_.get(), options);
+    log_->Start();
+  }
+
+  AppendRequest Request(const std::string& tenant, std::vector<Activity> acts,
+                        uint32_t partitions = 4) {
+    AppendRequest r;
+    r.tenant = TenantId(tenant);
+    r.partitions = partitions;
+    r.dedup_window_ms = 3'600'000;
+    r.retention_ms = 0;
+    r.activities = std::move(acts);
+    return r;
+  }
+
+  Result<AppendResult> AppendSync(AppendRequest r) {
+    std::promise<Result<AppendResult>> p;
+    auto f = p.get_future();
+    log_->Append(std::move(r), [&](Result<AppendResult> res) { p.set_value(std::move(res)); });
+    return f.get();
+  }
+
+  std::vector<std::string> ReadAllIds(const std::string& tenant, uint32_t partitions = 4) {
+    std::vector<std::string> ids;
+    for (uint32_t p = 0; p < partitions; ++p) {
+      auto r = log_->Read(TenantId(tenant), PartitionId(p), Offset(0), 1'000'000);
+      EXPECT_TRUE(r.ok()) << r.status().ToString();
+      if (!r.ok()) continue;
+      for (auto& e : *r) ids.push_back(e.activity.message_id.str());
+    }
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  }
+
+  TempDir dir_;
+  ManualClock clock_{1'709'208'000'000};
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<MetricsRegistry> metrics_;
+  std::unique_ptr<EmbeddedLog> log_;
+};
+
+TEST_F(EmbeddedLogTest, AppendsReadBackWithContiguousOffsetsPerPartition) {
+  std::vector<Activity> acts;
+  for (int i = 0; i < 200; ++i) {
+    acts.push_back(MakeActivity("m" + std::to_string(i), "u" + std::to_string(i % 37), 1000 + i));
+  }
+  auto r = AppendSync(Request("acme", acts));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->stored, 200u);
+  uint64_t total = 0;
+  for (uint32_t p = 0; p < 4; ++p) {
+    auto entries = log_->Read(TenantId("acme"), PartitionId(p), Offset(0), 1000);
+    ASSERT_TRUE(entries.ok());
+    for (size_t i = 0; i < entries->size(); ++i) {
+      const auto& e = (*entries)[i];
+      EXPECT_EQ(e.offset.value(), i);  // contiguous from 0
+      EXPECT_EQ(PartitionFor(e.activity.LeadKey(), 4).value(), p);  // lead -> partition
+    }
+    auto hw = log_->HighWatermark(TenantId("acme"), PartitionId(p));
+    ASSERT_TRUE(hw.ok());
+    EXPECT_EQ(hw->value(), entries->size());
+    total += entries->size();
+  }
+  EXPECT_EQ(total, 200u);
+  // Per-lead order is log order.
+  auto entries = log_->Read(TenantId("acme"), PartitionFor("u5", 4), Offset(0), 1000);
+  int64_t last = 0;
+  for (const auto& e : *entries) {
+    if (e.activity.user_id != "u5") continue;
+    EXPECT_GT(e.activity.timestamp_ms, last);
+    last = e.activity.timestamp_ms;
+  }
+}
+
+TEST_F(EmbeddedLogTest, ReadFromMiddleOffsetAndAcrossBlocks) {
+  for (int batch = 0; batch < 5; ++batch) {
+    std::vector<Activity> acts;
+    for (int i = 0; i < 10; ++i) {
+      acts.push_back(MakeActivity(fmt::format("b{}-{}", batch, i), "same-lead", batch * 10 + i));
+    }
+    ASSERT_TRUE(AppendSync(Request("acme", acts, 1)).ok());
+  }
+  auto r = log_->Read(TenantId("acme"), PartitionId(0), Offset(23), 15);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 15u);
+  EXPECT_EQ(r->front().offset.value(), 23u);
+  EXPECT_EQ(r->front().activity.message_id.str(), "b2-3");
+  EXPECT_EQ(r->back().offset.value(), 37u);
+}
+
+TEST_F(EmbeddedLogTest, ConcurrentAppendsShareOneGroupCommit) {
+  std::promise<void> release;
+  log_->PauseWriterUntil(release.get_future().share());
+  constexpr int kRequests = 50;
+  std::vector<std::promise<Result<AppendResult>>> done(kRequests);
+  for (int i = 0; i < kRequests; ++i) {
+    log_->Append(Request("acme", {MakeActivity("m" + std::to_string(i), "u", i)}),
+                 [&done, i](Result<AppendResult> r) { done[i].set_value(std::move(r)); });
+  }
+  uint64_t commits_before =
+      metrics_->GetCounter("fairway_log_commits_total", "")->value();
+  release.set_value();
+  for (auto& d : done) ASSERT_TRUE(d.get_future().get().ok());
+  uint64_t commits = metrics_->GetCounter("fairway_log_commits_total", "")->value() -
+                     commits_before;
+  EXPECT_EQ(commits, 1u) << "50 queued requests must share one fsync";
+  EXPECT_EQ(ReadAllIds("acme").size(), 50u);
+}
+
+TEST_F(EmbeddedLogTest, DuplicateMessageIdsAreStoredOnceWithinTheWindow) {
+  auto first = AppendSync(Request("acme", {MakeActivity("m1", "u", 1), MakeActivity("m2", "u", 2)}));
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->stored, 2u);
+  // A retry, plus a duplicate inside one request.
+  auto retry = AppendSync(Request(
+      "acme", {MakeActivity("m1", "u", 1), MakeActivity("m3", "u", 3), MakeActivity("m3", "u", 3)}));
+  ASSERT_TRUE(retry.ok());
+  EXPECT_EQ(retry->stored, 1u);
+  EXPECT_EQ(retry->duplicates, 2u);
+  // Another tenant may use the same messageId.
+  EXPECT_EQ(AppendSync(Request("other", {MakeActivity("m1", "u", 1)}))->stored, 1u);
+  // The window survives a restart.
+  Reopen();
+  EXPECT_EQ(AppendSync(Request("acme", {MakeActivity("m2", "u", 2)}))->duplicates, 1u);
+  EXPECT_EQ(ReadAllIds("acme"), (std::vector<std::string>{"m1", "m2", "m3"}));
+  // After the window, the same id is new again.
+  clock_.AdvanceMillis(3'600'001);
+  EXPECT_EQ(AppendSync(Request("acme", {MakeActivity("m1", "u", 1)}))->stored, 1u);
+}
+
+TEST_F(EmbeddedLogTest, FailedWriteStoresNothingAndLeavesNoOffsetGap) {
+  ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity("a", "u", 1)}, 1)).ok());
+  store_->InjectWriteFailures(1);
+  auto failed = AppendSync(Request("acme", {MakeActivity("b", "u", 2), MakeActivity("c", "u", 3)}, 1));
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(ReadAllIds("acme", 1), (std::vector<std::string>{"a"}));
+  // The failed ids were not remembered as seen, and offsets continue without a gap.
+  ASSERT_EQ(AppendSync(Request("acme", {MakeActivity("b", "u", 2)}, 1))->stored, 1u);
+  auto r = log_->Read(TenantId("acme"), PartitionId(0), Offset(0), 10);
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[1].offset.value(), 1u);
+}
+
+TEST_F(EmbeddedLogTest, OffsetsContinueAfterRestart) {
+  ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity("a", "u", 1), MakeActivity("b", "u", 2)}, 1)).ok());
+  Reopen();
+  ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity("c", "u", 3)}, 1)).ok());
+  auto r = log_->Read(TenantId("acme"), PartitionId(0), Offset(0), 10);
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ((*r)[2].offset.value(), 2u);
+  EXPECT_EQ((*r)[2].activity.message_id.str(), "c");
+}
+
+TEST_F(EmbeddedLogTest, QueryByLeadPaginatesNewestFirstWithFilters) {
+  std::vector<Activity> acts;
+  for (int i = 0; i < 25; ++i) {
+    acts.push_back(MakeActivity("t" + std::to_string(i), "alice", 1000 + i));
+  }
+  Activity page = MakeActivity("p0", "alice", 2000, ActivityType::kPage, "Pricing");
+  page.anonymous_id = "anon-1";
+  acts.push_back(page);
+  acts.push_back(MakeActivity("bob0", "bob", 1500));
+  ASSERT_TRUE(AppendSync(Request("acme", acts)).ok());
+
+  ActivityQuery q;
+  q.tenant = TenantId("acme");
+  q.lead = "alice";
+  q.limit = 10;
+  std::vector<std::string> seen;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto r = log_->Query(q);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    for (auto& e : r->entries) seen.push_back(e.activity.message_id.str());
+    if (r->next_cursor.empty()) break;
+    q.cursor = r->next_cursor;
+  }
+  ASSERT_EQ(seen.size(), 26u);
+  EXPECT_EQ(seen.front(), "p0");
+  EXPECT_EQ(seen[1], "t24");
+  EXPECT_EQ(seen.back(), "t0");
+
+  // By anonymousId, by type, by time range, oldest first.
+  q = {};
+  q.tenant = TenantId("acme");
+  q.lead = "anon-1";
+  auto anon = log_->Query(q);
+  ASSERT_EQ(anon->entries.size(), 1u);
+  EXPECT_EQ(anon->entries[0].activity.message_id.str(), "p0");
+  q.lead = "alice";
+  q.type = ActivityType::kPage;
+  EXPECT_EQ(log_->Query(q)->entries.size(), 1u);
+  q.type.reset();
+  q.since_ms = 1010;
+  q.until_ms = 1014;
+  q.newest_first = false;
+  auto range = log_->Query(q);
+  ASSERT_EQ(range->entries.size(), 5u);
+  EXPECT_EQ(range->entries[0].activity.message_id.str(), "t10");
+  // Tenants do not see each other's leads.
+  q = {};
+  q.tenant = TenantId("other");
+  q.lead = "alice";
+  EXPECT_TRUE(log_->Query(q)->entries.empty());
+  q.cursor = "!!";
+  EXPECT_EQ(log_->Query(q).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(EmbeddedLogTest, RetentionRemovesOldBlocksAndKeepsOffsets) {
+  ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity("old1", "u", 1), MakeActivity("old2", "u", 2)}, 1)).ok());
+  clock_.AdvanceMillis(10'000);
+  Activity fresh = MakeActivity("new1", "u", 3);
+  fresh.received_at_ms = clock_.NowMillis();
+  ASSERT_TRUE(AppendSync(Request("acme", {fresh}, 1)).ok());
+  auto removed = log_->ApplyRetention(TenantId("acme"), 1, clock_.NowMillis() - 5'000);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 2u);
+  EXPECT_EQ(log_->LowWatermark(TenantId("acme"), PartitionId(0))->value(), 2u);
+  auto r = log_->Read(TenantId("acme"), PartitionId(0), Offset(0), 10);
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].offset.value(), 2u);
+  ActivityQuery q;
+  q.tenant = TenantId("acme");
+  q.lead = "u";
+  EXPECT_EQ(log_->Query(q)->entries.size(), 1u);
+  // Even with every block gone, offsets never restart.
+  clock_.AdvanceMillis(10'000);
+  ASSERT_TRUE(log_->ApplyRetention(TenantId("acme"), 1, clock_.NowMillis()).ok());
+  Reopen();
+  EXPECT_EQ(log_->HighWatermark(TenantId("acme"), PartitionId(0))->value(), 3u);
+  ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity("later", "u", 4)}, 1)).ok());
+  r = log_->Read(TenantId("acme"), PartitionId(0), Offset(0), 10);
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].offset.value(), 3u);
+}
+
+TEST_F(EmbeddedLogTest, DropTenantRemovesOnlyThatTenant) {
+  ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity("a", "u", 1)})).ok());
+  ASSERT_TRUE(AppendSync(Request("acme-2", {MakeActivity("b", "u", 1)})).ok());
+  ASSERT_TRUE(log_->DropTenant(TenantId("acme")).ok());
+  EXPECT_TRUE(ReadAllIds("acme").empty());
+  EXPECT_EQ(ReadAllIds("acme-2"), std::vector<std::string>{"b"});
+  // A re-created tenant starts clean: no dedup memory, offsets from 0.
+  auto r = AppendSync(Request("acme", {MakeActivity("a", "u", 1)}));
+  EXPECT_EQ(r->stored, 1u);
+  auto entries = log_->Read(TenantId("acme"), PartitionFor("u", 4), Offset(0), 10);
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ((*entries)[0].offset.value(), 0u);
+}
+
+TEST_F(EmbeddedLogTest, RefusesAppendsBeyondTheQueueBound) {
+  EmbeddedLogOptions opts;
+  opts.max_queued_events = 3;
+  Reopen(opts);
+  std::promise<void> release;
+  log_->PauseWriterUntil(release.get_future().share());
+  std::promise<Result<AppendResult>> first;
+  log_->Append(Request("acme", {MakeActivity("a", "u", 1), MakeActivity("b", "u", 1)}),
+               [&](Result<AppendResult> r) { first.set_value(std::move(r)); });
+  auto over = AppendSync(Request("acme", {MakeActivity("c", "u", 1), MakeActivity("d", "u", 1)}));
+  EXPECT_EQ(over.status().code(), StatusCode::kUnavailable);
+  release.set_value();
+  EXPECT_TRUE(first.get_future().get().ok());
+}
+
+TEST(BlockTest, CompressedRoundTripAndCorruption) {
+  BlockBuilder b;
+  std::string rec(500, 'x');
+  for (int i = 0; i < 10; ++i) b.Add(rec + std::to_string(i), 100 + i);
+  std::string block = b.Finish(256);
+  EXPECT_LT(block.size(), 2000u);  // compressed
+  auto h = ReadBlockHeader(block);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->count, 10u);
+  EXPECT_EQ(h->max_received_at_ms, 109);
+  std::string scratch;
+  std::vector<std::string_view> records;
+  ASSERT_TRUE(DecodeBlock(block, &scratch, &records).ok());
+  ASSERT_EQ(records.size(), 10u);
+  EXPECT_EQ(records[9], rec + "9");
+  block.resize(block.size() - 5);
+  EXPECT_FALSE(DecodeBlock(block, &scratch, &records).ok());
+}
+
+}  // namespace
+}  // namespace fairway::log

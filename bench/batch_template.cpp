@@ -52,6 +52,11 @@ void WriteFixedHex(char* out, size_t width, uint64_t value) {
   }
 }
 
+uint32_t EventVariant(uint16_t stream, uint32_t event) {
+  constexpr uint32_t kVariants = 29;  // prime, so variants spread over the property lists
+  return (stream * 7u + event) % kVariants;
+}
+
 size_t FieldWidth(Field field, size_t tenant_width) {
   switch (field) {
     case Field::kTenant: return tenant_width;

@@ -78,6 +78,10 @@ class BatchTemplate {
   bool copy_escaping_ = false;
 };
 
+// The event variant used for event number `event` of a batch on connection `stream`: differs
+// from one event to the next and between connections.
+uint32_t EventVariant(uint16_t stream, uint32_t event);
+
 // One tracked event ("Page Viewed" with about 200 bytes of realistic properties) as JSON text
 // interleaved with slots for its user id, message id and timestamp. `variant` picks among a few
 // pages, referrers and plans so that the events of a batch are not all identical.

@@ -215,13 +215,12 @@ void EpollWorker::Reconnect(int64_t now) {
 }
 
 bool EpollWorker::MayStartClosed(int64_t now) const {
-  return now < plan_.stop_ns && (plan_.max_requests == 0 || planned_measured_ < plan_.max_requests);
+  return now < plan_.stop_ns && planned_measured_ < plan_.max_requests;
 }
 
 bool EpollWorker::GenerationDone(int64_t now) const {
   if (plan_.rate <= 0) return !MayStartClosed(now);
-  return schedule_.next_ns() >= plan_.stop_ns ||
-         (plan_.max_requests != 0 && planned_measured_ >= plan_.max_requests);
+  return schedule_.next_ns() >= plan_.stop_ns || planned_measured_ >= plan_.max_requests;
 }
 
 void EpollWorker::Generate(int64_t now) {

@@ -7,15 +7,11 @@
 namespace fairway::bench {
 namespace {
 
-constexpr uint32_t kEventVariants = 29;  // prime, so variants spread over the property lists
 constexpr size_t kMaxRespDepth = 8;
 
 iovec Iov(std::string_view s) {
   return iovec{const_cast<char*>(s.data()), s.size()};
 }
-
-// Variant of event `event` on stream `stream`: differs per event and per connection.
-uint32_t Variant(uint16_t stream, uint32_t event) { return (stream * 7u + event) % kEventVariants; }
 
 ptrdiff_t ParseRespAt(std::string_view in, size_t depth, bool* is_error, std::string* error) {
   if (depth > kMaxRespDepth) return -1;
@@ -74,7 +70,7 @@ HttpBatchCodec::HttpBatchCodec(const Workload& workload, uint16_t stream, uint64
   body_.Append(R"({"batch":[)");
   for (uint32_t i = 0; i < workload.batch; ++i) {
     if (i > 0) body_.Append(",");
-    EventShape(Variant(stream, i)).AppendTo(&body_, i);
+    EventShape(EventVariant(stream, i)).AppendTo(&body_, i);
   }
   body_.Append("]}");
   length_header_ = "Content-Length: " + std::to_string(body_.bytes().size()) + "\r\n\r\n";
@@ -118,7 +114,7 @@ RespPipelineCodec::RespPipelineCodec(const Workload& workload, uint16_t stream, 
       source_(workload.run_id, stream, workload.users, seed) {
   std::string key_length = std::to_string(8 + commands_.tenant_width());  // "fairway:" + tenant
   for (uint32_t i = 0; i < workload.batch; ++i) {
-    EventShape event(Variant(stream, i));
+    EventShape event(EventVariant(stream, i));
     commands_.Append("*5\r\n$4\r\nXADD\r\n$" + key_length + "\r\nfairway:");
     commands_.AppendSlot(Field::kTenant, i);
     commands_.Append("\r\n$1\r\n*\r\n$4\r\ndata\r\n$" + std::to_string(event.json_size()) + "\r\n");

@@ -19,6 +19,7 @@ namespace fairway::bench {
 inline constexpr int64_t kNanosPerSecond = 1'000'000'000;
 inline constexpr int64_t kNever = INT64_MAX / 4;  // far future, still safe to add to
 inline constexpr size_t kMaxErrorSamples = 5;
+inline constexpr uint64_t kUnlimited = UINT64_MAX;
 
 // Monotonic time in nanoseconds (CLOCK_MONOTONIC, the clock timerfd and clock_nanosleep use).
 inline int64_t NowNs() {
@@ -44,7 +45,7 @@ struct RunPlan {
   int64_t drain_deadline_ns = kNever;  // requests still unanswered then count as failed
   int64_t first_send_ns = 0;           // open loop: intended time of the first request
   double rate = 0;                     // this worker's requests/s; 0 = closed loop
-  uint64_t max_requests = 0;           // measured requests this worker may start; 0 = no limit
+  uint64_t max_requests = kUnlimited;  // measured requests this worker may start
   int64_t request_timeout_ns = 30 * kNanosPerSecond;
   size_t first_tenant = 0;  // the worker's k-th request goes to first_tenant + k * tenant_step
   size_t tenant_step = 1;

@@ -1,0 +1,183 @@
+#include "tenancy/tenant_registry.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/crypto.h"
+#include "storage/schema.h"
+
+namespace fairway::tenancy {
+
+using model::TenantConfig;
+using model::TenantStatus;
+
+Result<std::unique_ptr<TenantRegistry>> TenantRegistry::Open(storage::Store* store,
+                                                             const Clock* clock) {
+  std::unique_ptr<TenantRegistry> reg(new TenantRegistry(store, clock));
+  auto it = store->NewIterator(storage::kTenants);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto t = model::TenantFromStoredJson(it->value());
+    if (!t.ok()) return t.status();
+    auto e = std::make_unique<Entry>();
+    e->config = std::move(t).value();
+    reg->IndexKeys(e.get());
+    std::string id = e->config.id.str();
+    reg->by_id_.emplace(std::move(id), std::move(e));
+  }
+  FAIRWAY_RETURN_IF_ERROR(it->status());
+  return reg;
+}
+
+Status TenantRegistry::Persist(const TenantConfig& config) {
+  storage::WriteBatch b;
+  b.Put(storage::kTenants, config.id.str(), model::TenantToStoredJson(config));
+  return store_->Write(b, /*sync=*/true);
+}
+
+void TenantRegistry::IndexKeys(Entry* e) {
+  by_write_hash_[e->config.write_key_hash] = e;
+  by_api_hash_[e->config.api_key_hash] = e;
+}
+
+void TenantRegistry::UnindexKeys(const Entry& e) {
+  by_write_hash_.erase(e.config.write_key_hash);
+  by_api_hash_.erase(e.config.api_key_hash);
+}
+
+Result<CreatedTenant> TenantRegistry::Create(TenantConfig config) {
+  std::lock_guard w(write_mu_);
+  {
+    std::shared_lock r(mu_);
+    if (by_id_.count(config.id.str())) {
+      return AlreadyExists(fmt::format("tenant '{}' already exists", config.id.str()));
+    }
+  }
+  CreatedTenant out;
+  out.keys.write_key = RandomToken("wk_");
+  out.keys.api_key = RandomToken("ak_");
+  config.write_key_hash = Sha256Hex(out.keys.write_key);
+  config.api_key_hash = Sha256Hex(out.keys.api_key);
+  config.status = TenantStatus::kActive;
+  config.created_at_ms = config.updated_at_ms = clock_->NowMillis();
+  FAIRWAY_RETURN_IF_ERROR(Persist(config));
+  auto e = std::make_unique<Entry>();
+  e->config = config;
+  std::unique_lock lock(mu_);
+  IndexKeys(e.get());
+  by_id_.emplace(config.id.str(), std::move(e));
+  out.config = std::move(config);
+  return out;
+}
+
+std::vector<TenantConfig> TenantRegistry::List() const {
+  std::shared_lock lock(mu_);
+  std::vector<TenantConfig> out;
+  out.reserve(by_id_.size());
+  for (const auto& [_, e] : by_id_) out.push_back(e->config);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+Result<TenantConfig> TenantRegistry::Get(const TenantId& id) const {
+  std::shared_lock lock(mu_);
+  auto it = by_id_.find(id.str());
+  if (it == by_id_.end()) return NotFound(fmt::format("tenant '{}' not found", id.str()));
+  return it->second->config;
+}
+
+Result<TenantConfig> TenantRegistry::Update(const TenantId& id, std::string_view patch_body) {
+  std::lock_guard w(write_mu_);
+  FAIRWAY_ASSIGN_OR_RETURN(TenantConfig config, Get(id));
+  FAIRWAY_RETURN_IF_ERROR(model::ApplyTenantPatch(patch_body, &config));
+  config.updated_at_ms = clock_->NowMillis();
+  FAIRWAY_RETURN_IF_ERROR(Persist(config));
+  std::unique_lock lock(mu_);
+  by_id_.at(id.str())->config = config;
+  return config;
+}
+
+Result<TenantConfig> TenantRegistry::SetStatus(const TenantId& id, TenantStatus status) {
+  std::lock_guard w(write_mu_);
+  FAIRWAY_ASSIGN_OR_RETURN(TenantConfig config, Get(id));
+  if (config.status == TenantStatus::kDeleting) {
+    return FailedPrecondition(fmt::format("tenant '{}' is being deleted", id.str()));
+  }
+  config.status = status;
+  config.updated_at_ms = clock_->NowMillis();
+  FAIRWAY_RETURN_IF_ERROR(Persist(config));
+  std::unique_lock lock(mu_);
+  by_id_.at(id.str())->config = config;
+  return config;
+}
+
+Result<IssuedKeys> TenantRegistry::RotateKeys(const TenantId& id) {
+  std::lock_guard w(write_mu_);
+  FAIRWAY_ASSIGN_OR_RETURN(TenantConfig config, Get(id));
+  IssuedKeys keys{RandomToken("wk_"), RandomToken("ak_")};
+  config.write_key_hash = Sha256Hex(keys.write_key);
+  config.api_key_hash = Sha256Hex(keys.api_key);
+  config.updated_at_ms = clock_->NowMillis();
+  FAIRWAY_RETURN_IF_ERROR(Persist(config));
+  std::unique_lock lock(mu_);
+  Entry* e = by_id_.at(id.str()).get();
+  UnindexKeys(*e);
+  e->config = config;
+  IndexKeys(e);
+  return keys;
+}
+
+Status TenantRegistry::Remove(const TenantId& id) {
+  std::lock_guard w(write_mu_);
+  storage::WriteBatch b;
+  b.Delete(storage::kTenants, id.str());
+  FAIRWAY_RETURN_IF_ERROR(store_->Write(b, /*sync=*/true));
+  std::unique_lock lock(mu_);
+  auto it = by_id_.find(id.str());
+  if (it == by_id_.end()) return NotFound(fmt::format("tenant '{}' not found", id.str()));
+  UnindexKeys(*it->second);
+  by_id_.erase(it);
+  return Status::Ok();
+}
+
+Status TenantRegistry::AdmitIngest(std::string_view write_key, size_t events,
+                                   IngestAdmission* admission) {
+  std::string hash = Sha256Hex(write_key);
+  std::shared_lock lock(mu_);
+  auto it = by_write_hash_.find(hash);
+  if (it == by_write_hash_.end()) return Unauthenticated("unknown write key");
+  Entry* e = it->second;
+  admission->tenant = e->config;
+  if (e->config.status == TenantStatus::kSuspended) {
+    return PermissionDenied(fmt::format("tenant '{}' is suspended", e->config.id.str()));
+  }
+  if (e->config.status == TenantStatus::kDeleting) {
+    return PermissionDenied(fmt::format("tenant '{}' is being deleted", e->config.id.str()));
+  }
+  const auto& q = e->config.quotas;
+  TokenBucket::Decision d;
+  {
+    std::lock_guard b(e->bucket_mu);
+    d = e->bucket.Take(static_cast<double>(events), q.ingest_rate, q.ingest_burst,
+                       clock_->MonotonicNanos());
+  }
+  admission->limit = q.ingest_burst;
+  admission->remaining = d.remaining;
+  admission->retry_after_s = d.retry_after_s;
+  if (!d.admitted) {
+    return ResourceExhausted(fmt::format(
+        "tenant '{}' is over its ingest rate of {} events/s (burst {})", e->config.id.str(),
+        q.ingest_rate, q.ingest_burst));
+  }
+  return Status::Ok();
+}
+
+Result<TenantConfig> TenantRegistry::AuthenticateApiKey(std::string_view api_key) const {
+  std::string hash = Sha256Hex(api_key);
+  std::shared_lock lock(mu_);
+  auto it = by_api_hash_.find(hash);
+  if (it == by_api_hash_.end()) return Unauthenticated("unknown API key");
+  return it->second->config;
+}
+
+}  // namespace fairway::tenancy

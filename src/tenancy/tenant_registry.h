@@ -1,0 +1,88 @@
+#pragma once
+// TenantRegistry: every tenant's configuration, credentials and ingest quota state. Tenants are
+// stored in the embedded store (column family `tenants`, synced writes) and held in memory for
+// the request path: key lookups and rate-limit decisions take a shared lock and never touch disk.
+//
+// Thread-safe. Credentials are generated here, returned once, and kept only as SHA-256 digests.
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "model/tenant.h"
+#include "storage/store.h"
+#include "tenancy/token_bucket.h"
+
+namespace fairway::tenancy {
+
+struct IssuedKeys {
+  std::string write_key;
+  std::string api_key;
+};
+
+struct CreatedTenant {
+  model::TenantConfig config;
+  IssuedKeys keys;
+};
+
+// The answer to an ingest request's admission check.
+struct IngestAdmission {
+  model::TenantConfig tenant;
+  // RateLimit headers.
+  double limit = 0;
+  double remaining = 0;
+  // When refused for rate (status ResourceExhausted): seconds to wait.
+  double retry_after_s = 0;
+};
+
+class TenantRegistry {
+ public:
+  // Loads every stored tenant. `store` must use storage::FairwayColumnFamilies().
+  static Result<std::unique_ptr<TenantRegistry>> Open(storage::Store* store, const Clock* clock);
+
+  // Creates a tenant with fresh keys. AlreadyExists if the id is taken.
+  Result<CreatedTenant> Create(model::TenantConfig config);
+  std::vector<model::TenantConfig> List() const;
+  Result<model::TenantConfig> Get(const TenantId& id) const;
+  // Applies a PATCH body; quotas take effect for the next request.
+  Result<model::TenantConfig> Update(const TenantId& id, std::string_view patch_body);
+  Result<model::TenantConfig> SetStatus(const TenantId& id, model::TenantStatus status);
+  // Replaces both keys; the old ones stop working at once.
+  Result<IssuedKeys> RotateKeys(const TenantId& id);
+  // Forgets the tenant (after its data has been dropped).
+  Status Remove(const TenantId& id);
+
+  // Ingest path: authenticates a write key, checks the tenant is active and takes `events`
+  // tokens from its bucket. Unauthenticated, PermissionDenied (suspended/deleting) or
+  // ResourceExhausted (rate; admission.retry_after_s says how long to wait).
+  Status AdmitIngest(std::string_view write_key, size_t events, IngestAdmission* admission);
+  // Read path: the tenant an API key belongs to. Unauthenticated if none.
+  Result<model::TenantConfig> AuthenticateApiKey(std::string_view api_key) const;
+
+ private:
+  struct Entry {
+    model::TenantConfig config;
+    std::mutex bucket_mu;
+    TokenBucket bucket;
+  };
+  TenantRegistry(storage::Store* store, const Clock* clock) : store_(store), clock_(clock) {}
+  Status Persist(const model::TenantConfig& config);
+  void IndexKeys(Entry* e);
+  void UnindexKeys(const Entry& e);
+
+  storage::Store* store_;
+  const Clock* clock_;
+  std::mutex write_mu_;  // serialises changes (persist + swap)
+  mutable std::shared_mutex mu_;
+  std::unordered_map<std::string, std::unique_ptr<Entry>> by_id_;
+  std::unordered_map<std::string, Entry*> by_write_hash_;
+  std::unordered_map<std::string, Entry*> by_api_hash_;
+};
+
+}  // namespace fairway::tenancy

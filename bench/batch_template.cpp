@@ -84,7 +84,7 @@ uint64_t FieldSource::NextRandom() {
 }
 
 void FieldSource::NextUserId(char* out) {
-  auto user = static_cast<uint64_t>((static_cast<unsigned __int128>(NextRandom()) * users_) >> 64);
+  uint64_t user = NextRandom() % users_;  // modulo bias is negligible for 64-bit draws
   out[0] = 'u';
   WriteFixedDecimal(out + 1, kUserIdWidth - 1, user);
 }

@@ -150,7 +150,7 @@ bool EpollWorker::Open(uint32_t index, int64_t now) {
     return false;
   }
   epoll_event ev{};
-  ev.events = EPOLLIN | (pending ? EPOLLOUT : 0);
+  ev.events = EPOLLIN | (pending ? uint32_t{EPOLLOUT} : 0u);
   ev.data.u32 = index;
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
     result_.AddErrorSample(ErrnoText("epoll_ctl", errno));
@@ -195,7 +195,7 @@ void EpollWorker::Fail(uint32_t index, const std::string& reason, int64_t now) {
 void EpollWorker::Watch(uint32_t index, bool out) {
   Connection& conn = connections_[index];
   epoll_event ev{};
-  ev.events = EPOLLIN | (out ? EPOLLOUT : 0);
+  ev.events = EPOLLIN | (out ? uint32_t{EPOLLOUT} : 0u);
   ev.data.u32 = index;
   epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, conn.fd, &ev);
   conn.watching_out = out;

@@ -1,6 +1,7 @@
 #pragma once
 // Exact latency percentiles from a vector of every sample.
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -149,6 +149,7 @@ bool EnsureActivitiesTable(const std::string& conninfo, std::string* error) {
   if (!ok) {
     *error = TrimmedError(PQerrorMessage(conn));
   } else {
+    PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);  // "already exists" notice
     PGresult* res = PQexec(conn, kCreateTableSql);
     ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok) *error = TrimmedError(PQresultErrorMessage(res));

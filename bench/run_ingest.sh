@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Ingest benchmark in one command: Fairway against Redis (AOF, appendfsync always) and
+# PostgreSQL (COPY, synchronous_commit on), all on this machine, each durable before it answers.
+# See bench/README.md.
+#
+# Environment overrides:
+#   DURATION=20      measured seconds per run        CONNECTIONS=32   concurrent connections
+#   TENANTS=1000     tenants the requests cycle over  BATCH=100        events per request
+#   WARMUP=2         unmeasured seconds before each  THREADS=1        loadgen event-loop threads
+#   TARGETS="fairway redis postgres"                 which targets to run
+#   SKIP_BUILD=1     use the binaries already in build/release
+set -euo pipefail
+
+DURATION=${DURATION:-20}
+TENANTS=${TENANTS:-1000}
+CONNECTIONS=${CONNECTIONS:-32}
+BATCH=${BATCH:-100}
+WARMUP=${WARMUP:-2}
+THREADS=${THREADS:-1}
+TARGETS=${TARGETS:-"fairway redis postgres"}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+FAIRWAY_BIN=build/release/src/app/fairway
+LOADGEN_BIN=build/release/bench/fairway_loadgen
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# Bound on any single loadgen run: warm-up, measurement, drain allowance, tenant setup.
+RUN_LIMIT=$((WARMUP + DURATION + 120))
+
+log() { echo "run_ingest: $*" >&2; }
+die() { log "$*"; exit 1; }
+wants() { [[ " $TARGETS " == *" $1 "* ]]; }
+
+# --- dependencies and build -------------------------------------------------------------
+scripts/bootstrap bench
+if [[ -z ${SKIP_BUILD:-} ]]; then
+  [[ -f build/release/build.ninja ]] || cmake --preset release
+  build_targets=(fairway_loadgen)
+  if wants fairway; then build_targets+=(fairway); fi
+  nice -n 10 cmake --build --preset release --target "${build_targets[@]}"
+fi
+[[ -x $LOADGEN_BIN ]] || die "$LOADGEN_BIN was not built (is libpq-dev installed?)"
+
+# --- scratch space and cleanup ----------------------------------------------------------
+TMP=$(mktemp -d)
+PIDS=()
+stop_pid() {  # stop_pid PID [SIGNAL]: signal, wait up to 10 s, then SIGKILL
+  local pid=$1 sig=${2:-TERM}
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+stop_postgres() {  # fast shutdown of the postmaster, then of the process that started it
+  if [[ -f "$TMP/pg/data/postmaster.pid" ]]; then
+    stop_pid "$(head -1 "$TMP/pg/data/postmaster.pid")" INT
+  fi
+}
+cleanup() {
+  trap - EXIT INT TERM
+  stop_postgres
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_until TRIES DESCRIPTION COMMAND...: poll COMMAND every 0.2 s.
+wait_until() {
+  local tries=$1 what=$2
+  shift 2
+  for _ in $(seq "$tries"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  die "$what did not come up"
+}
+
+RESULTS=$TMP/results.jsonl
+: >"$RESULTS"
+# loadgen LABEL ARGS...: one run; its JSON line goes to the results with the label added.
+loadgen() {
+  local label=$1
+  shift
+  local out=$TMP/loadgen-$label.out rc=0
+  timeout --kill-after=10 "$RUN_LIMIT" "$LOADGEN_BIN" --duration "$DURATION" --warmup "$WARMUP" \
+    --connections "$CONNECTIONS" --tenants "$TENANTS" --batch "$BATCH" --threads "$THREADS" \
+    "$@" >"$out" || rc=$?
+  cat "$out"
+  if [[ $rc -ne 0 && $rc -ne 1 ]]; then die "loadgen for $label failed (exit $rc)"; fi
+  python3 - "$label" "$out" >>"$RESULTS" <<'EOF'
+import json, sys
+label, path = sys.argv[1], sys.argv[2]
+lines = [l for l in open(path) if l.startswith("{")]
+row = json.loads(lines[-1])
+row["label"] = label
+print(json.dumps(row))
+EOF
+}
+
+# --- Fairway ----------------------------------------------------------------------------
+if wants fairway; then
+  [[ -x $FAIRWAY_BIN ]] || die "$FAIRWAY_BIN was not built"
+  port=$(free_port)
+  token=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+  log "starting fairway on 127.0.0.1:$port"
+  FAIRWAY_ADMIN_TOKEN=$token "$FAIRWAY_BIN" serve --data-dir "$TMP/fairway" \
+    --listen "127.0.0.1:$port" >"$TMP/fairway.log" 2>&1 &
+  fairway_pid=$!
+  PIDS+=("$fairway_pid")
+  ready() {
+    [[ $(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]]
+  }
+  wait_until 150 "fairway (see $TMP/fairway.log)" ready
+
+  log "fairway: closed loop, full speed"
+  loadgen fairway --target fairway --port "$port" --admin-token "$token" \
+    --keys-file "$TMP/keys.txt"
+  half=$(python3 -c 'import json, sys; r = [json.loads(l) for l in open(sys.argv[1])]; print("%.2f" % (r[-1]["requests_per_s"] / 2))' "$RESULTS")
+  if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)' "$half"; then
+    log "fairway: open loop at $half requests/s (half the full-speed throughput)"
+    loadgen fairway-half --target fairway --port "$port" --admin-token "$token" \
+      --keys-file "$TMP/keys.txt" --rate "$half"
+  else
+    log "fairway: no throughput at full speed, skipping the half-load run"
+  fi
+  stop_pid "$fairway_pid"
+fi
+
+# --- Redis ------------------------------------------------------------------------------
+if wants redis; then
+  port=$(free_port)
+  mkdir -p "$TMP/redis"
+  log "starting redis-server on 127.0.0.1:$port (appendonly yes, appendfsync always)"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$TMP/redis" --appendonly yes \
+    --appendfsync always --save '' --logfile "$TMP/redis.log" &
+  redis_pid=$!
+  PIDS+=("$redis_pid")
+  wait_until 100 "redis-server (see $TMP/redis.log)" timeout 2 redis-cli -p "$port" ping
+  loadgen redis --target redis --port "$port"
+  stop_pid "$redis_pid"
+fi
+
+# --- PostgreSQL -------------------------------------------------------------------------
+if wants postgres; then
+  port=$(free_port)
+  mkdir -p "$TMP/pg"
+  as_pg=()
+  if [[ $(id -u) -eq 0 ]]; then
+    # PostgreSQL refuses to run as root: hand it the directory and run it as postgres.
+    chmod o+x "$TMP"
+    chown postgres "$TMP/pg"
+    as_pg=(runuser -u postgres --)
+  fi
+  log "initialising PostgreSQL in $TMP/pg"
+  "${as_pg[@]}" "$PG_BIN/initdb" -D "$TMP/pg/data" -U postgres --auth=trust -E UTF8 \
+    --no-locale --no-sync >"$TMP/initdb.log" 2>&1 || die "initdb failed (see $TMP/initdb.log)"
+  log "starting PostgreSQL on 127.0.0.1:$port (fsync on, synchronous_commit on)"
+  "${as_pg[@]}" "$PG_BIN/postgres" -D "$TMP/pg/data" -k "$TMP/pg" -p "$port" \
+    -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
+    -c max_connections=$((CONNECTIONS + 20)) >"$TMP/postgres.log" 2>&1 &
+  PIDS+=($!)
+  wait_until 150 "PostgreSQL (see $TMP/postgres.log)" "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$port"
+  timeout 30 psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres -c \
+    "CREATE TABLE activities (tenant text, message_id text, user_id text, ts timestamptz, body jsonb)"
+  loadgen postgres --target postgres \
+    --pg-conninfo "host=127.0.0.1 port=$port user=postgres dbname=postgres"
+  stop_postgres
+fi
+
+# --- Summary ----------------------------------------------------------------------------
+echo
+python3 - "$RESULTS" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+names = {"fairway": "Fairway (full speed)", "fairway-half": "Fairway (half load)",
+         "redis": "Redis AOF fsync always", "postgres": "PostgreSQL COPY"}
+print("%-26s %12s %10s %10s %8s" % ("target", "events/s", "p50 ms", "p99 ms", "errors"))
+for r in rows:
+    print("%-26s %12.0f %10.2f %10.2f %8d" % (names.get(r["label"], r["label"]),
+          r["events_per_s"], r["p50_ms"], r["p99_ms"], r["errors"]))
+by = {r["label"]: r for r in rows}
+fw = by.get("fairway")
+for peer, name in (("redis", "Redis"), ("postgres", "PostgreSQL")):
+    if fw and peer in by and by[peer]["events_per_s"] > 0:
+        print("Fairway / %s throughput: %.2fx" % (name, fw["events_per_s"] / by[peer]["events_per_s"]))
+print()
+print("JSON lines:")
+for r in rows:
+    print(json.dumps(r))
+EOF

@@ -1,0 +1,422 @@
+#include "http/api.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/url/params_view.hpp>
+#include <charconv>
+#include <cmath>
+
+#include "common/crypto.h"
+#include "common/json_writer.h"
+#include "common/time_format.h"
+
+namespace fairway::http {
+
+namespace {
+
+std::string ErrorBody(const Status& st) {
+  JsonWriter w;
+  w.BeginObject().Key("success").Bool(false).Key("error").BeginObject();
+  w.Key("code").String(StatusCodeName(st.code())).Key("message").String(st.message());
+  w.EndObject().EndObject();
+  return w.Take();
+}
+
+HttpResponse Json(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse Error(const Status& st) {
+  HttpResponse r = Json(HttpStatusFor(st.code()), ErrorBody(st));
+  if (st.code() == StatusCode::kUnauthenticated) {
+    r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"fairway\"");
+  }
+  return r;
+}
+
+// "Basic base64(user:pass)" -> user. Empty when absent or not Basic.
+std::optional<std::string> BasicUser(std::string_view auth) {
+  constexpr std::string_view kBasic = "Basic ";
+  if (auth.size() < kBasic.size() || !std::equal(kBasic.begin(), kBasic.end(), auth.begin(),
+                                                 [](char a, char b) {
+                                                   return std::tolower(a) == std::tolower(b);
+                                                 })) {
+    return std::nullopt;
+  }
+  auto decoded = Base64Decode(auth.substr(kBasic.size()));
+  if (!decoded) return std::nullopt;
+  return decoded->substr(0, decoded->find(':'));
+}
+
+std::optional<std::string_view> BearerToken(std::string_view auth) {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (auth.substr(0, kBearer.size()) != kBearer) return std::nullopt;
+  return auth.substr(kBearer.size());
+}
+
+std::string_view StripTrailingSlash(std::string_view p) {
+  while (p.size() > 1 && p.back() == '/') p.remove_suffix(1);
+  return p;
+}
+
+}  // namespace
+
+int HttpStatusFor(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kAlreadyExists: return 409;
+    case StatusCode::kFailedPrecondition: return 409;
+    case StatusCode::kAborted: return 409;
+    case StatusCode::kTooLarge: return 413;
+    case StatusCode::kResourceExhausted: return 429;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+Api::Api(ApiOptions options, tenancy::TenantRegistry* tenants, log::ActivityLog* log,
+         log::ActivityIndex* index, const Clock* clock, MetricsRegistry* metrics)
+    : options_(std::move(options)),
+      tenants_(tenants),
+      log_(log),
+      index_(index),
+      clock_(clock),
+      metrics_(metrics),
+      admin_tasks_(std::make_unique<TaskQueue>()) {
+  ingest_latency_ = metrics->GetHistogram("fairway_http_request_seconds",
+                                          "HTTP request latency, receipt to response.",
+                                          LatencyBuckets(), {{"route", "ingest"}});
+  other_latency_ = metrics->GetHistogram("fairway_http_request_seconds", "", LatencyBuckets(),
+                                         {{"route", "other"}});
+  unauthenticated_ = metrics->GetCounter("fairway_ingest_unauthenticated_total",
+                                         "Ingest requests refused for a bad or missing write key.");
+}
+
+Api::~Api() { admin_tasks_->Stop(); }
+
+Api::TenantMetrics& Api::MetricsFor(const TenantId& id) {
+  std::lock_guard lock(tenant_metrics_mu_);
+  auto it = tenant_metrics_.find(id.str());
+  if (it != tenant_metrics_.end()) return it->second;
+  const char* help = "Ingested events per tenant by outcome.";
+  TenantMetrics m{
+      metrics_->GetCounter("fairway_ingest_events_total", help,
+                           {{"tenant", id.str()}, {"outcome", "accepted"}}),
+      metrics_->GetCounter("fairway_ingest_events_total", help,
+                           {{"tenant", id.str()}, {"outcome", "duplicate"}}),
+      metrics_->GetCounter("fairway_ingest_events_total", help,
+                           {{"tenant", id.str()}, {"outcome", "rejected"}})};
+  return tenant_metrics_.emplace(id.str(), m).first->second;
+}
+
+void Api::Handle(HttpRequest req, Responder respond) {
+  const int64_t start_ns = clock_->MonotonicNanos();
+  std::string_view target = req.target;
+  std::string_view path = target.substr(0, target.find('?'));
+  std::string_view query =
+      target.find('?') == std::string_view::npos ? "" : target.substr(target.find('?') + 1);
+  path = StripTrailingSlash(path);
+
+  if (path.substr(0, 4) == "/v1/" && req.method == "POST") {
+    std::string_view kind = path.substr(4);
+    if (kind == "batch" || kind == "import") {
+      return HandleIngest(req, std::nullopt, std::move(respond), start_ns);
+    }
+    if (auto t = model::ParseActivityType(kind)) {
+      return HandleIngest(req, t, std::move(respond), start_ns);
+    }
+  }
+  auto timed = [this, start_ns, respond = std::move(respond)](HttpResponse r) {
+    other_latency_->Observe(static_cast<double>(clock_->MonotonicNanos() - start_ns) / 1e9);
+    respond(std::move(r));
+  };
+  if (path.substr(0, 10) == "/admin/v1/") return HandleAdmin(req, path, std::move(timed));
+  if (path == "/v1/activities") {
+    if (req.method != "GET") return timed(Error(InvalidArgument("use GET for /v1/activities")));
+    return HandleActivities(req, query, std::move(timed));
+  }
+  if (path == "/healthz") return timed(Json(200, R"({"status":"ok"})"));
+  if (path == "/readyz") {
+    return timed(ready_ ? Json(200, R"({"status":"ready"})")
+                        : Json(503, R"({"status":"starting"})"));
+  }
+  if (path == "/metrics") {
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = metrics_->RenderPrometheus();
+    return timed(std::move(r));
+  }
+  timed(Error(NotFound(fmt::format("no route for {} {}", req.method, path))));
+}
+
+void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endpoint,
+                       Responder respond, int64_t start_ns) {
+  auto done = [this, start_ns, respond = std::move(respond)](HttpResponse r) {
+    ingest_latency_->Observe(static_cast<double>(clock_->MonotonicNanos() - start_ns) / 1e9);
+    respond(std::move(r));
+  };
+  std::optional<std::string> write_key;
+  if (!req.authorization.empty()) {
+    write_key = BasicUser(req.authorization);
+    if (!write_key || write_key->empty()) {
+      unauthenticated_->Add();
+      return done(Error(Unauthenticated(
+          "Authorization must be HTTP Basic with the write key as user name")));
+    }
+  }
+  auto parsed = model::ParseSegmentRequest(req.body, endpoint, clock_->NowMillis(),
+                                           options_.segment_limits);
+  if (!write_key && parsed.ok() && !parsed->body_write_key.empty()) {
+    write_key = parsed->body_write_key;
+  }
+  if (!write_key) {
+    unauthenticated_->Add();
+    return done(Error(Unauthenticated(
+        "missing write key: send it as the HTTP Basic user name or as 'writeKey' in the body")));
+  }
+  size_t events = parsed.ok() ? parsed->activities.size() + parsed->errors.size() : 1;
+  tenancy::IngestAdmission adm;
+  Status admitted = tenants_->AdmitIngest(*write_key, events, &adm);
+  if (admitted.code() == StatusCode::kUnauthenticated) {
+    unauthenticated_->Add();
+    return done(Error(admitted));
+  }
+  TenantMetrics& tm = MetricsFor(adm.tenant.id);
+  if (!admitted.ok()) {
+    tm.rejected->Add(events);
+    HttpResponse r = Error(admitted);
+    if (admitted.code() == StatusCode::kResourceExhausted) {
+      auto wait = static_cast<int64_t>(std::ceil(std::max(adm.retry_after_s, 0.001)));
+      r.headers.emplace_back("Retry-After", std::to_string(wait));
+      r.headers.emplace_back("RateLimit-Limit", fmt::format("{:.0f}", adm.limit));
+      r.headers.emplace_back("RateLimit-Remaining", fmt::format("{:.0f}", adm.remaining));
+      r.headers.emplace_back("RateLimit-Reset", std::to_string(wait));
+    }
+    return done(std::move(r));
+  }
+  if (!parsed.ok()) {
+    tm.rejected->Add(events);
+    return done(Error(parsed.status()));
+  }
+  if (!parsed->errors.empty()) {
+    tm.rejected->Add(events);
+    JsonWriter w;
+    w.BeginObject().Key("success").Bool(false).Key("error").BeginObject();
+    w.Key("code").String("invalid_argument");
+    w.Key("message").String(fmt::format("{} invalid message(s); nothing was stored",
+                                        parsed->errors.size()));
+    w.EndObject().Key("errors").BeginArray();
+    for (const auto& e : parsed->errors) {
+      w.BeginObject().Key("index").Int(e.index).Key("field").String(e.field);
+      w.Key("message").String(e.message).EndObject();
+    }
+    w.EndArray().EndObject();
+    return done(Json(400, w.Take()));
+  }
+  log::AppendRequest append;
+  append.tenant = adm.tenant.id;
+  append.partitions = adm.tenant.partitions;
+  append.dedup_window_ms = int64_t{adm.tenant.quotas.dedup_window_seconds} * 1000;
+  append.retention_ms = int64_t{adm.tenant.quotas.retention_days} * 86'400'000;
+  append.activities = std::move(parsed->activities);
+  std::string remaining = fmt::format("{:.0f}", adm.remaining);
+  std::string limit = fmt::format("{:.0f}", adm.limit);
+  log_->Append(std::move(append), [&tm, done = std::move(done), remaining, limit](
+                                      Result<log::AppendResult> r) mutable {
+    if (!r.ok()) return done(Error(r.status()));
+    tm.accepted->Add(r->stored);
+    tm.duplicate->Add(r->duplicates);
+    HttpResponse res = Json(200, R"({"success":true})");
+    res.headers.emplace_back("RateLimit-Limit", limit);
+    res.headers.emplace_back("RateLimit-Remaining", remaining);
+    done(std::move(res));
+  });
+}
+
+Status Api::DeleteTenant(const TenantId& id) {
+  auto marked = tenants_->SetStatus(id, model::TenantStatus::kDeleting);
+  if (!marked.ok() && marked.status().code() != StatusCode::kFailedPrecondition) {
+    return marked.status();  // (already deleting is fine: finish the job)
+  }
+  FAIRWAY_RETURN_IF_ERROR(log_->DropTenant(id));
+  FAIRWAY_RETURN_IF_ERROR(tenants_->Remove(id));
+  metrics_->RemoveSeriesWithLabel("tenant", id.str());
+  std::lock_guard lock(tenant_metrics_mu_);
+  tenant_metrics_.erase(id.str());
+  return Status::Ok();
+}
+
+Status Api::ResumeDeletions() {
+  for (const auto& t : tenants_->List()) {
+    if (t.status == model::TenantStatus::kDeleting) FAIRWAY_RETURN_IF_ERROR(DeleteTenant(t.id));
+  }
+  return Status::Ok();
+}
+
+void Api::HandleAdmin(HttpRequest& req, std::string_view path, Responder respond) {
+  auto token = BearerToken(req.authorization);
+  if (!token || options_.admin_token.empty() ||
+      !ConstantTimeEquals(*token, options_.admin_token)) {
+    HttpResponse r = Error(Unauthenticated("admin routes need 'Authorization: Bearer <admin token>'"));
+    r.headers = {{"WWW-Authenticate", "Bearer realm=\"fairway-admin\""}};
+    return respond(std::move(r));
+  }
+  constexpr std::string_view kTenants = "/admin/v1/tenants";
+  if (path.substr(0, kTenants.size()) != kTenants) {
+    return respond(Error(NotFound(fmt::format("no admin route {}", path))));
+  }
+  std::string_view rest = path.substr(kTenants.size());
+  std::string method = req.method;
+  std::string body = std::move(req.body);
+  // Every admin operation writes synchronously or reads a consistent view: run them in order,
+  // off the I/O threads.
+  admin_tasks_->Submit([this, rest = std::string(rest), method, body = std::move(body),
+                        respond = std::move(respond)]() {
+    auto tenant_json = [](const model::TenantConfig& t) { return model::TenantToApiJson(t); };
+    if (rest.empty()) {
+      if (method == "GET") {
+        JsonWriter w;
+        w.BeginObject().Key("tenants").BeginArray();
+        for (const auto& t : tenants_->List()) w.Raw(tenant_json(t));
+        w.EndArray().EndObject();
+        return respond(Json(200, w.Take()));
+      }
+      if (method == "POST") {
+        auto config = model::ParseTenantCreate(body, options_.tenant_defaults);
+        if (!config.ok()) return respond(Error(config.status()));
+        auto created = tenants_->Create(std::move(config).value());
+        if (!created.ok()) return respond(Error(created.status()));
+        std::string json = tenant_json(created->config);
+        json.pop_back();
+        json += fmt::format(R"(,"write_key":"{}","api_key":"{}"}})", created->keys.write_key,
+                            created->keys.api_key);
+        spdlog::info("tenant '{}' created", created->config.id.str());
+        return respond(Json(201, std::move(json)));
+      }
+      return respond(Error(InvalidArgument(fmt::format("{} is not allowed here", method))));
+    }
+    std::string_view r = rest;
+    r.remove_prefix(1);
+    std::string_view id_part = r.substr(0, r.find('/'));
+    std::string_view action = r.find('/') == std::string_view::npos ? "" : r.substr(r.find('/') + 1);
+    TenantId id(id_part);
+    if (action.empty()) {
+      if (method == "GET") {
+        auto t = tenants_->Get(id);
+        return respond(t.ok() ? Json(200, tenant_json(*t)) : Error(t.status()));
+      }
+      if (method == "PATCH") {
+        auto t = tenants_->Update(id, body);
+        return respond(t.ok() ? Json(200, tenant_json(*t)) : Error(t.status()));
+      }
+      if (method == "DELETE") {
+        if (auto t = tenants_->Get(id); !t.ok()) return respond(Error(t.status()));
+        Status st = DeleteTenant(id);
+        if (!st.ok()) return respond(Error(st));
+        spdlog::info("tenant '{}' deleted", id.str());
+        return respond(Json(200, R"({"success":true})"));
+      }
+    } else if (method == "POST") {
+      if (action == "suspend" || action == "resume") {
+        auto t = tenants_->SetStatus(id, action == "suspend" ? model::TenantStatus::kSuspended
+                                                             : model::TenantStatus::kActive);
+        return respond(t.ok() ? Json(200, tenant_json(*t)) : Error(t.status()));
+      }
+      if (action == "rotate-keys") {
+        auto keys = tenants_->RotateKeys(id);
+        if (!keys.ok()) return respond(Error(keys.status()));
+        return respond(Json(200, fmt::format(R"({{"id":"{}","write_key":"{}","api_key":"{}"}})",
+                                             id.str(), keys->write_key, keys->api_key)));
+      }
+    }
+    respond(Error(NotFound(fmt::format("no admin route {} /admin/v1/tenants{}", method, rest))));
+  });
+}
+
+void Api::HandleActivities(HttpRequest& req, std::string_view query, Responder respond) {
+  auto token = BearerToken(req.authorization);
+  if (!token) {
+    return respond(Error(Unauthenticated("send the tenant's API key as 'Authorization: Bearer'")));
+  }
+  auto tenant = tenants_->AuthenticateApiKey(*token);
+  if (!tenant.ok()) return respond(Error(tenant.status()));
+
+  log::ActivityQuery q;
+  q.tenant = tenant->id;
+  std::vector<std::pair<std::string, std::string>> params;
+  try {
+    boost::urls::encoding_opts opts;
+    opts.space_as_plus = true;
+    for (auto p : boost::urls::params_view(query, opts)) params.emplace_back(p.key, p.value);
+  } catch (const std::exception&) {
+    return respond(Error(InvalidArgument("query string is malformed")));
+  }
+  for (auto& [key, value] : params) {
+    auto parse_time = [&](int64_t* out) -> Status {
+      if (auto ms = ParseIso8601Millis(value)) {
+        *out = *ms;
+        return Status::Ok();
+      }
+      return InvalidArgument(fmt::format("parameter '{}' must be an ISO 8601 date-time", key));
+    };
+    Status st;
+    if (key == "lead") {
+      q.lead = value;
+    } else if (key == "type") {
+      auto t = model::ParseActivityType(value);
+      if (!t) st = InvalidArgument("parameter 'type' must be track, identify, page, screen, group or alias");
+      q.type = t;
+    } else if (key == "event") {
+      q.event = value;
+    } else if (key == "since") {
+      st = parse_time(&q.since_ms);
+    } else if (key == "until") {
+      st = parse_time(&q.until_ms);
+    } else if (key == "cursor") {
+      q.cursor = value;
+    } else if (key == "order") {
+      if (value != "asc" && value != "desc") st = InvalidArgument("parameter 'order' must be asc or desc");
+      q.newest_first = value != "asc";
+    } else if (key == "limit") {
+      int n = 0;
+      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || ptr != value.data() + value.size() || n < 1 || n > 1000) {
+        st = InvalidArgument("parameter 'limit' must be a whole number from 1 to 1000");
+      }
+      q.limit = static_cast<size_t>(n);
+    } else {
+      st = InvalidArgument(fmt::format("parameter '{}' is not known", key));
+    }
+    if (!st.ok()) return respond(Error(st));
+  }
+  if (q.lead.empty()) return respond(Error(InvalidArgument("parameter 'lead' is required")));
+  auto page = index_->Query(q);
+  if (!page.ok()) return respond(Error(page.status()));
+  std::string body = "{\"data\":[";
+  for (size_t i = 0; i < page->entries.size(); ++i) {
+    const auto& e = page->entries[i];
+    if (i) body.push_back(',');
+    model::AppendActivityJson(e.activity, &body,
+                              fmt::format(R"("partition":{},"offset":{})", e.partition.value(),
+                                          e.offset.value()));
+  }
+  body += "],\"next_cursor\":";
+  if (page->next_cursor.empty()) {
+    body += "null";
+  } else {
+    AppendJsonString(&body, page->next_cursor);
+  }
+  body += "}";
+  respond(Json(200, std::move(body)));
+}
+
+}  // namespace fairway::http

@@ -1,0 +1,80 @@
+#pragma once
+// Api: Fairway's public HTTP API (ARCHITECTURE.md section 5) as a Handler: Segment-compatible
+// ingest, tenant administration, activity reads and operational endpoints. Maps Status codes
+// to HTTP status codes, once, here.
+//
+// Runs on the server's I/O threads. Ingest never blocks them: durable appends complete on the
+// log's writer thread. Admin operations that write synchronously run on a TaskQueue.
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "common/task_queue.h"
+#include "http/handler.h"
+#include "log/activity_log.h"
+#include "model/segment_parser.h"
+#include "model/tenant.h"
+#include "tenancy/tenant_registry.h"
+
+namespace fairway::http {
+
+struct ApiOptions {
+  // Bearer token for /admin routes.
+  std::string admin_token;
+  // Settings a new tenant gets when its creation body leaves them out.
+  model::TenantConfig tenant_defaults;
+  model::SegmentLimits segment_limits;
+};
+
+// HTTP status for a Status code.
+int HttpStatusFor(StatusCode code);
+
+class Api final : public Handler {
+ public:
+  // All pointers must outlive the Api.
+  Api(ApiOptions options, tenancy::TenantRegistry* tenants, log::ActivityLog* log,
+      log::ActivityIndex* index, const Clock* clock, MetricsRegistry* metrics);
+  ~Api() override;
+
+  void Handle(HttpRequest request, Responder respond) override;
+
+  // /readyz answers 200 only after this.
+  void SetReady(bool ready) { ready_ = ready; }
+
+  // Finishes deleting tenants left in the `deleting` state (by a crash mid-delete).
+  Status ResumeDeletions();
+
+ private:
+  struct Route;
+  void HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endpoint,
+                    Responder respond, int64_t start_ns);
+  void HandleAdmin(HttpRequest& req, std::string_view path, Responder respond);
+  void HandleActivities(HttpRequest& req, std::string_view query, Responder respond);
+  Status DeleteTenant(const TenantId& id);
+
+  struct TenantMetrics {
+    Counter* accepted;
+    Counter* duplicate;
+    Counter* rejected;
+  };
+  TenantMetrics& MetricsFor(const TenantId& id);
+
+  ApiOptions options_;
+  tenancy::TenantRegistry* tenants_;
+  log::ActivityLog* log_;
+  log::ActivityIndex* index_;
+  const Clock* clock_;
+  MetricsRegistry* metrics_;
+  std::atomic<bool> ready_{false};
+  Histogram* ingest_latency_;
+  Histogram* other_latency_;
+  Counter* unauthenticated_;
+  std::mutex tenant_metrics_mu_;
+  std::unordered_map<std::string, TenantMetrics> tenant_metrics_;
+  std::unique_ptr<TaskQueue> admin_tasks_;
+};
+
+}  // namespace fairway::http

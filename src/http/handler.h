@@ -1,0 +1,37 @@
+#pragma once
+// The HTTP boundary between the server (Boost.Beast, server.cpp) and the API (api.cpp): plain
+// request and response structs and an asynchronous handler, so no other file sees Beast.
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace fairway::http {
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path and query, as sent
+  std::string authorization;
+  std::string content_type;
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+// Completes one request; may be called from any thread, exactly once.
+using Responder = std::function<void(HttpResponse)>;
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  // Runs on an I/O thread: must not block. Hands blocking work elsewhere and responds later.
+  virtual void Handle(HttpRequest request, Responder respond) = 0;
+};
+
+}  // namespace fairway::http

@@ -1,0 +1,360 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "http/api.h"
+#include "http/server.h"
+#include "http/tests/test_client.h"
+#include "log/embedded_log.h"
+#include "storage/schema.h"
+#include "storage/tests/temp_dir.h"
+
+namespace fairway::http {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kAdminToken[] = "test-admin-token";
+
+// The real server, API, log and store on a temporary directory and an ephemeral port.
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage::StoreOptions so;
+    so.path = dir_.path();
+    so.column_families = storage::FairwayColumnFamilies();
+    store_ = std::move(storage::Store::Open(so)).value();
+    log_ = std::make_unique<log::EmbeddedLog>(store_.get(), SystemClock::Default(), &metrics_,
+                                              log::EmbeddedLogOptions{});
+    log_->Start();
+    tenants_ = std::move(tenancy::TenantRegistry::Open(store_.get(), SystemClock::Default())).value();
+    ApiOptions ao;
+    ao.admin_token = kAdminToken;
+    api_ = std::make_unique<Api>(ao, tenants_.get(), log_.get(), log_.get(), SystemClock::Default(),
+                                 &metrics_);
+    ServerOptions opts;
+    opts.port = 0;
+    server_ = std::make_unique<HttpServer>(opts, api_.get());
+    ASSERT_TRUE(server_->Start().ok());
+    api_->SetReady(true);
+    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+    client_ = std::make_unique<TestClient>(base_);
+  }
+  void TearDown() override {
+    server_->Stop();
+    log_->Stop();
+    server_.reset();
+    api_.reset();
+  }
+
+  struct Keys {
+    std::string write, api;
+  };
+  Keys CreateTenant(const std::string& id, const std::string& quotas = "{}") {
+    auto r = Admin("POST", "/admin/v1/tenants",
+                   R"({"id":")" + id + R"(","name":"T","timezone":"Europe/Berlin","quotas":)" +
+                       quotas + "}");
+    EXPECT_EQ(r.status, 201) << r.body;
+    auto j = json::parse(r.body);
+    return {j["write_key"], j["api_key"]};
+  }
+  ClientResponse Admin(const std::string& method, const std::string& path,
+                       const std::string& body = {}) {
+    return client_->Request(method, path, body, {BearerAuth(kAdminToken)});
+  }
+  ClientResponse Ingest(const std::string& write_key, const std::string& endpoint,
+                        const std::string& body) {
+    return client_->Request("POST", "/v1/" + endpoint, body, {BasicAuth(write_key)});
+  }
+  json Activities(const std::string& api_key, const std::string& query) {
+    auto r = client_->Request("GET", "/v1/activities?" + query, {}, {BearerAuth(api_key)});
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.status == 200 ? json::parse(r.body) : json();
+  }
+  size_t StoredCount(const std::string& api_key, const std::string& lead) {
+    return Activities(api_key, "lead=" + lead + "&limit=1000")["data"].size();
+  }
+
+  TempDir dir_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<log::EmbeddedLog> log_;
+  std::unique_ptr<tenancy::TenantRegistry> tenants_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<HttpServer> server_;
+  std::string base_;
+  std::unique_ptr<TestClient> client_;
+};
+
+TEST_F(ApiTest, TrackThenReadBack) {
+  Keys k = CreateTenant("acme");
+  auto r = Ingest(k.write, "track",
+                  R"({"userId":"alice","event":"Viewed Pricing","messageId":"m1",
+                      "properties":{"url":"/pricing"},"timestamp":"2024-02-29T12:00:00Z"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body), json::parse(R"({"success":true})"));
+  json page = Activities(k.api, "lead=alice");
+  ASSERT_EQ(page["data"].size(), 1u);
+  EXPECT_EQ(page["data"][0]["event"], "Viewed Pricing");
+  EXPECT_EQ(page["data"][0]["properties"]["url"], "/pricing");
+  EXPECT_EQ(page["data"][0]["timestamp"], "2024-02-29T12:00:00.000Z");
+  EXPECT_TRUE(page["data"][0].contains("receivedAt"));
+  EXPECT_TRUE(page["next_cursor"].is_null());
+}
+
+TEST_F(ApiTest, AllSegmentCallsAndBatch) {
+  Keys k = CreateTenant("acme");
+  EXPECT_EQ(Ingest(k.write, "identify", R"({"userId":"u1","traits":{"email":"a@b.c"}})").status, 200);
+  EXPECT_EQ(Ingest(k.write, "page", R"({"userId":"u1","name":"Home"})").status, 200);
+  EXPECT_EQ(Ingest(k.write, "screen", R"({"userId":"u1","name":"Main"})").status, 200);
+  EXPECT_EQ(Ingest(k.write, "group", R"({"userId":"u1","groupId":"g1","traits":{}})").status, 200);
+  EXPECT_EQ(Ingest(k.write, "alias", R"({"userId":"u1","previousId":"anon-9"})").status, 200);
+  auto r = Ingest(k.write, "batch", R"({"batch":[{"type":"track","userId":"u1","event":"A"},
+      {"type":"track","userId":"u1","event":"B"}]})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(StoredCount(k.api, "u1"), 7u);
+  json pages = Activities(k.api, "lead=u1&type=page");
+  ASSERT_EQ(pages["data"].size(), 1u);
+  EXPECT_EQ(pages["data"][0]["name"], "Home");
+  // writeKey in the body works like Basic auth (Segment allows both).
+  r = client_->Request("POST", "/v1/track", R"({"writeKey":")" + k.write +
+                                                R"(","userId":"u2","event":"x"})");
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_F(ApiTest, EachBadRequestHasItsOwnErrorAndWritesNothing) {
+  Keys k = CreateTenant("acme");
+  struct Case {
+    std::string endpoint, body;
+    int status;
+    std::string must_mention;
+  };
+  std::vector<Case> cases = {
+      {"track", R"({"userId":"bad","event":)", 400, "not valid JSON"},
+      {"track", R"({"userId":"bad","event":"e","properties":[1]})", 400, "properties"},
+      {"track", R"({"event":"e"})", 400, "userId"},
+      {"track", R"({"userId":"bad"})", 400, "event"},
+      {"track", R"({"userId":"bad","event":"e","timestamp":12})", 400, "timestamp"},
+      {"track", R"({"userId":"bad","event":"e","properties":{"b":")" + std::string(33000, 'x') + "\"}}",
+       400, "limit"},
+      {"batch", R"({"batch":[{"type":"track","userId":"bad","event":"ok"},
+                     {"type":"track","userId":"bad"}]})", 400, "batch[1].event"},
+      {"batch", R"({"batch":"nope"})", 400, "batch"},
+  };
+  for (const auto& c : cases) {
+    auto r = Ingest(k.write, c.endpoint, c.body);
+    EXPECT_EQ(r.status, c.status) << c.body.substr(0, 100);
+    EXPECT_NE(r.body.find(c.must_mention), std::string::npos) << r.body;
+  }
+  // Over 500 KB: 413.
+  std::string big = R"({"batch":[)";
+  for (int i = 0; i < 30; ++i) {
+    if (i) big += ",";
+    big += R"({"type":"track","userId":"bad","event":"e","properties":{"b":")" +
+           std::string(20000, 'y') + "\"}}";
+  }
+  big += "]}";
+  auto r = Ingest(k.write, "batch", big);
+  EXPECT_EQ(r.status, 413) << r.body;
+  client_ = std::make_unique<TestClient>(base_);  // the server closed that connection
+  // Auth failures.
+  EXPECT_EQ(client_->Request("POST", "/v1/track", R"({"userId":"bad","event":"e"})").status, 401);
+  EXPECT_EQ(Ingest("wk_unknown", "track", R"({"userId":"bad","event":"e"})").status, 401);
+  auto bad_scheme = client_->Request("POST", "/v1/track", R"({"userId":"bad","event":"e"})",
+                                     {"Authorization: Basic !!!"});
+  EXPECT_EQ(bad_scheme.status, 401);
+  // Suspended tenant.
+  ASSERT_EQ(Admin("POST", "/admin/v1/tenants/acme/suspend").status, 200);
+  r = Ingest(k.write, "track", R"({"userId":"bad","event":"e"})");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_NE(r.body.find("suspended"), std::string::npos);
+  ASSERT_EQ(Admin("POST", "/admin/v1/tenants/acme/resume").status, 200);
+
+  EXPECT_EQ(StoredCount(k.api, "bad"), 0u) << "a rejected request must write nothing";
+  for (uint32_t p = 0; p < 4; ++p) {
+    EXPECT_EQ(log_->HighWatermark(TenantId("acme"), PartitionId(p))->value(), 0u);
+  }
+}
+
+TEST_F(ApiTest, BatchErrorsListEveryBadMessage) {
+  Keys k = CreateTenant("acme");
+  auto r = Ingest(k.write, "batch", R"({"batch":[{"type":"track","userId":"u","event":"ok"},
+      {"type":"track","userId":"u"},{"type":"identify"},{"type":"group","userId":"u"}]})");
+  ASSERT_EQ(r.status, 400);
+  json j = json::parse(r.body);
+  ASSERT_EQ(j["errors"].size(), 3u);
+  EXPECT_EQ(j["errors"][0]["index"], 1);
+  EXPECT_EQ(j["errors"][0]["field"], "batch[1].event");
+  EXPECT_EQ(j["errors"][1]["index"], 2);
+  EXPECT_EQ(j["errors"][2]["field"], "batch[3].groupId");
+  EXPECT_EQ(StoredCount(k.api, "u"), 0u);
+}
+
+TEST_F(ApiTest, ResentMessageIdIsStoredOnceAndStillAnswers200) {
+  Keys k = CreateTenant("acme");
+  std::string body = R"({"userId":"u","event":"e","messageId":"same"})";
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Ingest(k.write, "track", body).status, 200);
+  EXPECT_EQ(StoredCount(k.api, "u"), 1u);
+  std::string text = metrics_.RenderPrometheus();
+  EXPECT_NE(text.find(R"(fairway_ingest_events_total{tenant="acme",outcome="duplicate"} 2)"),
+            std::string::npos);
+}
+
+TEST_F(ApiTest, QuotaAnswers429WithRetryAfter) {
+  Keys k = CreateTenant("acme", R"({"ingest_rate":1,"ingest_burst":3})");
+  std::string batch3 = R"({"batch":[{"type":"track","userId":"u","event":"a"},
+      {"type":"track","userId":"u","event":"b"},{"type":"track","userId":"u","event":"c"}]})";
+  EXPECT_EQ(Ingest(k.write, "batch", batch3).status, 200);
+  auto r = Ingest(k.write, "batch", batch3);
+  ASSERT_EQ(r.status, 429) << r.body;
+  EXPECT_GE(std::stoi(r.headers["retry-after"]), 1);
+  EXPECT_EQ(r.headers["ratelimit-limit"], "3");
+  EXPECT_NE(r.body.find("ingest rate"), std::string::npos);
+  EXPECT_EQ(StoredCount(k.api, "u"), 3u);
+  // Raising the quota takes effect at once.
+  ASSERT_EQ(Admin("PATCH", "/admin/v1/tenants/acme",
+                  R"({"quotas":{"ingest_rate":100000,"ingest_burst":100000}})").status, 200);
+  EXPECT_EQ(Ingest(k.write, "batch", batch3).status, 200);
+}
+
+TEST_F(ApiTest, FloodingOneTenantNeverThrottlesAnother) {
+  Keys a = CreateTenant("noisy", R"({"ingest_rate":50,"ingest_burst":50})");
+  Keys b = CreateTenant("quiet", R"({"ingest_rate":1000,"ingest_burst":1000})");
+  std::atomic<bool> stop{false};
+  std::atomic<int> a_limited{0};
+  std::vector<std::thread> flooders;
+  for (int t = 0; t < 3; ++t) {
+    flooders.emplace_back([&] {
+      TestClient c(base_);
+      while (!stop) {
+        auto r = c.Request("POST", "/v1/track", R"({"userId":"x","event":"flood"})",
+                           {BasicAuth(a.write)});
+        if (r.status == 429) ++a_limited;
+      }
+    });
+  }
+  TestClient quiet(base_);
+  int b_ok = 0;
+  // Tenant B keeps sending while A is being refused.
+  for (int i = 0; i < 200 || a_limited < 100; ++i) {
+    auto r = quiet.Request("POST", "/v1/track", R"({"userId":"y","event":"calm"})",
+                           {BasicAuth(b.write)});
+    ASSERT_EQ(r.status, 200) << r.body;
+    ++b_ok;
+    if (i > 100'000) break;
+  }
+  stop = true;
+  for (auto& t : flooders) t.join();
+  EXPECT_GE(a_limited.load(), 100);
+  EXPECT_EQ(StoredCount(b.api, "y"), std::min<size_t>(b_ok, 1000));
+}
+
+TEST_F(ApiTest, IsolationMatrix) {
+  Keys a = CreateTenant("a");
+  Keys b = CreateTenant("b");
+  ASSERT_EQ(Ingest(a.write, "track", R"({"userId":"shared","event":"from-a"})").status, 200);
+  ASSERT_EQ(Ingest(b.write, "track", R"({"userId":"shared","event":"from-b"})").status, 200);
+  // An API key reads only its own tenant.
+  json pa = Activities(a.api, "lead=shared");
+  ASSERT_EQ(pa["data"].size(), 1u);
+  EXPECT_EQ(pa["data"][0]["event"], "from-a");
+  json pb = Activities(b.api, "lead=shared");
+  ASSERT_EQ(pb["data"].size(), 1u);
+  EXPECT_EQ(pb["data"][0]["event"], "from-b");
+  // A write key reads nothing.
+  EXPECT_EQ(client_->Request("GET", "/v1/activities?lead=shared", {}, {BearerAuth(a.write)}).status,
+            401);
+  EXPECT_EQ(client_->Request("GET", "/v1/activities?lead=shared").status, 401);
+  // An API key cannot ingest.
+  EXPECT_EQ(Ingest(a.api, "track", R"({"userId":"x","event":"e"})").status, 401);
+  // Admin routes need the admin token, not a tenant key.
+  for (const std::string& key : {a.api, a.write, std::string("wrong")}) {
+    EXPECT_EQ(client_->Request("GET", "/admin/v1/tenants", {}, {BearerAuth(key)}).status, 401);
+  }
+  EXPECT_EQ(client_->Request("GET", "/admin/v1/tenants").status, 401);
+  EXPECT_EQ(Admin("GET", "/admin/v1/tenants").status, 200);
+}
+
+TEST_F(ApiTest, TenantLifecycle) {
+  auto bad = Admin("POST", "/admin/v1/tenants", R"({"id":"acme","timezone":"Nowhere/Land"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("timezone"), std::string::npos);
+  EXPECT_EQ(Admin("POST", "/admin/v1/tenants", R"({"name":"x"})").status, 400);
+  Keys k = CreateTenant("acme");
+  EXPECT_EQ(Admin("POST", "/admin/v1/tenants", R"({"id":"acme"})").status, 409);
+  auto list = json::parse(Admin("GET", "/admin/v1/tenants").body);
+  ASSERT_EQ(list["tenants"].size(), 1u);
+  EXPECT_FALSE(list["tenants"][0].contains("write_key"));
+  auto got = json::parse(Admin("GET", "/admin/v1/tenants/acme").body);
+  EXPECT_EQ(got["timezone"], "Europe/Berlin");
+  EXPECT_EQ(Admin("GET", "/admin/v1/tenants/nope").status, 404);
+  auto patched = Admin("PATCH", "/admin/v1/tenants/acme", R"({"quotas":{"retention_days":7}})");
+  ASSERT_EQ(patched.status, 200);
+  EXPECT_EQ(json::parse(patched.body)["quotas"]["retention_days"], 7);
+
+  ASSERT_EQ(Ingest(k.write, "track", R"({"userId":"u","event":"e"})").status, 200);
+  auto rotated = Admin("POST", "/admin/v1/tenants/acme/rotate-keys");
+  ASSERT_EQ(rotated.status, 200);
+  Keys k2{json::parse(rotated.body)["write_key"], json::parse(rotated.body)["api_key"]};
+  EXPECT_EQ(Ingest(k.write, "track", R"({"userId":"u","event":"e"})").status, 401);
+  EXPECT_EQ(StoredCount(k2.api, "u"), 1u);
+
+  ASSERT_EQ(Admin("DELETE", "/admin/v1/tenants/acme").status, 200);
+  EXPECT_EQ(Admin("GET", "/admin/v1/tenants/acme").status, 404);
+  EXPECT_EQ(Ingest(k2.write, "track", R"({"userId":"u","event":"e"})").status, 401);
+  // Re-created with the same id: no data of the old tenant is visible.
+  Keys k3 = CreateTenant("acme");
+  EXPECT_EQ(StoredCount(k3.api, "u"), 0u);
+}
+
+TEST_F(ApiTest, ActivitiesPaginationAndParameterErrors) {
+  Keys k = CreateTenant("acme");
+  std::string batch = R"({"batch":[)";
+  for (int i = 0; i < 25; ++i) {
+    if (i) batch += ",";
+    batch += R"({"type":"track","userId":"u","event":"e)" + std::to_string(i) +
+             R"(","timestamp":"2024-01-01T00:00:)" + (i < 10 ? "0" : "") + std::to_string(i) +
+             R"(Z"})";
+  }
+  batch += "]}";
+  ASSERT_EQ(Ingest(k.write, "batch", batch).status, 200);
+  std::vector<std::string> events;
+  std::string cursor;
+  do {
+    json page = Activities(k.api, "lead=u&limit=10" + (cursor.empty() ? "" : "&cursor=" + cursor));
+    for (auto& a : page["data"]) events.push_back(a["event"]);
+    cursor = page["next_cursor"].is_null() ? "" : page["next_cursor"].get<std::string>();
+  } while (!cursor.empty());
+  ASSERT_EQ(events.size(), 25u);
+  EXPECT_EQ(events.front(), "e24");
+  EXPECT_EQ(events.back(), "e0");
+  json asc = Activities(k.api, "lead=u&order=asc&since=2024-01-01T00:00:05Z&until=2024-01-01T00:00:07Z");
+  ASSERT_EQ(asc["data"].size(), 3u);
+  EXPECT_EQ(asc["data"][0]["event"], "e5");
+  for (const char* q : {"", "lead=u&limit=0", "lead=u&since=yesterday", "lead=u&type=click",
+                        "lead=u&order=up", "lead=u&bogus=1", "lead=u&cursor=zzz"}) {
+    auto r = client_->Request("GET", std::string("/v1/activities?") + q, {}, {BearerAuth(k.api)});
+    EXPECT_EQ(r.status, 400) << q << " -> " << r.body;
+  }
+}
+
+TEST_F(ApiTest, OpsEndpoints) {
+  EXPECT_EQ(client_->Request("GET", "/healthz").status, 200);
+  EXPECT_EQ(client_->Request("GET", "/readyz").status, 200);
+  Keys k = CreateTenant("acme");
+  ASSERT_EQ(Ingest(k.write, "track", R"({"userId":"u","event":"e"})").status, 200);
+  auto m = client_->Request("GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  for (const char* want :
+       {R"(fairway_ingest_events_total{tenant="acme",outcome="accepted"} 1)",
+        "fairway_http_request_seconds_bucket", "fairway_log_commit_events_count",
+        "fairway_log_sync_seconds_bucket", "fairway_log_disk_bytes"}) {
+    EXPECT_NE(m.body.find(want), std::string::npos) << want;
+  }
+  EXPECT_EQ(client_->Request("GET", "/nope").status, 404);
+}
+
+}  // namespace
+}  // namespace fairway::http

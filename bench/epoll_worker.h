@@ -33,6 +33,7 @@ class EpollWorker {
   WorkerResult Run();
 
  private:
+  // Where a connection is in its request cycle.
   enum class State { kDown, kConnecting, kIdle, kWriting, kAwaiting };
 
   // One TCP connection and its request in flight.

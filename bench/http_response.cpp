@@ -105,9 +105,14 @@ ptrdiff_t ParseHttpResponse(std::string_view in, bool eof, HttpResponse* out) {
   }
 
   size_t body_start = head_end + 4;
+  if (status >= 100 && status < 200) {
+    // Interim answer (100 Continue): the real one follows.
+    ptrdiff_t rest = ParseHttpResponse(in.substr(body_start), eof, out);
+    return rest <= 0 ? rest : static_cast<ptrdiff_t>(body_start) + rest;
+  }
   out->status = status;
   out->close = close;
-  if (status == 204 || status == 304 || (status >= 100 && status < 200)) {
+  if (status == 204 || status == 304) {
     out->body.clear();
     return static_cast<ptrdiff_t>(body_start);
   }

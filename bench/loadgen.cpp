@@ -39,6 +39,7 @@
 namespace fairway::bench {
 namespace {
 
+// The system under load.
 enum class Target { kFairway, kRedis, kPostgres };
 
 // Command-line settings of one run.

@@ -9,6 +9,7 @@
 #   WARMUP=2         unmeasured seconds before each  THREADS=1        loadgen event-loop threads
 #   TARGETS="fairway redis postgres"                 which targets to run
 #   SKIP_BUILD=1     use the binaries already in build/release
+#   FAIRWAY_BIN=...  server binary to benchmark (default build/release/src/app/fairway)
 set -euo pipefail
 
 DURATION=${DURATION:-20}
@@ -21,14 +22,23 @@ TARGETS=${TARGETS:-"fairway redis postgres"}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-FAIRWAY_BIN=build/release/src/app/fairway
+FAIRWAY_BIN=${FAIRWAY_BIN:-build/release/src/app/fairway}
 LOADGEN_BIN=build/release/bench/fairway_loadgen
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 # Bound on any single loadgen run: warm-up, measurement, drain allowance, tenant setup.
 RUN_LIMIT=$((WARMUP + DURATION + 120))
 
 log() { echo "run_ingest: $*" >&2; }
-die() { log "$*"; exit 1; }
+die() {  # message, then the end of every server log (the scratch dir is removed on exit)
+  log "$*"
+  local f
+  for f in "${TMP:-/nonexistent}"/*.log; do
+    [[ -f $f ]] || continue
+    log "--- last lines of $(basename "$f")"
+    tail -n 20 "$f" >&2
+  done
+  exit 1
+}
 wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 
 # --- dependencies and build -------------------------------------------------------------
@@ -60,10 +70,13 @@ stop_postgres() {  # fast shutdown of the postmaster, then of the process that s
     stop_pid "$(head -1 "$TMP/pg/data/postmaster.pid")" INT
   fi
 }
-cleanup() {
+cleanup() {  # newest first: load generators before the servers they load
   trap - EXIT INT TERM
-  stop_postgres
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    if [[ ${PIDS[i]} == "${PG_PID:-}" ]]; then stop_postgres; fi
+    stop_pid "${PIDS[i]}"
+  done
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -73,12 +86,13 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# wait_until TRIES DESCRIPTION COMMAND...: poll COMMAND every 0.2 s.
+# wait_until TRIES DESCRIPTION PID COMMAND...: poll COMMAND every 0.2 s while PID lives.
 wait_until() {
-  local tries=$1 what=$2
-  shift 2
+  local tries=$1 what=$2 pid=$3
+  shift 3
   for _ in $(seq "$tries"); do
     if "$@" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || die "$what exited during start-up"
     sleep 0.2
   done
   die "$what did not come up"
@@ -91,9 +105,13 @@ loadgen() {
   local label=$1
   shift
   local out=$TMP/loadgen-$label.out rc=0
+  # In the background so that an interrupt reaches the trap (and kills it) at once.
   timeout --kill-after=10 "$RUN_LIMIT" "$LOADGEN_BIN" --duration "$DURATION" --warmup "$WARMUP" \
     --connections "$CONNECTIONS" --tenants "$TENANTS" --batch "$BATCH" --threads "$THREADS" \
-    "$@" >"$out" || rc=$?
+    "$@" >"$out" &
+  local pid=$!
+  PIDS+=("$pid")
+  wait "$pid" || rc=$?
   cat "$out"
   if [[ $rc -ne 0 && $rc -ne 1 ]]; then die "loadgen for $label failed (exit $rc)"; fi
   python3 - "$label" "$out" >>"$RESULTS" <<'EOF'
@@ -119,7 +137,7 @@ if wants fairway; then
   ready() {
     [[ $(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]]
   }
-  wait_until 150 "fairway (see $TMP/fairway.log)" ready
+  wait_until 150 fairway "$fairway_pid" ready
 
   log "fairway: closed loop, full speed"
   loadgen fairway --target fairway --port "$port" --admin-token "$token" \
@@ -144,7 +162,7 @@ if wants redis; then
     --appendfsync always --save '' --logfile "$TMP/redis.log" &
   redis_pid=$!
   PIDS+=("$redis_pid")
-  wait_until 100 "redis-server (see $TMP/redis.log)" timeout 2 redis-cli -p "$port" ping
+  wait_until 100 redis-server "$redis_pid" timeout 2 redis-cli -p "$port" ping
   loadgen redis --target redis --port "$port"
   stop_pid "$redis_pid"
 fi
@@ -162,13 +180,14 @@ if wants postgres; then
   fi
   log "initialising PostgreSQL in $TMP/pg"
   "${as_pg[@]}" "$PG_BIN/initdb" -D "$TMP/pg/data" -U postgres --auth=trust -E UTF8 \
-    --no-locale --no-sync >"$TMP/initdb.log" 2>&1 || die "initdb failed (see $TMP/initdb.log)"
+    --no-locale --no-sync >"$TMP/initdb.log" 2>&1 || die "initdb failed"
   log "starting PostgreSQL on 127.0.0.1:$port (fsync on, synchronous_commit on)"
   "${as_pg[@]}" "$PG_BIN/postgres" -D "$TMP/pg/data" -k "$TMP/pg" -p "$port" \
     -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
     -c max_connections=$((CONNECTIONS + 20)) >"$TMP/postgres.log" 2>&1 &
-  PIDS+=($!)
-  wait_until 150 "PostgreSQL (see $TMP/postgres.log)" "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$port"
+  PG_PID=$!
+  PIDS+=("$PG_PID")
+  wait_until 150 PostgreSQL "$PG_PID" "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$port"
   timeout 30 psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres -c \
     "CREATE TABLE activities (tenant text, message_id text, user_id text, ts timestamptz, body jsonb)"
   loadgen postgres --target postgres \

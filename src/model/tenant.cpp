@@ -112,9 +112,15 @@ Status ApplyCommon(const json::object& obj, TenantConfig* t) {
   return Status::Ok();
 }
 
+// Whole numbers print as integers ("5000", not "5E3").
+json::value Number(double v) {
+  if (v == std::floor(v) && std::abs(v) < 9e15) return static_cast<int64_t>(v);
+  return v;
+}
+
 json::object QuotasToJson(const Quotas& q) {
-  return {{"ingest_rate", q.ingest_rate},
-          {"ingest_burst", q.ingest_burst},
+  return {{"ingest_rate", Number(q.ingest_rate)},
+          {"ingest_burst", Number(q.ingest_burst)},
           {"processing_weight", q.processing_weight},
           {"max_in_flight", q.max_in_flight},
           {"retention_days", q.retention_days},

@@ -1,0 +1,31 @@
+# The two commands a new user needs (see README.md), plus a few conveniences.
+PRESET ?= release
+BUILD_DIR := build/$(PRESET)
+DATA_DIR ?= ./data
+LISTEN ?= 127.0.0.1:8080
+
+.PHONY: run test build configure bootstrap bench clean format-check config-doc
+
+run: build
+	$(BUILD_DIR)/src/app/fairway serve --data-dir $(DATA_DIR) --listen $(LISTEN)
+
+test: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j 2
+
+build: configure
+	cmake --build $(BUILD_DIR) -j 2
+
+configure: bootstrap
+	@test -f $(BUILD_DIR)/build.ninja || cmake --preset $(PRESET)
+
+bootstrap:
+	@scripts/bootstrap
+
+bench: build
+	bench/run_ingest.sh
+
+config-doc: build
+	$(BUILD_DIR)/src/app/fairway config-reference > docs/config.md
+
+clean:
+	rm -rf build

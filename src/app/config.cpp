@@ -1,0 +1,231 @@
+#include "app/config.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <functional>
+#include <toml++/toml.h>
+#include <vector>
+
+namespace fairway::app {
+
+namespace {
+
+struct Key {
+  const char* name;  // dotted TOML path
+  const char* env;
+  const char* default_text;
+  const char* meaning;
+  std::function<Status(const std::string&, Config*)> set;
+};
+
+template <typename T>
+Status ParseNumber(const std::string& key, const std::string& v, T min, T max, T* out) {
+  T value{};
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
+  if (ec != std::errc() || p != v.data() + v.size() || value < min || value > max) {
+    return InvalidArgument(fmt::format("config key '{}' must be a number from {} to {}, not '{}'",
+                                       key, min, max, v));
+  }
+  *out = value;
+  return Status::Ok();
+}
+
+Status ParseBool(const std::string& key, const std::string& v, bool* out) {
+  if (v == "true" || v == "1") {
+    *out = true;
+  } else if (v == "false" || v == "0") {
+    *out = false;
+  } else {
+    return InvalidArgument(fmt::format("config key '{}' must be true or false, not '{}'", key, v));
+  }
+  return Status::Ok();
+}
+
+
+const std::vector<Key>& Keys() {
+  static const std::vector<Key> keys = {
+      {"server.listen", "FAIRWAY_LISTEN", "127.0.0.1:8080",
+       "Address and port the HTTP server listens on. Port 0 picks a free port.",
+       [](const std::string& v, Config* c) { return SetListen(v, c); }},
+      {"server.io_threads", "FAIRWAY_IO_THREADS", "2",
+       "Threads serving HTTP (parsing, validation). More than the cores only adds switching.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber("server.io_threads", v, 1, 64, &c->server.io_threads);
+       }},
+      {"server.max_body_bytes", "FAIRWAY_MAX_BODY_BYTES", "512000",
+       "Largest request body; larger requests get 413. Segment's limit is 500 KB.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<size_t>("server.max_body_bytes", v, 1024, 64u << 20,
+                                    &c->server.max_body_bytes);
+       }},
+      {"server.read_timeout_seconds", "FAIRWAY_READ_TIMEOUT_SECONDS", "30",
+       "A request must arrive in full within this time; protects against slow clients.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber("server.read_timeout_seconds", v, 1, 3600,
+                            &c->server.read_timeout_seconds);
+       }},
+      {"server.idle_timeout_seconds", "FAIRWAY_IDLE_TIMEOUT_SECONDS", "60",
+       "Idle keep-alive connections are closed after this time.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber("server.idle_timeout_seconds", v, 1, 3600,
+                            &c->server.idle_timeout_seconds);
+       }},
+      {"storage.data_dir", "FAIRWAY_DATA_DIR", "./data",
+       "Directory of the embedded store (RocksDB files) and the generated admin token.",
+       [](const std::string& v, Config* c) {
+         if (v.empty()) return InvalidArgument("config key 'storage.data_dir' must not be empty");
+         c->data_dir = v;
+         return Status::Ok();
+       }},
+      {"storage.block_cache_mb", "FAIRWAY_BLOCK_CACHE_MB", "128",
+       "Read cache of the embedded store, in MiB.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<size_t>("storage.block_cache_mb", v, 8, 1u << 20, &c->block_cache_mb);
+       }},
+      {"log.sync", "FAIRWAY_LOG_SYNC", "true",
+       "fsync each group commit before acknowledging. false loses acknowledged events on power "
+       "loss: for throwaway environments only.",
+       [](const std::string& v, Config* c) { return ParseBool("log.sync", v, &c->log.sync); }},
+      {"log.max_commit_events", "FAIRWAY_LOG_MAX_COMMIT_EVENTS", "20000",
+       "Most events in one group commit. Larger commits amortise fsync better but wait longer.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<size_t>("log.max_commit_events", v, 1, 1'000'000,
+                                    &c->log.max_commit_events);
+       }},
+      {"log.max_queued_events", "FAIRWAY_LOG_MAX_QUEUED_EVENTS", "500000",
+       "Events waiting for disk beyond which ingest answers 503: bounds memory under overload.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<size_t>("log.max_queued_events", v, 1000, 100'000'000,
+                                    &c->log.max_queued_events);
+       }},
+      {"admin.token", "FAIRWAY_ADMIN_TOKEN", "(generated)",
+       "Bearer token of the admin API. When unset, one is generated on first start and kept in "
+       "<data_dir>/admin_token (mode 0600).",
+       [](const std::string& v, Config* c) {
+         c->admin_token = v;
+         return Status::Ok();
+       }},
+      {"tenants.partitions", "FAIRWAY_TENANT_PARTITIONS", "4",
+       "Log partitions of a new tenant (1-256) when its creation body does not say.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<uint32_t>("tenants.partitions", v, 1, model::kMaxPartitions,
+                                      &c->tenant_defaults.partitions);
+       }},
+      {"tenants.ingest_rate", "FAIRWAY_TENANT_INGEST_RATE", "5000",
+       "Default sustained ingest rate of a new tenant, events/s.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<double>("tenants.ingest_rate", v, 1, 1e12,
+                                    &c->tenant_defaults.quotas.ingest_rate);
+       }},
+      {"tenants.ingest_burst", "FAIRWAY_TENANT_INGEST_BURST", "50000",
+       "Default ingest burst of a new tenant, events.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<double>("tenants.ingest_burst", v, 1, 1e12,
+                                    &c->tenant_defaults.quotas.ingest_burst);
+       }},
+      {"tenants.retention_days", "FAIRWAY_TENANT_RETENTION_DAYS", "90",
+       "Default days a new tenant's activities are kept (0 = forever).",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<uint32_t>("tenants.retention_days", v, 0, 36'500,
+                                      &c->tenant_defaults.quotas.retention_days);
+       }},
+      {"tenants.dedup_window_seconds", "FAIRWAY_TENANT_DEDUP_WINDOW_SECONDS", "604800",
+       "Default idempotency window of a new tenant: a messageId re-sent within it is not "
+       "stored again.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<uint32_t>("tenants.dedup_window_seconds", v, 0, 366u * 86'400u,
+                                      &c->tenant_defaults.quotas.dedup_window_seconds);
+       }},
+      {"retention.interval_seconds", "FAIRWAY_RETENTION_INTERVAL_SECONDS", "3600",
+       "How often expired activities are removed.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber("retention.interval_seconds", v, 1, 86'400,
+                            &c->retention_interval_seconds);
+       }},
+  };
+  return keys;
+}
+
+std::string TomlValueText(const toml::node& n) {
+  if (auto s = n.as_string()) return s->get();
+  if (auto i = n.as_integer()) return std::to_string(i->get());
+  if (auto f = n.as_floating_point()) return fmt::format("{}", f->get());
+  if (auto b = n.as_boolean()) return b->get() ? "true" : "false";
+  return "\x01";  // not a scalar: rejected by every setter
+}
+
+}  // namespace
+
+Status SetListen(const std::string& listen, Config* c) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return InvalidArgument(fmt::format("listen address must be HOST:PORT, not '{}'", listen));
+  }
+  uint16_t port = 0;
+  std::string port_text = listen.substr(colon + 1);
+  auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || p != port_text.data() + port_text.size()) {
+    return InvalidArgument(fmt::format("listen port must be 0-65535, not '{}'", port_text));
+  }
+  std::string host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  c->server.host = host == "localhost" ? "127.0.0.1" : host;
+  c->server.port = port;
+  return Status::Ok();
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  Config c;
+  if (!path.empty()) {
+    toml::table table;
+    try {
+      table = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+      return InvalidArgument(fmt::format("config file '{}': {}", path, e.description()));
+    }
+    // Reject unknown keys: a typo should not be silently ignored.
+    std::vector<std::string> known;
+    for (const auto& k : Keys()) known.push_back(k.name);
+    for (auto& [section, node] : table) {
+      auto* sub = node.as_table();
+      if (!sub) {
+        return InvalidArgument(fmt::format("config key '{}' is not known", section.str()));
+      }
+      for (auto& [key, _] : *sub) {
+        std::string full = std::string(section.str()) + "." + std::string(key.str());
+        if (std::find(known.begin(), known.end(), full) == known.end()) {
+          return InvalidArgument(fmt::format("config key '{}' is not known", full));
+        }
+      }
+    }
+    for (const auto& k : Keys()) {
+      if (auto node = table.at_path(k.name)) {
+        FAIRWAY_RETURN_IF_ERROR(k.set(TomlValueText(*node.node()), &c));
+      }
+    }
+  }
+  for (const auto& k : Keys()) {
+    if (const char* v = std::getenv(k.env)) FAIRWAY_RETURN_IF_ERROR(k.set(v, &c));
+  }
+  return c;
+}
+
+std::string ConfigReferenceMarkdown() {
+  std::string out =
+      "# Configuration reference\n\n"
+      "Generated by `fairway config-reference`; do not edit by hand.\n\n"
+      "Fairway reads one TOML file (`fairway serve --config FILE`), then the environment: an "
+      "environment variable overrides the file. Command-line flags `--data-dir` and `--listen` "
+      "override both. Unknown keys are errors.\n\n"
+      "| key | environment | default | meaning |\n|---|---|---|---|\n";
+  for (const auto& k : Keys()) {
+    out += fmt::format("| `{}` | `{}` | `{}` | {} |\n", k.name, k.env, k.default_text, k.meaning);
+  }
+  return out;
+}
+
+}  // namespace fairway::app

@@ -1,0 +1,32 @@
+#pragma once
+// Fairway's configuration: one struct with in-class defaults, filled from a TOML file and then
+// from environment variables. One table (config.cpp) drives parsing, overrides and the
+// generated docs/config.md, so the three never disagree.
+
+#include <string>
+
+#include "common/status.h"
+#include "http/server.h"
+#include "log/embedded_log.h"
+#include "model/tenant.h"
+
+namespace fairway::app {
+
+struct Config {
+  http::ServerOptions server;
+  std::string data_dir = "./data";
+  size_t block_cache_mb = 128;
+  log::EmbeddedLogOptions log;
+  std::string admin_token;
+  model::TenantConfig tenant_defaults;
+  int retention_interval_seconds = 3600;
+};
+
+// Reads `path` (if not empty) then the FAIRWAY_* environment. Errors name the key.
+Result<Config> LoadConfig(const std::string& path);
+// Parses "host:port" into the server options.
+Status SetListen(const std::string& listen, Config* config);
+// The Markdown reference of every key.
+std::string ConfigReferenceMarkdown();
+
+}  // namespace fairway::app

@@ -1,0 +1,308 @@
+// fairway: the server and its command-line tools.
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <condition_variable>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "app/config.h"
+#include "common/crypto.h"
+#include "http/api.h"
+#include "http/server.h"
+#include "log/embedded_log.h"
+#include "storage/schema.h"
+#include "tenancy/tenant_registry.h"
+
+namespace fairway::app {
+namespace {
+
+// Reads the admin token from the config, or from <data_dir>/admin_token, creating it (0600)
+// on first start.
+Result<std::string> ResolveAdminToken(const Config& config, bool* generated) {
+  *generated = false;
+  if (!config.admin_token.empty()) return config.admin_token;
+  std::string path = config.data_dir + "/admin_token";
+  std::ifstream in(path);
+  std::string token;
+  if (in && std::getline(in, token) && !token.empty()) return token;
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  token = RandomToken("adm_");
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return Unavailable(fmt::format("cannot write '{}'", tmp));
+    out << token << "\n";
+  }
+  ::chmod(tmp.c_str(), 0600);
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Unavailable(fmt::format("cannot write '{}': {}", path, ec.message()));
+  *generated = true;
+  return token;
+}
+
+// Removes expired activities periodically. Owns one thread; Stop() wakes and joins it.
+class RetentionService {
+ public:
+  RetentionService(tenancy::TenantRegistry* tenants, log::ActivityLog* log, const Clock* clock,
+                   int interval_seconds)
+      : tenants_(tenants), log_(log), clock_(clock), interval_(interval_seconds) {}
+  void Start() {
+    thread_ = std::thread([this] { Run(); });
+  }
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      for (const auto& t : tenants_->List()) {
+        if (t.quotas.retention_days == 0 || t.status == model::TenantStatus::kDeleting) continue;
+        int64_t cutoff = clock_->NowMillis() - int64_t{t.quotas.retention_days} * 86'400'000;
+        auto removed = log_->ApplyRetention(t.id, t.partitions, cutoff);
+        if (!removed.ok()) {
+          spdlog::warn("retention for tenant '{}': {}", t.id.str(), removed.status().ToString());
+        } else if (*removed > 0) {
+          spdlog::info("retention removed {} activities of tenant '{}'", *removed, t.id.str());
+        }
+      }
+      lock.lock();
+      cv_.wait_for(lock, std::chrono::seconds(interval_), [&] { return stopping_; });
+    }
+  }
+  tenancy::TenantRegistry* tenants_;
+  log::ActivityLog* log_;
+  const Clock* clock_;
+  int interval_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+int Serve(Config config) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // threads started below inherit the mask
+
+  bool generated = false;
+  auto token = ResolveAdminToken(config, &generated);
+  if (!token.ok()) {
+    spdlog::error("{}", token.status().message());
+    return 1;
+  }
+  const Clock* clock = SystemClock::Default();
+  MetricsRegistry metrics;
+  storage::StoreOptions so;
+  so.path = config.data_dir + "/store";
+  so.column_families = storage::FairwayColumnFamilies();
+  so.block_cache_bytes = config.block_cache_mb << 20;
+  auto store = storage::Store::Open(so);
+  if (!store.ok()) {
+    spdlog::error("{}", store.status().message());
+    return 1;
+  }
+  auto tenants = tenancy::TenantRegistry::Open(store->get(), clock);
+  if (!tenants.ok()) {
+    spdlog::error("{}", tenants.status().message());
+    return 1;
+  }
+  log::EmbeddedLog log(store->get(), clock, &metrics, config.log);
+  log.Start();
+  http::ApiOptions ao;
+  ao.admin_token = *token;
+  ao.tenant_defaults = config.tenant_defaults;
+  http::Api api(ao, tenants->get(), &log, &log, clock, &metrics);
+  if (Status st = api.ResumeDeletions(); !st.ok()) {
+    spdlog::error("finishing interrupted tenant deletions: {}", st.ToString());
+    return 1;
+  }
+  RetentionService retention(tenants->get(), &log, clock, config.retention_interval_seconds);
+  retention.Start();
+  http::HttpServer server(config.server, &api);
+  if (Status st = server.Start(); !st.ok()) {
+    spdlog::error("{}", st.message());
+    retention.Stop();
+    log.Stop();
+    return 1;
+  }
+  api.SetReady(true);
+  std::string url = fmt::format("http://{}:{}", config.server.host, server.port());
+  spdlog::info("fairway listening on {} (data in {})", url, config.data_dir);
+  if (config.admin_token.empty()) {
+    std::cout << fmt::format(
+        "Admin token: {}/admin_token{}\n"
+        "Quick start:\n"
+        "  TOKEN=$(cat {}/admin_token)\n"
+        "  curl -s -H \"Authorization: Bearer $TOKEN\" -d '{{\"id\":\"acme\"}}' {}/admin/v1/tenants\n"
+        "  curl -s -u WRITE_KEY: -d '{{\"userId\":\"u1\",\"event\":\"Signed Up\"}}' {}/v1/track\n",
+        config.data_dir, generated ? " (generated now)" : "", config.data_dir, url, url);
+  }
+  std::cout << "READY " << server.port() << std::endl;
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {}: shutting down", sig);
+  api.SetReady(false);
+  server.Stop();
+  retention.Stop();
+  log.Stop();
+  return 0;
+}
+
+// Calls the admin API of a running server (tenant subcommands).
+int AdminCall(const std::string& server, const std::string& token, const std::string& method,
+              const std::string& path, const std::string& body) {
+  CURL* c = curl_easy_init();
+  std::string url = server + path;
+  std::string response;
+  struct curl_slist* headers = nullptr;
+  headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
+  headers = curl_slist_append(headers, "Content-Type: application/json");
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  if (method != "GET") curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION,
+                   +[](char* d, size_t s, size_t n, void* out) {
+                     static_cast<std::string*>(out)->append(d, s * n);
+                     return s * n;
+                   });
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response);
+  CURLcode rc = curl_easy_perform(c);
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(c);
+  if (rc != CURLE_OK) {
+    std::cerr << "cannot reach " << server << ": " << curl_easy_strerror(rc) << "\n";
+    return 2;
+  }
+  std::cout << response << "\n";
+  return status >= 200 && status < 300 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace fairway::app
+
+int main(int argc, char** argv) {
+  using namespace fairway::app;
+  // Logs go to stderr; stdout carries only what scripts read (the READY line, CLI answers).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("fairway"));
+  // A client or pipe that goes away must not kill the server.
+  std::signal(SIGPIPE, SIG_IGN);
+  CLI::App cli{"Fairway: a multi-tenant customer-activity engine"};
+  cli.require_subcommand(1);
+
+  std::string config_path, data_dir, listen;
+  auto* serve = cli.add_subcommand("serve", "Run the server");
+  serve->add_option("--config", config_path, "TOML configuration file");
+  serve->add_option("--data-dir", data_dir, "Data directory (overrides the config)");
+  serve->add_option("--listen", listen, "HOST:PORT to listen on (overrides the config)");
+
+  auto* reference = cli.add_subcommand("config-reference", "Print the configuration reference");
+
+  std::string server = "http://127.0.0.1:8080", token, tenant_data_dir = "./data";
+  auto* tenant = cli.add_subcommand("tenant", "Manage tenants of a running server");
+  tenant->require_subcommand(1);
+  tenant->add_option("--server", server, "Server URL")->capture_default_str();
+  tenant->add_option("--admin-token", token, "Admin token (default: $FAIRWAY_ADMIN_TOKEN, "
+                                             "then <data-dir>/admin_token)");
+  tenant->add_option("--data-dir", tenant_data_dir, "Where to find admin_token")
+      ->capture_default_str();
+  std::string id, name, timezone = "UTC", quotas;
+  uint32_t partitions = 0;
+  auto* create = tenant->add_subcommand("create", "Create a tenant; prints its keys once");
+  create->add_option("id", id, "Tenant id")->required();
+  create->add_option("--name", name, "Display name");
+  create->add_option("--timezone", timezone, "IANA time zone")->capture_default_str();
+  create->add_option("--partitions", partitions, "Log partitions (1-256)");
+  create->add_option("--quotas", quotas, "Quotas as JSON, e.g. '{\"ingest_rate\":1000}'");
+  auto* list = tenant->add_subcommand("list", "List tenants");
+  std::string patch;
+  auto* update = tenant->add_subcommand("update", "Change name, timezone or quotas");
+  update->add_option("id", id)->required();
+  update->add_option("--patch", patch, "JSON body, e.g. '{\"quotas\":{\"ingest_rate\":10}}'")
+      ->required();
+  std::map<std::string, CLI::App*> id_commands;
+  for (const char* verb : {"get", "delete", "suspend", "resume", "rotate-keys"}) {
+    auto* sub = tenant->add_subcommand(verb, std::string(verb) + " a tenant");
+    sub->add_option("id", id)->required();
+    id_commands[verb] = sub;
+  }
+
+  CLI11_PARSE(cli, argc, argv);
+
+  if (*reference) {
+    std::cout << ConfigReferenceMarkdown();
+    return 0;
+  }
+  if (*serve) {
+    auto config = LoadConfig(config_path);
+    if (!config.ok()) {
+      std::cerr << config.status().message() << "\n";
+      return 2;
+    }
+    if (!data_dir.empty()) config->data_dir = data_dir;
+    if (!listen.empty()) {
+      if (auto st = SetListen(listen, &*config); !st.ok()) {
+        std::cerr << st.message() << "\n";
+        return 2;
+      }
+    }
+    return Serve(std::move(config).value());
+  }
+  // tenant subcommands
+  if (token.empty()) {
+    if (const char* env = std::getenv("FAIRWAY_ADMIN_TOKEN")) token = env;
+  }
+  if (token.empty()) {
+    std::ifstream in(tenant_data_dir + "/admin_token");
+    std::getline(in, token);
+  }
+  if (token.empty()) {
+    std::cerr << "no admin token: pass --admin-token, set FAIRWAY_ADMIN_TOKEN or --data-dir\n";
+    return 2;
+  }
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (*create) {
+    std::string body = fmt::format(R"({{"id":"{}","timezone":"{}")", id, timezone);
+    if (!name.empty()) body += fmt::format(R"(,"name":"{}")", name);
+    if (partitions) body += fmt::format(R"(,"partitions":{})", partitions);
+    if (!quotas.empty()) body += ",\"quotas\":" + quotas;
+    body += "}";
+    return AdminCall(server, token, "POST", "/admin/v1/tenants", body);
+  }
+  if (*list) return AdminCall(server, token, "GET", "/admin/v1/tenants", "");
+  if (*update) return AdminCall(server, token, "PATCH", "/admin/v1/tenants/" + id, patch);
+  if (*id_commands["get"]) return AdminCall(server, token, "GET", "/admin/v1/tenants/" + id, "");
+  if (*id_commands["delete"]) {
+    return AdminCall(server, token, "DELETE", "/admin/v1/tenants/" + id, "");
+  }
+  for (const char* verb : {"suspend", "resume", "rotate-keys"}) {
+    if (*id_commands[verb]) {
+      return AdminCall(server, token, "POST", "/admin/v1/tenants/" + id + "/" + verb, "");
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,53 @@
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "app/config.h"
+#include "storage/tests/temp_dir.h"
+
+namespace fairway::app {
+namespace {
+
+TEST(ConfigTest, DefaultsFileThenEnvironment) {
+  TempDir dir;
+  std::string path = dir.Sub("fairway.toml");
+  std::ofstream(path) << "[server]\nlisten = \"0.0.0.0:9000\"\nio_threads = 3\n"
+                         "[log]\nsync = true\n[tenants]\ningest_rate = 42\n";
+  ::setenv("FAIRWAY_IO_THREADS", "4", 1);
+  auto c = LoadConfig(path);
+  ::unsetenv("FAIRWAY_IO_THREADS");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->server.host, "0.0.0.0");
+  EXPECT_EQ(c->server.port, 9000);
+  EXPECT_EQ(c->server.io_threads, 4);  // environment wins
+  EXPECT_EQ(c->tenant_defaults.quotas.ingest_rate, 42);
+  EXPECT_EQ(c->data_dir, "./data");
+  EXPECT_TRUE(c->log.sync);
+}
+
+TEST(ConfigTest, ErrorsNameTheKey) {
+  TempDir dir;
+  std::string path = dir.Sub("bad.toml");
+  std::ofstream(path) << "[server]\nio_threads = \"many\"\n";
+  auto c = LoadConfig(path);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("server.io_threads"), std::string::npos);
+  std::ofstream(path) << "[server]\nlisen = \"x\"\n";
+  c = LoadConfig(path);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("server.lisen"), std::string::npos);
+  Config cfg;
+  EXPECT_FALSE(SetListen("nohostport", &cfg).ok());
+  EXPECT_FALSE(SetListen("127.0.0.1:99999", &cfg).ok());
+}
+
+TEST(ConfigTest, ReferenceListsEveryKey) {
+  std::string md = ConfigReferenceMarkdown();
+  for (const char* key : {"server.listen", "log.sync", "admin.token", "FAIRWAY_DATA_DIR"}) {
+    EXPECT_NE(md.find(key), std::string::npos) << key;
+  }
+}
+
+}  // namespace
+}  // namespace fairway::app

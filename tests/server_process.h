@@ -1,0 +1,66 @@
+#pragma once
+// Runs the real `fairway serve` binary as a child process for end-to-end tests: a temporary
+// data directory, an ephemeral port (read from the "READY <port>" line it prints), SIGKILL or
+// SIGTERM on demand, and always stopped by the destructor.
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+namespace fairway::e2e {
+
+class ServerProcess {
+ public:
+  ServerProcess(std::string binary, std::string data_dir, std::string admin_token)
+      : binary_(std::move(binary)), data_dir_(std::move(data_dir)), token_(std::move(admin_token)) {}
+  ~ServerProcess() { Kill(SIGKILL); }
+
+  // Starts the server and waits (on its output, not a timer) until it is listening.
+  void Start() {
+    int fds[2];
+    if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], STDOUT_FILENO);
+      close(fds[0]);
+      close(fds[1]);
+      setenv("FAIRWAY_ADMIN_TOKEN", token_.c_str(), 1);
+      execl(binary_.c_str(), binary_.c_str(), "serve", "--data-dir", data_dir_.c_str(),
+            "--listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(fds[1]);
+    FILE* out = fdopen(fds[0], "r");
+    char line[512];
+    port_ = 0;
+    while (fgets(line, sizeof line, out)) {
+      if (sscanf(line, "READY %d", &port_) == 1) break;
+    }
+    // Keep draining output in the background is unnecessary: the server prints nothing more to
+    // stdout after READY. Close our end; later writes by the child would get EPIPE, never block.
+    fclose(out);
+    if (port_ == 0) throw std::runtime_error("server did not start");
+  }
+
+  void Kill(int sig) {
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    int status;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  std::string binary_, data_dir_, token_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+}  // namespace fairway::e2e

@@ -303,7 +303,17 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
   }
 
   storage::WriteBatch batch;
-  std::string key, value;
+  // Index and dedup entries are added in key order: RocksDB's memtable skip list reuses its
+  // insert position for ordered keys, which makes the commit's inserts markedly cheaper.
+  struct Entry {
+    std::string key;
+    std::string value;
+    bool operator<(const Entry& o) const { return key < o.key; }
+  };
+  std::vector<Entry> index_entries, dedup_entries;
+  index_entries.reserve(key_index);
+  dedup_entries.reserve(key_index);
+  std::string key;
   for (auto& [prefix, b] : builds) {
     if (!st.ok()) break;
     auto next = NextOffset(prefix);
@@ -319,30 +329,34 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
     const int64_t index_expiry = req.retention_ms > 0 ? now + req.retention_ms : 0;
     const int64_t dedup_expiry = now + req.dedup_window_ms;
     uint32_t partition = DecodeFixed32BE(prefix.data() + prefix.size() - 4);
+    char position[12];
     for (size_t i = 0; i < b.members.size(); ++i) {
       const model::Activity& a = *b.members[i].first;
       uint64_t offset = b.base + i;
-      std::string position;
-      PutFixed32BE(&position, partition);
-      PutFixed64BE(&position, offset);
+      for (int j = 0; j < 4; ++j) position[j] = static_cast<char>(partition >> (24 - 8 * j));
+      for (int j = 0; j < 8; ++j) position[4 + j] = static_cast<char>(offset >> (56 - 8 * j));
+      std::string_view pos(position, sizeof position);
       if (req.dedup_window_ms > 0) {
-        batch.Put(kLogDedup, dedup_keys[b.members[i].second],
-                  storage::EncodeTtlValue(dedup_expiry, position));
+        dedup_entries.push_back({std::move(dedup_keys[b.members[i].second]),
+                                 storage::EncodeTtlValue(dedup_expiry, pos)});
       }
-      value.clear();
-      value = storage::EncodeTtlValue(index_expiry, "");
+      std::string value = storage::EncodeTtlValue(index_expiry, "");
       value.push_back(static_cast<char>(a.type));
       value.append(a.event);
       for (const std::string* lead : {&a.user_id, &a.anonymous_id}) {
         if (lead->empty() || (lead == &a.anonymous_id && a.anonymous_id == a.user_id)) continue;
-        key = LeadPrefix(req.tenant, *lead);
-        PutFixed64BE(&key, OrderedTime(a.timestamp_ms));
-        key.append(position);
-        batch.Put(kLogLeadIndex, key, value);
+        Entry e{LeadPrefix(req.tenant, *lead), value};
+        PutFixed64BE(&e.key, OrderedTime(a.timestamp_ms));
+        e.key.append(pos);
+        index_entries.push_back(std::move(e));
       }
     }
     next_offsets_[prefix] = b.base + b.members.size();
   }
+  std::sort(index_entries.begin(), index_entries.end());
+  std::sort(dedup_entries.begin(), dedup_entries.end());
+  for (const auto& e : dedup_entries) batch.Put(kLogDedup, e.key, e.value);
+  for (const auto& e : index_entries) batch.Put(kLogLeadIndex, e.key, e.value);
 
   if (st.ok() && batch.Count() > 0) st = store_->Write(batch, options_.sync);
   const int64_t end_ns = clock_->MonotonicNanos();

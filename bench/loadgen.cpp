@@ -225,17 +225,8 @@ std::vector<std::string> TenantNames(size_t count) {
   return names;
 }
 
-// The totals of a run, merged over workers.
-struct Summary {
-  LatencyRecord latencies;
-  uint64_t ok_requests = 0;
-  uint64_t failed_requests = 0;
-  uint64_t events = 0;
-  uint64_t connect_failures = 0;
-  int64_t last_completion_ns = 0;
-  std::vector<std::string> error_samples;
-  std::string fatal;
-};
+// The totals of a run, merged over workers: the same fields as one worker's.
+using Summary = WorkerResult;
 
 void MergeInto(Summary* summary, WorkerResult&& result) {
   summary->latencies.Merge(result.latencies);

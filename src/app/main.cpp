@@ -164,9 +164,12 @@ int Serve(Config config) {
   sigwait(&signals, &sig);
   spdlog::info("signal {}: shutting down", sig);
   api.SetReady(false);
+  // Stop everything that can still answer a request (and so holds connections) before the
+  // server, which owns the connections' event loop, is destroyed at the end of this scope.
   server.Stop();
   retention.Stop();
   log.Stop();
+  api.Stop();
   return 0;
 }
 

@@ -41,6 +41,10 @@ class Api final : public Handler {
 
   void Handle(HttpRequest request, Responder respond) override;
 
+  // Finishes and joins the admin task thread. Call before destroying the HttpServer: pending
+  // tasks hold connections, which must be released while the server still exists.
+  void Stop() { admin_tasks_->Stop(); }
+
   // /readyz answers 200 only after this.
   void SetReady(bool ready) { ready_ = ready; }
 

@@ -1,6 +1,8 @@
 #pragma once
 // HttpServer: an HTTP/1.1 server on Boost.Beast with keep-alive, request size limits and
 // timeouts against slow clients. Owns its I/O threads; hands each request to a Handler.
+// A Responder keeps its connection alive: whoever holds Responders (queues, worker threads)
+// must release them before the server is destroyed.
 
 #include <cstdint>
 #include <memory>

@@ -45,8 +45,11 @@ class ApiTest : public ::testing::Test {
     client_ = std::make_unique<TestClient>(base_);
   }
   void TearDown() override {
+    // Whatever can still hold a connection (log callbacks, admin tasks) stops before the
+    // server that owns the connections' event loop is destroyed.
     server_->Stop();
     log_->Stop();
+    api_->Stop();
     server_.reset();
     api_.reset();
   }

@@ -98,10 +98,22 @@ void MetricsRegistry::RemoveSeriesWithLabel(const std::string& name, const std::
     return std::any_of(labels.begin(), labels.end(),
                        [&](const auto& kv) { return kv.first == name && kv.second == value; });
   };
+  // Removed series stop being rendered but stay allocated: a thread that looked one up
+  // just before the removal may still update it.
+  auto retire = [&](auto& series) {
+    for (auto it = series.begin(); it != series.end();) {
+      if (has(it->first)) {
+        retired_.push_back(std::shared_ptr<void>(std::move(it->second)));
+        it = series.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
   for (auto& [_, fam] : families_) {
-    std::erase_if(fam.counters, [&](const auto& kv) { return has(kv.first); });
-    std::erase_if(fam.gauges, [&](const auto& kv) { return has(kv.first); });
-    std::erase_if(fam.histograms, [&](const auto& kv) { return has(kv.first); });
+    retire(fam.counters);
+    retire(fam.gauges);
+    retire(fam.histograms);
   }
 }
 

@@ -72,8 +72,8 @@ class MetricsRegistry {
   // A gauge computed at render time (e.g. log size on disk).
   void SetGaugeFunction(const std::string& name, const std::string& help,
                         std::function<std::vector<std::pair<Labels, double>>()> fn);
-  // Removes every series of every family that carries label `name`=`value` (tenant deletion).
-  // Pointers to removed series must no longer be used.
+  // Stops rendering every series that carries label `name`=`value` (tenant deletion). Pointers
+  // to them stay valid (updates are ignored), so a request in flight cannot touch freed memory.
   void RemoveSeriesWithLabel(const std::string& name, const std::string& value);
 
   std::string RenderPrometheus() const;
@@ -91,6 +91,7 @@ class MetricsRegistry {
 
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;
+  std::vector<std::shared_ptr<void>> retired_;
   std::map<std::string, std::pair<std::string,
                                   std::function<std::vector<std::pair<Labels, double>>()>>>
       gauge_fns_;

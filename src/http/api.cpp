@@ -103,7 +103,7 @@ Api::Api(ApiOptions options, tenancy::TenantRegistry* tenants, log::ActivityLog*
 
 Api::~Api() { admin_tasks_->Stop(); }
 
-Api::TenantMetrics& Api::MetricsFor(const TenantId& id) {
+Api::TenantMetrics Api::MetricsFor(const TenantId& id) {
   std::lock_guard lock(tenant_metrics_mu_);
   auto it = tenant_metrics_.find(id.str());
   if (it != tenant_metrics_.end()) return it->second;
@@ -190,7 +190,7 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
     unauthenticated_->Add();
     return done(Error(admitted));
   }
-  TenantMetrics& tm = MetricsFor(adm.tenant.id);
+  TenantMetrics tm = MetricsFor(adm.tenant.id);
   if (!admitted.ok()) {
     tm.rejected->Add(events);
     HttpResponse r = Error(admitted);
@@ -230,7 +230,7 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
   append.activities = std::move(parsed->activities);
   std::string remaining = fmt::format("{:.0f}", adm.remaining);
   std::string limit = fmt::format("{:.0f}", adm.limit);
-  log_->Append(std::move(append), [&tm, done = std::move(done), remaining, limit](
+  log_->Append(std::move(append), [tm, done = std::move(done), remaining, limit](
                                       Result<log::AppendResult> r) mutable {
     if (!r.ok()) return done(Error(r.status()));
     tm.accepted->Add(r->stored);
@@ -293,6 +293,10 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, Responder respond
       if (method == "POST") {
         auto config = model::ParseTenantCreate(body, options_.tenant_defaults);
         if (!config.ok()) return respond(Error(config.status()));
+        if (!tenants_->Get(config->id).ok()) {
+          // The id may belong to a tenant deleted earlier: let the log accept it again.
+          if (Status st = log_->ReopenTenant(config->id); !st.ok()) return respond(Error(st));
+        }
         auto created = tenants_->Create(std::move(config).value());
         if (!created.ok()) return respond(Error(created.status()));
         std::string json = tenant_json(created->config);

@@ -64,7 +64,7 @@ class Api final : public Handler {
     Counter* duplicate;
     Counter* rejected;
   };
-  TenantMetrics& MetricsFor(const TenantId& id);
+  TenantMetrics MetricsFor(const TenantId& id);
 
   ApiOptions options_;
   tenancy::TenantRegistry* tenants_;

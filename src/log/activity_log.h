@@ -72,9 +72,12 @@ class ActivityLog {
   virtual Result<uint64_t> ApplyRetention(const TenantId& tenant, uint32_t partitions,
                                           int64_t cutoff_ms) = 0;
 
-  // Removes everything stored for the tenant. Appends queued before it are removed too; the
-  // caller must stop new appends first.
+  // Removes everything stored for the tenant. Appends queued before it are removed too; appends
+  // that arrive after it fail with NotFound until ReopenTenant, so a request admitted just
+  // before the tenant was deleted cannot leave orphaned data.
   virtual Status DropTenant(const TenantId& tenant) = 0;
+  // Accepts appends again for a tenant id that was dropped (the id is being reused).
+  virtual Status ReopenTenant(const TenantId& tenant) = 0;
 };
 
 struct ActivityQuery {

@@ -275,8 +275,14 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
   std::unordered_set<std::string_view> seen;
   std::string record;
   size_t key_index = 0;
+  std::vector<Status> refused(group.size());
   for (size_t r = 0; r < group.size() && st.ok(); ++r) {
     const AppendRequest& req = group[r].request;
+    if (dropped_.count(req.tenant.str())) {
+      refused[r] = NotFound(fmt::format("tenant '{}' was deleted", req.tenant.str()));
+      key_index += req.activities.size();
+      continue;
+    }
     for (const auto& a : req.activities) {
       size_t k = key_index++;
       bool duplicate = false;
@@ -373,7 +379,13 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
   commit_events_->Observe(static_cast<double>(events));
   commit_requests_->Observe(static_cast<double>(group.size()));
   sync_seconds_->Observe(static_cast<double>(end_ns - start_ns) / 1e9);
-  for (size_t r = 0; r < group.size(); ++r) group[r].done(results[r]);
+  for (size_t r = 0; r < group.size(); ++r) {
+    if (!refused[r].ok()) {
+      group[r].done(refused[r]);
+    } else {
+      group[r].done(results[r]);
+    }
+  }
 }
 
 Result<std::vector<LogEntry>> EmbeddedLog::Read(const TenantId& tenant, PartitionId partition,
@@ -467,8 +479,16 @@ Status EmbeddedLog::DropTenant(const TenantId& tenant) {
       batch.DeleteRange(cf, begin, end);
     }
     FAIRWAY_RETURN_IF_ERROR(store_->Write(batch, options_.sync));
+    dropped_.insert(tenant.str());
     std::erase_if(next_offsets_,
                   [&](const auto& kv) { return kv.first.compare(0, begin.size(), begin) == 0; });
+    return Status::Ok();
+  });
+}
+
+Status EmbeddedLog::ReopenTenant(const TenantId& tenant) {
+  return RunControl([&]() -> Status {
+    dropped_.erase(tenant.str());
     return Status::Ok();
   });
 }

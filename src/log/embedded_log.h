@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/clock.h"
 #include "common/metrics.h"
@@ -56,6 +57,7 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
   Result<uint64_t> ApplyRetention(const TenantId& tenant, uint32_t partitions,
                                   int64_t cutoff_ms) override;
   Status DropTenant(const TenantId& tenant) override;
+  Status ReopenTenant(const TenantId& tenant) override;
 
   Result<ActivityPage> Query(const ActivityQuery& query) override;
 
@@ -100,6 +102,8 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
 
   // Writer-thread state: partition prefix -> next offset.
   std::unordered_map<std::string, uint64_t> next_offsets_;
+  // Writer-thread state: tenants dropped since start (and not reopened); appends fail.
+  std::unordered_set<std::string> dropped_;
 
   Counter* commits_;
   Counter* commit_failures_;

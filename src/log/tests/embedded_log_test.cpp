@@ -291,7 +291,12 @@ TEST_F(EmbeddedLogTest, DropTenantRemovesOnlyThatTenant) {
   ASSERT_TRUE(log_->DropTenant(TenantId("acme")).ok());
   EXPECT_TRUE(ReadAllIds("acme").empty());
   EXPECT_EQ(ReadAllIds("acme-2"), std::vector<std::string>{"b"});
+  // An append that arrives after the drop (admitted just before the delete) is refused.
+  auto late = AppendSync(Request("acme", {MakeActivity("late", "u", 1)}));
+  EXPECT_EQ(late.status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(ReadAllIds("acme").empty());
   // A re-created tenant starts clean: no dedup memory, offsets from 0.
+  ASSERT_TRUE(log_->ReopenTenant(TenantId("acme")).ok());
   auto r = AppendSync(Request("acme", {MakeActivity("a", "u", 1)}));
   EXPECT_EQ(r->stored, 1u);
   auto entries = log_->Read(TenantId("acme"), PartitionFor("u", 4), Offset(0), 10);

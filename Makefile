@@ -9,7 +9,7 @@ LISTEN ?= 127.0.0.1:8080
 run: build
 	$(BUILD_DIR)/src/app/fairway serve --data-dir $(DATA_DIR) --listen $(LISTEN)
 
-test: build
+test: build format-check
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j 2
 
 build: configure
@@ -26,6 +26,10 @@ bench: build
 
 config-doc: build
 	$(BUILD_DIR)/src/app/fairway config-reference > docs/config.md
+
+# Fails when a C++ file differs from clang-format's output (.clang-format: Google, 100 columns).
+format-check: bootstrap
+	@git ls-files '*.cpp' '*.h' | xargs clang-format --dry-run --Werror
 
 clean:
 	rm -rf build

@@ -11,27 +11,36 @@ constexpr char kHexDigits[] = "0123456789abcdef";
 
 // Product pages, referrers and plans the generated events are drawn from.
 constexpr std::array<std::string_view, 8> kProducts = {
-    "trail-running-shoe-x2", "merino-wool-beanie",   "ultralight-tent-2p", "carbon-trekking-poles",
-    "insulated-water-bottle", "down-jacket-hooded", "headlamp-400-lumen",  "rain-shell-pants"};
+    "trail-running-shoe-x2",  "merino-wool-beanie", "ultralight-tent-2p", "carbon-trekking-poles",
+    "insulated-water-bottle", "down-jacket-hooded", "headlamp-400-lumen", "rain-shell-pants"};
 constexpr std::array<std::string_view, 8> kTitles = {
-    "Trail Running Shoe X2", "Merino Wool Beanie", "Ultralight Tent 2P", "Carbon Trekking Poles",
+    "Trail Running Shoe X2",  "Merino Wool Beanie", "Ultralight Tent 2P", "Carbon Trekking Poles",
     "Insulated Water Bottle", "Hooded Down Jacket", "Headlamp 400 Lumen", "Rain Shell Pants"};
 constexpr std::array<std::string_view, 5> kReferrers = {
     "https://www.google.com/search?q=outdoor+gear", "https://news.ycombinator.com/",
     "https://www.bing.com/search?q=hiking", "https://t.co/x7Qz81", "https://mail.example.net/"};
 constexpr std::array<std::string_view, 3> kPlans = {"free", "pro", "enterprise"};
-constexpr std::array<std::string_view, 6> kValues = {"19.99", "42.50", "129.00",
+constexpr std::array<std::string_view, 6> kValues = {"19.99", "42.50",  "129.00",
                                                      "7.25",  "310.40", "64.90"};
 
 // Appends `s` escaped for the COPY text format (backslash, tab, newline, carriage return).
 void AppendCopyEscaped(std::string* out, std::string_view s) {
   for (char c : s) {
     switch (c) {
-      case '\\': out->append("\\\\"); break;
-      case '\t': out->append("\\t"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      default: out->push_back(c);
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      default:
+        out->push_back(c);
     }
   }
 }
@@ -59,10 +68,14 @@ uint32_t EventVariant(uint16_t stream, uint32_t event) {
 
 size_t FieldWidth(Field field, size_t tenant_width) {
   switch (field) {
-    case Field::kTenant: return tenant_width;
-    case Field::kUserId: return kUserIdWidth;
-    case Field::kMessageId: return kMessageIdWidth;
-    case Field::kTimestamp: return kTimestampWidth;
+    case Field::kTenant:
+      return tenant_width;
+    case Field::kUserId:
+      return kUserIdWidth;
+    case Field::kMessageId:
+      return kMessageIdWidth;
+    case Field::kTimestamp:
+      return kTimestampWidth;
   }
   return 0;
 }
@@ -110,8 +123,7 @@ void BatchTemplate::AppendSlot(Field field, uint32_t event) {
   bytes_.append(FieldWidth(field, tenant_width_), 'x');
 }
 
-void BatchTemplate::Fill(std::string_view tenant, std::string_view timestamp,
-                         FieldSource& source) {
+void BatchTemplate::Fill(std::string_view tenant, std::string_view timestamp, FieldSource& source) {
   assert(tenant.size() == tenant_width_ || tenant.empty());
   assert(timestamp.size() == kTimestampWidth);
   char user_id[kUserIdWidth];
@@ -126,10 +138,18 @@ void BatchTemplate::Fill(std::string_view tenant, std::string_view timestamp,
     }
     char* at = base + slot.offset;
     switch (slot.field) {
-      case Field::kTenant: std::memcpy(at, tenant.data(), tenant_width_); break;
-      case Field::kUserId: std::memcpy(at, user_id, kUserIdWidth); break;
-      case Field::kMessageId: std::memcpy(at, message_id, kMessageIdWidth); break;
-      case Field::kTimestamp: std::memcpy(at, timestamp.data(), kTimestampWidth); break;
+      case Field::kTenant:
+        std::memcpy(at, tenant.data(), tenant_width_);
+        break;
+      case Field::kUserId:
+        std::memcpy(at, user_id, kUserIdWidth);
+        break;
+      case Field::kMessageId:
+        std::memcpy(at, message_id, kMessageIdWidth);
+        break;
+      case Field::kTimestamp:
+        std::memcpy(at, timestamp.data(), kTimestampWidth);
+        break;
     }
   }
 }

@@ -41,7 +41,8 @@ ptrdiff_t ParseChunked(std::string_view in, size_t pos, std::string* body) {
     if (semicolon != std::string_view::npos) size_text = size_text.substr(0, semicolon);
     size_text = Trim(size_text);
     uint64_t size = 0;
-    auto [ptr, ec] = std::from_chars(size_text.data(), size_text.data() + size_text.size(), size, 16);
+    auto [ptr, ec] =
+        std::from_chars(size_text.data(), size_text.data() + size_text.size(), size, 16);
     if (ec != std::errc() || ptr != size_text.data() + size_text.size()) return -1;
     pos = line_end + 2;
     if (size == 0) {

@@ -185,8 +185,8 @@ bool ParseOptions(int argc, char** argv, Options* o) {
     if (const char* env = std::getenv("FAIRWAY_ADMIN_TOKEN")) o->admin_token = env;
   }
   if (o->pg_conninfo.empty()) {
-    o->pg_conninfo = "host=" + o->host + " port=" + std::to_string(o->port) +
-                     " user=postgres dbname=postgres";
+    o->pg_conninfo =
+        "host=" + o->host + " port=" + std::to_string(o->port) + " user=postgres dbname=postgres";
   }
   return true;
 }
@@ -301,7 +301,8 @@ int Main(int argc, char** argv) {
     }
   }
 
-  size_t workers = o.target == Target::kPostgres ? o.connections : std::min(o.threads, o.connections);
+  size_t workers =
+      o.target == Target::kPostgres ? o.connections : std::min(o.threads, o.connections);
   char pacing[64];
   if (o.rate > 0) {
     std::snprintf(pacing, sizeof pacing, "open loop at %.1f requests/s", o.rate);
@@ -326,8 +327,8 @@ int Main(int argc, char** argv) {
   int64_t start = NowNs() + 20'000'000;
   RunPlan base;
   base.measure_start_ns = start + static_cast<int64_t>(o.warmup * 1e9);
-  base.stop_ns = o.duration > 0 ? base.measure_start_ns + static_cast<int64_t>(o.duration * 1e9)
-                                : kNever;
+  base.stop_ns =
+      o.duration > 0 ? base.measure_start_ns + static_cast<int64_t>(o.duration * 1e9) : kNever;
   base.request_timeout_ns = static_cast<int64_t>(o.timeout * 1e9);
   base.drain_deadline_ns = base.stop_ns == kNever ? kNever : base.stop_ns + base.request_timeout_ns;
   base.tenant_step = workers;
@@ -381,9 +382,10 @@ int Main(int argc, char** argv) {
   }
   summary.latencies.Finish();
 
-  double seconds = summary.last_completion_ns > base.measure_start_ns
-                       ? static_cast<double>(summary.last_completion_ns - base.measure_start_ns) / 1e9
-                       : o.duration;
+  double seconds =
+      summary.last_completion_ns > base.measure_start_ns
+          ? static_cast<double>(summary.last_completion_ns - base.measure_start_ns) / 1e9
+          : o.duration;
   if (seconds <= 0) seconds = 1e-9;
   auto ms = [&](double q) { return static_cast<double>(summary.latencies.Percentile(q)) / 1e6; };
   double events_per_s = static_cast<double>(summary.events) / seconds;

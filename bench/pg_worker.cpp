@@ -29,8 +29,8 @@ std::string TrimmedError(const char* message) {
 
 }  // namespace
 
-PgWorker::PgWorker(std::string conninfo, const Workload& workload, uint16_t stream,
-                   uint64_t seed, RunPlan plan)
+PgWorker::PgWorker(std::string conninfo, const Workload& workload, uint16_t stream, uint64_t seed,
+                   RunPlan plan)
     : conninfo_(std::move(conninfo)),
       workload_(workload),
       plan_(plan),
@@ -149,7 +149,8 @@ bool EnsureActivitiesTable(const std::string& conninfo, std::string* error) {
   if (!ok) {
     *error = TrimmedError(PQerrorMessage(conn));
   } else {
-    PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);  // "already exists" notice
+    PQsetNoticeProcessor(
+        conn, [](void*, const char*) {}, nullptr);  // "already exists" notice
     PGresult* res = PQexec(conn, kCreateTableSql);
     ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok) *error = TrimmedError(PQresultErrorMessage(res));

@@ -9,9 +9,7 @@ namespace {
 
 constexpr size_t kMaxRespDepth = 8;
 
-iovec Iov(std::string_view s) {
-  return iovec{const_cast<char*>(s.data()), s.size()};
-}
+iovec Iov(std::string_view s) { return iovec{const_cast<char*>(s.data()), s.size()}; }
 
 ptrdiff_t ParseRespAt(std::string_view in, size_t depth, bool* is_error, std::string* error) {
   if (depth > kMaxRespDepth) return -1;
@@ -46,7 +44,8 @@ ptrdiff_t ParseRespAt(std::string_view in, size_t depth, bool* is_error, std::st
       if (!parse_int(&count)) return -1;
       ptrdiff_t pos = head;
       for (int64_t i = 0; i < count; ++i) {
-        ptrdiff_t used = ParseRespAt(in.substr(static_cast<size_t>(pos)), depth + 1, is_error, error);
+        ptrdiff_t used =
+            ParseRespAt(in.substr(static_cast<size_t>(pos)), depth + 1, is_error, error);
         if (used <= 0) return used;
         pos += used;
       }
@@ -64,9 +63,7 @@ ptrdiff_t ParseRespValue(std::string_view in, bool* is_error, std::string* error
 }
 
 HttpBatchCodec::HttpBatchCodec(const Workload& workload, uint16_t stream, uint64_t seed)
-    : workload_(workload),
-      body_(0),
-      source_(workload.run_id, stream, workload.users, seed) {
+    : workload_(workload), body_(0), source_(workload.run_id, stream, workload.users, seed) {
   body_.Append(R"({"batch":[)");
   for (uint32_t i = 0; i < workload.batch; ++i) {
     if (i > 0) body_.Append(",");
@@ -104,7 +101,8 @@ Reply HttpBatchCodec::Consume(std::string* in, bool eof) {
   reply.close = response.close;
   bool ok = response.status == 200 && response.body.find(R"("success":true)") != std::string::npos;
   reply.state = ok ? Reply::State::kOk : Reply::State::kFailed;
-  if (!ok) reply.error = "HTTP " + std::to_string(response.status) + ": " + response.body.substr(0, 300);
+  if (!ok)
+    reply.error = "HTTP " + std::to_string(response.status) + ": " + response.body.substr(0, 300);
   return reply;
 }
 

@@ -26,10 +26,11 @@ std::string ErrnoText(const char* what) { return std::string(what) + ": " + std:
 std::string CreateTenantRequest(const AdminSettings& settings, const std::string& tenant) {
   std::string body = R"({"id":")" + tenant + R"(","name":"Bench )" + tenant +
                      R"(","quotas":{"ingest_rate":100000000,"ingest_burst":100000000}})";
-  std::string request = "POST /admin/v1/tenants HTTP/1.1\r\nHost: " + settings.host_header +
-                        "\r\nAuthorization: Bearer " + settings.admin_token +
-                        "\r\nContent-Type: application/json\r\nContent-Length: " +
-                        std::to_string(body.size()) + "\r\n\r\n";
+  std::string request =
+      "POST /admin/v1/tenants HTTP/1.1\r\nHost: " + settings.host_header +
+      "\r\nAuthorization: Bearer " + settings.admin_token +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n";
   return request + body;
 }
 
@@ -152,9 +153,9 @@ std::optional<std::string> FindJsonString(std::string_view json, std::string_vie
   return std::string(json.substr(pos + 1, end - pos - 1));
 }
 
-std::optional<std::vector<std::string>> ObtainWriteKeys(const AdminSettings& settings,
-                                                        const std::vector<std::string>& tenant_names,
-                                                        std::string* error) {
+std::optional<std::vector<std::string>> ObtainWriteKeys(
+    const AdminSettings& settings, const std::vector<std::string>& tenant_names,
+    std::string* error) {
   std::vector<std::string> keys(tenant_names.size());
   std::vector<size_t> missing;
   std::map<std::string, std::string> known;

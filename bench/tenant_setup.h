@@ -48,9 +48,9 @@ struct AdminSettings {
 // Returns the write key of every tenant in `tenant_names` (same order): taken from the keys
 // file when it has one, otherwise by creating the tenant with unlimited-for-the-benchmark
 // ingest quotas. nullopt with *error set on failure.
-std::optional<std::vector<std::string>> ObtainWriteKeys(const AdminSettings& settings,
-                                                        const std::vector<std::string>& tenant_names,
-                                                        std::string* error);
+std::optional<std::vector<std::string>> ObtainWriteKeys(
+    const AdminSettings& settings, const std::vector<std::string>& tenant_names,
+    std::string* error);
 
 // The value of the JSON string field `"name"` in `json` (no unescaping), or nullopt.
 std::optional<std::string> FindJsonString(std::string_view json, std::string_view name);

@@ -16,7 +16,9 @@ namespace fairway::e2e {
 class ServerProcess {
  public:
   ServerProcess(std::string binary, std::string data_dir, std::string admin_token)
-      : binary_(std::move(binary)), data_dir_(std::move(data_dir)), token_(std::move(admin_token)) {}
+      : binary_(std::move(binary)),
+        data_dir_(std::move(data_dir)),
+        token_(std::move(admin_token)) {}
   ~ServerProcess() { Kill(SIGKILL); }
 
   // Starts the server and waits (on its output, not a timer) until it is listening.
@@ -29,8 +31,8 @@ class ServerProcess {
       close(fds[0]);
       close(fds[1]);
       setenv("FAIRWAY_ADMIN_TOKEN", token_.c_str(), 1);
-      execl(binary_.c_str(), binary_.c_str(), "serve", "--data-dir", data_dir_.c_str(),
-            "--listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+      execl(binary_.c_str(), binary_.c_str(), "serve", "--data-dir", data_dir_.c_str(), "--listen",
+            "127.0.0.1:0", static_cast<char*>(nullptr));
       _exit(127);
     }
     close(fds[1]);

@@ -1,11 +1,11 @@
 #include "app/config.h"
 
 #include <fmt/format.h>
+#include <toml++/toml.h>
 
 #include <charconv>
 #include <cstdlib>
 #include <functional>
-#include <toml++/toml.h>
 #include <vector>
 
 namespace fairway::app {
@@ -25,8 +25,8 @@ Status ParseNumber(const std::string& key, const std::string& v, T min, T max, T
   T value{};
   auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
   if (ec != std::errc() || p != v.data() + v.size() || value < min || value > max) {
-    return InvalidArgument(fmt::format("config key '{}' must be a number from {} to {}, not '{}'",
-                                       key, min, max, v));
+    return InvalidArgument(
+        fmt::format("config key '{}' must be a number from {} to {}, not '{}'", key, min, max, v));
   }
   *out = value;
   return Status::Ok();
@@ -42,7 +42,6 @@ Status ParseBool(const std::string& key, const std::string& v, bool* out) {
   }
   return Status::Ok();
 }
-
 
 const std::vector<Key>& Keys() {
   static const std::vector<Key> keys = {

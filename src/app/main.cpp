@@ -154,7 +154,8 @@ int Serve(Config config) {
         "Admin token: {}/admin_token{}\n"
         "Quick start:\n"
         "  TOKEN=$(cat {}/admin_token)\n"
-        "  curl -s -H \"Authorization: Bearer $TOKEN\" -d '{{\"id\":\"acme\"}}' {}/admin/v1/tenants\n"
+        "  curl -s -H \"Authorization: Bearer $TOKEN\" -d '{{\"id\":\"acme\"}}' "
+        "{}/admin/v1/tenants\n"
         "  curl -s -u WRITE_KEY: -d '{{\"userId\":\"u1\",\"event\":\"Signed Up\"}}' {}/v1/track\n",
         config.data_dir, generated ? " (generated now)" : "", config.data_dir, url, url);
   }
@@ -186,11 +187,11 @@ int AdminCall(const std::string& server, const std::string& token, const std::st
   curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   if (method != "GET") curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION,
-                   +[](char* d, size_t s, size_t n, void* out) {
-                     static_cast<std::string*>(out)->append(d, s * n);
-                     return s * n;
-                   });
+  curl_easy_setopt(
+      c, CURLOPT_WRITEFUNCTION, +[](char* d, size_t s, size_t n, void* out) {
+        static_cast<std::string*>(out)->append(d, s * n);
+        return s * n;
+      });
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &response);
   CURLcode rc = curl_easy_perform(c);
   long status = 0;
@@ -229,8 +230,9 @@ int main(int argc, char** argv) {
   auto* tenant = cli.add_subcommand("tenant", "Manage tenants of a running server");
   tenant->require_subcommand(1);
   tenant->add_option("--server", server, "Server URL")->capture_default_str();
-  tenant->add_option("--admin-token", token, "Admin token (default: $FAIRWAY_ADMIN_TOKEN, "
-                                             "then <data-dir>/admin_token)");
+  tenant->add_option("--admin-token", token,
+                     "Admin token (default: $FAIRWAY_ADMIN_TOKEN, "
+                     "then <data-dir>/admin_token)");
   tenant->add_option("--data-dir", tenant_data_dir, "Where to find admin_token")
       ->capture_default_str();
   std::string id, name, timezone = "UTC", quotas;

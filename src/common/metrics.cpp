@@ -13,8 +13,8 @@ Histogram::Histogram(std::vector<double> bounds)
 }
 
 void Histogram::Observe(double v) {
-  size_t i = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) -
-                                 bounds_.begin());
+  size_t i =
+      static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
   buckets_[i].fetch_add(1, std::memory_order_relaxed);
   count_.fetch_add(1, std::memory_order_relaxed);
   sum_micros_.fetch_add(static_cast<uint64_t>(std::max(0.0, v) * 1e6), std::memory_order_relaxed);
@@ -85,9 +85,8 @@ Histogram* MetricsRegistry::GetHistogram(const std::string& name, const std::str
   return slot.get();
 }
 
-void MetricsRegistry::SetGaugeFunction(
-    const std::string& name, const std::string& help,
-    std::function<std::vector<std::pair<Labels, double>>()> fn) {
+void MetricsRegistry::SetGaugeFunction(const std::string& name, const std::string& help,
+                                       std::function<std::vector<std::pair<Labels, double>>()> fn) {
   std::lock_guard lock(mu_);
   gauge_fns_[name] = {help, std::move(fn)};
 }

@@ -92,8 +92,8 @@ class MetricsRegistry {
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;
   std::vector<std::shared_ptr<void>> retired_;
-  std::map<std::string, std::pair<std::string,
-                                  std::function<std::vector<std::pair<Labels, double>>()>>>
+  std::map<std::string,
+           std::pair<std::string, std::function<std::vector<std::pair<Labels, double>>()>>>
       gauge_fns_;
 };
 

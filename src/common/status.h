@@ -49,11 +49,17 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
-inline Status Unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
-inline Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
+inline Status Unauthenticated(std::string m) {
+  return {StatusCode::kUnauthenticated, std::move(m)};
+}
+inline Status PermissionDenied(std::string m) {
+  return {StatusCode::kPermissionDenied, std::move(m)};
+}
 inline Status ResourceExhausted(std::string m) {
   return {StatusCode::kResourceExhausted, std::move(m)};
 }
@@ -69,7 +75,7 @@ inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!std::get<Status>(v_).ok() && "Result built from an OK status");
   }
@@ -103,10 +109,10 @@ class [[nodiscard]] Result {
 }  // namespace fairway
 
 // Returns early from the enclosing function when `expr` (a Status) is not OK.
-#define FAIRWAY_RETURN_IF_ERROR(expr)              \
-  do {                                             \
-    ::fairway::Status fairway_st_ = (expr);        \
-    if (!fairway_st_.ok()) return fairway_st_;     \
+#define FAIRWAY_RETURN_IF_ERROR(expr)          \
+  do {                                         \
+    ::fairway::Status fairway_st_ = (expr);    \
+    if (!fairway_st_.ok()) return fairway_st_; \
   } while (0)
 
 #define FAIRWAY_CONCAT_INNER(a, b) a##b

@@ -62,8 +62,7 @@ std::optional<int64_t> ParseIso8601Millis(std::string_view s) {
   if (p < s.size()) {
     if (s[p] != 'T' && s[p] != 't' && s[p] != ' ') return std::nullopt;
     ++p;
-    if (!Digits(s, p, 2, &h) || p + 2 >= s.size() || s[p + 2] != ':' ||
-        !Digits(s, p + 3, 2, &mi)) {
+    if (!Digits(s, p, 2, &h) || p + 2 >= s.size() || s[p + 2] != ':' || !Digits(s, p + 3, 2, &mi)) {
       return std::nullopt;
     }
     p += 5;
@@ -119,9 +118,9 @@ std::string FormatIso8601Millis(int64_t ms) {
   unsigned m, d;
   CivilFromDays(days, &y, &m, &d);
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ",
-                static_cast<long long>(y), m, d, static_cast<int>(rem / 3600),
-                static_cast<int>(rem / 60 % 60), static_cast<int>(rem % 60), millis);
+  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<long long>(y),
+                m, d, static_cast<int>(rem / 3600), static_cast<int>(rem / 60 % 60),
+                static_cast<int>(rem % 60), millis);
   return buf;
 }
 

@@ -41,10 +41,9 @@ HttpResponse Error(const Status& st) {
 // "Basic base64(user:pass)" -> user. Empty when absent or not Basic.
 std::optional<std::string> BasicUser(std::string_view auth) {
   constexpr std::string_view kBasic = "Basic ";
-  if (auth.size() < kBasic.size() || !std::equal(kBasic.begin(), kBasic.end(), auth.begin(),
-                                                 [](char a, char b) {
-                                                   return std::tolower(a) == std::tolower(b);
-                                                 })) {
+  if (auth.size() < kBasic.size() ||
+      !std::equal(kBasic.begin(), kBasic.end(), auth.begin(),
+                  [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
     return std::nullopt;
   }
   auto decoded = Base64Decode(auth.substr(kBasic.size()));
@@ -67,18 +66,30 @@ std::string_view StripTrailingSlash(std::string_view p) {
 
 int HttpStatusFor(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return 200;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kUnauthenticated: return 401;
-    case StatusCode::kPermissionDenied: return 403;
-    case StatusCode::kNotFound: return 404;
-    case StatusCode::kAlreadyExists: return 409;
-    case StatusCode::kFailedPrecondition: return 409;
-    case StatusCode::kAborted: return 409;
-    case StatusCode::kTooLarge: return 413;
-    case StatusCode::kResourceExhausted: return 429;
-    case StatusCode::kUnavailable: return 503;
-    case StatusCode::kInternal: return 500;
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kUnauthenticated:
+      return 401;
+    case StatusCode::kPermissionDenied:
+      return 403;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kAlreadyExists:
+      return 409;
+    case StatusCode::kFailedPrecondition:
+      return 409;
+    case StatusCode::kAborted:
+      return 409;
+    case StatusCode::kTooLarge:
+      return 413;
+    case StatusCode::kResourceExhausted:
+      return 429;
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kInternal:
+      return 500;
   }
   return 500;
 }
@@ -108,13 +119,12 @@ Api::TenantMetrics Api::MetricsFor(const TenantId& id) {
   auto it = tenant_metrics_.find(id.str());
   if (it != tenant_metrics_.end()) return it->second;
   const char* help = "Ingested events per tenant by outcome.";
-  TenantMetrics m{
-      metrics_->GetCounter("fairway_ingest_events_total", help,
-                           {{"tenant", id.str()}, {"outcome", "accepted"}}),
-      metrics_->GetCounter("fairway_ingest_events_total", help,
-                           {{"tenant", id.str()}, {"outcome", "duplicate"}}),
-      metrics_->GetCounter("fairway_ingest_events_total", help,
-                           {{"tenant", id.str()}, {"outcome", "rejected"}})};
+  TenantMetrics m{metrics_->GetCounter("fairway_ingest_events_total", help,
+                                       {{"tenant", id.str()}, {"outcome", "accepted"}}),
+                  metrics_->GetCounter("fairway_ingest_events_total", help,
+                                       {{"tenant", id.str()}, {"outcome", "duplicate"}}),
+                  metrics_->GetCounter("fairway_ingest_events_total", help,
+                                       {{"tenant", id.str()}, {"outcome", "rejected"}})};
   return tenant_metrics_.emplace(id.str(), m).first->second;
 }
 
@@ -169,12 +179,12 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
     write_key = BasicUser(req.authorization);
     if (!write_key || write_key->empty()) {
       unauthenticated_->Add();
-      return done(Error(Unauthenticated(
-          "Authorization must be HTTP Basic with the write key as user name")));
+      return done(Error(
+          Unauthenticated("Authorization must be HTTP Basic with the write key as user name")));
     }
   }
-  auto parsed = model::ParseSegmentRequest(req.body, endpoint, clock_->NowMillis(),
-                                           options_.segment_limits);
+  auto parsed =
+      model::ParseSegmentRequest(req.body, endpoint, clock_->NowMillis(), options_.segment_limits);
   if (!write_key && parsed.ok() && !parsed->body_write_key.empty()) {
     write_key = parsed->body_write_key;
   }
@@ -212,8 +222,8 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
     JsonWriter w;
     w.BeginObject().Key("success").Bool(false).Key("error").BeginObject();
     w.Key("code").String("invalid_argument");
-    w.Key("message").String(fmt::format("{} invalid message(s); nothing was stored",
-                                        parsed->errors.size()));
+    w.Key("message").String(
+        fmt::format("{} invalid message(s); nothing was stored", parsed->errors.size()));
     w.EndObject().Key("errors").BeginArray();
     for (const auto& e : parsed->errors) {
       w.BeginObject().Key("index").Int(e.index).Key("field").String(e.field);
@@ -230,16 +240,16 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
   append.activities = std::move(parsed->activities);
   std::string remaining = fmt::format("{:.0f}", adm.remaining);
   std::string limit = fmt::format("{:.0f}", adm.limit);
-  log_->Append(std::move(append), [tm, done = std::move(done), remaining, limit](
-                                      Result<log::AppendResult> r) mutable {
-    if (!r.ok()) return done(Error(r.status()));
-    tm.accepted->Add(r->stored);
-    tm.duplicate->Add(r->duplicates);
-    HttpResponse res = Json(200, R"({"success":true})");
-    res.headers.emplace_back("RateLimit-Limit", limit);
-    res.headers.emplace_back("RateLimit-Remaining", remaining);
-    done(std::move(res));
-  });
+  log_->Append(std::move(append),
+               [tm, done = std::move(done), remaining, limit](Result<log::AppendResult> r) mutable {
+                 if (!r.ok()) return done(Error(r.status()));
+                 tm.accepted->Add(r->stored);
+                 tm.duplicate->Add(r->duplicates);
+                 HttpResponse res = Json(200, R"({"success":true})");
+                 res.headers.emplace_back("RateLimit-Limit", limit);
+                 res.headers.emplace_back("RateLimit-Remaining", remaining);
+                 done(std::move(res));
+               });
 }
 
 Status Api::DeleteTenant(const TenantId& id) {
@@ -264,9 +274,9 @@ Status Api::ResumeDeletions() {
 
 void Api::HandleAdmin(HttpRequest& req, std::string_view path, Responder respond) {
   auto token = BearerToken(req.authorization);
-  if (!token || options_.admin_token.empty() ||
-      !ConstantTimeEquals(*token, options_.admin_token)) {
-    HttpResponse r = Error(Unauthenticated("admin routes need 'Authorization: Bearer <admin token>'"));
+  if (!token || options_.admin_token.empty() || !ConstantTimeEquals(*token, options_.admin_token)) {
+    HttpResponse r =
+        Error(Unauthenticated("admin routes need 'Authorization: Bearer <admin token>'"));
     r.headers = {{"WWW-Authenticate", "Bearer realm=\"fairway-admin\""}};
     return respond(std::move(r));
   }
@@ -311,7 +321,8 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, Responder respond
     std::string_view r = rest;
     r.remove_prefix(1);
     std::string_view id_part = r.substr(0, r.find('/'));
-    std::string_view action = r.find('/') == std::string_view::npos ? "" : r.substr(r.find('/') + 1);
+    std::string_view action =
+        r.find('/') == std::string_view::npos ? "" : r.substr(r.find('/') + 1);
     TenantId id(id_part);
     if (action.empty()) {
       if (method == "GET") {
@@ -377,7 +388,9 @@ void Api::HandleActivities(HttpRequest& req, std::string_view query, Responder r
       q.lead = value;
     } else if (key == "type") {
       auto t = model::ParseActivityType(value);
-      if (!t) st = InvalidArgument("parameter 'type' must be track, identify, page, screen, group or alias");
+      if (!t)
+        st = InvalidArgument(
+            "parameter 'type' must be track, identify, page, screen, group or alias");
       q.type = t;
     } else if (key == "event") {
       q.event = value;
@@ -388,7 +401,8 @@ void Api::HandleActivities(HttpRequest& req, std::string_view query, Responder r
     } else if (key == "cursor") {
       q.cursor = value;
     } else if (key == "order") {
-      if (value != "asc" && value != "desc") st = InvalidArgument("parameter 'order' must be asc or desc");
+      if (value != "asc" && value != "desc")
+        st = InvalidArgument("parameter 'order' must be asc or desc");
       q.newest_first = value != "asc";
     } else if (key == "limit") {
       int n = 0;
@@ -409,9 +423,9 @@ void Api::HandleActivities(HttpRequest& req, std::string_view query, Responder r
   for (size_t i = 0; i < page->entries.size(); ++i) {
     const auto& e = page->entries[i];
     if (i) body.push_back(',');
-    model::AppendActivityJson(e.activity, &body,
-                              fmt::format(R"("partition":{},"offset":{})", e.partition.value(),
-                                          e.offset.value()));
+    model::AppendActivityJson(
+        e.activity, &body,
+        fmt::format(R"("partition":{},"offset":{})", e.partition.value(), e.offset.value()));
   }
   body += "],\"next_cursor\":";
   if (page->next_cursor.empty()) {

@@ -27,8 +27,8 @@ constexpr size_t kReadBufferBytes = 64 * 1024;
 HttpResponse ErrorResponse(int status, std::string_view code, std::string_view message) {
   HttpResponse r;
   r.status = status;
-  r.body = fmt::format(R"({{"success":false,"error":{{"code":"{}","message":"{}"}}}})", code,
-                       message);
+  r.body =
+      fmt::format(R"({{"success":false,"error":{{"code":"{}","message":"{}"}}}})", code, message);
   return r;
 }
 
@@ -50,27 +50,25 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(options_.max_body_bytes);
     parser_->header_limit(16 * 1024);
     stream_.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
-    bhttp::async_read_header(stream_, buffer_, *parser_,
-                             [self = shared_from_this()](beast::error_code ec, size_t) {
-                               self->OnHeader(ec);
-                             });
+    bhttp::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
     stream_.expires_after(std::chrono::seconds(options_.read_timeout_seconds));
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
-                        self->OnRead(ec);
-                      });
+    bhttp::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnReadError(beast::error_code ec) {
     if (ec == bhttp::error::body_limit) {
       keep_alive_ = false;
-      return Write(ErrorResponse(
-          413, "too_large",
-          fmt::format("request body is larger than the limit of {} bytes", options_.max_body_bytes)));
+      return Write(ErrorResponse(413, "too_large",
+                                 fmt::format("request body is larger than the limit of {} bytes",
+                                             options_.max_body_bytes)));
     }
     if (ec == bhttp::error::header_limit) {
       keep_alive_ = false;

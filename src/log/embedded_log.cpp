@@ -63,8 +63,8 @@ struct BlockCursor {
 // Returns false (OK status) when no stored block holds it.
 Result<bool> LoadBlockFor(storage::Store* store, const std::string& partition_prefix,
                           uint64_t offset, BlockCursor* cursor) {
-  if (!cursor->key.empty() && cursor->key.compare(0, partition_prefix.size(), partition_prefix) ==
-                                  0 &&
+  if (!cursor->key.empty() &&
+      cursor->key.compare(0, partition_prefix.size(), partition_prefix) == 0 &&
       offset >= cursor->base && offset < cursor->base + cursor->records.size()) {
     return true;
   }
@@ -110,13 +110,12 @@ EmbeddedLog::EmbeddedLog(storage::Store* store, const Clock* clock, MetricsRegis
   commits_ = metrics->GetCounter("fairway_log_commits_total", "Group commits written.");
   commit_failures_ =
       metrics->GetCounter("fairway_log_commit_failures_total", "Group commits that failed.");
-  commit_events_ = metrics->GetHistogram("fairway_log_commit_events",
-                                         "Events per group commit.", SizeBuckets());
+  commit_events_ =
+      metrics->GetHistogram("fairway_log_commit_events", "Events per group commit.", SizeBuckets());
   commit_requests_ = metrics->GetHistogram("fairway_log_commit_requests",
                                            "Requests sharing one group commit.", SizeBuckets());
-  sync_seconds_ = metrics->GetHistogram("fairway_log_sync_seconds",
-                                        "Time to write and fsync one group commit.",
-                                        LatencyBuckets());
+  sync_seconds_ = metrics->GetHistogram(
+      "fairway_log_sync_seconds", "Time to write and fsync one group commit.", LatencyBuckets());
   queue_depth_ = metrics->GetGauge("fairway_log_queued_events", "Events waiting for a commit.");
   metrics->SetGaugeFunction("fairway_log_disk_bytes", "Bytes of the embedded store on disk.",
                             [store] {
@@ -407,7 +406,8 @@ Result<std::vector<LogEntry>> EmbeddedLog::Read(const TenantId& tenant, Partitio
     for (size_t i = 0; i < records.size() && out.size() < max_records; ++i) {
       if (base + i < offset) continue;
       auto a = model::DecodeActivity(records[i]);
-      if (!a.ok()) return Internal(fmt::format("log record {}: {}", base + i, a.status().message()));
+      if (!a.ok())
+        return Internal(fmt::format("log record {}: {}", base + i, a.status().message()));
       out.push_back({partition, Offset(base + i), std::move(a).value()});
     }
   }
@@ -533,7 +533,8 @@ Result<ActivityPage> EmbeddedLog::Query(const ActivityQuery& q) {
   for (; it->Valid(); q.newest_first ? it->Prev() : it->Next()) {
     std::string_view k = it->key();
     std::string_view v = it->value();
-    if (k.size() != prefix.size() + 20 || v.size() < 9) return Internal("lead index: corrupt entry");
+    if (k.size() != prefix.size() + 20 || v.size() < 9)
+      return Internal("lead index: corrupt entry");
     auto type = static_cast<model::ActivityType>(v[8]);
     if (q.type && type != *q.type) continue;
     if (!q.event.empty() && v.substr(9) != q.event) continue;

@@ -12,12 +12,18 @@ constexpr uint8_t kRecordVersion = 1;
 
 std::string_view ActivityTypeName(ActivityType t) {
   switch (t) {
-    case ActivityType::kTrack: return "track";
-    case ActivityType::kIdentify: return "identify";
-    case ActivityType::kPage: return "page";
-    case ActivityType::kScreen: return "screen";
-    case ActivityType::kGroup: return "group";
-    case ActivityType::kAlias: return "alias";
+    case ActivityType::kTrack:
+      return "track";
+    case ActivityType::kIdentify:
+      return "identify";
+    case ActivityType::kPage:
+      return "page";
+    case ActivityType::kScreen:
+      return "screen";
+    case ActivityType::kGroup:
+      return "group";
+    case ActivityType::kAlias:
+      return "alias";
   }
   return "unknown";
 }

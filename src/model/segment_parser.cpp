@@ -19,14 +19,20 @@ constexpr size_t kMaxIdBytes = 1024;
 
 const char* TypeWord(element_type t) {
   switch (t) {
-    case element_type::ARRAY: return "an array";
-    case element_type::OBJECT: return "an object";
+    case element_type::ARRAY:
+      return "an array";
+    case element_type::OBJECT:
+      return "an object";
     case element_type::INT64:
     case element_type::UINT64:
-    case element_type::DOUBLE: return "a number";
-    case element_type::STRING: return "a string";
-    case element_type::BOOL: return "a boolean";
-    case element_type::NULL_VALUE: return "null";
+    case element_type::DOUBLE:
+      return "a number";
+    case element_type::STRING:
+      return "a string";
+    case element_type::BOOL:
+      return "a boolean";
+    case element_type::NULL_VALUE:
+      return "null";
   }
   return "unknown";
 }
@@ -145,8 +151,9 @@ void ParseMessage(element msg, int index, std::string prefix, std::optional<Acti
       // plain field.
       bool is_event_field = key == "event";
       bool names_this =
-          is_event_field ? (!type || *type == ActivityType::kTrack)
-                         : (type && (*type == ActivityType::kPage || *type == ActivityType::kScreen));
+          is_event_field
+              ? (!type || *type == ActivityType::kTrack)
+              : (type && (*type == ActivityType::kPage || *type == ActivityType::kScreen));
       if (names_this && a.event.empty()) {
         if (v.is_string()) {
           a.event.assign(v.get_string().value_unsafe());
@@ -221,8 +228,8 @@ void ParseMessage(element msg, int index, std::string prefix, std::optional<Acti
   }
   a.message_id = MessageId(message_id.empty() ? GenerateMessageId() : std::move(message_id));
 
-  size_t size = a.fields_json.size() + a.user_id.size() + a.anonymous_id.size() +
-                a.event.size() + a.message_id.str().size();
+  size_t size = a.fields_json.size() + a.user_id.size() + a.anonymous_id.size() + a.event.size() +
+                a.message_id.str().size();
   if (size > limits.max_message_bytes) {
     p.Error("", fmt::format("message is {} bytes; the limit is {} bytes", size,
                             limits.max_message_bytes));
@@ -248,7 +255,8 @@ Result<ParsedRequest> ParseSegmentRequest(std::string_view body,
     return InvalidArgument(fmt::format("body is not valid JSON: {}", simdjson::error_message(err)));
   }
   if (!root.is_object()) {
-    return InvalidArgument(fmt::format("body must be a JSON object, not {}", TypeWord(root.type())));
+    return InvalidArgument(
+        fmt::format("body must be a JSON object, not {}", TypeWord(root.type())));
   }
   ParsedRequest out;
   auto obj = root.get_object().value_unsafe();
@@ -268,8 +276,8 @@ Result<ParsedRequest> ParseSegmentRequest(std::string_view body,
   element batch;
   if (obj["batch"].get(batch)) return InvalidArgument("field 'batch' is required");
   if (!batch.is_array()) {
-    return InvalidArgument(fmt::format("field 'batch' must be an array, not {}",
-                                       TypeWord(batch.type())));
+    return InvalidArgument(
+        fmt::format("field 'batch' must be an array, not {}", TypeWord(batch.type())));
   }
   element v;
   if (!obj["sentAt"].get(v) && !v.is_null()) {

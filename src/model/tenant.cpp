@@ -12,9 +12,12 @@ namespace json = boost::json;
 
 std::string_view TenantStatusName(TenantStatus s) {
   switch (s) {
-    case TenantStatus::kActive: return "active";
-    case TenantStatus::kSuspended: return "suspended";
-    case TenantStatus::kDeleting: return "deleting";
+    case TenantStatus::kActive:
+      return "active";
+    case TenantStatus::kSuspended:
+      return "suspended";
+    case TenantStatus::kDeleting:
+      return "deleting";
   }
   return "unknown";
 }
@@ -119,12 +122,10 @@ json::value Number(double v) {
 }
 
 json::object QuotasToJson(const Quotas& q) {
-  return {{"ingest_rate", Number(q.ingest_rate)},
-          {"ingest_burst", Number(q.ingest_burst)},
-          {"processing_weight", q.processing_weight},
-          {"max_in_flight", q.max_in_flight},
-          {"retention_days", q.retention_days},
-          {"dedup_window_seconds", q.dedup_window_seconds}};
+  return {
+      {"ingest_rate", Number(q.ingest_rate)},     {"ingest_burst", Number(q.ingest_burst)},
+      {"processing_weight", q.processing_weight}, {"max_in_flight", q.max_in_flight},
+      {"retention_days", q.retention_days},       {"dedup_window_seconds", q.dedup_window_seconds}};
 }
 
 json::object ApiObject(const TenantConfig& t) {

@@ -245,8 +245,8 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   std::error_code ec;
   std::filesystem::create_directories(options.path, ec);
   if (ec) {
-    return Unavailable(fmt::format("cannot create data directory '{}': {}", options.path,
-                                   ec.message()));
+    return Unavailable(
+        fmt::format("cannot create data directory '{}': {}", options.path, ec.message()));
   }
   rocksdb::DBOptions db_opts;
   db_opts.create_if_missing = true;

@@ -165,9 +165,9 @@ Status TenantRegistry::AdmitIngest(std::string_view write_key, size_t events,
   admission->remaining = d.remaining;
   admission->retry_after_s = d.retry_after_s;
   if (!d.admitted) {
-    return ResourceExhausted(fmt::format(
-        "tenant '{}' is over its ingest rate of {} events/s (burst {})", e->config.id.str(),
-        q.ingest_rate, q.ingest_burst));
+    return ResourceExhausted(
+        fmt::format("tenant '{}' is over its ingest rate of {} events/s (burst {})",
+                    e->config.id.str(), q.ingest_rate, q.ingest_burst));
   }
   return Status::Ok();
 }

@@ -1,9 +1,10 @@
+#include "app/config.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <fstream>
 
-#include "app/config.h"
 #include "storage/tests/temp_dir.h"
 
 namespace fairway::app {

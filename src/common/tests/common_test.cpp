@@ -120,8 +120,7 @@ TEST(TimeFormatTest, FormatRoundTrips) {
 }
 
 TEST(CryptoTest, Sha256AndTokens) {
-  EXPECT_EQ(Sha256Hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   std::string a = RandomToken("wk_"), b = RandomToken("wk_");
   EXPECT_NE(a, b);
   EXPECT_EQ(a.rfind("wk_", 0), 0u);
@@ -142,8 +141,19 @@ TEST(CryptoTest, Base64) {
 
 TEST(JsonWriterTest, EscapesAndSeparates) {
   JsonWriter w;
-  w.BeginObject().Key("a").String("x\"y\n\x01").Key("b").BeginArray().Int(-1).Uint(2).Bool(true)
-      .Null().EndArray().Key("c").Raw("{\"d\":1}").EndObject();
+  w.BeginObject()
+      .Key("a")
+      .String("x\"y\n\x01")
+      .Key("b")
+      .BeginArray()
+      .Int(-1)
+      .Uint(2)
+      .Bool(true)
+      .Null()
+      .EndArray()
+      .Key("c")
+      .Raw("{\"d\":1}")
+      .EndObject();
   EXPECT_EQ(w.str(), R"({"a":"x\"y\n\u0001","b":[-1,2,true,null],"c":{"d":1}})");
 }
 

@@ -1,3 +1,5 @@
+#include "http/api.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -6,7 +8,6 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "http/api.h"
 #include "http/server.h"
 #include "http/tests/test_client.h"
 #include "log/embedded_log.h"
@@ -31,7 +32,8 @@ class ApiTest : public ::testing::Test {
     log_ = std::make_unique<log::EmbeddedLog>(store_.get(), SystemClock::Default(), &metrics_,
                                               log::EmbeddedLogOptions{});
     log_->Start();
-    tenants_ = std::move(tenancy::TenantRegistry::Open(store_.get(), SystemClock::Default())).value();
+    tenants_ =
+        std::move(tenancy::TenantRegistry::Open(store_.get(), SystemClock::Default())).value();
     ApiOptions ao;
     ao.admin_token = kAdminToken;
     api_ = std::make_unique<Api>(ao, tenants_.get(), log_.get(), log_.get(), SystemClock::Default(),
@@ -58,9 +60,9 @@ class ApiTest : public ::testing::Test {
     std::string write, api;
   };
   Keys CreateTenant(const std::string& id, const std::string& quotas = "{}") {
-    auto r = Admin("POST", "/admin/v1/tenants",
-                   R"({"id":")" + id + R"(","name":"T","timezone":"Europe/Berlin","quotas":)" +
-                       quotas + "}");
+    auto r = Admin(
+        "POST", "/admin/v1/tenants",
+        R"({"id":")" + id + R"(","name":"T","timezone":"Europe/Berlin","quotas":)" + quotas + "}");
     EXPECT_EQ(r.status, 201) << r.body;
     auto j = json::parse(r.body);
     return {j["write_key"], j["api_key"]};
@@ -111,7 +113,8 @@ TEST_F(ApiTest, TrackThenReadBack) {
 
 TEST_F(ApiTest, AllSegmentCallsAndBatch) {
   Keys k = CreateTenant("acme");
-  EXPECT_EQ(Ingest(k.write, "identify", R"({"userId":"u1","traits":{"email":"a@b.c"}})").status, 200);
+  EXPECT_EQ(Ingest(k.write, "identify", R"({"userId":"u1","traits":{"email":"a@b.c"}})").status,
+            200);
   EXPECT_EQ(Ingest(k.write, "page", R"({"userId":"u1","name":"Home"})").status, 200);
   EXPECT_EQ(Ingest(k.write, "screen", R"({"userId":"u1","name":"Main"})").status, 200);
   EXPECT_EQ(Ingest(k.write, "group", R"({"userId":"u1","groupId":"g1","traits":{}})").status, 200);
@@ -124,8 +127,8 @@ TEST_F(ApiTest, AllSegmentCallsAndBatch) {
   ASSERT_EQ(pages["data"].size(), 1u);
   EXPECT_EQ(pages["data"][0]["name"], "Home");
   // writeKey in the body works like Basic auth (Segment allows both).
-  r = client_->Request("POST", "/v1/track", R"({"writeKey":")" + k.write +
-                                                R"(","userId":"u2","event":"x"})");
+  r = client_->Request("POST", "/v1/track",
+                       R"({"writeKey":")" + k.write + R"(","userId":"u2","event":"x"})");
   EXPECT_EQ(r.status, 200) << r.body;
 }
 
@@ -142,10 +145,12 @@ TEST_F(ApiTest, EachBadRequestHasItsOwnErrorAndWritesNothing) {
       {"track", R"({"event":"e"})", 400, "userId"},
       {"track", R"({"userId":"bad"})", 400, "event"},
       {"track", R"({"userId":"bad","event":"e","timestamp":12})", 400, "timestamp"},
-      {"track", R"({"userId":"bad","event":"e","properties":{"b":")" + std::string(33000, 'x') + "\"}}",
-       400, "limit"},
+      {"track",
+       R"({"userId":"bad","event":"e","properties":{"b":")" + std::string(33000, 'x') + "\"}}", 400,
+       "limit"},
       {"batch", R"({"batch":[{"type":"track","userId":"bad","event":"ok"},
-                     {"type":"track","userId":"bad"}]})", 400, "batch[1].event"},
+                     {"type":"track","userId":"bad"}]})",
+       400, "batch[1].event"},
       {"batch", R"({"batch":"nope"})", 400, "batch"},
   };
   for (const auto& c : cases) {
@@ -220,7 +225,9 @@ TEST_F(ApiTest, QuotaAnswers429WithRetryAfter) {
   EXPECT_EQ(StoredCount(k.api, "u"), 3u);
   // Raising the quota takes effect at once.
   ASSERT_EQ(Admin("PATCH", "/admin/v1/tenants/acme",
-                  R"({"quotas":{"ingest_rate":100000,"ingest_burst":100000}})").status, 200);
+                  R"({"quotas":{"ingest_rate":100000,"ingest_burst":100000}})")
+                .status,
+            200);
   EXPECT_EQ(Ingest(k.write, "batch", batch3).status, 200);
 }
 
@@ -261,7 +268,8 @@ TEST_F(ApiTest, FloodingOneTenantNeverThrottlesAnother) {
   // Reported, not asserted (timings belong in benchmarks): tenant B's latency under the flood.
   std::sort(b_latency_ms.begin(), b_latency_ms.end());
   RecordProperty("quiet_tenant_p50_ms", std::to_string(b_latency_ms[b_latency_ms.size() / 2]));
-  RecordProperty("quiet_tenant_p99_ms", std::to_string(b_latency_ms[b_latency_ms.size() * 99 / 100]));
+  RecordProperty("quiet_tenant_p99_ms",
+                 std::to_string(b_latency_ms[b_latency_ms.size() * 99 / 100]));
 }
 
 TEST_F(ApiTest, IsolationMatrix) {
@@ -300,7 +308,9 @@ TEST_F(ApiTest, StorageFailureAnswers503AndStoresNothing) {
   EXPECT_EQ(StoredCount(k.api, "u"), 0u);
   // The client's retry of the same request then succeeds.
   EXPECT_EQ(Ingest(k.write, "batch", R"({"batch":[{"type":"track","userId":"u","event":"a"},
-      {"type":"track","userId":"u","event":"b"}]})").status, 200);
+      {"type":"track","userId":"u","event":"b"}]})")
+                .status,
+            200);
   EXPECT_EQ(StoredCount(k.api, "u"), 2u);
 }
 
@@ -368,7 +378,8 @@ TEST_F(ApiTest, ActivitiesPaginationAndParameterErrors) {
   ASSERT_EQ(events.size(), 25u);
   EXPECT_EQ(events.front(), "e24");
   EXPECT_EQ(events.back(), "e0");
-  json asc = Activities(k.api, "lead=u&order=asc&since=2024-01-01T00:00:05Z&until=2024-01-01T00:00:07Z");
+  json asc =
+      Activities(k.api, "lead=u&order=asc&since=2024-01-01T00:00:05Z&until=2024-01-01T00:00:07Z");
   ASSERT_EQ(asc["data"].size(), 3u);
   EXPECT_EQ(asc["data"][0]["event"], "e5");
   for (const char* q : {"", "lead=u&limit=0", "lead=u&since=yesterday", "lead=u&type=click",
@@ -385,10 +396,9 @@ TEST_F(ApiTest, OpsEndpoints) {
   ASSERT_EQ(Ingest(k.write, "track", R"({"userId":"u","event":"e"})").status, 200);
   auto m = client_->Request("GET", "/metrics");
   ASSERT_EQ(m.status, 200);
-  for (const char* want :
-       {R"(fairway_ingest_events_total{tenant="acme",outcome="accepted"} 1)",
-        "fairway_http_request_seconds_bucket", "fairway_log_commit_events_count",
-        "fairway_log_sync_seconds_bucket", "fairway_log_disk_bytes"}) {
+  for (const char* want : {R"(fairway_ingest_events_total{tenant="acme",outcome="accepted"} 1)",
+                           "fairway_http_request_seconds_bucket", "fairway_log_commit_events_count",
+                           "fairway_log_sync_seconds_bucket", "fairway_log_disk_bytes"}) {
     EXPECT_NE(m.body.find(want), std::string::npos) << want;
   }
   EXPECT_EQ(client_->Request("GET", "/nope").status, 404);

@@ -28,7 +28,8 @@ size_t OnHeader(char* data, size_t size, size_t n, void* out) {
 }
 }  // namespace
 
-TestClient::TestClient(std::string base_url) : base_(std::move(base_url)), curl_(curl_easy_init()) {}
+TestClient::TestClient(std::string base_url)
+    : base_(std::move(base_url)), curl_(curl_easy_init()) {}
 TestClient::~TestClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 
 ClientResponse TestClient::Request(const std::string& method, const std::string& path,

@@ -1,13 +1,13 @@
-#include <gtest/gtest.h>
+#include "log/embedded_log.h"
 
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include <future>
 #include <set>
 
 #include "common/time_format.h"
 #include "log/block.h"
-#include "log/embedded_log.h"
 #include "storage/schema.h"
 #include "storage/tests/temp_dir.h"
 
@@ -104,7 +104,7 @@ TEST_F(EmbeddedLogTest, AppendsReadBackWithContiguousOffsetsPerPartition) {
     ASSERT_TRUE(entries.ok());
     for (size_t i = 0; i < entries->size(); ++i) {
       const auto& e = (*entries)[i];
-      EXPECT_EQ(e.offset.value(), i);  // contiguous from 0
+      EXPECT_EQ(e.offset.value(), i);                               // contiguous from 0
       EXPECT_EQ(PartitionFor(e.activity.LeadKey(), 4).value(), p);  // lead -> partition
     }
     auto hw = log_->HighWatermark(TenantId("acme"), PartitionId(p));
@@ -148,23 +148,23 @@ TEST_F(EmbeddedLogTest, ConcurrentAppendsShareOneGroupCommit) {
     log_->Append(Request("acme", {MakeActivity("m" + std::to_string(i), "u", i)}),
                  [&done, i](Result<AppendResult> r) { done[i].set_value(std::move(r)); });
   }
-  uint64_t commits_before =
-      metrics_->GetCounter("fairway_log_commits_total", "")->value();
+  uint64_t commits_before = metrics_->GetCounter("fairway_log_commits_total", "")->value();
   release.set_value();
   for (auto& d : done) ASSERT_TRUE(d.get_future().get().ok());
-  uint64_t commits = metrics_->GetCounter("fairway_log_commits_total", "")->value() -
-                     commits_before;
+  uint64_t commits =
+      metrics_->GetCounter("fairway_log_commits_total", "")->value() - commits_before;
   EXPECT_EQ(commits, 1u) << "50 queued requests must share one fsync";
   EXPECT_EQ(ReadAllIds("acme").size(), 50u);
 }
 
 TEST_F(EmbeddedLogTest, DuplicateMessageIdsAreStoredOnceWithinTheWindow) {
-  auto first = AppendSync(Request("acme", {MakeActivity("m1", "u", 1), MakeActivity("m2", "u", 2)}));
+  auto first =
+      AppendSync(Request("acme", {MakeActivity("m1", "u", 1), MakeActivity("m2", "u", 2)}));
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(first->stored, 2u);
   // A retry, plus a duplicate inside one request.
-  auto retry = AppendSync(Request(
-      "acme", {MakeActivity("m1", "u", 1), MakeActivity("m3", "u", 3), MakeActivity("m3", "u", 3)}));
+  auto retry = AppendSync(Request("acme", {MakeActivity("m1", "u", 1), MakeActivity("m3", "u", 3),
+                                           MakeActivity("m3", "u", 3)}));
   ASSERT_TRUE(retry.ok());
   EXPECT_EQ(retry->stored, 1u);
   EXPECT_EQ(retry->duplicates, 2u);
@@ -182,7 +182,8 @@ TEST_F(EmbeddedLogTest, DuplicateMessageIdsAreStoredOnceWithinTheWindow) {
 TEST_F(EmbeddedLogTest, FailedWriteStoresNothingAndLeavesNoOffsetGap) {
   ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity("a", "u", 1)}, 1)).ok());
   store_->InjectWriteFailures(1);
-  auto failed = AppendSync(Request("acme", {MakeActivity("b", "u", 2), MakeActivity("c", "u", 3)}, 1));
+  auto failed =
+      AppendSync(Request("acme", {MakeActivity("b", "u", 2), MakeActivity("c", "u", 3)}, 1));
   ASSERT_FALSE(failed.ok());
   EXPECT_EQ(failed.status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(ReadAllIds("acme", 1), (std::vector<std::string>{"a"}));
@@ -194,7 +195,8 @@ TEST_F(EmbeddedLogTest, FailedWriteStoresNothingAndLeavesNoOffsetGap) {
 }
 
 TEST_F(EmbeddedLogTest, OffsetsContinueAfterRestart) {
-  ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity("a", "u", 1), MakeActivity("b", "u", 2)}, 1)).ok());
+  ASSERT_TRUE(
+      AppendSync(Request("acme", {MakeActivity("a", "u", 1), MakeActivity("b", "u", 2)}, 1)).ok());
   Reopen();
   ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity("c", "u", 3)}, 1)).ok());
   auto r = log_->Read(TenantId("acme"), PartitionId(0), Offset(0), 10);
@@ -258,7 +260,9 @@ TEST_F(EmbeddedLogTest, QueryByLeadPaginatesNewestFirstWithFilters) {
 }
 
 TEST_F(EmbeddedLogTest, RetentionRemovesOldBlocksAndKeepsOffsets) {
-  ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity("old1", "u", 1), MakeActivity("old2", "u", 2)}, 1)).ok());
+  ASSERT_TRUE(
+      AppendSync(Request("acme", {MakeActivity("old1", "u", 1), MakeActivity("old2", "u", 2)}, 1))
+          .ok());
   clock_.AdvanceMillis(10'000);
   Activity fresh = MakeActivity("new1", "u", 3);
   fresh.received_at_ms = clock_.NowMillis();

@@ -78,16 +78,15 @@ TEST(SegmentParserTest, ReportsEveryBadMessageWithItsField) {
   std::vector<std::pair<int, std::string>> got;
   for (const auto& e : r->errors) got.emplace_back(e.index, e.field);
   std::vector<std::pair<int, std::string>> want = {
-      {1, "batch[1].event"},       {2, "batch[2].userId"},     {3, "batch[3].type"},
-      {4, "batch[4].properties"}, {5, "batch[5].timestamp"},
-      {6, "batch[6].groupId"},     {7, "batch[7].previousId"}, {8, "batch[8].type"},
-      {9, "batch[9].userId"},      {9, "batch[9].userId"},     {10, "batch[10]"}};
+      {1, "batch[1].event"},      {2, "batch[2].userId"},    {3, "batch[3].type"},
+      {4, "batch[4].properties"}, {5, "batch[5].timestamp"}, {6, "batch[6].groupId"},
+      {7, "batch[7].previousId"}, {8, "batch[8].type"},      {9, "batch[9].userId"},
+      {9, "batch[9].userId"},     {10, "batch[10]"}};
   EXPECT_EQ(got, want);
 }
 
 TEST(SegmentParserTest, MalformedBodies) {
-  EXPECT_EQ(Parse("{not json", ActivityType::kTrack).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse("{not json", ActivityType::kTrack).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse("[1,2]", ActivityType::kTrack).status().code(), StatusCode::kInvalidArgument);
   auto no_batch = Parse(R"({"sentAt":"2024-02-29T12:00:00Z"})", std::nullopt);
   ASSERT_FALSE(no_batch.ok());
@@ -95,8 +94,8 @@ TEST(SegmentParserTest, MalformedBodies) {
   EXPECT_FALSE(Parse(R"({"batch":{}})", std::nullopt).ok());
   EXPECT_FALSE(Parse(R"({"batch":[]})", std::nullopt).ok());
   // Nested garbage is caught too (simdjson DOM validates everything).
-  EXPECT_FALSE(Parse(R"({"userId":"u","event":"e","properties":{"a":tru}})", ActivityType::kTrack)
-                   .ok());
+  EXPECT_FALSE(
+      Parse(R"({"userId":"u","event":"e","properties":{"a":tru}})", ActivityType::kTrack).ok());
 }
 
 TEST(SegmentParserTest, MessageSizeLimit) {
@@ -132,11 +131,12 @@ TEST(ActivityCodecTest, RoundTripAndJson) {
   EXPECT_EQ(back->sent_at_ms, a.sent_at_ms);
   std::string json;
   AppendActivityJson(*back, &json, R"("offset":3)");
-  EXPECT_EQ(json,
-            R"({"messageId":"m","type":"track","userId":"u\"1","anonymousId":"a1","event":"Clicked",)"
-            R"("timestamp":"2024-02-29T12:00:00.000Z","originalTimestamp":"2024-02-29T12:00:00.000Z",)"
-            R"("sentAt":"2024-02-29T12:00:00.000Z","receivedAt":"2024-02-29T12:00:00.000Z",)"
-            R"("properties":{"url":"/pricing"},"offset":3})");
+  EXPECT_EQ(
+      json,
+      R"({"messageId":"m","type":"track","userId":"u\"1","anonymousId":"a1","event":"Clicked",)"
+      R"("timestamp":"2024-02-29T12:00:00.000Z","originalTimestamp":"2024-02-29T12:00:00.000Z",)"
+      R"("sentAt":"2024-02-29T12:00:00.000Z","receivedAt":"2024-02-29T12:00:00.000Z",)"
+      R"("properties":{"url":"/pricing"},"offset":3})");
   rec.pop_back();
   EXPECT_FALSE(DecodeActivity(rec).ok());
 }

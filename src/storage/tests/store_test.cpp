@@ -1,8 +1,9 @@
+#include "storage/store.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
-#include "storage/store.h"
 #include "storage/tests/temp_dir.h"
 
 namespace fairway::storage {
@@ -62,7 +63,15 @@ TEST_F(StoreTest, InjectedFailureWritesNothing) {
 
 TEST_F(StoreTest, IteratorBoundsAndDeleteRange) {
   WriteBatch b;
-  for (std::string k : {"t1\x01" "a", "t1\x01" "b", "t2\x01" "a", "t3\x01" "a"}) b.Put(kData, k, k);
+  for (std::string k : {"t1\x01"
+                        "a",
+                        "t1\x01"
+                        "b",
+                        "t2\x01"
+                        "a",
+                        "t3\x01"
+                        "a"})
+    b.Put(kData, k, k);
   ASSERT_TRUE(store_->Write(b, false).ok());
   auto it = store_->NewIterator(kData, "t1\x01", "t1\x02");
   std::vector<std::string> seen;
@@ -70,13 +79,23 @@ TEST_F(StoreTest, IteratorBoundsAndDeleteRange) {
   EXPECT_EQ(seen.size(), 2u);
   it->SeekToLast();
   ASSERT_TRUE(it->Valid());
-  EXPECT_EQ(it->key(), "t1\x01" "b");
+  EXPECT_EQ(it->key(),
+            "t1\x01"
+            "b");
 
   WriteBatch del;
   del.DeleteRange(kData, "t2", "t3");
   ASSERT_TRUE(store_->Write(del, true).ok());
-  EXPECT_FALSE(store_->Get(kData, "t2\x01" "a")->has_value());
-  EXPECT_TRUE(store_->Get(kData, "t3\x01" "a")->has_value());
+  EXPECT_FALSE(store_
+                   ->Get(kData,
+                         "t2\x01"
+                         "a")
+                   ->has_value());
+  EXPECT_TRUE(store_
+                  ->Get(kData,
+                        "t3\x01"
+                        "a")
+                  ->has_value());
 }
 
 TEST_F(StoreTest, MultiGet) {

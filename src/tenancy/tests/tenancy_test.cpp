@@ -108,7 +108,9 @@ TEST_F(TenantRegistryTest, RateLimitPerTenantWithRetryAfter) {
   clock_.AdvanceMillis(500);
   EXPECT_TRUE(registry_->AdmitIngest(a->keys.write_key, 5, &adm).ok());
   // Quota changes apply at once.
-  ASSERT_TRUE(registry_->Update(TenantId("a"), R"({"quotas":{"ingest_rate":1000,"ingest_burst":1000}})").ok());
+  ASSERT_TRUE(
+      registry_->Update(TenantId("a"), R"({"quotas":{"ingest_rate":1000,"ingest_burst":1000}})")
+          .ok());
   clock_.AdvanceMillis(1000);
   EXPECT_TRUE(registry_->AdmitIngest(a->keys.write_key, 900, &adm).ok());
 }
@@ -116,7 +118,7 @@ TEST_F(TenantRegistryTest, RateLimitPerTenantWithRetryAfter) {
 TEST(TokenBucketTest, OversizedRequestAdmittedWhenFull) {
   TokenBucket b;
   auto d = b.Take(50, /*rate=*/10, /*burst=*/20, 0);
-  EXPECT_TRUE(d.admitted);  // needs min(50, 20) tokens
+  EXPECT_TRUE(d.admitted);               // needs min(50, 20) tokens
   d = b.Take(1, 10, 20, 1'000'000'000);  // 1 s later: -30 + 10 = -20
   EXPECT_FALSE(d.admitted);
   EXPECT_NEAR(d.retry_after_s, 2.1, 1e-9);

@@ -8,7 +8,10 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "common/clock.h"
 #include "common/metrics.h"
@@ -52,7 +55,6 @@ class Api final : public Handler {
   Status ResumeDeletions();
 
  private:
-  struct Route;
   void HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endpoint,
                     Responder respond, int64_t start_ns);
   void HandleAdmin(HttpRequest& req, std::string_view path, Responder respond);

@@ -282,6 +282,7 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
       key_index += req.activities.size();
       continue;
     }
+    std::vector<std::string> prefixes(req.partitions);  // built on first use
     for (const auto& a : req.activities) {
       size_t k = key_index++;
       bool duplicate = false;
@@ -297,7 +298,10 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
         continue;
       }
       ++results[r].stored;
-      std::string prefix = PartitionPrefix(req.tenant, PartitionFor(a.LeadKey(), req.partitions));
+      std::string& prefix = prefixes[PartitionFor(a.LeadKey(), req.partitions).value()];
+      if (prefix.empty()) {
+        prefix = PartitionPrefix(req.tenant, PartitionFor(a.LeadKey(), req.partitions));
+      }
       auto& b = builds[prefix];
       b.request = &req;
       record.clear();

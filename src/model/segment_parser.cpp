@@ -158,11 +158,8 @@ void ParseMessage(element msg, int index, std::string prefix, std::optional<Acti
         if (v.is_string()) {
           a.event.assign(v.get_string().value_unsafe());
           has_event = is_event_field;
-          continue;
-        }
-        if (!v.is_null()) {
+        } else if (!v.is_null()) {
           p.Error(key, fmt::format("must be a string, not {}", TypeWord(v.type())));
-          continue;
         }
         continue;
       }

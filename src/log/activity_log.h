@@ -48,6 +48,15 @@ struct LogEntry {
   model::Activity activity;
 };
 
+// A partition's high watermark moved: records below `next` are now readable.
+struct PartitionAdvance {
+  TenantId tenant;
+  PartitionId partition;
+  Offset next;
+};
+// Runs on the log's writer thread after each commit that stored records: keep it short.
+using AppendListener = std::function<void(const std::vector<PartitionAdvance>&)>;
+
 class ActivityLog {
  public:
   virtual ~ActivityLog() = default;
@@ -78,6 +87,10 @@ class ActivityLog {
   virtual Status DropTenant(const TenantId& tenant) = 0;
   // Accepts appends again for a tenant id that was dropped (the id is being reused).
   virtual Status ReopenTenant(const TenantId& tenant) = 0;
+
+  // Tells `listener` about every commit from now on (consumers wake up on it instead of
+  // polling). One listener; set it before appends start.
+  virtual void SetAppendListener(AppendListener listener) = 0;
 };
 
 struct ActivityQuery {

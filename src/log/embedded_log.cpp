@@ -362,6 +362,15 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
     }
     next_offsets_[prefix] = b.base + b.members.size();
   }
+  std::vector<PartitionAdvance> advances;
+  if (listener_) {
+    advances.reserve(builds.size());
+    for (auto& [prefix, b] : builds) {
+      advances.push_back({b.request->tenant,
+                          PartitionId(DecodeFixed32BE(prefix.data() + prefix.size() - 4)),
+                          Offset(b.base + b.members.size())});
+    }
+  }
   std::sort(index_entries.begin(), index_entries.end());
   std::sort(dedup_entries.begin(), dedup_entries.end());
   for (const auto& e : dedup_entries) batch.Put(kLogDedup, e.key, e.value);
@@ -382,6 +391,7 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
   commit_events_->Observe(static_cast<double>(events));
   commit_requests_->Observe(static_cast<double>(group.size()));
   sync_seconds_->Observe(static_cast<double>(end_ns - start_ns) / 1e9);
+  if (listener_ && !advances.empty()) listener_(advances);
   for (size_t r = 0; r < group.size(); ++r) {
     if (!refused[r].ok()) {
       group[r].done(refused[r]);
@@ -390,6 +400,8 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
     }
   }
 }
+
+void EmbeddedLog::SetAppendListener(AppendListener listener) { listener_ = std::move(listener); }
 
 Result<std::vector<LogEntry>> EmbeddedLog::Read(const TenantId& tenant, PartitionId partition,
                                                 Offset from, size_t max_records) {

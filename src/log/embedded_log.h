@@ -58,6 +58,7 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
                                   int64_t cutoff_ms) override;
   Status DropTenant(const TenantId& tenant) override;
   Status ReopenTenant(const TenantId& tenant) override;
+  void SetAppendListener(AppendListener listener) override;
 
   Result<ActivityPage> Query(const ActivityQuery& query) override;
 
@@ -102,6 +103,7 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
 
   // Writer-thread state: partition prefix -> next offset.
   std::unordered_map<std::string, uint64_t> next_offsets_;
+  AppendListener listener_;
   // Writer-thread state: tenants dropped since start (and not reopened); appends fail.
   std::unordered_set<std::string> dropped_;
 

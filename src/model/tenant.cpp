@@ -79,6 +79,12 @@ Status ApplyQuotas(const json::value& v, const std::string& prefix, Quotas* q) {
         return InvalidArgument(fmt::format("field '{}' must be from 1 to 1e12", field));
       }
       (key == "ingest_rate" ? out.ingest_rate : out.ingest_burst) = d;
+    } else if (key == "processing_rate") {
+      FAIRWAY_ASSIGN_OR_RETURN(double d, GetNumber(kv.value(), field));
+      if (!(d >= 0 && d <= 1e12)) {
+        return InvalidArgument(fmt::format("field '{}' must be from 0 to 1e12", field));
+      }
+      out.processing_rate = d;
     } else if (key == "processing_weight") {
       FAIRWAY_ASSIGN_OR_RETURN(out.processing_weight, GetUint(kv.value(), field, 1, 1000));
     } else if (key == "max_in_flight") {
@@ -122,10 +128,13 @@ json::value Number(double v) {
 }
 
 json::object QuotasToJson(const Quotas& q) {
-  return {
-      {"ingest_rate", Number(q.ingest_rate)},     {"ingest_burst", Number(q.ingest_burst)},
-      {"processing_weight", q.processing_weight}, {"max_in_flight", q.max_in_flight},
-      {"retention_days", q.retention_days},       {"dedup_window_seconds", q.dedup_window_seconds}};
+  return {{"ingest_rate", Number(q.ingest_rate)},
+          {"ingest_burst", Number(q.ingest_burst)},
+          {"processing_rate", Number(q.processing_rate)},
+          {"processing_weight", q.processing_weight},
+          {"max_in_flight", q.max_in_flight},
+          {"retention_days", q.retention_days},
+          {"dedup_window_seconds", q.dedup_window_seconds}};
 }
 
 json::object ApiObject(const TenantConfig& t) {

@@ -18,6 +18,8 @@ struct Quotas {
   double ingest_rate = 5'000;
   // Largest burst of events accepted at once (token bucket size).
   double ingest_burst = 50'000;
+  // Most activities processed per second, per processor (0 = no limit).
+  double processing_rate = 0;
   // Share of processing when several tenants have work (used by the processing engine).
   uint32_t processing_weight = 1;
   // Most activities of this tenant in processing at once.

@@ -20,6 +20,18 @@ enum : ColumnFamily {
   kLogMeta = 3,
   // tenancy: tenant id -> stored tenant JSON.
   kTenants = 4,
+  // engine: tenant \0 processor \0 key -> processor state (see engine/processor.h StateTxn).
+  kEngineState = 5,
+  // engine: tenant \0 processor \0 partition(be32) -> committed offsets (low-water mark plus
+  // the completed ranges above it).
+  kEngineOffsets = 6,
+  // engine: tenant \0 processor \0 partition(be32) offset(be64) -> dead letter.
+  kDeadLetters = 7,
+  // engine: tenant \0 processor \0 partition(be32) offset(be64) seq(be32) -> generated activity
+  // waiting to be appended to the log.
+  kOutbox = 8,
+  // engine: tenant \0 processor -> per-tenant processor settings (enabled or not).
+  kEngineMeta = 9,
 };
 
 // The column family specs for StoreOptions::column_families, in enum order.
@@ -30,6 +42,11 @@ inline std::vector<ColumnFamilySpec> FairwayColumnFamilies() {
       {.name = "log_lead_index", .ttl = true},
       {.name = "log_meta"},
       {.name = "tenants"},
+      {.name = "engine_state", .bloom = true},
+      {.name = "engine_offsets"},
+      {.name = "dead_letters"},
+      {.name = "outbox"},
+      {.name = "engine_meta"},
   };
 }
 

@@ -1,0 +1,91 @@
+#include <map>
+
+#include "engine/processor.h"
+#include "storage/schema.h"
+
+namespace fairway::engine {
+
+std::string_view OrderingName(Ordering o) {
+  switch (o) {
+    case Ordering::kPerLead:
+      return "per_lead";
+    case Ordering::kPerTenant:
+      return "per_tenant";
+    case Ordering::kNone:
+      return "none";
+  }
+  return "unknown";
+}
+
+std::string_view ErrorClassName(ErrorClass c) {
+  switch (c) {
+    case ErrorClass::kRetryNow:
+      return "retry_now";
+    case ErrorClass::kRetryLater:
+      return "retry_later";
+    case ErrorClass::kPermanent:
+      return "permanent";
+  }
+  return "unknown";
+}
+
+std::string StateKeyPrefix(const TenantId& tenant, std::string_view processor) {
+  std::string p;
+  p.reserve(tenant.str().size() + processor.size() + 2);
+  p.append(tenant.str());
+  p.push_back('\0');
+  p.append(processor);
+  p.push_back('\0');
+  return p;
+}
+
+StateTxn::StateTxn(storage::Store* store, std::string key_prefix)
+    : store_(store), prefix_(std::move(key_prefix)) {}
+
+Result<std::optional<std::string>> StateTxn::Get(std::string_view key) {
+  if (auto it = writes_.find(std::string(key)); it != writes_.end()) return it->second;
+  std::string full = prefix_;
+  full.append(key);
+  return store_->Get(storage::kEngineState, full);
+}
+
+void StateTxn::Put(std::string_view key, std::string value) {
+  writes_[std::string(key)] = std::move(value);
+}
+
+void StateTxn::Delete(std::string_view key) { writes_[std::string(key)] = std::nullopt; }
+
+Status StateTxn::Scan(std::string_view prefix,
+                      const std::function<bool(std::string_view, std::string_view)>& fn) {
+  std::string lower = prefix_;
+  lower.append(prefix);
+  std::string upper = lower;
+  // The smallest key greater than every key with this prefix.
+  while (!upper.empty() && static_cast<unsigned char>(upper.back()) == 0xff) upper.pop_back();
+  if (!upper.empty()) upper.back() = static_cast<char>(upper.back() + 1);
+  auto it = store_->NewIterator(storage::kEngineState, lower, upper);
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    std::string_view k = it->key();
+    k.remove_prefix(prefix_.size());
+    if (!fn(k, it->value())) break;
+  }
+  return it->status();
+}
+
+void StateTxn::AppendTo(storage::WriteBatch* batch) const {
+  // Sorted, so that the batch (and the tests reading it) are deterministic.
+  std::map<std::string_view, const std::optional<std::string>*> sorted;
+  for (const auto& [k, v] : writes_) sorted.emplace(k, &v);
+  std::string full;
+  for (const auto& [k, v] : sorted) {
+    full.assign(prefix_);
+    full.append(k);
+    if (v->has_value()) {
+      batch->Put(storage::kEngineState, full, **v);
+    } else {
+      batch->Delete(storage::kEngineState, full);
+    }
+  }
+}
+
+}  // namespace fairway::engine

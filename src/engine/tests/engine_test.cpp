@@ -1,0 +1,733 @@
+#include "engine/engine.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <set>
+
+#include "common/coding.h"
+#include "log/embedded_log.h"
+#include "storage/schema.h"
+#include "storage/tests/temp_dir.h"
+
+namespace fairway::engine {
+namespace {
+
+using namespace std::chrono_literals;
+using model::Activity;
+using model::ActivityType;
+
+constexpr auto kWait = 60s;
+
+struct Seen {
+  std::string tenant;
+  std::string lead;
+  std::string message_id;
+  uint32_t partition;
+  uint64_t offset;
+};
+
+// A processor whose behaviour each test sets: it counts activities per lead in its state,
+// records what it processed, and can fail or hold (finish later) chosen activities.
+class TestProcessor final : public Processor {
+ public:
+  using FailFn = std::function<std::optional<ProcessError>(const TenantId&, const log::LogEntry&)>;
+  using HoldFn = std::function<bool(const TenantId&, const log::LogEntry&)>;
+
+  explicit TestProcessor(ProcessorSpec spec) : spec_(std::move(spec)) {}
+  const ProcessorSpec& spec() const override { return spec_; }
+
+  void SetFail(FailFn f) {
+    std::lock_guard lock(mu_);
+    fail_ = std::move(f);
+  }
+  void SetHold(HoldFn f) {
+    std::lock_guard lock(mu_);
+    hold_ = std::move(f);
+  }
+  void SetEmit(bool emit) { emit_ = emit; }
+  // Process() blocks its thread until `gate` is ready.
+  void SetGate(std::shared_future<void> gate) {
+    std::lock_guard lock(mu_);
+    gate_ = std::move(gate);
+  }
+
+  void Process(WorkItem& item) override {
+    std::shared_future<void> gate;
+    {
+      std::lock_guard lock(mu_);
+      gate = gate_;
+    }
+    if (gate.valid()) gate.wait();
+    FailFn fail;
+    {
+      std::lock_guard lock(mu_);
+      fail = fail_;
+      if (hold_) {
+        for (const auto& e : item.entries()) {
+          if (hold_(item.tenant(), e)) {
+            held_.push_back(&item);
+            max_held_events_ = std::max(max_held_events_, HeldEvents());
+            cv_.notify_all();
+            return;
+          }
+        }
+      }
+      attempts_ += item.entries().size();
+    }
+    Run(item, fail);
+  }
+
+  // Runs every held item now (with the current fail function).
+  void ReleaseHeld() {
+    std::vector<WorkItem*> held;
+    FailFn fail;
+    {
+      std::lock_guard lock(mu_);
+      held.swap(held_);
+      hold_ = nullptr;
+      fail = fail_;
+    }
+    for (WorkItem* item : held) Run(*item, fail);
+  }
+  // Fails every held item with `error`.
+  void FailHeld(ProcessError error) {
+    std::vector<WorkItem*> held;
+    {
+      std::lock_guard lock(mu_);
+      held.swap(held_);
+    }
+    for (WorkItem* item : held) item->Finish(error);
+  }
+
+  template <typename Pred>
+  bool WaitFor(Pred pred, std::chrono::milliseconds timeout = kWait) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return pred(); });
+  }
+  size_t seen_count() {
+    std::lock_guard lock(mu_);
+    return seen_.size();
+  }
+  std::vector<Seen> seen() {
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
+  size_t held_count() {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+  // Caller holds mu_ (inside WaitFor predicates).
+  size_t held_unlocked() const { return held_.size(); }
+  size_t seen_unlocked() const { return seen_.size(); }
+  size_t max_held_events() {
+    std::lock_guard lock(mu_);
+    return max_held_events_;
+  }
+
+ private:
+  size_t HeldEvents() const {
+    size_t n = 0;
+    for (auto* i : held_) n += i->entries().size();
+    return n;
+  }
+
+  void Run(WorkItem& item, const FailFn& fail) {
+    if (fail) {
+      for (const auto& e : item.entries()) {
+        if (auto err = fail(item.tenant(), e)) {
+          item.Finish(*err);
+          std::lock_guard lock(mu_);
+          cv_.notify_all();
+          return;
+        }
+      }
+    }
+    std::vector<Seen> seen;
+    for (const auto& e : item.entries()) {
+      std::string key = "n/" + std::string(e.activity.LeadKey());
+      auto v = item.state().Get(key);
+      uint64_t n = v.ok() && v->has_value() ? std::stoull(**v) : 0;
+      item.state().Put(key, std::to_string(n + 1));
+      seen.push_back({item.tenant().str(), std::string(e.activity.LeadKey()),
+                      e.activity.message_id.str(), e.partition.value(), e.offset.value()});
+      if (emit_ && e.activity.event != "generated") {
+        Activity g;
+        g.type = ActivityType::kTrack;
+        g.message_id = MessageId("gen-" + e.activity.message_id.str());
+        g.user_id = e.activity.user_id;
+        g.anonymous_id = e.activity.anonymous_id;
+        g.event = "generated";
+        item.Emit(std::move(g));
+      }
+    }
+    // Recorded before the commit, so that an idle engine implies a complete record; waiters
+    // are woken after it.
+    {
+      std::lock_guard lock(mu_);
+      seen_.insert(seen_.end(), seen.begin(), seen.end());
+    }
+    item.Finish();
+    std::lock_guard lock(mu_);
+    cv_.notify_all();
+  }
+
+  ProcessorSpec spec_;
+  std::atomic<bool> emit_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  FailFn fail_;
+  HoldFn hold_;
+  std::shared_future<void> gate_;
+  std::vector<WorkItem*> held_;
+  size_t max_held_events_ = 0;
+  std::vector<Seen> seen_;
+  size_t attempts_ = 0;
+};
+
+ProcessorSpec Spec(Ordering ordering = Ordering::kPerLead) {
+  ProcessorSpec s;
+  s.name = "test";
+  s.ordering = ordering;
+  s.batch_size = 16;
+  s.retry.max_attempts = 3;
+  s.retry.retry_now_delay = 1ms;
+  s.retry.initial_backoff = 2ms;
+  s.retry.max_backoff = 20ms;
+  s.breaker.window = 1'000;
+  s.breaker.min_failures = 1'000;
+  return s;
+}
+
+model::TenantConfig Tenant(const std::string& id, uint32_t weight = 1, uint32_t partitions = 4) {
+  model::TenantConfig t;
+  t.id = TenantId(id);
+  t.name = id;
+  t.partitions = partitions;
+  t.quotas.processing_weight = weight;
+  return t;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override { OpenStore(); }
+  void TearDown() override { Close(); }
+
+  void OpenStore() {
+    storage::StoreOptions opts;
+    opts.path = dir_.path();
+    opts.column_families = storage::FairwayColumnFamilies();
+    auto s = storage::Store::Open(opts);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+    metrics_ = std::make_unique<MetricsRegistry>();
+    log::EmbeddedLogOptions lo;
+    lo.sync = false;
+    log_ = std::make_unique<log::EmbeddedLog>(store_.get(), SystemClock::Default(), metrics_.get(),
+                                              lo);
+  }
+
+  // Builds and starts an engine running `processor` for `tenants`.
+  TestProcessor* StartEngine(ProcessorSpec spec, const std::vector<model::TenantConfig>& tenants,
+                             EngineOptions options = {}, const Clock* clock = nullptr) {
+    auto p = std::make_unique<TestProcessor>(std::move(spec));
+    TestProcessor* raw = p.get();
+    engine_ = std::make_unique<Engine>(
+        store_.get(), log_.get(), clock ? clock : SystemClock::Default(), metrics_.get(), options);
+    engine_->AddProcessor(std::move(p));
+    engine_->Start();
+    if (!log_started_) {
+      log_->Start();
+      log_started_ = true;
+    }
+    for (const auto& t : tenants) EXPECT_TRUE(engine_->UpsertTenant(t).ok());
+    return raw;
+  }
+
+  void StopEngine() {
+    if (engine_) engine_->Stop();
+  }
+
+  void Close() {
+    if (engine_) engine_->Stop();
+    if (log_) log_->Stop();
+    engine_.reset();
+    log_.reset();
+    store_.reset();
+  }
+
+  // Appends `n` track activities for tenant `t`, spread over `leads` leads; message ids are
+  // "<tenant>-<seq>" with seq counting on from earlier calls.
+  void Append(const model::TenantConfig& t, int n, int leads) {
+    log::AppendRequest req;
+    req.tenant = t.id;
+    req.partitions = t.partitions;
+    for (int i = 0; i < n; ++i) {
+      int seq = next_seq_[t.id.str()]++;
+      Activity a;
+      a.type = ActivityType::kTrack;
+      a.message_id = MessageId(fmt::format("{}-{:06}", t.id.str(), seq));
+      a.user_id = fmt::format("lead{}", seq % leads);
+      a.event = "Clicked";
+      a.timestamp_ms = 1'700'000'000'000 + seq;
+      a.received_at_ms = SystemClock::Default()->NowMillis();
+      req.activities.push_back(std::move(a));
+    }
+    std::promise<Status> done;
+    log_->Append(std::move(req), [&](Result<log::AppendResult> r) { done.set_value(r.status()); });
+    ASSERT_TRUE(done.get_future().get().ok());
+  }
+
+  uint64_t StateCount(const std::string& tenant, const std::string& lead) {
+    StateTxn txn(store_.get(), StateKeyPrefix(TenantId(tenant), "test"));
+    auto v = txn.Get("n/" + lead);
+    EXPECT_TRUE(v.ok());
+    return v.ok() && v->has_value() ? std::stoull(**v) : 0;
+  }
+
+  StreamStatus StatusOf(const std::string& tenant) {
+    auto st = engine_->GetStatus(TenantId(tenant));
+    EXPECT_TRUE(st.ok()) << st.status().ToString();
+    return st.ok() && !st->empty() ? st->front() : StreamStatus{};
+  }
+
+  // Every message of `tenant` processed exactly once, and each lead in log (message) order.
+  void ExpectExactlyOnceInOrder(const std::vector<Seen>& seen, const std::string& tenant, int n,
+                                bool check_order = true) {
+    std::map<std::string, std::vector<std::string>> by_lead;
+    std::set<std::string> ids;
+    for (const auto& s : seen) {
+      if (s.tenant != tenant) continue;
+      EXPECT_TRUE(ids.insert(s.message_id).second) << "processed twice: " << s.message_id;
+      by_lead[s.lead].push_back(s.message_id);
+    }
+    EXPECT_EQ(ids.size(), static_cast<size_t>(n)) << tenant;
+    for (const auto& [lead, msgs] : by_lead) {
+      if (!check_order) break;
+      EXPECT_TRUE(std::is_sorted(msgs.begin(), msgs.end())) << "lead " << lead << " out of order";
+    }
+  }
+
+  TempDir dir_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<MetricsRegistry> metrics_;
+  std::unique_ptr<log::EmbeddedLog> log_;
+  std::unique_ptr<Engine> engine_;
+  bool log_started_ = false;
+  std::map<std::string, int> next_seq_;
+};
+
+TEST_F(EngineTest, ProcessesEveryActivityOnceInPerLeadOrder) {
+  auto a = Tenant("alpha"), b = Tenant("beta", 1, 2);
+  TestProcessor* p = StartEngine(Spec(), {a, b});
+  Append(a, 1'000, 37);
+  Append(b, 500, 5);
+  Append(a, 1'000, 37);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  auto seen = p->seen();
+  ExpectExactlyOnceInOrder(seen, "alpha", 2'000);
+  ExpectExactlyOnceInOrder(seen, "beta", 500);
+  // State committed with the offsets: 2000 activities over 37 leads.
+  uint64_t total = 0;
+  for (int l = 0; l < 37; ++l) total += StateCount("alpha", fmt::format("lead{}", l));
+  EXPECT_EQ(total, 2'000u);
+  EXPECT_EQ(StateCount("beta", "lead0"), 100u);
+  StreamStatus st = StatusOf("alpha");
+  EXPECT_EQ(st.lag_events, 0u);
+  EXPECT_EQ(st.processed_total, 2'000u);
+  EXPECT_EQ(st.state, "idle");
+  uint64_t committed = 0;
+  for (const auto& part : st.partitions) committed += part.committed;
+  EXPECT_EQ(committed, 2'000u);
+}
+
+TEST_F(EngineTest, RestartResumesFromCommittedOffsets) {
+  auto a = Tenant("alpha");
+  TestProcessor* p = StartEngine(Spec(), {a});
+  Append(a, 300, 10);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  auto first = p->seen();
+  StopEngine();
+  Append(a, 200, 10);  // arrives while the engine is down
+  p = StartEngine(Spec(), {a});
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  auto all = first;
+  auto second = p->seen();
+  EXPECT_EQ(second.size(), 200u);
+  all.insert(all.end(), second.begin(), second.end());
+  ExpectExactlyOnceInOrder(all, "alpha", 500);
+  EXPECT_EQ(StateCount("alpha", "lead3"), 50u);
+}
+
+TEST_F(EngineTest, WorkCompletedAboveTheLowWaterMarkIsNotRedoneAfterRestart) {
+  auto a = Tenant("alpha", 1, 1);
+  ProcessorSpec slow_retry = Spec();
+  slow_retry.retry.retry_now_delay = 3'600'000ms;
+  slow_retry.retry.initial_backoff = 3'600'000ms;
+  slow_retry.batch_size = 1;  // a held work item holds every lead in it
+  TestProcessor* p = StartEngine(slow_retry, {a});
+  // lead0's first activity is held; every other lead runs past it.
+  p->SetHold([](const TenantId&, const log::LogEntry& e) { return e.activity.user_id == "lead0"; });
+  Append(a, 100, 10);
+  ASSERT_TRUE(p->WaitFor([&] {
+    return p->seen_unlocked() == 90 && p->held_unlocked() == 1 &&
+           StatusOf("alpha").partitions[0].completed_above == 90;
+  }));
+  StreamStatus st = StatusOf("alpha");
+  EXPECT_EQ(st.partitions[0].committed, 0u);  // offset 0 is lead0's, still in processing
+  EXPECT_EQ(st.partitions[0].completed_above, 90u);
+  // The held work fails and waits for a retry; the engine stops before retrying it.
+  p->SetFail([](const TenantId&, const log::LogEntry&) {
+    return ProcessError{ErrorClass::kRetryLater, "down"};
+  });
+  p->ReleaseHeld();
+  auto first = p->seen();
+  StopEngine();
+  // Restart: only lead0's ten activities are left, and nothing else is processed again.
+  p = StartEngine(Spec(), {a});
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  auto second = p->seen();
+  EXPECT_EQ(second.size(), 10u);
+  for (const auto& s : second) EXPECT_EQ(s.lead, "lead0");
+  first.insert(first.end(), second.begin(), second.end());
+  ExpectExactlyOnceInOrder(first, "alpha", 100);
+  EXPECT_EQ(StatusOf("alpha").partitions[0].committed, 100u);
+}
+
+TEST_F(EngineTest, ASlowLeadHoldsOnlyItself) {
+  auto a = Tenant("alpha");
+  ProcessorSpec spec = Spec();
+  spec.batch_size = 1;  // a held work item holds every lead in it
+  TestProcessor* p = StartEngine(spec, {a});
+  p->SetHold([](const TenantId&, const log::LogEntry& e) { return e.activity.user_id == "lead7"; });
+  Append(a, 400, 20);  // 20 per lead
+  // Everything but lead7 completes while lead7's first work item is stuck.
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() == 380; }));
+  EXPECT_EQ(p->held_count(), 1u);
+  for (const auto& s : p->seen()) EXPECT_NE(s.lead, "lead7");
+  p->ReleaseHeld();
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  ExpectExactlyOnceInOrder(p->seen(), "alpha", 400);
+}
+
+TEST_F(EngineTest, AStuckTenantHoldsOnlyItselfEvenWithStrictOrder) {
+  auto a = Tenant("alpha"), b = Tenant("beta");
+  TestProcessor* p = StartEngine(Spec(Ordering::kPerTenant), {a, b});
+  p->SetHold([](const TenantId& t, const log::LogEntry&) { return t.str() == "alpha"; });
+  Append(a, 100, 10);
+  Append(b, 300, 10);
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() == 300; }));
+  // Strict order: alpha has exactly one work item in processing, nothing else of it ran.
+  EXPECT_EQ(p->held_count(), 1u);
+  EXPECT_EQ(StatusOf("alpha").processed_total, 0u);
+  p->ReleaseHeld();
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  auto seen = p->seen();
+  ExpectExactlyOnceInOrder(seen, "alpha", 100);
+  ExpectExactlyOnceInOrder(seen, "beta", 300);
+  // Per-tenant order: within each partition, alpha's offsets were processed in order.
+  std::map<uint32_t, uint64_t> last;
+  for (const auto& s : seen) {
+    if (s.tenant != "alpha") continue;
+    if (last.contains(s.partition)) {
+      EXPECT_GT(s.offset, last[s.partition]);
+    }
+    last[s.partition] = s.offset;
+  }
+}
+
+TEST_F(EngineTest, AFailingActivityIsIsolatedRetriedAndDeadLettered) {
+  auto a = Tenant("alpha", 1, 1);
+  TestProcessor* p = StartEngine(Spec(), {a});
+  std::atomic<int> attempts{0};
+  p->SetFail([&](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
+    if (e.activity.message_id.str() != "alpha-000042") return std::nullopt;
+    attempts++;
+    return ProcessError{ErrorClass::kRetryLater, "crm answered 500"};
+  });
+  Append(a, 200, 4);  // alpha-000042 belongs to lead2, in a batch with others
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  // Everything else processed once; lead2's later activities ran after the dead-lettering.
+  auto seen = p->seen();
+  ExpectExactlyOnceInOrder(seen, "alpha", 199);
+  EXPECT_EQ(attempts.load(), 1 + 3);  // the failed batch, then three attempts alone
+  auto page = engine_->ListDeadLetters(TenantId("alpha"), "test", "", 10);
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  ASSERT_EQ(page->items.size(), 1u);
+  const DeadLetter& d = page->items[0];
+  EXPECT_EQ(d.activity.message_id.str(), "alpha-000042");
+  EXPECT_EQ(d.offset, 42u);
+  EXPECT_EQ(d.id, "0-42");
+  EXPECT_EQ(d.attempts, 3u);
+  EXPECT_EQ(d.reason, "crm answered 500");
+  EXPECT_EQ(d.error_class, ErrorClass::kRetryLater);
+  StreamStatus st = StatusOf("alpha");
+  EXPECT_EQ(st.dead_letters_total, 1u);
+  EXPECT_EQ(st.partitions[0].committed, 200u);  // the dead letter does not hold the offsets
+  EXPECT_EQ(StateCount("alpha", "lead2"), 49u);
+
+  // Replay once the dependency is healthy: it leaves the store in the same write as its state.
+  p->SetFail(nullptr);
+  auto queued = engine_->ReplayDeadLetters(TenantId("alpha"), "test", {}, 100);
+  ASSERT_TRUE(queued.ok());
+  EXPECT_EQ(*queued, 1u);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(StateCount("alpha", "lead2"), 50u);
+  page = engine_->ListDeadLetters(TenantId("alpha"), "test", "", 10);
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->items.empty());
+  ExpectExactlyOnceInOrder(p->seen(), "alpha", 200, /*check_order=*/false);
+}
+
+TEST_F(EngineTest, PermanentErrorsAreDeadLetteredWithoutRetries) {
+  auto a = Tenant("alpha", 1, 1);
+  TestProcessor* p = StartEngine(Spec(), {a});
+  std::atomic<int> attempts{0};
+  p->SetFail([&](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
+    if (e.offset.value() % 10 != 3) return std::nullopt;
+    attempts++;
+    return ProcessError{ErrorClass::kPermanent, "unknown event"};
+  });
+  Append(a, 50, 50);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  auto page = engine_->ListDeadLetters(TenantId("alpha"), "test", "", 2);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->items.size(), 2u);
+  EXPECT_EQ(page->items[0].attempts, 1u);
+  EXPECT_EQ(page->next_cursor, "0-13");
+  auto rest = engine_->ListDeadLetters(TenantId("alpha"), "test", page->next_cursor, 10);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(rest->items.size(), 3u);
+  EXPECT_FALSE(engine_->ListDeadLetters(TenantId("alpha"), "test", "zz", 10).ok());
+  ExpectExactlyOnceInOrder(p->seen(), "alpha", 45);
+}
+
+TEST_F(EngineTest, CircuitBreakerSuspendsATenantsProcessorAndResumesLosingNothing) {
+  auto a = Tenant("alpha"), b = Tenant("beta");
+  ProcessorSpec spec = Spec();
+  spec.retry.max_attempts = 1'000;
+  spec.breaker.window = 20;
+  spec.breaker.min_failures = 10;
+  spec.breaker.failure_rate = 0.5;
+  spec.breaker.open_for = 3'600'000ms;  // no probe during the test: resumed by call
+  TestProcessor* p = StartEngine(spec, {a, b});
+  std::atomic<bool> alpha_down{true};
+  p->SetFail([&](const TenantId& t, const log::LogEntry&) -> std::optional<ProcessError> {
+    if (t.str() == "alpha" && alpha_down) return ProcessError{ErrorClass::kRetryNow, "timeout"};
+    return std::nullopt;
+  });
+  Append(a, 100, 10);
+  Append(b, 100, 10);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));  // alpha's breaker is open: nothing can progress
+  StreamStatus st = StatusOf("alpha");
+  EXPECT_EQ(st.state, "breaker_open");
+  EXPECT_EQ(st.last_error, "timeout");
+  EXPECT_EQ(st.lag_events, 100u);
+  EXPECT_GT(st.breaker_probe_at_ms, st.breaker_opened_at_ms);
+  EXPECT_EQ(StatusOf("beta").processed_total, 100u);
+  EXPECT_NE(metrics_->RenderPrometheus().find(
+                R"(fairway_engine_suspended{tenant="alpha",processor="test"} 1)"),
+            std::string::npos);
+  alpha_down = false;
+  ASSERT_TRUE(engine_->ResumeProcessor(TenantId("alpha"), "test").ok());
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(StatusOf("alpha").state, "idle");
+  ExpectExactlyOnceInOrder(p->seen(), "alpha", 100);
+  auto page = engine_->ListDeadLetters(TenantId("alpha"), "test", "", 10);
+  EXPECT_TRUE(page.ok() && page->items.empty());
+}
+
+TEST_F(EngineTest, HalfOpenProbeClosesTheBreakerAfterRecovery) {
+  auto a = Tenant("alpha");
+  ProcessorSpec spec = Spec();
+  spec.retry.max_attempts = 1'000;
+  spec.breaker.window = 10;
+  spec.breaker.min_failures = 5;
+  spec.breaker.open_for = 20ms;
+  spec.breaker.max_open_for = 40ms;
+  TestProcessor* p = StartEngine(spec, {a});
+  std::atomic<int> failures_left{20};
+  p->SetFail([&](const TenantId&, const log::LogEntry&) -> std::optional<ProcessError> {
+    if (failures_left.fetch_sub(1) > 0) return ProcessError{ErrorClass::kRetryNow, "flaky"};
+    return std::nullopt;
+  });
+  Append(a, 50, 5);
+  // Probes fail until the failures run out; then one succeeds and the breaker closes.
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() == 50; }));
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(StatusOf("alpha").state, "idle");
+  ExpectExactlyOnceInOrder(p->seen(), "alpha", 50);
+}
+
+TEST_F(EngineTest, BackloggedTenantsShareProcessingByWeight) {
+  auto t1 = Tenant("w1", 1), t2 = Tenant("w2", 2), t4 = Tenant("w4", 4);
+  EngineOptions options;
+  options.threads = 1;
+  options.quantum = 8;
+  ProcessorSpec spec = Spec();
+  spec.batch_size = 8;
+  // All three backlogged before any runs: created suspended, filled, then resumed.
+  std::vector<model::TenantConfig> suspended = {t1, t2, t4};
+  for (auto& t : suspended) t.status = model::TenantStatus::kSuspended;
+  TestProcessor* p = StartEngine(spec, suspended, options);
+  Append(t1, 2'000, 500);
+  Append(t2, 2'000, 500);
+  Append(t4, 2'000, 500);
+  // The only worker thread blocks in its first work item until all three are resumed.
+  std::promise<void> open;
+  p->SetGate(open.get_future().share());
+  for (const auto& t : {t1, t2, t4}) ASSERT_TRUE(engine_->UpsertTenant(t).ok());
+  p->SetGate({});
+  open.set_value();
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  // Measure a window in which all three are backlogged (after their first reads).
+  std::map<std::string, double> share;
+  auto seen = p->seen();
+  ASSERT_EQ(seen.size(), 6'000u);
+  for (size_t i = 300; i < 1'700; ++i) share[seen[i].tenant] += 1;
+  EXPECT_NEAR(share["w1"] / 200, 1.0, 0.05) << share["w1"];
+  EXPECT_NEAR(share["w2"] / 400, 1.0, 0.05) << share["w2"];
+  EXPECT_NEAR(share["w4"] / 800, 1.0, 0.05) << share["w4"];
+}
+
+TEST_F(EngineTest, MaxInFlightQuotaCapsConcurrentWork) {
+  auto a = Tenant("alpha");
+  a.quotas.max_in_flight = 5;
+  ProcessorSpec spec = Spec(Ordering::kNone);
+  spec.batch_size = 1;
+  TestProcessor* p = StartEngine(spec, {a});
+  p->SetHold([](const TenantId&, const log::LogEntry&) { return true; });
+  Append(a, 50, 50);
+  ASSERT_TRUE(p->WaitFor([&] { return p->held_unlocked() == 5; }));
+  EXPECT_EQ(StatusOf("alpha").in_flight, 5u);
+  EXPECT_LE(p->max_held_events(), 5u);
+  p->ReleaseHeld();
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(p->seen_count(), 50u);
+}
+
+TEST_F(EngineTest, ProcessingRateQuotaThrottlesATenant) {
+  ManualClock clock;
+  auto a = Tenant("alpha");
+  a.quotas.processing_rate = 100;  // 10 per 100 ms
+  TestProcessor* p = StartEngine(Spec(), {a}, {}, &clock);
+  Append(a, 100, 100);
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() == 10; }));
+  // Time stands still: no more tokens, no more work.
+  EXPECT_FALSE(p->WaitFor([&] { return p->seen_unlocked() > 10; }, 200ms));
+  // Each 100 ms of (test) time lets exactly 10 more through.
+  for (size_t step = 2; step <= 10; ++step) {
+    clock.AdvanceMillis(100);
+    ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() >= step * 10; }));
+    EXPECT_EQ(p->seen_count(), step * 10);
+  }
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(p->seen_count(), 100u);
+}
+
+TEST_F(EngineTest, TenantsComeGoPauseAndResumeWhileRunning) {
+  auto a = Tenant("alpha"), b = Tenant("beta"), c = Tenant("gamma");
+  TestProcessor* p = StartEngine(Spec(), {a, b});
+  Append(a, 200, 10);
+  Append(b, 200, 10);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  // Added while running.
+  ASSERT_TRUE(engine_->UpsertTenant(c).ok());
+  Append(c, 100, 10);
+  // Suspended: its new work waits.
+  auto a_suspended = a;
+  a_suspended.status = model::TenantStatus::kSuspended;
+  ASSERT_TRUE(engine_->UpsertTenant(a_suspended).ok());
+  Append(a, 100, 10);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  StreamStatus st = StatusOf("alpha");
+  EXPECT_EQ(st.state, "tenant_suspended");
+  EXPECT_EQ(st.lag_events, 100u);
+  EXPECT_EQ(StatusOf("gamma").processed_total, 100u);
+  // Resumed: it carries on from where it stopped.
+  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  auto seen = p->seen();
+  ExpectExactlyOnceInOrder(seen, "alpha", 300);
+  ExpectExactlyOnceInOrder(seen, "gamma", 100);
+  // Removed: its state and offsets go; the others are untouched.
+  ASSERT_TRUE(engine_->RemoveTenant(TenantId("beta")).ok());
+  EXPECT_FALSE(engine_->GetStatus(TenantId("beta")).ok());
+  EXPECT_EQ(StateCount("beta", "lead1"), 0u);
+  EXPECT_EQ(StateCount("alpha", "lead1"), 30u);
+  auto it = store_->NewIterator(storage::kEngineOffsets, "beta", "beta\x01");
+  it->SeekToFirst();
+  EXPECT_FALSE(it->Valid());
+}
+
+TEST_F(EngineTest, DisabledProcessorKeepsItsPlace) {
+  auto a = Tenant("alpha");
+  TestProcessor* p = StartEngine(Spec(), {a});
+  Append(a, 100, 10);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  ASSERT_TRUE(engine_->SetEnabled(TenantId("alpha"), "test", false).ok());
+  Append(a, 100, 10);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(StatusOf("alpha").state, "disabled");
+  EXPECT_EQ(p->seen_count(), 100u);
+  // The setting survives a restart.
+  StopEngine();
+  p = StartEngine(Spec(), {a});
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(p->seen_count(), 0u);
+  EXPECT_EQ(StatusOf("alpha").lag_events, 100u);
+  ASSERT_TRUE(engine_->SetEnabled(TenantId("alpha"), "test", true).ok());
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(p->seen_count(), 100u);
+  EXPECT_EQ(StateCount("alpha", "lead0"), 20u);
+  EXPECT_EQ(engine_->SetEnabled(TenantId("alpha"), "nope", true).code(), StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, ReadAheadStaysWithinTheStreamBudget) {
+  auto a = Tenant("alpha", 1, 1);
+  EngineOptions options;
+  options.stream_buffer_bytes = 64 << 10;
+  options.fetch_records = 64;
+  TestProcessor* p = StartEngine(Spec(), {a}, options);
+  p->SetHold([](const TenantId&, const log::LogEntry&) { return true; });
+  for (int i = 0; i < 10; ++i) Append(a, 2'000, 1'000);
+  ASSERT_TRUE(p->WaitFor([&] { return p->held_unlocked() > 0; }));
+  // The engine reads until the budget is used, then stops: 20,000 activities are waiting.
+  ASSERT_FALSE(engine_->WaitIdle(300ms));
+  StreamStatus st = StatusOf("alpha");
+  EXPECT_GT(st.buffered_bytes, 0u);
+  EXPECT_LE(st.buffered_bytes, options.stream_buffer_bytes / 2 + 64 * 1'024);
+  EXPECT_EQ(st.lag_events, 20'000u);
+  p->ReleaseHeld();
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(p->seen_count(), 20'000u);
+}
+
+TEST_F(EngineTest, GeneratedActivitiesReachTheLogExactlyOnce) {
+  auto a = Tenant("alpha", 1, 2);
+  TestProcessor* p = StartEngine(Spec(), {a});
+  p->SetEmit(true);
+  Append(a, 100, 10);
+  // The 100 generated activities are processed too (and generate nothing).
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() == 200; }));
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  StopEngine();
+  log_->Stop();  // runs the append callbacks that clear the outbox
+  uint64_t stored = 0;
+  for (uint32_t part = 0; part < 2; ++part) {
+    auto entries = log_->Read(TenantId("alpha"), PartitionId(part), Offset(0), 1'000);
+    ASSERT_TRUE(entries.ok());
+    for (const auto& e : *entries) stored += e.activity.event == "generated" ? 1 : 0;
+  }
+  EXPECT_EQ(stored, 100u);
+  auto it = store_->NewIterator(storage::kOutbox, "alpha", "alpha\x01");
+  it->SeekToFirst();
+  EXPECT_FALSE(it->Valid()) << "outbox not emptied";
+}
+
+}  // namespace
+}  // namespace fairway::engine

@@ -18,8 +18,12 @@ namespace {
 
 constexpr int64_t kNsPerMs = 1'000'000;
 constexpr int64_t kNsPerSec = 1'000'000'000;
+// Idle leads kept per stream (looked up again when more of their activities arrive), and
+// Lead objects kept for reuse.
+constexpr size_t kMaxIdleLeads = 8'192;
+constexpr size_t kSpareLeads = 1'024;
 
-// A buffered activity waiting for (or in) processing.
+// A buffered activity waiting for (or in) processing; a node of its lead's queue.
 struct Pending {
   log::LogEntry entry;
   // Failed attempts of this activity processed alone.
@@ -27,6 +31,7 @@ struct Pending {
   // Taken from the dead-letter store (its offset is already committed).
   bool replay = false;
   size_t bytes = 0;
+  Pending* next = nullptr;
 };
 
 size_t EntryBytes(const log::LogEntry& e) {
@@ -35,19 +40,103 @@ size_t EntryBytes(const log::LogEntry& e) {
          a.anonymous_id.capacity() + a.event.capacity() + a.fields_json.capacity();
 }
 
-// The activities of one ordering key (a lead; the whole tenant for a per-tenant processor).
+// Recycles queue nodes: at hundreds of thousands of activities a second, allocating one per
+// activity shows in the profile.
+class PendingPool {
+ public:
+  PendingPool() = default;
+  PendingPool(const PendingPool&) = delete;
+  PendingPool& operator=(const PendingPool&) = delete;
+  ~PendingPool() {
+    for (Pending* p : free_) delete p;
+  }
+  Pending* Get() {
+    if (free_.empty()) return new Pending();
+    Pending* p = free_.back();
+    free_.pop_back();
+    return p;
+  }
+  void Put(Pending* p) {
+    p->next = nullptr;
+    p->attempts = 0;
+    p->replay = false;
+    p->bytes = 0;
+    if (free_.size() < kMaxFree) {
+      free_.push_back(p);
+    } else {
+      delete p;
+    }
+  }
+
+ private:
+  static constexpr size_t kMaxFree = 1 << 16;
+  std::vector<Pending*> free_;
+};
+
+// The activities of one ordering key (a lead; the whole tenant for a per-tenant processor), in
+// log order.
 struct Lead {
-  std::string key;
-  std::deque<Pending> queue;
+  Lead() = default;
+  Lead(const Lead&) = delete;
+  Lead& operator=(const Lead&) = delete;
+  ~Lead() {
+    while (head != nullptr) {
+      Pending* n = head->next;
+      delete head;
+      head = n;
+    }
+  }
+  bool empty() const { return head == nullptr; }
+  void PushBack(Pending* p) {
+    p->next = nullptr;
+    if (tail != nullptr) {
+      tail->next = p;
+    } else {
+      head = p;
+    }
+    tail = p;
+  }
+  void PushFront(Pending* p) {
+    p->next = head;
+    head = p;
+    if (tail == nullptr) tail = p;
+  }
+  Pending* PopFront() {
+    Pending* p = head;
+    head = p->next;
+    if (head == nullptr) tail = nullptr;
+    p->next = nullptr;
+    return p;
+  }
+
+  // Hash of the ordering key. Two keys with the same hash share one queue: order between them
+  // is kept too, which is stricter than needed and never wrong.
+  uint64_t key = 0;
+  Pending* head = nullptr;
+  Pending* tail = nullptr;
   // A work item holds it.
   bool busy = false;
   // In the stream's ready list.
   bool ready = false;
+  // Nothing queued, nothing in processing: kept for a while in case more comes.
+  bool idle = false;
   // Retry back-off: not dispatched before this time.
   int64_t not_before_ns = 0;
   // Head activities to process one at a time (after a failed batch, to find the culprit).
   uint32_t solo = 0;
 };
+
+uint64_t OrderingKey(Ordering ordering, const log::LogEntry& e) {
+  switch (ordering) {
+    case Ordering::kPerLead:
+      return std::hash<std::string_view>()(e.activity.LeadKey());
+    case Ordering::kPerTenant:
+      return 0;
+    case Ordering::kNone:
+      return (static_cast<uint64_t>(e.partition.value()) << 48) ^ e.offset.value();
+  }
+  return 0;
+}
 
 struct PartitionState {
   // Next offset to read, and the log's high watermark as last heard.
@@ -141,7 +230,11 @@ struct Stream {
   bool fetch_queued = false;
   std::string fetch_error;
 
-  std::unordered_map<std::string, std::unique_ptr<Lead>> leads;
+  std::unordered_map<uint64_t, std::unique_ptr<Lead>> leads;
+  // Leads in `leads` that are idle; swept when there are too many.
+  size_t idle_leads = 0;
+  // Lead objects kept for reuse.
+  std::vector<std::unique_ptr<Lead>> spare_leads;
   std::deque<Lead*> ready;
   uint32_t in_flight_items = 0;
   uint32_t in_flight_events = 0;
@@ -269,6 +362,7 @@ struct Engine::Impl {
   std::vector<std::unique_ptr<ProcessorSlot>> processors;
 
   std::mutex mu;
+  PendingPool pool;                 // guarded by mu
   std::condition_variable work_cv;  // workers wait for work
   std::condition_variable done_cv;  // idle, removal and stop waiters
   bool started = false;
@@ -294,8 +388,10 @@ struct Engine::Impl {
   void AddTimer(int64_t at_ns, std::function<void()> fn);
   std::unique_ptr<ItemImpl> NextItem(int64_t now_ns);
   std::unique_ptr<ItemImpl> Dispatch(Stream* s, uint32_t cap, int64_t now_ns);
-  void InsertFetched(Stream* s, std::vector<log::LogEntry> entries, int64_t now_ns,
-                     bool replay = false);
+  // `keys` are the entries' ordering keys (computed before taking the lock).
+  void InsertFetched(Stream* s, std::vector<log::LogEntry> entries,
+                     const std::vector<uint64_t>& keys, int64_t now_ns, bool replay = false);
+  void SweepIdleLeads(Stream* s);
   void RunDueTimers(int64_t now_ns);
   std::shared_ptr<Stream> FindStream(const TenantId& tenant, std::string_view processor);
   bool StreamIdle(Stream* s);
@@ -415,7 +511,7 @@ void Engine::Impl::MaybeQueueFetch(const std::shared_ptr<Stream>& s) {
 }
 
 void Engine::Impl::MakeReady(Stream* s, Lead* l, int64_t now_ns) {
-  if (l->busy || l->ready || l->queue.empty() || l->not_before_ns > now_ns) return;
+  if (l->busy || l->ready || l->empty() || l->not_before_ns > now_ns) return;
   l->ready = true;
   s->ready.push_back(l);
 }
@@ -478,21 +574,26 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
   if (cap == 0) return nullptr;
 
   auto item = std::make_unique<ItemImpl>(this, s->tenant->streams[s->slot->index]);
+  item->entries_.reserve(cap);
+  item->leads_.reserve(cap);
+  item->attempts_.reserve(cap);
+  item->replay_.reserve(cap);
+  item->bytes_.reserve(cap);
   auto take = [&](Lead* l, uint32_t n) {
-    for (uint32_t i = 0; i < n; ++i) {
-      Pending& p = l->queue.front();
-      item->entries_.push_back(std::move(p.entry));
+    for (uint32_t i = 0; i < n && !l->empty(); ++i) {
+      Pending* p = l->PopFront();
+      item->entries_.push_back(std::move(p->entry));
       item->leads_.push_back(l);
-      item->attempts_.push_back(p.attempts);
-      item->replay_.push_back(p.replay ? 1 : 0);
-      item->bytes_.push_back(p.bytes);
-      l->queue.pop_front();
+      item->attempts_.push_back(p->attempts);
+      item->replay_.push_back(p->replay ? 1 : 0);
+      item->bytes_.push_back(p->bytes);
+      pool.Put(p);
     }
     l->busy = true;
   };
   while (!s->ready.empty() && item->entries_.size() < cap) {
     Lead* l = s->ready.front();
-    if (l->busy || l->queue.empty() || l->not_before_ns > now_ns) {
+    if (l->busy || l->empty() || l->not_before_ns > now_ns) {
       s->ready.pop_front();
       l->ready = false;
       continue;
@@ -509,7 +610,7 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
     s->ready.pop_front();
     l->ready = false;
     auto room = static_cast<uint32_t>(cap - item->entries_.size());
-    take(l, std::min<uint32_t>(room, static_cast<uint32_t>(l->queue.size())));
+    take(l, room);
   }
   if (item->entries_.empty()) return nullptr;
   if (item->solo_) item->attempt_ = item->attempts_[0] + 1;
@@ -523,37 +624,48 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
   return item;
 }
 
-void Engine::Impl::InsertFetched(Stream* s, std::vector<log::LogEntry> entries, int64_t now_ns,
-                                 bool replay) {
-  const Ordering ordering = s->spec->ordering;
-  std::string key;
-  for (auto& e : entries) {
-    switch (ordering) {
-      case Ordering::kPerLead:
-        key.assign(e.activity.LeadKey());
-        break;
-      case Ordering::kPerTenant:
-        key.clear();
-        break;
-      case Ordering::kNone:
-        key = fmt::format("{}-{}", e.partition.value(), e.offset.value());
-        break;
-    }
-    auto [it, inserted] = s->leads.try_emplace(key);
+void Engine::Impl::InsertFetched(Stream* s, std::vector<log::LogEntry> entries,
+                                 const std::vector<uint64_t>& keys, int64_t now_ns, bool replay) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    auto [it, inserted] = s->leads.try_emplace(keys[i]);
     if (inserted) {
-      it->second = std::make_unique<Lead>();
-      it->second->key = key;
+      if (s->spare_leads.empty()) {
+        it->second = std::make_unique<Lead>();
+      } else {
+        it->second = std::move(s->spare_leads.back());
+        s->spare_leads.pop_back();
+      }
+      it->second->key = keys[i];
     }
     Lead* l = it->second.get();
-    Pending p;
-    p.bytes = EntryBytes(e);
-    p.replay = replay;
-    p.entry = std::move(e);
-    s->buffered_bytes += p.bytes;
-    global_buffered += p.bytes;
-    l->queue.push_back(std::move(p));
+    if (l->idle) {
+      l->idle = false;
+      s->idle_leads--;
+    }
+    Pending* p = pool.Get();
+    p->bytes = EntryBytes(entries[i]);
+    p->replay = replay;
+    p->entry = std::move(entries[i]);
+    s->buffered_bytes += p->bytes;
+    global_buffered += p->bytes;
+    l->PushBack(p);
     MakeReady(s, l, now_ns);
   }
+}
+
+void Engine::Impl::SweepIdleLeads(Stream* s) {
+  for (auto it = s->leads.begin(); it != s->leads.end();) {
+    Lead* l = it->second.get();
+    if (l->idle && !l->busy && !l->ready && l->empty()) {
+      l->idle = false;
+      l->not_before_ns = 0;
+      if (s->spare_leads.size() < kSpareLeads) s->spare_leads.push_back(std::move(it->second));
+      it = s->leads.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  s->idle_leads = 0;
 }
 
 std::shared_ptr<Stream> Engine::Impl::FindStream(const TenantId& tenant,
@@ -649,6 +761,9 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
                     [&](const log::LogEntry& e) { return committed.IsDone(e.offset.value()); });
     }
   }
+  std::vector<uint64_t> keys;
+  keys.reserve(entries.size());
+  for (const auto& e : entries) keys.push_back(OrderingKey(s->spec->ordering, e));
   std::lock_guard lock(mu);
   s->fetching = false;
   auto& ps = s->partitions[partition];
@@ -665,7 +780,7 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
   }
   s->fetch_error.clear();
   ps.next_fetch = std::max(ps.next_fetch, next);
-  InsertFetched(s.get(), std::move(entries), clock->MonotonicNanos());
+  InsertFetched(s.get(), std::move(entries), keys, clock->MonotonicNanos());
   Activate(s.get());
   MaybeQueueFetch(s);
   done_cv.notify_all();
@@ -772,6 +887,22 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
     }
   }
 
+  // Bookkeeping that needs no lock.
+  const bool retry = error && !dead_lettered;
+  size_t freed = 0;
+  uint64_t processed = 0;
+  if (!retry) {
+    for (size_t i = 0; i < n; ++i) {
+      freed += item->bytes_[i];
+      if (dead_lettered) continue;
+      ++processed;
+      if (!item->replay_[i]) {
+        s->latency->Observe(
+            static_cast<double>(now_ms - item->entries_[i].activity.received_at_ms) / 1e3);
+      }
+    }
+  }
+
   std::vector<model::Activity> emitted;
   model::TenantConfig tenant_config;
   {
@@ -800,20 +931,12 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
       OpenBreaker(s, now_ns);
     }
 
-    const bool retry = error && !dead_lettered;
     if (!retry) {
-      size_t freed = 0;
-      uint64_t processed = 0;
       for (size_t i = 0; i < n; ++i) {
-        freed += item->bytes_[i];
         if (item->replay_[i]) {
           s->replaying.erase(fmt::format("{}-{}", item->entries_[i].partition.value(),
                                          item->entries_[i].offset.value()));
-        } else if (!dead_lettered) {
-          s->latency->Observe(
-              static_cast<double>(now_ms - item->entries_[i].activity.received_at_ms) / 1e3);
         }
-        if (!dead_lettered) ++processed;
       }
       if (dead_lettered) s->dead_letters->Add();
       s->processed->Add(processed);
@@ -825,23 +948,24 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
         if (l == prev) continue;
         prev = l;
         l->busy = false;
-        if (l->queue.empty() && !l->ready && l->solo == 0) {
-          std::string key = l->key;  // l dies with the erase
-          s->leads.erase(key);
+        if (l->empty() && !l->ready && l->solo == 0) {
+          l->idle = true;
+          s->idle_leads++;
         } else {
           MakeReady(s, l, now_ns);
         }
       }
+      if (s->idle_leads > kMaxIdleLeads) SweepIdleLeads(s);
     } else {
       // Put the activities back at the front of their leads, in order, and back off. After a
       // failed batch, each is retried alone so the failing one is found.
       for (size_t i = n; i-- > 0;) {
-        Pending p;
-        p.entry = std::move(item->entries_[i]);
-        p.attempts = item->attempts_[i] + (item->solo_ ? 1 : 0);
-        p.replay = item->replay_[i] != 0;
-        p.bytes = item->bytes_[i];
-        item->leads_[i]->queue.push_front(std::move(p));
+        Pending* p = pool.Get();
+        p->entry = std::move(item->entries_[i]);
+        p->attempts = item->attempts_[i] + (item->solo_ ? 1 : 0);
+        p->replay = item->replay_[i] != 0;
+        p->bytes = item->bytes_[i];
+        item->leads_[i]->PushFront(p);
         item->leads_[i]->solo++;
       }
       int64_t delay_ms = spec.retry.retry_now_delay.count();
@@ -1383,7 +1507,10 @@ Result<size_t> Engine::ReplayDeadLetters(const TenantId& tenant, std::string_vie
     entries.push_back({PartitionId(d.partition), Offset(d.offset), std::move(d.activity)});
   }
   size_t queued = entries.size();
-  im.InsertFetched(s.get(), std::move(entries), im.clock->MonotonicNanos(), /*replay=*/true);
+  std::vector<uint64_t> keys;
+  for (const auto& e : entries) keys.push_back(OrderingKey(s->spec->ordering, e));
+  im.InsertFetched(s.get(), std::move(entries), keys, im.clock->MonotonicNanos(),
+                   /*replay=*/true);
   im.Activate(s.get());
   im.work_cv.notify_all();
   return queued;

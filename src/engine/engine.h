@@ -43,10 +43,10 @@ struct EngineOptions {
   // Worker threads that read the log and run processors.
   size_t threads = 2;
   // Read-ahead per stream and over all streams, in bytes of decoded activities.
-  size_t stream_buffer_bytes = 8u << 20;
-  size_t global_buffer_bytes = 512u << 20;
+  size_t stream_buffer_bytes = 512u << 10;
+  size_t global_buffer_bytes = 256u << 20;
   // Records per log read.
-  size_t fetch_records = 2'048;
+  size_t fetch_records = 512;
   // Activities a weight-1 stream may take per round of the fair scheduler.
   uint32_t quantum = 256;
 };

@@ -99,6 +99,34 @@ const std::vector<Key>& Keys() {
          return ParseNumber<size_t>("log.max_queued_events", v, 1000, 100'000'000,
                                     &c->log.max_queued_events);
        }},
+      {"engine.threads", "FAIRWAY_ENGINE_THREADS", "2",
+       "Worker threads of the processing engine (reading the log and running processors).",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<size_t>("engine.threads", v, 1, 256, &c->engine.threads);
+       }},
+      {"engine.stream_buffer_kb", "FAIRWAY_ENGINE_STREAM_BUFFER_KB", "512",
+       "Read-ahead of one tenant's processor, in KiB of decoded activities.",
+       [](const std::string& v, Config* c) {
+         size_t kb = 0;
+         Status st = ParseNumber<size_t>("engine.stream_buffer_kb", v, 16, 1u << 20, &kb);
+         c->engine.stream_buffer_bytes = kb << 10;
+         return st;
+       }},
+      {"engine.global_buffer_mb", "FAIRWAY_ENGINE_GLOBAL_BUFFER_MB", "256",
+       "Read-ahead of all processors together, in MiB: the engine's memory bound under any "
+       "backlog.",
+       [](const std::string& v, Config* c) {
+         size_t mb = 0;
+         Status st = ParseNumber<size_t>("engine.global_buffer_mb", v, 1, 1u << 20, &mb);
+         c->engine.global_buffer_bytes = mb << 20;
+         return st;
+       }},
+      {"tenants.processing_rate", "FAIRWAY_TENANT_PROCESSING_RATE", "0",
+       "Default processing throttle of a new tenant, activities/s per processor (0 = none).",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<double>("tenants.processing_rate", v, 0, 1e12,
+                                    &c->tenant_defaults.quotas.processing_rate);
+       }},
       {"admin.token", "FAIRWAY_ADMIN_TOKEN", "(generated)",
        "Bearer token of the admin API. When unset, one is generated on first start and kept in "
        "<data_dir>/admin_token (mode 0600).",

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "engine/engine.h"
 #include "http/server.h"
 #include "log/embedded_log.h"
 #include "model/tenant.h"
@@ -17,6 +18,7 @@ struct Config {
   std::string data_dir = "./data";
   size_t block_cache_mb = 128;
   log::EmbeddedLogOptions log;
+  engine::EngineOptions engine;
   std::string admin_token;
   model::TenantConfig tenant_defaults;
   int retention_interval_seconds = 3600;

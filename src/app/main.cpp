@@ -17,8 +17,11 @@
 
 #include "app/config.h"
 #include "common/crypto.h"
+#include "engine/engine.h"
 #include "http/api.h"
 #include "http/server.h"
+#include "identity/lead_processor.h"
+#include "identity/lead_store.h"
 #include "log/embedded_log.h"
 #include "storage/schema.h"
 #include "tenancy/tenant_registry.h"
@@ -128,14 +131,26 @@ int Serve(Config config) {
     return 1;
   }
   log::EmbeddedLog log(store->get(), clock, &metrics, config.log);
+  // The engine subscribes to the log before the log's writer starts, so it hears of every
+  // append; it processes every tenant the registry knows.
+  engine::Engine engine(store->get(), &log, clock, &metrics, config.engine);
+  engine.AddProcessor(std::make_unique<identity::LeadProcessor>());
+  engine.Start();
   log.Start();
+  identity::LeadStore leads(store->get());
   http::ApiOptions ao;
   ao.admin_token = *token;
   ao.tenant_defaults = config.tenant_defaults;
-  http::Api api(ao, tenants->get(), &log, &log, clock, &metrics);
+  http::Api api(ao, tenants->get(), &log, &log, &engine, &leads, clock, &metrics);
   if (Status st = api.ResumeDeletions(); !st.ok()) {
     spdlog::error("finishing interrupted tenant deletions: {}", st.ToString());
     return 1;
+  }
+  for (const auto& t : tenants->get()->List()) {
+    if (Status st = engine.UpsertTenant(t); !st.ok()) {
+      spdlog::error("starting processing for tenant '{}': {}", t.id.str(), st.ToString());
+      return 1;
+    }
   }
   RetentionService retention(tenants->get(), &log, clock, config.retention_interval_seconds);
   retention.Start();
@@ -143,6 +158,7 @@ int Serve(Config config) {
   if (Status st = server.Start(); !st.ok()) {
     spdlog::error("{}", st.message());
     retention.Stop();
+    engine.Stop();
     log.Stop();
     return 1;
   }
@@ -169,6 +185,7 @@ int Serve(Config config) {
   // server, which owns the connections' event loop, is destroyed at the end of this scope.
   server.Stop();
   retention.Stop();
+  engine.Stop();
   log.Stop();
   api.Stop();
   return 0;

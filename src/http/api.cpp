@@ -10,96 +10,19 @@
 #include "common/crypto.h"
 #include "common/json_writer.h"
 #include "common/time_format.h"
+#include "http/responses.h"
 
 namespace fairway::http {
 
-namespace {
-
-std::string ErrorBody(const Status& st) {
-  JsonWriter w;
-  w.BeginObject().Key("success").Bool(false).Key("error").BeginObject();
-  w.Key("code").String(StatusCodeName(st.code())).Key("message").String(st.message());
-  w.EndObject().EndObject();
-  return w.Take();
-}
-
-HttpResponse Json(int status, std::string body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-
-HttpResponse Error(const Status& st) {
-  HttpResponse r = Json(HttpStatusFor(st.code()), ErrorBody(st));
-  if (st.code() == StatusCode::kUnauthenticated) {
-    r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"fairway\"");
-  }
-  return r;
-}
-
-// "Basic base64(user:pass)" -> user. Empty when absent or not Basic.
-std::optional<std::string> BasicUser(std::string_view auth) {
-  constexpr std::string_view kBasic = "Basic ";
-  if (auth.size() < kBasic.size() ||
-      !std::equal(kBasic.begin(), kBasic.end(), auth.begin(),
-                  [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
-    return std::nullopt;
-  }
-  auto decoded = Base64Decode(auth.substr(kBasic.size()));
-  if (!decoded) return std::nullopt;
-  return decoded->substr(0, decoded->find(':'));
-}
-
-std::optional<std::string_view> BearerToken(std::string_view auth) {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (auth.substr(0, kBearer.size()) != kBearer) return std::nullopt;
-  return auth.substr(kBearer.size());
-}
-
-std::string_view StripTrailingSlash(std::string_view p) {
-  while (p.size() > 1 && p.back() == '/') p.remove_suffix(1);
-  return p;
-}
-
-}  // namespace
-
-int HttpStatusFor(StatusCode code) {
-  switch (code) {
-    case StatusCode::kOk:
-      return 200;
-    case StatusCode::kInvalidArgument:
-      return 400;
-    case StatusCode::kUnauthenticated:
-      return 401;
-    case StatusCode::kPermissionDenied:
-      return 403;
-    case StatusCode::kNotFound:
-      return 404;
-    case StatusCode::kAlreadyExists:
-      return 409;
-    case StatusCode::kFailedPrecondition:
-      return 409;
-    case StatusCode::kAborted:
-      return 409;
-    case StatusCode::kTooLarge:
-      return 413;
-    case StatusCode::kResourceExhausted:
-      return 429;
-    case StatusCode::kUnavailable:
-      return 503;
-    case StatusCode::kInternal:
-      return 500;
-  }
-  return 500;
-}
-
 Api::Api(ApiOptions options, tenancy::TenantRegistry* tenants, log::ActivityLog* log,
-         log::ActivityIndex* index, const Clock* clock, MetricsRegistry* metrics)
+         log::ActivityIndex* index, engine::Engine* engine, identity::LeadStore* leads,
+         const Clock* clock, MetricsRegistry* metrics)
     : options_(std::move(options)),
       tenants_(tenants),
       log_(log),
       index_(index),
+      engine_(engine),
+      leads_(leads),
       clock_(clock),
       metrics_(metrics),
       admin_tasks_(std::make_unique<TaskQueue>()) {
@@ -149,7 +72,11 @@ void Api::Handle(HttpRequest req, Responder respond) {
     other_latency_->Observe(static_cast<double>(clock_->MonotonicNanos() - start_ns) / 1e9);
     respond(std::move(r));
   };
-  if (path.substr(0, 10) == "/admin/v1/") return HandleAdmin(req, path, std::move(timed));
+  if (path.substr(0, 10) == "/admin/v1/") return HandleAdmin(req, path, query, std::move(timed));
+  if (path == "/v1/leads" || path.substr(0, 10) == "/v1/leads/") {
+    if (req.method != "GET") return timed(Error(InvalidArgument("use GET for /v1/leads")));
+    return HandleLeads(req, path, query, std::move(timed));
+  }
   if (path == "/v1/activities") {
     if (req.method != "GET") return timed(Error(InvalidArgument("use GET for /v1/activities")));
     return HandleActivities(req, query, std::move(timed));
@@ -257,6 +184,9 @@ Status Api::DeleteTenant(const TenantId& id) {
   if (!marked.ok() && marked.status().code() != StatusCode::kFailedPrecondition) {
     return marked.status();  // (already deleting is fine: finish the job)
   }
+  // Processing stops first (waiting for work in progress), so nothing writes state after it
+  // is deleted.
+  FAIRWAY_RETURN_IF_ERROR(engine_->RemoveTenant(id));
   FAIRWAY_RETURN_IF_ERROR(log_->DropTenant(id));
   FAIRWAY_RETURN_IF_ERROR(tenants_->Remove(id));
   metrics_->RemoveSeriesWithLabel("tenant", id.str());
@@ -272,7 +202,8 @@ Status Api::ResumeDeletions() {
   return Status::Ok();
 }
 
-void Api::HandleAdmin(HttpRequest& req, std::string_view path, Responder respond) {
+void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view query,
+                      Responder respond) {
   auto token = BearerToken(req.authorization);
   if (!token || options_.admin_token.empty() || !ConstantTimeEquals(*token, options_.admin_token)) {
     HttpResponse r =
@@ -289,8 +220,14 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, Responder respond
   std::string body = std::move(req.body);
   // Every admin operation writes synchronously or reads a consistent view: run them in order,
   // off the I/O threads.
-  admin_tasks_->Submit([this, rest = std::string(rest), method, body = std::move(body),
-                        respond = std::move(respond)]() {
+  admin_tasks_->Submit([this, rest = std::string(rest), query = std::string(query), method,
+                        body = std::move(body), respond = std::move(respond)]() {
+    // Tenant changes reach the processing engine before the answer does.
+    auto applied = [this](const Result<model::TenantConfig>& t) -> HttpResponse {
+      if (!t.ok()) return Error(t.status());
+      if (Status st = engine_->UpsertTenant(*t); !st.ok()) return Error(st);
+      return Json(200, model::TenantToApiJson(*t));
+    };
     auto tenant_json = [](const model::TenantConfig& t) { return model::TenantToApiJson(t); };
     if (rest.empty()) {
       if (method == "GET") {
@@ -309,6 +246,9 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, Responder respond
         }
         auto created = tenants_->Create(std::move(config).value());
         if (!created.ok()) return respond(Error(created.status()));
+        if (Status st = engine_->UpsertTenant(created->config); !st.ok()) {
+          return respond(Error(st));
+        }
         std::string json = tenant_json(created->config);
         json.pop_back();
         json += fmt::format(R"(,"write_key":"{}","api_key":"{}"}})", created->keys.write_key,
@@ -329,10 +269,7 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, Responder respond
         auto t = tenants_->Get(id);
         return respond(t.ok() ? Json(200, tenant_json(*t)) : Error(t.status()));
       }
-      if (method == "PATCH") {
-        auto t = tenants_->Update(id, body);
-        return respond(t.ok() ? Json(200, tenant_json(*t)) : Error(t.status()));
-      }
+      if (method == "PATCH") return respond(applied(tenants_->Update(id, body)));
       if (method == "DELETE") {
         if (auto t = tenants_->Get(id); !t.ok()) return respond(Error(t.status()));
         Status st = DeleteTenant(id);
@@ -342,9 +279,9 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, Responder respond
       }
     } else if (method == "POST") {
       if (action == "suspend" || action == "resume") {
-        auto t = tenants_->SetStatus(id, action == "suspend" ? model::TenantStatus::kSuspended
-                                                             : model::TenantStatus::kActive);
-        return respond(t.ok() ? Json(200, tenant_json(*t)) : Error(t.status()));
+        return respond(
+            applied(tenants_->SetStatus(id, action == "suspend" ? model::TenantStatus::kSuspended
+                                                                : model::TenantStatus::kActive)));
       }
       if (action == "rotate-keys") {
         auto keys = tenants_->RotateKeys(id);
@@ -353,29 +290,29 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, Responder respond
                                              id.str(), keys->write_key, keys->api_key)));
       }
     }
+    if (action.starts_with("processing") || action.starts_with("dead-letters")) {
+      if (auto t = tenants_->Get(id); !t.ok()) return respond(Error(t.status()));
+      return respond(HandleProcessingAdmin(id, action, method, query, body));
+    }
     respond(Error(NotFound(fmt::format("no admin route {} /admin/v1/tenants{}", method, rest))));
   });
 }
 
-void Api::HandleActivities(HttpRequest& req, std::string_view query, Responder respond) {
+Result<model::TenantConfig> Api::AuthenticateApiKey(const HttpRequest& req) {
   auto token = BearerToken(req.authorization);
-  if (!token) {
-    return respond(Error(Unauthenticated("send the tenant's API key as 'Authorization: Bearer'")));
-  }
-  auto tenant = tenants_->AuthenticateApiKey(*token);
+  if (!token) return Unauthenticated("send the tenant's API key as 'Authorization: Bearer'");
+  return tenants_->AuthenticateApiKey(*token);
+}
+
+void Api::HandleActivities(HttpRequest& req, std::string_view query, Responder respond) {
+  auto tenant = AuthenticateApiKey(req);
   if (!tenant.ok()) return respond(Error(tenant.status()));
 
   log::ActivityQuery q;
   q.tenant = tenant->id;
-  std::vector<std::pair<std::string, std::string>> params;
-  try {
-    boost::urls::encoding_opts opts;
-    opts.space_as_plus = true;
-    for (auto p : boost::urls::params_view(query, opts)) params.emplace_back(p.key, p.value);
-  } catch (const std::exception&) {
-    return respond(Error(InvalidArgument("query string is malformed")));
-  }
-  for (auto& [key, value] : params) {
+  auto params = ParseQuery(query);
+  if (!params.ok()) return respond(Error(params.status()));
+  for (auto& [key, value] : *params) {
     auto parse_time = [&](int64_t* out) -> Status {
       if (auto ms = ParseIso8601Millis(value)) {
         *out = *ms;
@@ -405,12 +342,9 @@ void Api::HandleActivities(HttpRequest& req, std::string_view query, Responder r
         st = InvalidArgument("parameter 'order' must be asc or desc");
       q.newest_first = value != "asc";
     } else if (key == "limit") {
-      int n = 0;
-      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-      if (ec != std::errc() || ptr != value.data() + value.size() || n < 1 || n > 1000) {
-        st = InvalidArgument("parameter 'limit' must be a whole number from 1 to 1000");
-      }
-      q.limit = static_cast<size_t>(n);
+      auto n = ParseIntParam(key, value, 1, 1000);
+      st = n.status();
+      if (n.ok()) q.limit = static_cast<size_t>(*n);
     } else {
       st = InvalidArgument(fmt::format("parameter '{}' is not known", key));
     }

@@ -4,7 +4,8 @@
 // to HTTP status codes, once, here.
 //
 // Runs on the server's I/O threads. Ingest never blocks them: durable appends complete on the
-// log's writer thread. Admin operations that write synchronously run on a TaskQueue.
+// log's writer thread. Admin operations that write synchronously run on a TaskQueue. Tenant
+// changes are passed on to the processing engine as they happen.
 
 #include <atomic>
 #include <memory>
@@ -16,7 +17,10 @@
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/task_queue.h"
+#include "engine/engine.h"
 #include "http/handler.h"
+#include "http/responses.h"
+#include "identity/lead_store.h"
 #include "log/activity_log.h"
 #include "model/segment_parser.h"
 #include "model/tenant.h"
@@ -32,14 +36,12 @@ struct ApiOptions {
   model::SegmentLimits segment_limits;
 };
 
-// HTTP status for a Status code.
-int HttpStatusFor(StatusCode code);
-
 class Api final : public Handler {
  public:
   // All pointers must outlive the Api.
   Api(ApiOptions options, tenancy::TenantRegistry* tenants, log::ActivityLog* log,
-      log::ActivityIndex* index, const Clock* clock, MetricsRegistry* metrics);
+      log::ActivityIndex* index, engine::Engine* engine, identity::LeadStore* leads,
+      const Clock* clock, MetricsRegistry* metrics);
   ~Api() override;
 
   void Handle(HttpRequest request, Responder respond) override;
@@ -57,8 +59,18 @@ class Api final : public Handler {
  private:
   void HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endpoint,
                     Responder respond, int64_t start_ns);
-  void HandleAdmin(HttpRequest& req, std::string_view path, Responder respond);
+  void HandleAdmin(HttpRequest& req, std::string_view path, std::string_view query,
+                   Responder respond);
   void HandleActivities(HttpRequest& req, std::string_view query, Responder respond);
+  // /admin/v1/tenants/{id}/processing... and /dead-letters... (on the admin task thread).
+  HttpResponse HandleProcessingAdmin(const TenantId& id, std::string_view action,
+                                     const std::string& method, const std::string& query,
+                                     const std::string& body);
+  // GET /v1/leads and /v1/leads/{id}.
+  void HandleLeads(HttpRequest& req, std::string_view path, std::string_view query,
+                   Responder respond);
+  // The tenant an API key belongs to, or the error response.
+  Result<model::TenantConfig> AuthenticateApiKey(const HttpRequest& req);
   Status DeleteTenant(const TenantId& id);
 
   struct TenantMetrics {
@@ -72,6 +84,8 @@ class Api final : public Handler {
   tenancy::TenantRegistry* tenants_;
   log::ActivityLog* log_;
   log::ActivityIndex* index_;
+  engine::Engine* engine_;
+  identity::LeadStore* leads_;
   const Clock* clock_;
   MetricsRegistry* metrics_;
   std::atomic<bool> ready_{false};

@@ -10,6 +10,7 @@
 
 #include "http/server.h"
 #include "http/tests/test_client.h"
+#include "identity/lead_processor.h"
 #include "log/embedded_log.h"
 #include "storage/schema.h"
 #include "storage/tests/temp_dir.h"
@@ -21,6 +22,30 @@ using nlohmann::json;
 
 constexpr char kAdminToken[] = "test-admin-token";
 
+// A second processor for the dead-letter routes: activities named "Poison" fail for good until
+// it is healed.
+class PoisonProcessor final : public engine::Processor {
+ public:
+  PoisonProcessor() {
+    spec_.name = "poison";
+    spec_.retry.max_attempts = 2;
+    spec_.retry.initial_backoff = std::chrono::milliseconds(1);
+  }
+  const engine::ProcessorSpec& spec() const override { return spec_; }
+  void Process(engine::WorkItem& item) override {
+    for (const auto& e : item.entries()) {
+      if (e.activity.event == "Poison" && !healed) {
+        return item.Finish(engine::ProcessError{engine::ErrorClass::kPermanent, "poisoned"});
+      }
+    }
+    item.Finish();
+  }
+  std::atomic<bool> healed{false};
+
+ private:
+  engine::ProcessorSpec spec_;
+};
+
 // The real server, API, log and store on a temporary directory and an ephemeral port.
 class ApiTest : public ::testing::Test {
  protected:
@@ -31,13 +56,21 @@ class ApiTest : public ::testing::Test {
     store_ = std::move(storage::Store::Open(so)).value();
     log_ = std::make_unique<log::EmbeddedLog>(store_.get(), SystemClock::Default(), &metrics_,
                                               log::EmbeddedLogOptions{});
+    engine_ = std::make_unique<engine::Engine>(store_.get(), log_.get(), SystemClock::Default(),
+                                               &metrics_, engine::EngineOptions{});
+    engine_->AddProcessor(std::make_unique<identity::LeadProcessor>());
+    auto poison = std::make_unique<PoisonProcessor>();
+    poison_ = poison.get();
+    engine_->AddProcessor(std::move(poison));
+    engine_->Start();
     log_->Start();
+    leads_ = std::make_unique<identity::LeadStore>(store_.get());
     tenants_ =
         std::move(tenancy::TenantRegistry::Open(store_.get(), SystemClock::Default())).value();
     ApiOptions ao;
     ao.admin_token = kAdminToken;
-    api_ = std::make_unique<Api>(ao, tenants_.get(), log_.get(), log_.get(), SystemClock::Default(),
-                                 &metrics_);
+    api_ = std::make_unique<Api>(ao, tenants_.get(), log_.get(), log_.get(), engine_.get(),
+                                 leads_.get(), SystemClock::Default(), &metrics_);
     ServerOptions opts;
     opts.port = 0;
     server_ = std::make_unique<HttpServer>(opts, api_.get());
@@ -50,6 +83,7 @@ class ApiTest : public ::testing::Test {
     // Whatever can still hold a connection (log callbacks, admin tasks) stops before the
     // server that owns the connections' event loop is destroyed.
     server_->Stop();
+    engine_->Stop();
     log_->Stop();
     api_->Stop();
     server_.reset();
@@ -88,6 +122,9 @@ class ApiTest : public ::testing::Test {
   MetricsRegistry metrics_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<log::EmbeddedLog> log_;
+  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<identity::LeadStore> leads_;
+  PoisonProcessor* poison_ = nullptr;
   std::unique_ptr<tenancy::TenantRegistry> tenants_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<HttpServer> server_;
@@ -402,6 +439,152 @@ TEST_F(ApiTest, OpsEndpoints) {
     EXPECT_NE(m.body.find(want), std::string::npos) << want;
   }
   EXPECT_EQ(client_->Request("GET", "/nope").status, 404);
+}
+
+json Get(const ClientResponse& r, int status) {
+  EXPECT_EQ(r.status, status) << r.body;
+  return r.body.empty() ? json() : json::parse(r.body);
+}
+
+TEST_F(ApiTest, LeadsMergeAnonymousHistoryAndAreFoundByAnyIdentity) {
+  Keys k = CreateTenant("acme");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Ingest(k.write, "page",
+                     R"({"anonymousId":"anon-1","name":"/pricing","timestamp":"2026-11-20T10:0)" +
+                         std::to_string(i) + R"(:00Z"})")
+                  .status,
+              200);
+  }
+  ASSERT_EQ(Ingest(k.write, "identify",
+                   R"({"userId":"u1","anonymousId":"anon-1","timestamp":"2026-11-21T09:00:00Z",)"
+                   R"("traits":{"email":"Ada@Example.com","plan":"pro"}})")
+                .status,
+            200);
+  ASSERT_TRUE(engine_->WaitIdle(std::chrono::seconds(60)));
+  auto auth = std::vector<std::string>{BearerAuth(k.api)};
+  for (const std::string id : {"u1", "anon-1", "ada%40example.com"}) {
+    json lead = Get(client_->Request("GET", "/v1/leads/" + id, {}, auth), 200);
+    EXPECT_EQ(lead["id"], "u1") << id;
+    EXPECT_EQ(lead["known"], true);
+    EXPECT_EQ(lead["anonymous_ids"], json::array({"anon-1"}));
+    EXPECT_EQ(lead["traits"]["plan"], "pro");
+    EXPECT_EQ(lead["activity_count"], 4);
+    uint64_t pricing = 0;
+    for (const auto& c : lead["counters"]) {
+      if (c["type"] == "page" && c["name"] == "/pricing") pricing += c["count"].get<uint64_t>();
+    }
+    EXPECT_EQ(pricing, 3u);
+  }
+  Get(client_->Request("GET", "/v1/leads/nobody", {}, auth), 404);
+  // A write key reads nothing; another tenant's key does not see acme's leads.
+  EXPECT_EQ(client_->Request("GET", "/v1/leads/u1", {}, {BasicAuth(k.write)}).status, 401);
+  Keys other = CreateTenant("globex");
+  EXPECT_EQ(client_->Request("GET", "/v1/leads/u1", {}, {BearerAuth(other.api)}).status, 404);
+  EXPECT_EQ(client_->Request("POST", "/v1/leads/u1", "{}", auth).status, 400);
+}
+
+TEST_F(ApiTest, LeadListingFiltersAndPaginates) {
+  Keys k = CreateTenant("acme");
+  for (int i = 0; i < 5; ++i) {
+    std::string plan = i % 2 == 0 ? "pro" : "free";
+    ASSERT_EQ(Ingest(k.write, "identify",
+                     R"({"userId":"user)" + std::to_string(i) + R"(","traits":{"plan":")" + plan +
+                         R"("}})")
+                  .status,
+              200);
+  }
+  ASSERT_EQ(Ingest(k.write, "track", R"({"userId":"user1","event":"Demo Booked"})").status, 200);
+  ASSERT_TRUE(engine_->WaitIdle(std::chrono::seconds(60)));
+  auto auth = std::vector<std::string>{BearerAuth(k.api)};
+  json pro = Get(client_->Request("GET", "/v1/leads?trait.plan=pro", {}, auth), 200);
+  ASSERT_EQ(pro["data"].size(), 3u);
+  EXPECT_EQ(pro["data"][0]["id"], "user0");
+  EXPECT_TRUE(pro["next_cursor"].is_null());
+  json booked = Get(client_->Request("GET",
+                                     "/v1/leads?activity_type=track&activity_name=Demo+Booked"
+                                     "&min_count=1&within_days=7",
+                                     {}, auth),
+                    200);
+  ASSERT_EQ(booked["data"].size(), 1u);
+  EXPECT_EQ(booked["data"][0]["id"], "user1");
+  // Pages of two, following the cursor, visit every lead once.
+  std::vector<std::string> seen;
+  std::string cursor;
+  for (int page = 0; page < 5; ++page) {
+    json r =
+        Get(client_->Request(
+                "GET", "/v1/leads?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor), {}, auth),
+            200);
+    for (const auto& l : r["data"]) seen.push_back(l["id"]);
+    if (r["next_cursor"].is_null()) break;
+    cursor = r["next_cursor"];
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"user0", "user1", "user2", "user3", "user4"}));
+  json bad = Get(client_->Request("GET", "/v1/leads?colour=red", {}, auth), 400);
+  EXPECT_NE(bad["error"]["message"].get<std::string>().find("colour"), std::string::npos);
+  bad = Get(client_->Request("GET", "/v1/leads?cursor=garbage", {}, auth), 400);
+  EXPECT_NE(bad["error"]["message"].get<std::string>().find("cursor"), std::string::npos);
+  bad = Get(client_->Request("GET", "/v1/leads?min_count=zero", {}, auth), 400);
+  EXPECT_NE(bad["error"]["message"].get<std::string>().find("min_count"), std::string::npos);
+}
+
+TEST_F(ApiTest, ProcessingStatusDeadLettersAndReplay) {
+  Keys k = CreateTenant("acme");
+  ASSERT_EQ(Ingest(k.write, "track", R"({"userId":"u1","event":"Signed Up"})").status, 200);
+  ASSERT_EQ(Ingest(k.write, "track", R"({"userId":"u1","event":"Poison"})").status, 200);
+  ASSERT_EQ(Ingest(k.write, "track", R"({"userId":"u1","event":"Upgraded"})").status, 200);
+  ASSERT_TRUE(engine_->WaitIdle(std::chrono::seconds(60)));
+
+  json status = Get(Admin("GET", "/admin/v1/tenants/acme/processing"), 200);
+  ASSERT_EQ(status["processors"].size(), 2u);
+  json leads = status["processors"][0], poison = status["processors"][1];
+  EXPECT_EQ(leads["name"], "leads");
+  EXPECT_EQ(leads["state"], "idle");
+  EXPECT_EQ(leads["processed_total"], 3);
+  EXPECT_EQ(leads["lag_events"], 0);
+  EXPECT_EQ(poison["processed_total"], 2);
+  EXPECT_EQ(poison["dead_letters_total"], 1);
+  EXPECT_EQ(poison["last_error"], "poisoned");
+
+  json dl = Get(Admin("GET", "/admin/v1/tenants/acme/dead-letters?processor=poison"), 200);
+  ASSERT_EQ(dl["data"].size(), 1u);
+  EXPECT_EQ(dl["data"][0]["reason"], "poisoned");
+  EXPECT_EQ(dl["data"][0]["error_class"], "permanent");
+  EXPECT_EQ(dl["data"][0]["activity"]["event"], "Poison");
+  EXPECT_TRUE(dl["next_cursor"].is_null());
+  // Bad requests name what is wrong.
+  json bad = Get(Admin("GET", "/admin/v1/tenants/acme/dead-letters"), 400);
+  EXPECT_NE(bad["error"]["message"].get<std::string>().find("processor"), std::string::npos);
+  bad = Get(Admin("POST", "/admin/v1/tenants/acme/dead-letters/replay", R"({"ids":"x"})"), 400);
+  EXPECT_NE(bad["error"]["message"].get<std::string>().find("ids"), std::string::npos);
+  Get(Admin("GET", "/admin/v1/tenants/acme/dead-letters?processor=nope"), 404);
+  Get(Admin("GET", "/admin/v1/tenants/nope/processing"), 404);
+
+  poison_->healed = true;
+  json replay = Get(Admin("POST", "/admin/v1/tenants/acme/dead-letters/replay",
+                          R"({"processor":"poison","ids":[")" +
+                              dl["data"][0]["id"].get<std::string>() + R"("]})"),
+                    200);
+  EXPECT_EQ(replay["queued"], 1);
+  ASSERT_TRUE(engine_->WaitIdle(std::chrono::seconds(60)));
+  dl = Get(Admin("GET", "/admin/v1/tenants/acme/dead-letters?processor=poison"), 200);
+  EXPECT_TRUE(dl["data"].empty());
+
+  // Disable and enable by API; the metrics carry the engine's series.
+  json off = Get(Admin("POST", "/admin/v1/tenants/acme/processing/leads/disable"), 200);
+  EXPECT_EQ(off["state"], "disabled");
+  json on = Get(Admin("POST", "/admin/v1/tenants/acme/processing/leads/enable"), 200);
+  EXPECT_EQ(on["enabled"], true);
+  Get(Admin("POST", "/admin/v1/tenants/acme/processing/leads/explode"), 404);
+  Get(Admin("POST", "/admin/v1/tenants/acme/processing/nope/resume"), 404);
+  std::string metrics = client_->Request("GET", "/metrics").body;
+  EXPECT_NE(metrics.find(R"(fairway_engine_processed_total{tenant="acme",processor="leads"} 3)"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("fairway_engine_lag_events"), std::string::npos);
+
+  // Deleting the tenant removes its processing too.
+  Get(Admin("DELETE", "/admin/v1/tenants/acme"), 200);
+  Get(Admin("GET", "/admin/v1/tenants/acme/processing"), 404);
 }
 
 }  // namespace

@@ -1,0 +1,36 @@
+#pragma once
+// Shared pieces of the public API's handlers: JSON responses, error bodies, credentials and
+// query strings.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "http/handler.h"
+
+namespace fairway::http {
+
+// HTTP status for a Status code.
+int HttpStatusFor(StatusCode code);
+
+HttpResponse Json(int status, std::string body);
+// {"success":false,"error":{"code":...,"message":...}} with the status's HTTP code.
+HttpResponse Error(const Status& st);
+
+// "Basic base64(user:pass)" -> user. Empty when absent or not Basic.
+std::optional<std::string> BasicUser(std::string_view auth);
+// "Bearer <token>" -> token.
+std::optional<std::string_view> BearerToken(std::string_view auth);
+std::string_view StripTrailingSlash(std::string_view p);
+
+using QueryParams = std::vector<std::pair<std::string, std::string>>;
+// Decodes a query string (percent-encoding, '+' as space). InvalidArgument when malformed.
+Result<QueryParams> ParseQuery(std::string_view query);
+// A whole number parameter from `min` to `max`; InvalidArgument names the parameter.
+Result<int64_t> ParseIntParam(std::string_view name, std::string_view value, int64_t min,
+                              int64_t max);
+
+}  // namespace fairway::http

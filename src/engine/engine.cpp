@@ -216,13 +216,22 @@ struct ProcessorSlot {
 struct Tenant;
 
 // One (tenant, processor) pair.
+// Guarded by Engine::Impl::mu unless noted.
 struct Stream {
-  Tenant* tenant = nullptr;
+  // Kept alive by the stream (timers and work items may outlive the tenant's removal).
+  std::shared_ptr<Tenant> tenant;
+  // Immutable copies, readable without the lock.
+  TenantId tenant_id;
+  std::weak_ptr<Stream> self;
   const ProcessorSlot* slot = nullptr;
   Processor* processor = nullptr;
   const ProcessorSpec* spec = nullptr;
   std::string key_prefix;  // tenant \0 processor \0
   bool enabled = true;
+  // Until the tenant's high watermarks are known.
+  bool loading = true;
+  // Set (under mu, and before its data is deleted) when the tenant is removed.
+  std::atomic<bool> removed{false};
 
   std::vector<PartitionState> partitions;
   size_t fetch_rr = 0;
@@ -259,6 +268,14 @@ struct Stream {
 
   // Serialises commits of this stream, so offset records are written in order.
   std::mutex commit_mu;
+  // Per partition: the committed low-water mark and completed-above count as of the last
+  // commit, readable without commit_mu (status, idle checks).
+  std::unique_ptr<std::atomic<uint64_t>[]> committed_lwm;
+  std::unique_ptr<std::atomic<uint64_t>[]> committed_above;
+  void PublishCommitted(size_t p) {
+    committed_lwm[p] = partitions[p].committed.low_water_mark();
+    committed_above[p] = partitions[p].committed.done_above();
+  }
 
   Counter* processed = nullptr;
   Counter* failures = nullptr;
@@ -368,10 +385,17 @@ struct Engine::Impl {
   bool started = false;
   bool stopping = false;
   std::vector<std::thread> workers;
-  std::unordered_map<std::string, std::unique_ptr<Tenant>> tenants;
+  // Tenants and streams point at each other; RemoveTenant and ~Impl break the cycle.
+  std::unordered_map<std::string, std::shared_ptr<Tenant>> tenants;
+  std::weak_ptr<Impl> self;
+  ~Impl() {
+    for (auto& [id, t] : tenants) t->streams.clear();
+  }
   std::deque<Stream*> rr;
   std::deque<std::shared_ptr<Stream>> fetch_queue;
   std::multimap<int64_t, std::function<void()>> timers;
+  // Tenants whose outbox should be sent again (after a failed append).
+  std::vector<model::TenantConfig> outbox_rescans;
   size_t global_buffered = 0;
   uint32_t total_in_flight = 0;
   bool global_starved = false;
@@ -397,6 +421,8 @@ struct Engine::Impl {
   bool StreamIdle(Stream* s);
 
   void OnAppend(const std::vector<log::PartitionAdvance>& advances);
+  // Re-queues reads that waited for the global read-ahead budget, once there is room.
+  void Unstarve();
   void OpenBreaker(Stream* s, int64_t now_ns);
   // Snapshot of a stream for the API and metrics (mu held); lag_seconds is filled by the caller.
   StreamStatus Snapshot(Stream* s, int64_t now_ns);
@@ -409,8 +435,11 @@ struct Engine::Impl {
   void Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t from, uint64_t hwm);
   void Complete(ItemImpl* item, std::optional<ProcessError> error);
   // Writes `batch` plus the offsets of `done` entries, atomically, in commit order.
+  // `replay_key`, when set, is the dead letter being replayed: the commit is Aborted if it is
+  // no longer there (replayed already), so a replay is applied once.
   Status Commit(Stream* s, storage::WriteBatch* batch, const std::vector<log::LogEntry>& entries,
-                const std::vector<uint8_t>& counts_as_done);
+                const std::vector<uint8_t>& counts_as_done,
+                const std::string* replay_key = nullptr);
   void ForwardOutbox(const model::TenantConfig& tenant, std::vector<std::string> keys,
                      std::vector<model::Activity> activities);
   void ScanOutbox(const model::TenantConfig& tenant);
@@ -422,7 +451,7 @@ class ItemImpl final : public WorkItem {
   ItemImpl(Engine::Impl* engine, std::shared_ptr<Stream> stream)
       : engine_(engine), stream_(std::move(stream)), txn_(engine->store, stream_->key_prefix) {}
 
-  const TenantId& tenant() const override { return stream_->tenant->config.id; }
+  const TenantId& tenant() const override { return stream_->tenant_id; }
   std::span<const log::LogEntry> entries() const override { return entries_; }
   StateTxn& state() override { return txn_; }
   uint32_t attempt() const override { return attempt_; }
@@ -448,7 +477,7 @@ class ItemImpl final : public WorkItem {
 // Scheduling
 
 bool Engine::Impl::CanDispatch(Stream* s, int64_t now_ns) {
-  Tenant* t = s->tenant;
+  Tenant* t = s->tenant.get();
   if (!s->enabled || !t->active() || s->ready.empty()) return false;
   if (s->breaker.state == Breaker::State::kOpen) return false;
   if (s->breaker.state == Breaker::State::kHalfOpen && s->breaker.probe_in_flight) return false;
@@ -468,7 +497,7 @@ bool Engine::Impl::CanDispatch(Stream* s, int64_t now_ns) {
       if (!s->throttle_timer) {
         s->throttle_timer = true;
         auto wait_ns = static_cast<int64_t>((1 - s->tokens) / rate * kNsPerSec) + 1;
-        std::weak_ptr<Stream> weak = s->tenant->streams[s->slot->index];
+        std::weak_ptr<Stream> weak = s->self.lock();
         AddTimer(now_ns + wait_ns, [this, weak] {
           if (auto st = weak.lock()) {
             st->throttle_timer = false;
@@ -483,7 +512,10 @@ bool Engine::Impl::CanDispatch(Stream* s, int64_t now_ns) {
 }
 
 void Engine::Impl::Activate(Stream* s) {
-  if (s->in_rr) return;
+  if (s->in_rr) {
+    work_cv.notify_one();  // it may have more ready work than the busy workers can take
+    return;
+  }
   if (!CanDispatch(s, clock->MonotonicNanos())) return;
   s->in_rr = true;
   s->has_turn = false;
@@ -573,7 +605,7 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
   if (probe) cap = 1;
   if (cap == 0) return nullptr;
 
-  auto item = std::make_unique<ItemImpl>(this, s->tenant->streams[s->slot->index]);
+  auto item = std::make_unique<ItemImpl>(this, s->self.lock());
   item->entries_.reserve(cap);
   item->leads_.reserve(cap);
   item->attempts_.reserve(cap);
@@ -581,6 +613,7 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
   item->bytes_.reserve(cap);
   auto take = [&](Lead* l, uint32_t n) {
     for (uint32_t i = 0; i < n && !l->empty(); ++i) {
+      if (i > 0 && l->head->replay) break;  // replays run alone
       Pending* p = l->PopFront();
       item->entries_.push_back(std::move(p->entry));
       item->leads_.push_back(l);
@@ -598,11 +631,11 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
       l->ready = false;
       continue;
     }
-    if (l->solo > 0) {
+    if (l->solo > 0 || l->head->replay) {
       if (!item->entries_.empty()) break;
       s->ready.pop_front();
       l->ready = false;
-      l->solo--;
+      if (l->solo > 0) l->solo--;
       take(l, 1);
       item->solo_ = true;
       break;
@@ -679,12 +712,14 @@ std::shared_ptr<Stream> Engine::Impl::FindStream(const TenantId& tenant,
 }
 
 bool Engine::Impl::StreamIdle(Stream* s) {
+  // Work in processing finishes even when the stream is parked.
+  if (s->in_flight_items > 0 || s->fetching || s->loading) return false;
   if (!s->enabled || !s->tenant->active()) return true;
   if (s->breaker.state != Breaker::State::kClosed) return true;
-  if (s->in_flight_items > 0 || s->fetching || s->buffered_bytes > 0) return false;
-  std::lock_guard commit_lock(s->commit_mu);
-  for (const auto& p : s->partitions) {
-    if (p.committed.low_water_mark() < p.hwm || p.next_fetch < p.hwm) return false;
+  if (s->buffered_bytes > 0) return false;
+  for (size_t p = 0; p < s->partitions.size(); ++p) {
+    const auto& ps = s->partitions[p];
+    if (s->committed_lwm[p] < ps.hwm || ps.next_fetch < ps.hwm) return false;
   }
   return true;
 }
@@ -697,6 +732,14 @@ void Engine::Impl::WorkerLoop() {
   while (!stopping) {
     int64_t now = clock->MonotonicNanos();
     RunDueTimers(now);
+    if (!outbox_rescans.empty()) {
+      auto rescans = std::move(outbox_rescans);
+      outbox_rescans.clear();
+      lock.unlock();
+      for (const auto& t : rescans) ScanOutbox(t);
+      lock.lock();
+      continue;
+    }
     if (!fetch_queue.empty()) {
       auto s = std::move(fetch_queue.front());
       fetch_queue.pop_front();
@@ -741,20 +784,31 @@ void Engine::Impl::WorkerLoop() {
 
 void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t from,
                          uint64_t hwm) {
-  const TenantId& tenant = s->tenant->config.id;
+  const TenantId& tenant = s->tenant_id;
   auto read = log->Read(tenant, PartitionId(partition), Offset(from), options.fetch_records);
   std::vector<log::LogEntry> entries;
   uint64_t next = from;
   if (read.ok()) {
     entries = std::move(read).value();
+    // Records removed by retention before they were processed: nothing is left to do for them.
+    // Only offsets below the log's start count as removed; a short read is just short.
+    uint64_t first = entries.empty() ? hwm : entries.front().offset.value();
+    uint64_t removed_below = from;
+    if (first > from) {
+      auto start = log->LowWatermark(tenant, PartitionId(partition));
+      if (start.ok()) removed_below = std::min(first, start->value());
+    }
     std::lock_guard commit_lock(s->commit_mu);
     auto& committed = s->partitions[partition].committed;
-    // Records removed by retention before they were processed: nothing left to do for them.
-    // (Nothing at all below the high watermark: all of it was removed.)
-    uint64_t first = entries.empty() ? hwm : entries.front().offset.value();
-    if (first > from) committed.MarkDone(from, first);
-    if (entries.empty()) next = std::max(from, hwm);
-    if (!entries.empty()) next = entries.back().offset.value() + 1;
+    if (removed_below > from) {
+      spdlog::info(
+          "engine: {} {} partition {}: offsets {}-{} were removed by retention before "
+          "they were processed",
+          tenant.str(), s->spec->name, partition, from, removed_below - 1);
+      committed.MarkDone(from, removed_below);
+      s->PublishCommitted(partition);
+    }
+    next = entries.empty() ? removed_below : entries.back().offset.value() + 1;
     if (committed.ranges() > 0 || committed.low_water_mark() > from) {
       // After a restart: skip work committed out of order before it.
       std::erase_if(entries,
@@ -767,10 +821,10 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
   std::lock_guard lock(mu);
   s->fetching = false;
   auto& ps = s->partitions[partition];
-  if (!read.ok()) {
-    s->fetch_error = read.status().ToString();
-    spdlog::warn("engine: reading {} partition {}: {}", tenant.str(), partition,
-                 read.status().ToString());
+  if (!read.ok() || (entries.empty() && next == from && from < hwm)) {
+    s->fetch_error =
+        read.ok() ? "the log returned nothing below its high watermark" : read.status().ToString();
+    spdlog::warn("engine: reading {} partition {}: {}", tenant.str(), partition, s->fetch_error);
     std::weak_ptr<Stream> weak = s;
     AddTimer(clock->MonotonicNanos() + kNsPerSec, [this, weak] {
       if (auto st = weak.lock()) MaybeQueueFetch(st);
@@ -795,7 +849,8 @@ namespace fairway::engine {
 
 Status Engine::Impl::Commit(Stream* s, storage::WriteBatch* batch,
                             const std::vector<log::LogEntry>& entries,
-                            const std::vector<uint8_t>& counts_as_done) {
+                            const std::vector<uint8_t>& counts_as_done,
+                            const std::string* replay_key) {
   // (partition, offset) of the entries whose offsets this commit completes, coalesced into runs.
   std::vector<std::pair<uint32_t, uint64_t>> positions;
   positions.reserve(entries.size());
@@ -806,6 +861,11 @@ Status Engine::Impl::Commit(Stream* s, storage::WriteBatch* batch,
   }
   std::sort(positions.begin(), positions.end());
   std::lock_guard commit_lock(s->commit_mu);
+  if (s->removed) return Aborted("tenant removed");
+  if (replay_key != nullptr) {
+    FAIRWAY_ASSIGN_OR_RETURN(auto row, store->Get(storage::kDeadLetters, *replay_key));
+    if (!row) return Aborted("dead letter already replayed");
+  }
   std::vector<std::pair<uint32_t, CommittedOffsets>> updated;
   for (size_t i = 0; i < positions.size();) {
     uint32_t p = positions[i].first;
@@ -824,7 +884,10 @@ Status Engine::Impl::Commit(Stream* s, storage::WriteBatch* batch,
   }
   if (batch->Count() == 0) return Status::Ok();
   FAIRWAY_RETURN_IF_ERROR(store->Write(*batch, /*sync=*/false));
-  for (auto& [p, c] : updated) s->partitions[p].committed = std::move(c);
+  for (auto& [p, c] : updated) {
+    s->partitions[p].committed = std::move(c);
+    s->PublishCommitted(p);
+  }
   return Status::Ok();
 }
 
@@ -836,6 +899,14 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
   const int64_t now_ms = clock->NowMillis();
   std::vector<uint8_t> done(n);
   for (size_t i = 0; i < n; ++i) done[i] = item->replay_[i] ? 0 : 1;
+  // A replay runs alone (Dispatch): its dead letter must still exist when it commits.
+  std::optional<std::string> replay_key;
+  if (n == 1 && item->replay_[0]) {
+    replay_key = PositionKey(s->key_prefix, item->entries_[0].partition.value(),
+                             item->entries_[0].offset.value());
+  }
+  // Nothing to apply: the replay was applied already, or the tenant is gone.
+  bool dropped = false;
 
   std::vector<std::string> outbox_keys;
   if (!error) {
@@ -861,8 +932,11 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
       batch.Put(storage::kOutbox, key, record);
       outbox_keys.push_back(std::move(key));
     }
-    Status st = Commit(s, &batch, item->entries_, done);
-    if (!st.ok()) {
+    Status st = Commit(s, &batch, item->entries_, done, replay_key ? &*replay_key : nullptr);
+    if (st.code() == StatusCode::kAborted) {
+      dropped = true;
+      outbox_keys.clear();
+    } else if (!st.ok()) {
       error = ProcessError{ErrorClass::kRetryLater, "commit failed: " + st.message()};
       outbox_keys.clear();
     }
@@ -877,11 +951,14 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
       batch.Put(storage::kDeadLetters,
                 PositionKey(s->key_prefix, e.partition.value(), e.offset.value()),
                 EncodeDeadLetter(error->error_class, attempts, now_ms, error->message, e.activity));
-      Status st = Commit(s, &batch, item->entries_, done);
+      Status st = Commit(s, &batch, item->entries_, done, replay_key ? &*replay_key : nullptr);
       if (st.ok()) {
         dead_lettered = true;
+      } else if (st.code() == StatusCode::kAborted) {
+        dropped = true;
+        error.reset();
       } else {
-        spdlog::error("engine: dead-lettering {} {}-{}: {}", s->tenant->config.id.str(),
+        spdlog::error("engine: dead-lettering {} {}-{}: {}", s->tenant_id.str(),
                       e.partition.value(), e.offset.value(), st.ToString());
       }
     }
@@ -894,7 +971,7 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
   if (!retry) {
     for (size_t i = 0; i < n; ++i) {
       freed += item->bytes_[i];
-      if (dead_lettered) continue;
+      if (dead_lettered || dropped) continue;
       ++processed;
       if (!item->replay_[i]) {
         s->latency->Observe(
@@ -910,7 +987,6 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
     const int64_t now_ns = clock->MonotonicNanos();
     s->in_flight_items--;
     s->in_flight_events -= static_cast<uint32_t>(n);
-    total_in_flight--;
     // Breaker bookkeeping: every attempt counts.
     bool should_open = s->breaker.Record(error.has_value(), spec.breaker);
     if (error) {
@@ -997,12 +1073,7 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
     }
     Activate(s);
     MaybeQueueFetch(item->stream_);
-    if (global_starved && global_buffered < options.global_buffer_bytes) {
-      global_starved = false;
-      for (auto& [id, t] : tenants) {
-        for (auto& st : t->streams) MaybeQueueFetch(st);
-      }
-    }
+    Unstarve();
     if (!outbox_keys.empty()) {
       emitted = std::move(item->emitted_);
       tenant_config = s->tenant->config;
@@ -1012,6 +1083,10 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
   if (!outbox_keys.empty()) {
     ForwardOutbox(tenant_config, std::move(outbox_keys), std::move(emitted));
   }
+  // Last: Stop() waits for this, so nothing here runs after the engine is gone.
+  std::lock_guard lock(mu);
+  total_in_flight--;
+  done_cv.notify_all();
 }
 
 void Engine::Impl::OpenBreaker(Stream* s, int64_t now_ns) {
@@ -1027,7 +1102,7 @@ void Engine::Impl::OpenBreaker(Stream* s, int64_t now_ns) {
   uint64_t epoch = ++s->breaker_epoch;
   spdlog::warn("engine: circuit breaker open for tenant {} processor {} ({} ms): {}",
                s->tenant->config.id.str(), s->spec->name, open_ms, s->last_error);
-  std::weak_ptr<Stream> weak = s->tenant->streams[s->slot->index];
+  std::weak_ptr<Stream> weak = s->self.lock();
   AddTimer(s->breaker.probe_at_ns, [this, weak, epoch] {
     auto st = weak.lock();
     if (!st || st->breaker_epoch != epoch || st->breaker.state != Breaker::State::kOpen) return;
@@ -1046,11 +1121,19 @@ void Engine::Impl::ForwardOutbox(const model::TenantConfig& tenant, std::vector<
   req.dedup_window_ms = static_cast<int64_t>(tenant.quotas.dedup_window_seconds) * 1000;
   req.retention_ms = static_cast<int64_t>(tenant.quotas.retention_days) * 86'400'000;
   req.activities = std::move(activities);
-  log->Append(std::move(req), [this, keys = std::move(keys), tenant](Result<log::AppendResult> r) {
+  // The log may outlive the engine: the callback holds no pointer into it.
+  log->Append(std::move(req), [weak = self, store = store, keys = std::move(keys),
+                               tenant](Result<log::AppendResult> r) {
     if (!r.ok()) {
-      // Stays in the outbox; retried at the next start (dedup makes a re-send harmless).
+      // Stays in the outbox and is sent again (dedup makes a re-send harmless).
       spdlog::warn("engine: appending generated activities of {}: {}", tenant.id.str(),
                    r.status().ToString());
+      if (auto impl = weak.lock()) {
+        std::lock_guard lock(impl->mu);
+        impl->AddTimer(impl->clock->MonotonicNanos() + kNsPerSec, [impl = impl.get(), tenant] {
+          if (impl->tenants.contains(tenant.id.str())) impl->outbox_rescans.push_back(tenant);
+        });
+      }
       return;
     }
     storage::WriteBatch batch;
@@ -1084,6 +1167,14 @@ void Engine::Impl::ScanOutbox(const model::TenantConfig& tenant) {
   if (!activities.empty()) ForwardOutbox(tenant, std::move(keys), std::move(activities));
 }
 
+void Engine::Impl::Unstarve() {
+  if (!global_starved || global_buffered >= options.global_buffer_bytes) return;
+  global_starved = false;
+  for (auto& [id, t] : tenants) {
+    for (auto& st : t->streams) MaybeQueueFetch(st);
+  }
+}
+
 void Engine::Impl::OnAppend(const std::vector<log::PartitionAdvance>& advances) {
   std::lock_guard lock(mu);
   for (const auto& a : advances) {
@@ -1115,19 +1206,15 @@ StreamStatus Engine::Impl::Snapshot(Stream* s, int64_t now_ns) {
   st.latency_p50_s = s->latency->Quantile(0.5);
   st.latency_p99_s = s->latency->Quantile(0.99);
   st.last_error = s->last_error;
-  {
-    std::lock_guard commit_lock(s->commit_mu);
-    for (size_t p = 0; p < s->partitions.size(); ++p) {
-      const auto& ps = s->partitions[p];
-      PartitionProgress pp;
-      pp.partition = static_cast<uint32_t>(p);
-      pp.committed = ps.committed.low_water_mark();
-      pp.completed_above = ps.committed.done_above();
-      pp.high_watermark = std::max(ps.hwm, pp.committed);
-      st.lag_events += pp.high_watermark - pp.committed -
-                       std::min(pp.completed_above, pp.high_watermark - pp.committed);
-      st.partitions.push_back(pp);
-    }
+  for (size_t p = 0; p < s->partitions.size(); ++p) {
+    PartitionProgress pp;
+    pp.partition = static_cast<uint32_t>(p);
+    pp.committed = s->committed_lwm[p];
+    pp.completed_above = s->committed_above[p];
+    pp.high_watermark = std::max(s->partitions[p].hwm, pp.committed);
+    st.lag_events += pp.high_watermark - pp.committed -
+                     std::min(pp.completed_above, pp.high_watermark - pp.committed);
+    st.partitions.push_back(pp);
   }
   if (!s->enabled) {
     st.state = "disabled";
@@ -1180,6 +1267,8 @@ std::vector<std::pair<TenantId, StreamStatus>> Engine::Impl::SnapshotAll() {
 
 Status Engine::Impl::LoadStream(Tenant* t, Stream* s) {
   s->partitions.resize(t->config.partitions);
+  s->committed_lwm = std::make_unique<std::atomic<uint64_t>[]>(t->config.partitions);
+  s->committed_above = std::make_unique<std::atomic<uint64_t>[]>(t->config.partitions);
   for (uint32_t p = 0; p < t->config.partitions; ++p) {
     FAIRWAY_ASSIGN_OR_RETURN(auto v,
                              store->Get(storage::kEngineOffsets, PartitionKey(s->key_prefix, p)));
@@ -1192,6 +1281,7 @@ Status Engine::Impl::LoadStream(Tenant* t, Stream* s) {
       s->partitions[p].committed = std::move(c).value();
     }
     s->partitions[p].next_fetch = s->partitions[p].committed.low_water_mark();
+    s->PublishCommitted(p);
   }
   std::string meta_key = s->key_prefix.substr(0, s->key_prefix.size() - 1);
   FAIRWAY_ASSIGN_OR_RETURN(auto meta, store->Get(storage::kEngineMeta, meta_key));
@@ -1212,10 +1302,13 @@ Status Engine::Impl::LoadStream(Tenant* t, Stream* s) {
 }
 
 void Engine::Impl::RegisterMetrics() {
+  // The registry may outlive the engine: the gauges hold no pointer into it.
   auto per_stream = [this](double (*pick)(const StreamStatus&)) {
-    return [this, pick] {
+    return [weak = self, pick] {
       std::vector<std::pair<Labels, double>> out;
-      for (auto& [id, st] : SnapshotAll()) {
+      auto impl = weak.lock();
+      if (!impl) return out;
+      for (auto& [id, st] : impl->SnapshotAll()) {
         out.push_back({{{"tenant", id.str()}, {"processor", st.processor}}, pick(st)});
       }
       return out;
@@ -1237,12 +1330,15 @@ void Engine::Impl::RegisterMetrics() {
   metrics->SetGaugeFunction(
       "fairway_engine_in_flight", "Activities in processing.",
       per_stream([](const StreamStatus& s) { return static_cast<double>(s.in_flight); }));
-  metrics->SetGaugeFunction(
-      "fairway_engine_buffered_bytes", "Memory held by activities read ahead of processing.",
-      [this] {
-        std::lock_guard lock(mu);
-        return std::vector<std::pair<Labels, double>>{{{}, static_cast<double>(global_buffered)}};
-      });
+  metrics->SetGaugeFunction("fairway_engine_buffered_bytes",
+                            "Memory held by activities read ahead of processing.", [weak = self] {
+                              std::vector<std::pair<Labels, double>> out;
+                              if (auto impl = weak.lock()) {
+                                std::lock_guard lock(impl->mu);
+                                out.push_back({{}, static_cast<double>(impl->global_buffered)});
+                              }
+                              return out;
+                            });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1250,7 +1346,9 @@ void Engine::Impl::RegisterMetrics() {
 
 Engine::Engine(storage::Store* store, log::ActivityLog* log, const Clock* clock,
                MetricsRegistry* metrics, EngineOptions options)
-    : impl_(std::make_shared<Impl>(store, log, clock, metrics, options)) {}
+    : impl_(std::make_shared<Impl>(store, log, clock, metrics, options)) {
+  impl_->self = impl_;
+}
 
 Engine::~Engine() { Stop(); }
 
@@ -1269,6 +1367,7 @@ void Engine::Start() {
   impl_->RegisterMetrics();
   std::lock_guard lock(impl_->mu);
   impl_->started = true;
+  impl_->stopping = false;
   for (size_t i = 0; i < std::max<size_t>(1, impl_->options.threads); ++i) {
     impl_->workers.emplace_back([impl = impl_.get()] { impl->WorkerLoop(); });
   }
@@ -1299,18 +1398,22 @@ Status Engine::UpsertTenant(const model::TenantConfig& config) {
       if (it->second->removing) return FailedPrecondition("tenant is being removed");
       it->second->config = config;
       for (auto& s : it->second->streams) {
+        s->throttle_timer = false;  // a new rate re-arms the throttle
         im.Activate(s.get());
         im.MaybeQueueFetch(s);
       }
       im.work_cv.notify_all();
+      im.done_cv.notify_all();
       return Status::Ok();
     }
   }
-  auto t = std::make_unique<Tenant>();
+  auto t = std::make_shared<Tenant>();
   t->config = config;
   for (auto& slot : im.processors) {
     auto s = std::make_shared<Stream>();
-    s->tenant = t.get();
+    s->self = s;
+    s->tenant = t;
+    s->tenant_id = config.id;
     s->slot = slot.get();
     s->processor = slot->processor.get();
     s->spec = &slot->processor->spec();
@@ -1318,40 +1421,48 @@ Status Engine::UpsertTenant(const model::TenantConfig& config) {
     FAIRWAY_RETURN_IF_ERROR(im.LoadStream(t.get(), s.get()));
     t->streams.push_back(std::move(s));
   }
-  Tenant* raw = t.get();
+  // Generated activities a crash left in the outbox go to the log before any new work runs.
+  im.ScanOutbox(config);
   {
     std::lock_guard lock(im.mu);
-    if (!im.tenants.emplace(config.id.str(), std::move(t)).second) {
+    if (!im.tenants.emplace(config.id.str(), t).second) {
+      t->streams.clear();
       return Status::Ok();  // added concurrently
     }
   }
-  // High watermarks are read after the tenant is visible, so no append is missed.
+  // High watermarks are read after the tenant is visible to the append listener, so no
+  // append is missed; until then its streams do not count as idle.
   std::vector<uint64_t> hwms(config.partitions);
-  for (uint32_t p = 0; p < config.partitions; ++p) {
-    FAIRWAY_ASSIGN_OR_RETURN(Offset h, im.log->HighWatermark(config.id, PartitionId(p)));
-    hwms[p] = h.value();
-  }
-  {
-    std::lock_guard lock(im.mu);
-    for (auto& s : raw->streams) {
-      for (uint32_t p = 0; p < config.partitions; ++p) {
-        s->partitions[p].hwm = std::max(s->partitions[p].hwm, hwms[p]);
-      }
-      im.MaybeQueueFetch(s);
+  Status read_status;
+  for (uint32_t p = 0; p < config.partitions && read_status.ok(); ++p) {
+    auto h = im.log->HighWatermark(config.id, PartitionId(p));
+    if (h.ok()) {
+      hwms[p] = h->value();
+    } else {
+      read_status = h.status();
     }
   }
-  im.ScanOutbox(config);
-  return Status::Ok();
+  std::lock_guard lock(im.mu);
+  for (auto& s : t->streams) {
+    for (uint32_t p = 0; p < config.partitions; ++p) {
+      s->partitions[p].hwm = std::max(s->partitions[p].hwm, hwms[p]);
+    }
+    s->loading = !read_status.ok();
+    im.MaybeQueueFetch(s);
+  }
+  im.done_cv.notify_all();
+  return read_status;
 }
 
 Status Engine::RemoveTenant(const TenantId& tenant) {
   Impl& im = *impl_;
-  std::unique_ptr<Tenant> removed;
+  std::shared_ptr<Tenant> t;
   {
     std::unique_lock lock(im.mu);
     auto it = im.tenants.find(tenant.str());
     if (it == im.tenants.end()) return Status::Ok();
-    Tenant* t = it->second.get();
+    t = it->second;
+    if (t->removing) return FailedPrecondition("tenant is already being removed");
     t->removing = true;
     im.done_cv.wait(lock, [&] {
       for (auto& s : t->streams) {
@@ -1360,13 +1471,17 @@ Status Engine::RemoveTenant(const TenantId& tenant) {
       return true;
     });
     for (auto& s : t->streams) {
+      s->removed = true;
       std::erase(im.rr, s.get());
+      s->in_rr = false;
       std::erase(im.fetch_queue, s);
+      s->fetch_queued = false;
       im.global_buffered -= s->buffered_bytes;
+      s->buffered_bytes = 0;
     }
-    it = im.tenants.find(tenant.str());
-    removed = std::move(it->second);
-    im.tenants.erase(it);
+    im.tenants.erase(tenant.str());
+    im.Unstarve();
+    im.done_cv.notify_all();
   }
   std::string begin = tenant.str();
   begin.push_back('\0');
@@ -1376,7 +1491,18 @@ Status Engine::RemoveTenant(const TenantId& tenant) {
                   storage::kOutbox, storage::kEngineMeta}) {
     batch.DeleteRange(cf, begin, end);
   }
-  FAIRWAY_RETURN_IF_ERROR(im.store->Write(batch, /*sync=*/true));
+  Status st;
+  {
+    // No commit of a stream of this tenant can land after the delete.
+    std::vector<std::unique_lock<std::mutex>> commit_locks;
+    for (auto& s : t->streams) commit_locks.emplace_back(s->commit_mu);
+    st = im.store->Write(batch, /*sync=*/true);
+  }
+  {
+    std::lock_guard lock(im.mu);
+    t->streams.clear();  // breaks the tenant <-> stream cycle
+  }
+  FAIRWAY_RETURN_IF_ERROR(st);
   im.metrics->RemoveSeriesWithLabel("tenant", tenant.str());
   return Status::Ok();
 }
@@ -1388,13 +1514,19 @@ Status Engine::SetEnabled(const TenantId& tenant, std::string_view processor, bo
     std::lock_guard lock(im.mu);
     s = im.FindStream(tenant, processor);
   }
-  if (!s)
+  if (!s) {
     return NotFound(
         fmt::format("processor '{}' of tenant '{}' not found", processor, tenant.str()));
-  storage::WriteBatch batch;
-  batch.Put(storage::kEngineMeta, s->key_prefix.substr(0, s->key_prefix.size() - 1),
-            enabled ? "1" : "0");
-  FAIRWAY_RETURN_IF_ERROR(im.store->Write(batch, /*sync=*/true));
+  }
+  {
+    // Under the stream's commit lock, so a concurrent removal cannot leave the row behind.
+    std::lock_guard commit_lock(s->commit_mu);
+    if (s->removed) return NotFound(fmt::format("tenant '{}' not found", tenant.str()));
+    storage::WriteBatch batch;
+    batch.Put(storage::kEngineMeta, s->key_prefix.substr(0, s->key_prefix.size() - 1),
+              enabled ? "1" : "0");
+    FAIRWAY_RETURN_IF_ERROR(im.store->Write(batch, /*sync=*/true));
+  }
   std::lock_guard lock(im.mu);
   s->enabled = enabled;
   im.Activate(s.get());
@@ -1416,6 +1548,7 @@ Status Engine::ResumeProcessor(const TenantId& tenant, std::string_view processo
   s->breaker_epoch++;
   im.Activate(s.get());
   im.MaybeQueueFetch(s);
+  im.done_cv.notify_all();
   return Status::Ok();
 }
 
@@ -1438,6 +1571,7 @@ Result<std::vector<StreamStatus>> Engine::GetStatus(const TenantId& tenant) {
 Result<DeadLetterPage> Engine::ListDeadLetters(const TenantId& tenant, std::string_view processor,
                                                std::string_view cursor, size_t limit) {
   Impl& im = *impl_;
+  if (limit == 0) return InvalidArgument("parameter 'limit' must be at least 1");
   std::string prefix;
   {
     std::lock_guard lock(im.mu);

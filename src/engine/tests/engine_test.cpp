@@ -483,6 +483,59 @@ TEST_F(EngineTest, AFailingActivityIsIsolatedRetriedAndDeadLettered) {
   ExpectExactlyOnceInOrder(p->seen(), "alpha", 200, /*check_order=*/false);
 }
 
+TEST_F(EngineTest, AReplayIsAppliedOnceEvenWhenRequestedTwice) {
+  auto a = Tenant("alpha", 1, 1);
+  TestProcessor* p = StartEngine(Spec(), {a});
+  p->SetFail([](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
+    if (e.offset.value() != 5) return std::nullopt;
+    return ProcessError{ErrorClass::kPermanent, "bad"};
+  });
+  Append(a, 10, 10);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(StateCount("alpha", "lead5"), 0u);
+  p->SetFail(nullptr);
+  p->SetHold([](const TenantId&, const log::LogEntry& e) { return e.offset.value() == 5; });
+  auto first = engine_->ReplayDeadLetters(TenantId("alpha"), "test", {"0-5"}, 10);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(*first, 1u);
+  ASSERT_TRUE(p->WaitFor([&] { return p->held_unlocked() == 1; }));
+  // Asked again while the first replay runs: not queued twice.
+  auto second = engine_->ReplayDeadLetters(TenantId("alpha"), "test", {"0-5"}, 10);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, 0u);
+  p->ReleaseHeld();
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(StateCount("alpha", "lead5"), 1u);
+  EXPECT_EQ(engine_->ReplayDeadLetters(TenantId("alpha"), "test", {"0-5"}, 10).status().code(),
+            StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, AReplayWhoseDeadLetterIsGoneAppliesNothing) {
+  auto a = Tenant("alpha", 1, 1);
+  TestProcessor* p = StartEngine(Spec(), {a});
+  p->SetFail([](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
+    if (e.offset.value() != 5) return std::nullopt;
+    return ProcessError{ErrorClass::kPermanent, "bad"};
+  });
+  Append(a, 10, 10);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  p->SetFail(nullptr);
+  p->SetHold([](const TenantId&, const log::LogEntry& e) { return e.offset.value() == 5; });
+  ASSERT_TRUE(engine_->ReplayDeadLetters(TenantId("alpha"), "test", {"0-5"}, 10).ok());
+  ASSERT_TRUE(p->WaitFor([&] { return p->held_unlocked() == 1; }));
+  // Another replay of the same dead letter completed meanwhile (its row is gone): this one
+  // must not apply its state change a second time.
+  auto it = store_->NewIterator(storage::kDeadLetters, "alpha", "alpha\x01");
+  it->SeekToFirst();
+  ASSERT_TRUE(it->Valid());
+  storage::WriteBatch del;
+  del.Delete(storage::kDeadLetters, it->key());
+  ASSERT_TRUE(store_->Write(del, false).ok());
+  p->ReleaseHeld();
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(StateCount("alpha", "lead5"), 0u);
+}
+
 TEST_F(EngineTest, PermanentErrorsAreDeadLetteredWithoutRetries) {
   auto a = Tenant("alpha", 1, 1);
   TestProcessor* p = StartEngine(Spec(), {a});

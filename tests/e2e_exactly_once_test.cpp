@@ -1,0 +1,239 @@
+// Exactly-once processing under kill -9: the real binary ingests a deterministic set of
+// activities while it is killed (SIGKILL) and restarted three times mid-processing; every request
+// is re-sent until acknowledged (messageId dedup makes re-sends harmless). Once processing has
+// caught up, every lead's state must equal the state a second server computes in one clean pass
+// over the same activities, and match the counts the test itself expects: a state change
+// applied twice, or lost, shows as a difference.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "http/tests/test_client.h"
+#include "storage/tests/temp_dir.h"
+#include "tests/server_process.h"
+
+namespace fairway::e2e {
+namespace {
+
+using http::BasicAuth;
+using http::BearerAuth;
+using http::TestClient;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr char kToken[] = "e2e-admin-token";
+constexpr int kLeads = 200;
+constexpr int kRequests = 600;
+constexpr int kPerRequest = 100;
+constexpr int kClients = 4;
+
+// Event g: an identify (userId + anonymousId + traits) for 1 in 20, an anonymous page view for
+// 3 in 20, a known-user track otherwise. Event times are shuffled, so traits resolve by event
+// time, not arrival.
+std::string Event(int g) {
+  int lead = g % kLeads;
+  int kind = (g / kLeads) % 20;
+  int64_t second = (static_cast<int64_t>(g) * 7919) % 500'000;
+  std::string ts = "\"timestamp\":\"" + std::to_string(2026) + "-11-" +
+                   std::to_string(10 + second / 86'400 % 10) + "T" +
+                   (second % 86'400 / 3600 < 10 ? "0" : "") +
+                   std::to_string(second % 86'400 / 3600) + ":" +
+                   (second % 3600 / 60 < 10 ? "0" : "") + std::to_string(second % 3600 / 60) + ":" +
+                   (second % 60 < 10 ? "0" : "") + std::to_string(second % 60) + "Z\"";
+  std::string id = "\"messageId\":\"m-" + std::to_string(g) + "\"," + ts;
+  std::string u = "u" + std::to_string(lead), a = "a" + std::to_string(lead);
+  if (kind == 0) {
+    return R"({"type":"identify","userId":")" + u + R"(","anonymousId":")" + a + R"(",)" + id +
+           R"(,"traits":{"score":)" + std::to_string(g) + R"(,"plan":")" +
+           (g % 3 == 0 ? "pro" : "free") + R"("}})";
+  }
+  if (kind <= 3) {
+    return R"({"type":"page","anonymousId":")" + a + R"(","name":"/pricing",)" + id + "}";
+  }
+  return R"({"type":"track","userId":")" + u + R"(","event":"Clicked",)" + id + "}";
+}
+
+std::string RequestBody(int r) {
+  std::string body = R"({"batch":[)";
+  for (int i = 0; i < kPerRequest; ++i) {
+    if (i) body += ",";
+    body += Event(r * kPerRequest + i);
+  }
+  return body + "]}";
+}
+
+// A server whose address changes when it is restarted, shared by the client threads.
+class Target {
+ public:
+  Target(ServerProcess* server) : server_(server) {}
+  std::string url() {
+    std::lock_guard lock(mu_);
+    return server_->url();
+  }
+  uint64_t generation() {
+    std::lock_guard lock(mu_);
+    return generation_;
+  }
+  // Kills the server with SIGKILL and starts it again on the same data.
+  void Restart() {
+    std::lock_guard lock(mu_);
+    server_->Kill(SIGKILL);
+    server_->Start();
+    ++generation_;
+    cv_.notify_all();
+  }
+  // Waits (bounded) for a restart after `seen`.
+  void WaitNewGeneration(uint64_t seen) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, 200ms, [&] { return generation_ != seen; });
+  }
+
+ private:
+  ServerProcess* server_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t generation_ = 0;
+};
+
+std::string CreateTenant(const std::string& url, const std::string& quotas) {
+  TestClient admin(url);
+  auto r = admin.Request("POST", "/admin/v1/tenants",
+                         R"({"id":"acme","partitions":4,"quotas":)" + quotas + "}",
+                         {BearerAuth(kToken)});
+  EXPECT_EQ(r.status, 201) << r.body;
+  auto j = json::parse(r.body);
+  return j["write_key"].get<std::string>() + "\n" + j["api_key"].get<std::string>();
+}
+
+json LeadsStatus(const std::string& url) {
+  TestClient admin(url);
+  auto r = admin.Request("GET", "/admin/v1/tenants/acme/processing", {}, {BearerAuth(kToken)});
+  if (r.status != 200) return json();
+  json body = json::parse(r.body);
+  for (auto& p : body["processors"]) {
+    if (p["name"] == "leads") return p;
+  }
+  return json();
+}
+
+// Waits until the lead processor has processed everything ingested (bounded).
+bool WaitProcessed(const std::string& url) {
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  json s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    s = LeadsStatus(url);
+    if (!s.is_null() && s["lag_events"] == 0 && s["in_flight"] == 0) return true;
+    std::this_thread::sleep_for(20ms);  // polling a condition, with a deadline
+  }
+  ADD_FAILURE() << "processing did not catch up: " << s.dump();
+  return false;
+}
+
+// Sends every request with kClients threads, each re-sent until acknowledged. `on_ack` runs
+// after each acknowledgement.
+void IngestAll(Target* target, const std::string& write_key, const std::function<void()>& on_ack) {
+  std::atomic<int> next{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kClients; ++t) {
+    threads.emplace_back([&] {
+      for (int r = next++; r < kRequests; r = next++) {
+        std::string body = RequestBody(r);
+        for (int attempt = 0;; ++attempt) {
+          ASSERT_LT(attempt, 200) << "request " << r << " never acknowledged";
+          uint64_t gen = target->generation();
+          TestClient c(target->url());
+          auto res = c.Request("POST", "/v1/batch", body, {BasicAuth(write_key)});
+          if (res.status == 200) break;
+          target->WaitNewGeneration(gen);  // killed: wait for the restart, then re-send
+        }
+        on_ack();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+}
+
+// Every lead's merged state, by userId.
+std::map<std::string, json> ReadLeads(const std::string& url, const std::string& api_key) {
+  std::map<std::string, json> out;
+  TestClient c(url);
+  for (int i = 0; i < kLeads; ++i) {
+    std::string u = "u" + std::to_string(i);
+    auto r = c.Request("GET", "/v1/leads/" + u, {}, {BearerAuth(api_key)});
+    EXPECT_EQ(r.status, 200) << u << ": " << r.body;
+    out[u] = r.status == 200 ? json::parse(r.body) : json();
+  }
+  return out;
+}
+
+TEST(E2eExactlyOnceTest, StateAfterRepeatedSigkillEqualsACleanPass) {
+  TempDir dir;
+  // Run 1: throttled processing (a backlog builds up), killed three times.
+  ServerProcess server(FAIRWAY_BINARY, dir.Sub("crashed"), kToken);
+  server.Start();
+  std::string keys = CreateTenant(
+      server.url(), R"({"ingest_rate":1e9,"ingest_burst":1e9,"processing_rate":15000})");
+  std::string write_key = keys.substr(0, keys.find('\n')),
+              api_key = keys.substr(keys.find('\n') + 1);
+  Target target(&server);
+  std::mutex mu;
+  std::condition_variable cv;
+  int acked = 0;
+  std::thread killer([&] {
+    for (int kill = 1; kill <= 3; ++kill) {
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return acked >= kill * kRequests / 4; });
+      }
+      json s = LeadsStatus(target.url());
+      int64_t lag = s.is_null() ? -1 : s["lag_events"].get<int64_t>();
+      RecordProperty("lag_at_kill_" + std::to_string(kill), std::to_string(lag));
+      EXPECT_GT(lag, 0) << "kill " << kill << " did not interrupt processing";
+      target.Restart();
+    }
+  });
+  IngestAll(&target, write_key, [&] {
+    std::lock_guard lock(mu);
+    ++acked;
+    cv.notify_all();
+  });
+  killer.join();
+  ASSERT_TRUE(WaitProcessed(target.url()));
+  json status = LeadsStatus(target.url());
+  EXPECT_EQ(status["dead_letters_total"], 0);
+  EXPECT_EQ(status["processed_total"].get<int>() > 0, true);
+  auto crashed = ReadLeads(target.url(), api_key);
+
+  // Run 2: the same activities, one clean pass.
+  ServerProcess clean(FAIRWAY_BINARY, dir.Sub("clean"), kToken);
+  clean.Start();
+  keys = CreateTenant(clean.url(), R"({"ingest_rate":1e9,"ingest_burst":1e9})");
+  std::string clean_write = keys.substr(0, keys.find('\n')),
+              clean_api = keys.substr(keys.find('\n') + 1);
+  Target clean_target(&clean);
+  IngestAll(&clean_target, clean_write, [] {});
+  ASSERT_TRUE(WaitProcessed(clean.url()));
+  auto expected = ReadLeads(clean.url(), clean_api);
+
+  constexpr int kPerLead = kRequests * kPerRequest / kLeads;
+  for (int i = 0; i < kLeads; ++i) {
+    std::string u = "u" + std::to_string(i);
+    // What the test itself knows: every activity of the lead counted once, its anonymous
+    // history merged.
+    EXPECT_EQ(crashed[u]["activity_count"], kPerLead) << u;
+    EXPECT_EQ(crashed[u]["anonymous_ids"], json::array({"a" + std::to_string(i)})) << u;
+    // And everything else equals the clean pass.
+    EXPECT_EQ(crashed[u], expected[u]) << u;
+  }
+  clean.Kill(SIGTERM);
+  server.Kill(SIGTERM);
+}
+
+}  // namespace
+}  // namespace fairway::e2e

@@ -295,15 +295,20 @@ class Env {
                static_cast<double>(NowNs() - t0) / 1e9);
   }
 
-  // Appends n activities for a tenant without waiting (paced producers).
-  void AppendAsync(const model::TenantConfig& t, uint64_t first_seq, uint64_t n, uint32_t leads) {
+  // Appends n activities for a tenant without waiting (paced producers); `acked` gets the
+  // time from the request's creation to its durable acknowledgement, in ms.
+  void AppendAsync(const model::TenantConfig& t, uint64_t first_seq, uint64_t n, uint32_t leads,
+                   std::function<void(double)> acked) {
     log::AppendRequest req;
     req.tenant = t.id;
     req.partitions = t.partitions;
+    int64_t created = NowNs();
     for (uint64_t i = 0; i < n; ++i) {
       req.activities.push_back(MakeActivity(t.id.str(), first_seq + i, leads, true));
     }
-    log_->Append(std::move(req), [](Result<log::AppendResult>) {});
+    log_->Append(std::move(req), [created, acked = std::move(acked)](Result<log::AppendResult>) {
+      if (acked) acked(static_cast<double>(NowNs() - created) / 1e6);
+    });
   }
 
   engine::Engine& engine() { return *engine_; }
@@ -322,9 +327,13 @@ struct Options {
   uint64_t events = 2'000'000;
   uint32_t tenants = 100;
   uint32_t leads = 10'000;
-  double rate = 200;
+  double rate = 50;
   double seconds = 5;
+  // Calm/storm (or normal/slow) cycles of the latency scenarios.
+  int cycles = 3;
   std::string processor = "both";
+  // fsync the log's group commits (the production setting) in the latency scenarios.
+  bool sync = true;
 };
 
 engine::EngineOptions EngineOpts(const Options& o) {
@@ -395,6 +404,10 @@ class Producer {
   }
   std::atomic<double> loud_multiplier{1};
   size_t loud_index = 0;
+  // Ingest acknowledgement latency of the quiet tenants, per phase (set by the scenario).
+  std::atomic<int> phase{-1};
+  std::mutex ack_mu;
+  std::vector<double> ack_ms[2];
 
  private:
   void Run() {
@@ -408,7 +421,15 @@ class Producer {
         auto n = static_cast<uint64_t>(credit_[i]);
         if (n == 0) continue;
         credit_[i] -= static_cast<double>(n);
-        env_->AppendAsync(tenants_[i], seq_[i], n, leads_);
+        std::function<void(double)> acked;
+        int ph = phase.load();
+        if (ph >= 0 && i != loud_index) {
+          acked = [this, ph](double ms) {
+            std::lock_guard lock(ack_mu);
+            ack_ms[ph].push_back(ms);
+          };
+        }
+        env_->AppendAsync(tenants_[i], seq_[i], n, leads_, std::move(acked));
         seq_[i] += n;
       }
     }
@@ -424,9 +445,11 @@ class Producer {
 };
 
 void Noisy(const Options& o) {
-  fmt::print("noisy neighbour: {} tenants at {:.0f}/s each; t000 storms at 100x for {:.0f} s\n",
-             o.tenants, o.rate, o.seconds);
-  Env env(true, EngineOpts(o));
+  fmt::print(
+      "noisy neighbour: {} tenants at {:.0f}/s each; t000 storms at 100x; {} cycles of {:.0f} s "
+      "calm + {:.0f} s storm\n",
+      o.tenants, o.rate, o.cycles, o.seconds, o.seconds);
+  Env env(o.sync, EngineOpts(o));
   auto proc = std::make_unique<TrivialProcessor>();
   TrivialProcessor* p = proc.get();
   p->loud_tenant = "t000";
@@ -434,17 +457,29 @@ void Noisy(const Options& o) {
   auto tenants = Tenants(o.tenants, model::TenantStatus::kActive);
   tenants[0].quotas.max_in_flight = 100'000;
   env.Start(tenants);
+  double ack_p99[2] = {0, 0};
   {
     Producer producer(&env, tenants, o.rate, o.leads);
     std::this_thread::sleep_for(2s);  // warm-up
-    p->phase = 0;
-    std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
-    producer.loud_multiplier = 100;
-    std::this_thread::sleep_for(1s);  // the storm reaches its rate
-    p->phase = 1;
-    std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
-    p->phase = -1;
+    // Calm and storm alternate, so slow drifts of this shared machine hit both alike.
+    for (int cycle = 0; cycle < o.cycles; ++cycle) {
+      for (int storm = 0; storm < 2; ++storm) {
+        producer.loud_multiplier = storm ? 100 : 1;
+        std::this_thread::sleep_for(1s);  // the new rate settles
+        p->phase = storm;
+        producer.phase = storm;
+        std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
+        p->phase = -1;
+        producer.phase = -1;
+      }
+    }
+    env.log().Stop();  // every acknowledgement is in
+    std::lock_guard lock(producer.ack_mu);
+    ack_p99[0] = Percentile(producer.ack_ms[0], 0.99);
+    ack_p99[1] = Percentile(producer.ack_ms[1], 0.99);
   }
+  fmt::print("  quiet tenants' ingest acknowledgement p99: before {:.2f} ms, during {:.2f} ms\n",
+             ack_p99[0], ack_p99[1]);
   env.engine().WaitIdle(120s);
   std::lock_guard lock(p->mu);
   double p99_before = Percentile(p->quiet_ms[0], 0.99),
@@ -482,8 +517,19 @@ void Fairness(const Options& o) {
   };
   std::this_thread::sleep_for(500ms);  // past the first reads
   auto before = snapshot();
-  std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
-  auto after = snapshot();
+  // Measure until --seconds pass or a tenant is close to the end of its backlog (after which
+  // it could no longer take its share).
+  auto t0 = std::chrono::steady_clock::now();
+  auto after = before;
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::duration<double>(o.seconds)) {
+    std::this_thread::sleep_for(20ms);
+    after = snapshot();
+    bool near_end = false;
+    for (const auto& t : tenants) near_end |= after[t.id.str()] >= o.events / 3 * 9 / 10;
+    if (near_end) break;
+  }
+  double window = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print("  measured over {:.2f} s\n", window);
   double total = 0;
   std::map<std::string, double> got;
   bool backlogged = true;
@@ -510,9 +556,11 @@ void Fairness(const Options& o) {
 }
 
 void Stragglers(const Options& o) {
-  fmt::print("stragglers: {} tenants at {:.0f}/s each; t000's activities then take 1 s each\n",
-             o.tenants, o.rate);
-  Env env(true, EngineOpts(o));
+  fmt::print(
+      "stragglers: {} tenants at {:.0f}/s each; {} cycles of {:.0f} s normal + {:.0f} s with "
+      "t000's activities taking 1 s each\n",
+      o.tenants, o.rate, o.cycles, o.seconds, o.seconds);
+  Env env(o.sync, EngineOpts(o));
   auto proc = std::make_unique<StragglerProcessor>();
   StragglerProcessor* p = proc.get();
   p->loud_tenant = "t000";
@@ -522,13 +570,15 @@ void Stragglers(const Options& o) {
   {
     Producer producer(&env, tenants, o.rate, o.leads);
     std::this_thread::sleep_for(2s);
-    p->phase = 0;
-    std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
-    p->slow = true;
-    std::this_thread::sleep_for(1s);
-    p->phase = 1;
-    std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
-    p->phase = -1;
+    for (int cycle = 0; cycle < o.cycles; ++cycle) {
+      for (int slow = 0; slow < 2; ++slow) {
+        p->slow = slow != 0;
+        std::this_thread::sleep_for(1s);
+        p->phase = slow;
+        std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
+        p->phase = -1;
+      }
+    }
     auto st = env.engine().GetStatus(TenantId("t000"));
     if (st.ok()) {
       fmt::print("  t000 during: {} activities in processing, lag {} activities\n",
@@ -608,6 +658,8 @@ int main(int argc, char** argv) {
     c->add_option("--leads", o.leads, "leads per tenant");
     c->add_option("--rate", o.rate, "activities/s per steady tenant");
     c->add_option("--seconds", o.seconds, "length of each measured phase");
+    c->add_option("--sync", o.sync, "fsync log commits (latency scenarios)");
+    c->add_option("--cycles", o.cycles, "calm/storm cycles (latency scenarios)");
   };
   auto* tp = app.add_subcommand("throughput", "drain a backlog: trivial and lead processor");
   common(tp);

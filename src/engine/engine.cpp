@@ -527,7 +527,11 @@ void Engine::Impl::Activate(Stream* s) {
 void Engine::Impl::MaybeQueueFetch(const std::shared_ptr<Stream>& s) {
   if (s->fetching || s->fetch_queued || !s->enabled || !s->tenant->active()) return;
   if (s->breaker.state == Breaker::State::kOpen) return;
-  if (s->buffered_bytes > options.stream_buffer_bytes / 2) return;
+  // A heavier tenant drains its buffer faster: its read-ahead grows with its weight, so it
+  // never runs dry (and loses its turn) while its backlog waits in the log.
+  size_t budget = options.stream_buffer_bytes *
+                  std::min<uint32_t>(16, s->tenant->config.quotas.processing_weight);
+  if (s->buffered_bytes > budget / 2) return;
   if (global_buffered >= options.global_buffer_bytes) {
     global_starved = true;
     return;

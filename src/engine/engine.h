@@ -42,7 +42,8 @@ namespace fairway::engine {
 struct EngineOptions {
   // Worker threads that read the log and run processors.
   size_t threads = 2;
-  // Read-ahead per stream and over all streams, in bytes of decoded activities.
+  // Read-ahead per stream (times the tenant's processing weight, up to 16) and over all
+  // streams, in bytes of decoded activities.
   size_t stream_buffer_bytes = 512u << 10;
   size_t global_buffer_bytes = 256u << 20;
   // Records per log read.

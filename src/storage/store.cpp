@@ -118,9 +118,10 @@ class RocksStore final : public Store {
     }
     return Status::Ok();
   }
-  std::unique_ptr<Iterator> NewIterator(ColumnFamily cf, std::string lower,
-                                        std::string upper) override {
+  std::unique_ptr<Iterator> NewIterator(ColumnFamily cf, std::string lower, std::string upper,
+                                        bool fill_cache) override {
     rocksdb::ReadOptions ro;
+    ro.fill_cache = fill_cache;
     auto lo = std::make_unique<std::string>(std::move(lower));
     auto up = std::make_unique<std::string>(std::move(upper));
     std::unique_ptr<rocksdb::Slice> lo_slice, up_slice;

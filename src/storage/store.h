@@ -100,8 +100,10 @@ class Store {
   // Looks up many keys at once; results[i] answers keys[i].
   virtual Status MultiGet(ColumnFamily cf, const std::vector<std::string_view>& keys,
                           std::vector<std::optional<std::string>>* results) = 0;
+  // `fill_cache` false: blocks read by this iterator do not displace the read cache (scans
+  // that read data once, such as consumers of the log).
   virtual std::unique_ptr<Iterator> NewIterator(ColumnFamily cf, std::string lower = {},
-                                                std::string upper = {}) = 0;
+                                                std::string upper = {}, bool fill_cache = true) = 0;
   // Compacts [begin, end) now (frees space after range deletes; applies TTL).
   virtual Status CompactRange(ColumnFamily cf, std::string_view begin, std::string_view end) = 0;
   // Bytes of live data: SST files plus memtables not yet flushed.

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -98,6 +99,9 @@ class StateTxn {
   StateTxn(storage::Store* store, std::string key_prefix);
 
   Result<std::optional<std::string>> Get(std::string_view key);
+  // Reads `keys` from committed state in one batched lookup, so that their later Gets are
+  // answered from memory. Worth it when a work item touches many keys.
+  Status Prefetch(const std::vector<std::string>& keys);
   void Put(std::string_view key, std::string value);
   void Delete(std::string_view key);
   // Visits committed state (not this transaction's writes) with keys starting with `prefix`, in
@@ -116,6 +120,8 @@ class StateTxn {
   std::string prefix_;
   // key (without prefix) -> value, or nullopt for a delete.
   std::unordered_map<std::string, std::optional<std::string>> writes_;
+  // Prefetched committed values (nullopt: absent).
+  std::unordered_map<std::string, std::optional<std::string>> reads_;
 };
 
 // The key prefix of a (tenant, processor) state space in the engine_state column family.

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <map>
 
 #include "engine/processor.h"
@@ -43,10 +44,31 @@ StateTxn::StateTxn(storage::Store* store, std::string key_prefix)
     : store_(store), prefix_(std::move(key_prefix)) {}
 
 Result<std::optional<std::string>> StateTxn::Get(std::string_view key) {
-  if (auto it = writes_.find(std::string(key)); it != writes_.end()) return it->second;
+  std::string k(key);
+  if (auto it = writes_.find(k); it != writes_.end()) return it->second;
+  if (auto it = reads_.find(k); it != reads_.end()) return it->second;
   std::string full = prefix_;
   full.append(key);
   return store_->Get(storage::kEngineState, full);
+}
+
+Status StateTxn::Prefetch(const std::vector<std::string>& keys) {
+  std::vector<std::string> full;
+  full.reserve(keys.size());
+  for (const auto& k : keys) {
+    if (writes_.contains(k) || reads_.contains(k)) continue;
+    full.push_back(prefix_ + k);
+  }
+  if (full.empty()) return Status::Ok();
+  std::sort(full.begin(), full.end());
+  full.erase(std::unique(full.begin(), full.end()), full.end());
+  std::vector<std::string_view> views(full.begin(), full.end());
+  std::vector<std::optional<std::string>> values;
+  FAIRWAY_RETURN_IF_ERROR(store_->MultiGet(storage::kEngineState, views, &values));
+  for (size_t i = 0; i < full.size(); ++i) {
+    reads_.emplace(full[i].substr(prefix_.size()), std::move(values[i]));
+  }
+  return Status::Ok();
 }
 
 void StateTxn::Put(std::string_view key, std::string value) {

@@ -338,6 +338,20 @@ LeadProcessor::LeadProcessor(LeadProcessorOptions options) : options_(options) {
 }
 
 void LeadProcessor::Process(engine::WorkItem& item) {
+  // One batched read of every profile the item touches.
+  std::vector<std::string> keys;
+  keys.reserve(item.entries().size());
+  for (const auto& entry : item.entries()) {
+    const Activity& a = entry.activity;
+    if (a.LeadKey().empty()) continue;
+    keys::Profile(&keys.emplace_back(), a.user_id.empty() ? IdKind::kAnonymous : IdKind::kUser,
+                  a.LeadKey());
+  }
+  if (Status st = item.state().Prefetch(keys); !st.ok()) {
+    item.Finish(engine::ProcessError{engine::ErrorClass::kRetryLater,
+                                     "leads: reading profiles: " + st.ToString()});
+    return;
+  }
   ItemApplier applier(&item.state(), options_);
   for (const auto& entry : item.entries()) {
     if (auto err = applier.Apply(entry.activity)) {

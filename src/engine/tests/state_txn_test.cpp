@@ -1,0 +1,70 @@
+#include <gtest/gtest.h>
+
+#include "engine/processor.h"
+#include "storage/schema.h"
+#include "storage/tests/temp_dir.h"
+
+namespace fairway::engine {
+namespace {
+
+class StateTxnTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage::StoreOptions so;
+    so.path = dir_.path();
+    so.column_families = storage::FairwayColumnFamilies();
+    store_ = std::move(storage::Store::Open(so)).value();
+  }
+  void Commit(StateTxn& txn) {
+    storage::WriteBatch b;
+    txn.AppendTo(&b);
+    ASSERT_TRUE(store_->Write(b, false).ok());
+  }
+  TempDir dir_;
+  std::unique_ptr<storage::Store> store_;
+};
+
+TEST_F(StateTxnTest, ReadsSeeOwnWritesAndSpacesAreSeparate) {
+  StateTxn a(store_.get(), StateKeyPrefix(TenantId("acme"), "leads"));
+  a.Put("k1", "v1");
+  a.Put("k2", "v2");
+  a.Delete("k2");
+  EXPECT_EQ(**a.Get("k1"), "v1");
+  EXPECT_FALSE(a.Get("k2")->has_value());
+  Commit(a);
+  StateTxn other(store_.get(), StateKeyPrefix(TenantId("acme2"), "leads"));
+  EXPECT_FALSE(other.Get("k1")->has_value());
+  StateTxn again(store_.get(), StateKeyPrefix(TenantId("acme"), "leads"));
+  EXPECT_EQ(**again.Get("k1"), "v1");
+  std::vector<std::string> seen;
+  ASSERT_TRUE(again
+                  .Scan("k",
+                        [&](std::string_view k, std::string_view) {
+                          seen.emplace_back(k);
+                          return true;
+                        })
+                  .ok());
+  EXPECT_EQ(seen, std::vector<std::string>{"k1"});
+}
+
+TEST_F(StateTxnTest, PrefetchAnswersLaterGetsAndYieldsToWrites) {
+  StateTxn w(store_.get(), StateKeyPrefix(TenantId("acme"), "leads"));
+  w.Put("a", "1");
+  w.Put("b", "2");
+  Commit(w);
+  StateTxn t(store_.get(), StateKeyPrefix(TenantId("acme"), "leads"));
+  ASSERT_TRUE(t.Prefetch({"a", "b", "missing", "a"}).ok());
+  // Committed state changes after the prefetch are not seen: the txn reads one snapshot of
+  // each key (the engine never lets two work items write one key at once).
+  StateTxn later(store_.get(), StateKeyPrefix(TenantId("acme"), "leads"));
+  later.Put("a", "changed");
+  Commit(later);
+  EXPECT_EQ(**t.Get("a"), "1");
+  EXPECT_EQ(**t.Get("b"), "2");
+  EXPECT_FALSE(t.Get("missing")->has_value());
+  t.Put("b", "3");
+  EXPECT_EQ(**t.Get("b"), "3");
+}
+
+}  // namespace
+}  // namespace fairway::engine

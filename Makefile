@@ -4,7 +4,7 @@ BUILD_DIR := build/$(PRESET)
 DATA_DIR ?= ./data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test build configure bootstrap bench clean format-check config-doc
+.PHONY: run test build configure bootstrap bench bench-engine clean format-check config-doc
 
 run: build
 	$(BUILD_DIR)/src/app/fairway serve --data-dir $(DATA_DIR) --listen $(LISTEN)
@@ -23,6 +23,14 @@ bootstrap:
 
 bench: build
 	bench/run_ingest.sh
+
+# The processing engine's scenarios (bench/README.md); the rss scenario preloads 50M activities.
+bench-engine: build
+	$(BUILD_DIR)/bench/fairway_engine_bench throughput
+	$(BUILD_DIR)/bench/fairway_engine_bench fairness --events 6000000 --seconds 2
+	$(BUILD_DIR)/bench/fairway_engine_bench noisy
+	$(BUILD_DIR)/bench/fairway_engine_bench stragglers
+	$(BUILD_DIR)/bench/fairway_engine_bench rss --events 50000000 --tenants 10 --leads 100000
 
 config-doc: build
 	$(BUILD_DIR)/src/app/fairway config-reference > docs/config.md

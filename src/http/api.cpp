@@ -361,13 +361,7 @@ void Api::HandleActivities(HttpRequest& req, std::string_view query, Responder r
         e.activity, &body,
         fmt::format(R"("partition":{},"offset":{})", e.partition.value(), e.offset.value()));
   }
-  body += "],\"next_cursor\":";
-  if (page->next_cursor.empty()) {
-    body += "null";
-  } else {
-    AppendJsonString(&body, page->next_cursor);
-  }
-  body += "}";
+  FinishPageJson(page->next_cursor, &body);
   respond(Json(200, std::move(body)));
 }
 

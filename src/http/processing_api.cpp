@@ -271,13 +271,7 @@ void Api::HandleLeads(HttpRequest& req, std::string_view path, std::string_view 
     if (i) body.push_back(',');
     identity::AppendLeadJson(page->leads[i], &body);
   }
-  body += "],\"next_cursor\":";
-  if (page->next_cursor.empty()) {
-    body += "null";
-  } else {
-    AppendJsonString(&body, page->next_cursor);
-  }
-  body += "}";
+  FinishPageJson(page->next_cursor, &body);
   respond(Json(200, std::move(body)));
 }
 

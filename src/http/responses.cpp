@@ -93,6 +93,16 @@ int HttpStatusFor(StatusCode code) {
   return 500;
 }
 
+void FinishPageJson(std::string_view next_cursor, std::string* body) {
+  body->append("],\"next_cursor\":");
+  if (next_cursor.empty()) {
+    body->append("null");
+  } else {
+    AppendJsonString(body, next_cursor);
+  }
+  body->push_back('}');
+}
+
 Result<QueryParams> ParseQuery(std::string_view query) {
   QueryParams params;
   try {

@@ -26,6 +26,10 @@ std::optional<std::string> BasicUser(std::string_view auth);
 std::optional<std::string_view> BearerToken(std::string_view auth);
 std::string_view StripTrailingSlash(std::string_view p);
 
+// Ends a page of results begun with `{"data":[` + items: appends `],"next_cursor":...}`
+// (null when `next_cursor` is empty).
+void FinishPageJson(std::string_view next_cursor, std::string* body);
+
 using QueryParams = std::vector<std::pair<std::string, std::string>>;
 // Decodes a query string (percent-encoding, '+' as space). InvalidArgument when malformed.
 Result<QueryParams> ParseQuery(std::string_view query);

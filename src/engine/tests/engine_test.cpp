@@ -295,6 +295,23 @@ class EngineTest : public ::testing::Test {
     return st.ok() && !st->empty() ? st->front() : StreamStatus{};
   }
 
+  // Tenant alpha (one partition) with ten activities, the one at offset 5 dead-lettered; the
+  // processor then succeeds but holds offset 5 when it comes back (replayed).
+  TestProcessor* DeadLetterOffset5() {
+    auto a = Tenant("alpha", 1, 1);
+    TestProcessor* p = StartEngine(Spec(), {a});
+    p->SetFail([](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
+      if (e.offset.value() != 5) return std::nullopt;
+      return ProcessError{ErrorClass::kPermanent, "bad"};
+    });
+    Append(a, 10, 10);
+    EXPECT_TRUE(engine_->WaitIdle(kWait));
+    EXPECT_EQ(StateCount("alpha", "lead5"), 0u);
+    p->SetFail(nullptr);
+    p->SetHold([](const TenantId&, const log::LogEntry& e) { return e.offset.value() == 5; });
+    return p;
+  }
+
   // Every message of `tenant` processed exactly once, and each lead in log (message) order.
   void ExpectExactlyOnceInOrder(const std::vector<Seen>& seen, const std::string& tenant, int n,
                                 bool check_order = true) {
@@ -484,17 +501,7 @@ TEST_F(EngineTest, AFailingActivityIsIsolatedRetriedAndDeadLettered) {
 }
 
 TEST_F(EngineTest, AReplayIsAppliedOnceEvenWhenRequestedTwice) {
-  auto a = Tenant("alpha", 1, 1);
-  TestProcessor* p = StartEngine(Spec(), {a});
-  p->SetFail([](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
-    if (e.offset.value() != 5) return std::nullopt;
-    return ProcessError{ErrorClass::kPermanent, "bad"};
-  });
-  Append(a, 10, 10);
-  ASSERT_TRUE(engine_->WaitIdle(kWait));
-  EXPECT_EQ(StateCount("alpha", "lead5"), 0u);
-  p->SetFail(nullptr);
-  p->SetHold([](const TenantId&, const log::LogEntry& e) { return e.offset.value() == 5; });
+  TestProcessor* p = DeadLetterOffset5();
   auto first = engine_->ReplayDeadLetters(TenantId("alpha"), "test", {"0-5"}, 10);
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(*first, 1u);
@@ -511,16 +518,7 @@ TEST_F(EngineTest, AReplayIsAppliedOnceEvenWhenRequestedTwice) {
 }
 
 TEST_F(EngineTest, AReplayWhoseDeadLetterIsGoneAppliesNothing) {
-  auto a = Tenant("alpha", 1, 1);
-  TestProcessor* p = StartEngine(Spec(), {a});
-  p->SetFail([](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
-    if (e.offset.value() != 5) return std::nullopt;
-    return ProcessError{ErrorClass::kPermanent, "bad"};
-  });
-  Append(a, 10, 10);
-  ASSERT_TRUE(engine_->WaitIdle(kWait));
-  p->SetFail(nullptr);
-  p->SetHold([](const TenantId&, const log::LogEntry& e) { return e.offset.value() == 5; });
+  TestProcessor* p = DeadLetterOffset5();
   ASSERT_TRUE(engine_->ReplayDeadLetters(TenantId("alpha"), "test", {"0-5"}, 10).ok());
   ASSERT_TRUE(p->WaitFor([&] { return p->held_unlocked() == 1; }));
   // Another replay of the same dead letter completed meanwhile (its row is gone): this one

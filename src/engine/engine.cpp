@@ -424,6 +424,10 @@ struct Engine::Impl {
   // Re-queues reads that waited for the global read-ahead budget, once there is room.
   void Unstarve();
   void OpenBreaker(Stream* s, int64_t now_ns);
+  // A stream that cannot run (disabled, tenant suspended, breaker open) with nothing in
+  // processing gives its read-ahead back: it is read again from the committed offsets when the
+  // stream runs again, so parked streams cannot hold the global budget.
+  void MaybeReleaseBuffers(Stream* s);
   // Snapshot of a stream for the API and metrics (mu held); lag_seconds is filled by the caller.
   StreamStatus Snapshot(Stream* s, int64_t now_ns);
   // Fills lag_seconds from the oldest unprocessed record of each lagging partition (no lock).
@@ -841,6 +845,7 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
   InsertFetched(s.get(), std::move(entries), keys, clock->MonotonicNanos());
   Activate(s.get());
   MaybeQueueFetch(s);
+  MaybeReleaseBuffers(s.get());
   done_cv.notify_all();
 }
 
@@ -1077,6 +1082,7 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
     }
     Activate(s);
     MaybeQueueFetch(item->stream_);
+    MaybeReleaseBuffers(s);
     Unstarve();
     if (!outbox_keys.empty()) {
       emitted = std::move(item->emitted_);
@@ -1115,6 +1121,7 @@ void Engine::Impl::OpenBreaker(Stream* s, int64_t now_ns) {
     Activate(st.get());
     MaybeQueueFetch(st);
   });
+  MaybeReleaseBuffers(s);
 }
 
 void Engine::Impl::ForwardOutbox(const model::TenantConfig& tenant, std::vector<std::string> keys,
@@ -1169,6 +1176,31 @@ void Engine::Impl::ScanOutbox(const model::TenantConfig& tenant) {
     }
   }
   if (!activities.empty()) ForwardOutbox(tenant, std::move(keys), std::move(activities));
+}
+
+void Engine::Impl::MaybeReleaseBuffers(Stream* s) {
+  const bool parked =
+      !s->enabled || !s->tenant->active() || s->breaker.state == Breaker::State::kOpen;
+  if (!parked || s->in_flight_items > 0 || s->fetching || s->buffered_bytes == 0) return;
+  for (auto& [key, lead] : s->leads) {
+    while (!lead->empty()) {
+      Pending* p = lead->PopFront();
+      p->entry = log::LogEntry{};
+      pool.Put(p);
+    }
+  }
+  s->leads.clear();
+  s->ready.clear();
+  s->idle_leads = 0;
+  s->replaying.clear();  // replays are dropped too: ask for them again
+  global_buffered -= s->buffered_bytes;
+  s->buffered_bytes = 0;
+  {
+    std::lock_guard commit_lock(s->commit_mu);
+    for (auto& p : s->partitions) p.next_fetch = p.committed.low_water_mark();
+  }
+  Unstarve();
+  done_cv.notify_all();
 }
 
 void Engine::Impl::Unstarve() {
@@ -1405,6 +1437,7 @@ Status Engine::UpsertTenant(const model::TenantConfig& config) {
         s->throttle_timer = false;  // a new rate re-arms the throttle
         im.Activate(s.get());
         im.MaybeQueueFetch(s);
+        im.MaybeReleaseBuffers(s.get());
       }
       im.work_cv.notify_all();
       im.done_cv.notify_all();
@@ -1535,6 +1568,7 @@ Status Engine::SetEnabled(const TenantId& tenant, std::string_view processor, bo
   s->enabled = enabled;
   im.Activate(s.get());
   im.MaybeQueueFetch(s);
+  im.MaybeReleaseBuffers(s.get());
   im.done_cv.notify_all();
   return Status::Ok();
 }

@@ -738,6 +738,29 @@ TEST_F(EngineTest, DisabledProcessorKeepsItsPlace) {
   EXPECT_EQ(engine_->SetEnabled(TenantId("alpha"), "nope", true).code(), StatusCode::kNotFound);
 }
 
+TEST_F(EngineTest, AParkedStreamGivesBackItsReadAhead) {
+  auto a = Tenant("alpha", 1, 1);
+  a.quotas.max_in_flight = 1;
+  ProcessorSpec spec = Spec();
+  spec.batch_size = 1;
+  TestProcessor* p = StartEngine(spec, {a});
+  p->SetHold([](const TenantId&, const log::LogEntry& e) { return e.offset.value() == 0; });
+  Append(a, 100, 10);
+  ASSERT_TRUE(p->WaitFor([&] { return p->held_unlocked() == 1; }));
+  ASSERT_TRUE(engine_->SetEnabled(TenantId("alpha"), "test", false).ok());
+  // Its one work item is still in processing: the read-ahead stays until it finishes.
+  EXPECT_GT(StatusOf("alpha").buffered_bytes, 0u);
+  p->ReleaseHeld();
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  StreamStatus st = StatusOf("alpha");
+  EXPECT_EQ(st.buffered_bytes, 0u);
+  EXPECT_EQ(st.lag_events, 99u);
+  // On again: what was dropped is read again, and everything is processed once.
+  ASSERT_TRUE(engine_->SetEnabled(TenantId("alpha"), "test", true).ok());
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  ExpectExactlyOnceInOrder(p->seen(), "alpha", 100);
+}
+
 TEST_F(EngineTest, ReadAheadStaysWithinTheStreamBudget) {
   auto a = Tenant("alpha", 1, 1);
   EngineOptions options;

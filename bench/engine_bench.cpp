@@ -213,7 +213,7 @@ model::TenantConfig Tenant(const std::string& id, uint32_t weight = 1,
   t.quotas.processing_weight = weight;
   t.quotas.dedup_window_seconds = 0;
   t.quotas.retention_days = 0;
-  t.quotas.max_in_flight = 1'000;
+  t.quotas.max_in_flight = 4'096;
   return t;
 }
 

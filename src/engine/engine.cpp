@@ -585,8 +585,9 @@ std::unique_ptr<ItemImpl> Engine::Impl::NextItem(int64_t now_ns) {
     }
     if (!s->has_turn) {
       s->has_turn = true;
-      s->deficit +=
-          static_cast<int64_t>(options.quantum) * s->tenant->config.quotas.processing_weight;
+      // A turn is at least one full batch of the processor, times the tenant's weight.
+      s->deficit += static_cast<int64_t>(std::max(options.quantum, s->spec->batch_size)) *
+                    s->tenant->config.quotas.processing_weight;
     }
     auto item = Dispatch(s, static_cast<uint32_t>(std::max<int64_t>(1, s->deficit)), now_ns);
     if (item) s->deficit -= static_cast<int64_t>(item->entries_.size());

@@ -48,7 +48,8 @@ struct EngineOptions {
   size_t global_buffer_bytes = 256u << 20;
   // Records per log read.
   size_t fetch_records = 512;
-  // Activities a weight-1 stream may take per round of the fair scheduler.
+  // Activities a weight-1 stream may take per round of the fair scheduler (at least one batch
+  // of its processor).
   uint32_t quantum = 256;
 };
 

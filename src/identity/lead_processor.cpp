@@ -333,7 +333,9 @@ std::optional<engine::ProcessError> ItemApplier::Commit() {
 LeadProcessor::LeadProcessor(LeadProcessorOptions options) : options_(options) {
   spec_.name = "leads";
   spec_.ordering = engine::Ordering::kPerLead;
-  spec_.batch_size = 256;
+  // Large batches: one MultiGet of the profiles and one commit per batch (measured ~15 % faster
+  // than 256 in the drain benchmark).
+  spec_.batch_size = 1024;
   spec_.enabled_by_default = true;
 }
 

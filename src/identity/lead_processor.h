@@ -29,7 +29,7 @@ class LeadProcessor final : public engine::Processor {
  public:
   explicit LeadProcessor(LeadProcessorOptions options = {});
 
-  // name "leads", Ordering::kPerLead, batch_size 256, enabled by default.
+  // name "leads", Ordering::kPerLead, batch_size 1024, enabled by default.
   const engine::ProcessorSpec& spec() const override { return spec_; }
 
   // Applies the item's activities to its StateTxn and finishes it synchronously. Finishes with a

@@ -23,7 +23,7 @@ struct Quotas {
   // Share of processing when several tenants have work (used by the processing engine).
   uint32_t processing_weight = 1;
   // Most activities of this tenant in processing at once.
-  uint32_t max_in_flight = 1'000;
+  uint32_t max_in_flight = 4'096;
   // Days activities are kept; 0 keeps them forever.
   uint32_t retention_days = 90;
   // Seconds during which a re-sent messageId is recognised and not stored again.

@@ -195,7 +195,7 @@ TEST_F(LeadProcessorTest, SpecIsPerLeadLeads) {
   const auto& spec = processor_->spec();
   EXPECT_EQ(spec.name, "leads");
   EXPECT_EQ(spec.ordering, engine::Ordering::kPerLead);
-  EXPECT_EQ(spec.batch_size, 256u);
+  EXPECT_EQ(spec.batch_size, 1024u);
   EXPECT_TRUE(spec.enabled_by_default);
 }
 

@@ -608,7 +608,7 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
   cap = std::min(cap, s->spec->batch_size);
   cap = std::min(cap, quotas.max_in_flight - s->in_flight_events);
   if (quotas.processing_rate > 0) {
-    cap = std::min(cap, static_cast<uint32_t>(std::max(1.0, s->tokens)));
+    cap = std::min(cap, static_cast<uint32_t>(std::clamp(s->tokens, 1.0, 1e9)));
   }
   bool probe = s->breaker.state == Breaker::State::kHalfOpen;
   if (probe) cap = 1;
@@ -655,6 +655,9 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
     take(l, room);
   }
   if (item->entries_.empty()) return nullptr;
+  // A half-open probe is one activity alone: its failures count as attempts, so an activity
+  // that always fails is dead-lettered rather than probed forever.
+  if (probe) item->solo_ = true;
   if (item->solo_) item->attempt_ = item->attempts_[0] + 1;
   item->probe_ = probe;
   if (probe) s->breaker.probe_in_flight = true;
@@ -753,7 +756,10 @@ void Engine::Impl::WorkerLoop() {
       auto s = std::move(fetch_queue.front());
       fetch_queue.pop_front();
       s->fetch_queued = false;
-      if (s->fetching || !s->enabled || !s->tenant->active()) continue;
+      if (s->fetching || !s->enabled || !s->tenant->active() ||
+          s->breaker.state == Breaker::State::kOpen) {
+        continue;
+      }
       // Round robin over the partitions that have unread records.
       size_t n = s->partitions.size();
       for (size_t i = 0; i < n; ++i) {
@@ -838,6 +844,7 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
     AddTimer(clock->MonotonicNanos() + kNsPerSec, [this, weak] {
       if (auto st = weak.lock()) MaybeQueueFetch(st);
     });
+    MaybeReleaseBuffers(s.get());
     done_cv.notify_all();
     return;
   }
@@ -1122,7 +1129,6 @@ void Engine::Impl::OpenBreaker(Stream* s, int64_t now_ns) {
     Activate(st.get());
     MaybeQueueFetch(st);
   });
-  MaybeReleaseBuffers(s);
 }
 
 void Engine::Impl::ForwardOutbox(const model::TenantConfig& tenant, std::vector<std::string> keys,
@@ -1180,9 +1186,14 @@ void Engine::Impl::ScanOutbox(const model::TenantConfig& tenant) {
 }
 
 void Engine::Impl::MaybeReleaseBuffers(Stream* s) {
-  const bool parked =
-      !s->enabled || !s->tenant->active() || s->breaker.state == Breaker::State::kOpen;
-  if (!parked || s->in_flight_items > 0 || s->fetching || s->buffered_bytes == 0) return;
+  // Not for an open breaker: its leads' retry state (attempts, solo, back-off) must survive the
+  // open period, and it holds at most its own read-ahead budget. Not while replays are queued
+  // (the API said they were).
+  const bool parked = !s->enabled || !s->tenant->active();
+  if (!parked || s->in_flight_items > 0 || s->fetching || s->buffered_bytes == 0 ||
+      !s->replaying.empty()) {
+    return;
+  }
   for (auto& [key, lead] : s->leads) {
     while (!lead->empty()) {
       Pending* p = lead->PopFront();
@@ -1193,12 +1204,11 @@ void Engine::Impl::MaybeReleaseBuffers(Stream* s) {
   s->leads.clear();
   s->ready.clear();
   s->idle_leads = 0;
-  s->replaying.clear();  // replays are dropped too: ask for them again
   global_buffered -= s->buffered_bytes;
   s->buffered_bytes = 0;
-  {
-    std::lock_guard commit_lock(s->commit_mu);
-    for (auto& p : s->partitions) p.next_fetch = p.committed.low_water_mark();
+  // Nothing commits now (nothing is in processing): the published mark is current.
+  for (size_t p = 0; p < s->partitions.size(); ++p) {
+    s->partitions[p].next_fetch = s->committed_lwm[p];
   }
   Unstarve();
   done_cv.notify_all();

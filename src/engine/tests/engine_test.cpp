@@ -614,6 +614,31 @@ TEST_F(EngineTest, HalfOpenProbeClosesTheBreakerAfterRecovery) {
   ExpectExactlyOnceInOrder(p->seen(), "alpha", 50);
 }
 
+TEST_F(EngineTest, AnActivityThatFailsEveryProbeIsDeadLetteredInTheEnd) {
+  auto a = Tenant("alpha", 1, 1);
+  ProcessorSpec spec = Spec();
+  spec.retry.max_attempts = 4;
+  spec.breaker.window = 4;
+  spec.breaker.min_failures = 2;
+  spec.breaker.open_for = 5ms;
+  spec.breaker.max_open_for = 10ms;
+  TestProcessor* p = StartEngine(spec, {a});
+  p->SetFail([](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
+    if (e.offset.value() != 0) return std::nullopt;
+    return ProcessError{ErrorClass::kRetryNow, "always"};
+  });
+  Append(a, 100, 10);
+  // The breaker opens on offset 0's failures; its probes are attempts of offset 0 too, so it is
+  // dead-lettered and everything else runs, without anybody resuming the breaker.
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() == 99; }));
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  auto page = engine_->ListDeadLetters(TenantId("alpha"), "test", "", 10);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->items.size(), 1u);
+  EXPECT_EQ(page->items[0].offset, 0u);
+  ExpectExactlyOnceInOrder(p->seen(), "alpha", 99);
+}
+
 TEST_F(EngineTest, BackloggedTenantsShareProcessingByWeight) {
   auto t1 = Tenant("w1", 1), t2 = Tenant("w2", 2), t4 = Tenant("w4", 4);
   EngineOptions options;

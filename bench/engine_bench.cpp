@@ -444,16 +444,23 @@ class Producer {
   std::thread thread_;
 };
 
+// Registers a processor of type P whose tenant of interest is t000, and returns it.
+template <typename P>
+P* AddLoudTenantProcessor(Env& env) {
+  auto proc = std::make_unique<P>();
+  P* p = proc.get();
+  p->loud_tenant = "t000";
+  env.engine().AddProcessor(std::move(proc));
+  return p;
+}
+
 void Noisy(const Options& o) {
   fmt::print(
       "noisy neighbour: {} tenants at {:.0f}/s each; t000 storms at 100x; {} cycles of {:.0f} s "
       "calm + {:.0f} s storm\n",
       o.tenants, o.rate, o.cycles, o.seconds, o.seconds);
   Env env(o.sync, EngineOpts(o));
-  auto proc = std::make_unique<TrivialProcessor>();
-  TrivialProcessor* p = proc.get();
-  p->loud_tenant = "t000";
-  env.engine().AddProcessor(std::move(proc));
+  TrivialProcessor* p = AddLoudTenantProcessor<TrivialProcessor>(env);
   auto tenants = Tenants(o.tenants, model::TenantStatus::kActive);
   tenants[0].quotas.max_in_flight = 100'000;
   env.Start(tenants);
@@ -561,10 +568,7 @@ void Stragglers(const Options& o) {
       "t000's activities taking 1 s each\n",
       o.tenants, o.rate, o.cycles, o.seconds, o.seconds);
   Env env(o.sync, EngineOpts(o));
-  auto proc = std::make_unique<StragglerProcessor>();
-  StragglerProcessor* p = proc.get();
-  p->loud_tenant = "t000";
-  env.engine().AddProcessor(std::move(proc));
+  StragglerProcessor* p = AddLoudTenantProcessor<StragglerProcessor>(env);
   auto tenants = Tenants(o.tenants, model::TenantStatus::kActive);
   env.Start(tenants);
   {

@@ -433,6 +433,12 @@ struct Engine::Impl {
   // Fills lag_seconds from the oldest unprocessed record of each lagging partition (no lock).
   void FillLagSeconds(const TenantId& tenant, StreamStatus* status);
   std::vector<std::pair<TenantId, StreamStatus>> SnapshotAll();
+  // SnapshotAll for /metrics: each engine gauge family asks for it in turn during one scrape,
+  // so one snapshot (with its log reads for lag_seconds) serves them all for 100 ms.
+  std::vector<std::pair<TenantId, StreamStatus>> MetricsSnapshot();
+  std::mutex metrics_snapshot_mu;
+  std::optional<int64_t> metrics_snapshot_at_ns;
+  std::vector<std::pair<TenantId, StreamStatus>> metrics_snapshot;
 
   // --- work ---
   void WorkerLoop();
@@ -1295,6 +1301,17 @@ void Engine::Impl::FillLagSeconds(const TenantId& tenant, StreamStatus* status) 
   }
 }
 
+std::vector<std::pair<TenantId, StreamStatus>> Engine::Impl::MetricsSnapshot() {
+  std::lock_guard lock(metrics_snapshot_mu);
+  const int64_t now = clock->MonotonicNanos();
+  if (!metrics_snapshot_at_ns || now - *metrics_snapshot_at_ns >= 100 * kNsPerMs ||
+      now < *metrics_snapshot_at_ns) {
+    metrics_snapshot = SnapshotAll();
+    metrics_snapshot_at_ns = now;
+  }
+  return metrics_snapshot;
+}
+
 std::vector<std::pair<TenantId, StreamStatus>> Engine::Impl::SnapshotAll() {
   std::vector<std::pair<TenantId, StreamStatus>> out;
   {
@@ -1355,7 +1372,7 @@ void Engine::Impl::RegisterMetrics() {
       std::vector<std::pair<Labels, double>> out;
       auto impl = weak.lock();
       if (!impl) return out;
-      for (auto& [id, st] : impl->SnapshotAll()) {
+      for (auto& [id, st] : impl->MetricsSnapshot()) {
         out.push_back({{{"tenant", id.str()}, {"processor", st.processor}}, pick(st)});
       }
       return out;

@@ -71,8 +71,8 @@ Result<CommittedOffsets> CommittedOffsets::Decode(std::string_view value) {
   uint64_t prev = out.lwm_;
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t gap = 0, len = 0;
-    if (!d.GetVarint64(&gap) || !d.GetVarint64(&len) || len == 0 || (i > 0 && gap == 0) ||
-        (i == 0 && gap == 0)) {
+    // Ranges are disjoint, non-adjacent and above the mark: no gap or length is 0.
+    if (!d.GetVarint64(&gap) || !d.GetVarint64(&len) || len == 0 || gap == 0) {
       return InvalidArgument("committed offsets: corrupt range");
     }
     uint64_t b = prev + gap;

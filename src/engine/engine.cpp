@@ -227,6 +227,10 @@ struct Stream {
   Processor* processor = nullptr;
   const ProcessorSpec* spec = nullptr;
   std::string key_prefix;  // tenant \0 processor \0
+  // The same tenant's stream of spec->after, whose committed offsets bound this one's reads,
+  // and the streams bound by this one's.
+  std::weak_ptr<Stream> upstream;
+  std::vector<std::weak_ptr<Stream>> downstream;
   bool enabled = true;
   // Until the tenant's high watermarks are known.
   bool loading = true;
@@ -408,6 +412,11 @@ struct Engine::Impl {
   bool CanDispatch(Stream* s, int64_t now_ns);
   void Activate(Stream* s);
   void MaybeQueueFetch(const std::shared_ptr<Stream>& s);
+  // Offsets of partition `p` below this may be read: the high watermark, or less while an
+  // upstream processor (ProcessorSpec::after) has not committed them.
+  uint64_t ReadLimit(Stream* s, size_t p);
+  // Lets the streams that wait for `s` read what it has just committed.
+  void WakeDownstream(Stream* s);
   void MakeReady(Stream* s, Lead* l, int64_t now_ns);
   void AddTimer(int64_t at_ns, std::function<void()> fn);
   std::unique_ptr<ItemImpl> NextItem(int64_t now_ns);
@@ -466,6 +475,7 @@ class ItemImpl final : public WorkItem {
   StateTxn& state() override { return txn_; }
   uint32_t attempt() const override { return attempt_; }
   void Emit(model::Activity activity) override { emitted_.push_back(std::move(activity)); }
+  void AfterCommit(std::function<void()> fn) override { after_commit_.push_back(std::move(fn)); }
   void Finish(std::optional<ProcessError> error) override { engine_->Complete(this, error); }
 
   Engine::Impl* engine_;
@@ -478,6 +488,7 @@ class ItemImpl final : public WorkItem {
   std::vector<uint8_t> replay_;
   std::vector<size_t> bytes_;
   std::vector<model::Activity> emitted_;
+  std::vector<std::function<void()>> after_commit_;
   uint32_t attempt_ = 1;
   bool solo_ = false;
   bool probe_ = false;
@@ -534,6 +545,20 @@ void Engine::Impl::Activate(Stream* s) {
   work_cv.notify_one();
 }
 
+uint64_t Engine::Impl::ReadLimit(Stream* s, size_t p) {
+  uint64_t limit = s->partitions[p].hwm;
+  if (auto up = s->upstream.lock(); up && up->enabled && p < up->partitions.size()) {
+    limit = std::min(limit, up->committed_lwm[p].load());
+  }
+  return limit;
+}
+
+void Engine::Impl::WakeDownstream(Stream* s) {
+  for (const auto& weak : s->downstream) {
+    if (auto d = weak.lock()) MaybeQueueFetch(d);
+  }
+}
+
 void Engine::Impl::MaybeQueueFetch(const std::shared_ptr<Stream>& s) {
   if (s->fetching || s->fetch_queued || !s->enabled || !s->tenant->active()) return;
   if (s->breaker.state == Breaker::State::kOpen) return;
@@ -546,8 +571,8 @@ void Engine::Impl::MaybeQueueFetch(const std::shared_ptr<Stream>& s) {
     global_starved = true;
     return;
   }
-  for (const auto& p : s->partitions) {
-    if (p.next_fetch < p.hwm) {
+  for (size_t p = 0; p < s->partitions.size(); ++p) {
+    if (s->partitions[p].next_fetch < ReadLimit(s.get(), p)) {
       s->fetch_queued = true;
       fetch_queue.push_back(s);
       work_cv.notify_one();
@@ -770,13 +795,13 @@ void Engine::Impl::WorkerLoop() {
       size_t n = s->partitions.size();
       for (size_t i = 0; i < n; ++i) {
         size_t p = (s->fetch_rr + i) % n;
-        if (s->partitions[p].next_fetch < s->partitions[p].hwm) {
+        uint64_t limit = ReadLimit(s.get(), p);
+        if (s->partitions[p].next_fetch < limit) {
           s->fetch_rr = p + 1;
           s->fetching = true;
           uint64_t from = s->partitions[p].next_fetch;
-          uint64_t hwm = s->partitions[p].hwm;
           lock.unlock();
-          Fetch(std::move(s), static_cast<uint32_t>(p), from, hwm);
+          Fetch(std::move(s), static_cast<uint32_t>(p), from, limit);
           lock.lock();
           break;
         }
@@ -806,11 +831,14 @@ void Engine::Impl::WorkerLoop() {
 void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t from,
                          uint64_t hwm) {
   const TenantId& tenant = s->tenant_id;
-  auto read = log->Read(tenant, PartitionId(partition), Offset(from), options.fetch_records);
+  auto read = log->Read(tenant, PartitionId(partition), Offset(from),
+                        static_cast<size_t>(std::min<uint64_t>(options.fetch_records, hwm - from)));
   std::vector<log::LogEntry> entries;
   uint64_t next = from;
   if (read.ok()) {
     entries = std::move(read).value();
+    // `hwm` is the read limit: an upstream processor may not have committed what follows.
+    std::erase_if(entries, [&](const log::LogEntry& e) { return e.offset.value() >= hwm; });
     // Records removed by retention before they were processed: nothing is left to do for them.
     // Only offsets below the log's start count as removed; a short read is just short.
     uint64_t first = entries.empty() ? hwm : entries.front().offset.value();
@@ -932,6 +960,7 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
   bool dropped = false;
 
   std::vector<std::string> outbox_keys;
+  bool committed = false;
   if (!error) {
     storage::WriteBatch batch;
     item->txn_.AppendTo(&batch);
@@ -956,10 +985,12 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
       outbox_keys.push_back(std::move(key));
     }
     Status st = Commit(s, &batch, item->entries_, done, replay_key ? &*replay_key : nullptr);
-    if (st.code() == StatusCode::kAborted) {
+    if (st.ok()) {
+      committed = true;
+    } else if (st.code() == StatusCode::kAborted) {
       dropped = true;
       outbox_keys.clear();
-    } else if (!st.ok()) {
+    } else {
       error = ProcessError{ErrorClass::kRetryLater, "commit failed: " + st.message()};
       outbox_keys.clear();
     }
@@ -1098,6 +1129,7 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
     MaybeQueueFetch(item->stream_);
     MaybeReleaseBuffers(s);
     Unstarve();
+    if (committed) WakeDownstream(s);
     if (!outbox_keys.empty()) {
       emitted = std::move(item->emitted_);
       tenant_config = s->tenant->config;
@@ -1106,6 +1138,9 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
   }
   if (!outbox_keys.empty()) {
     ForwardOutbox(tenant_config, std::move(outbox_keys), std::move(emitted));
+  }
+  if (committed) {
+    for (auto& fn : item->after_commit_) fn();
   }
   // Last: Stop() waits for this, so nothing here runs after the engine is gone.
   std::lock_guard lock(mu);
@@ -1417,6 +1452,14 @@ Engine::Engine(storage::Store* store, log::ActivityLog* log, const Clock* clock,
 Engine::~Engine() { Stop(); }
 
 void Engine::AddProcessor(std::unique_ptr<Processor> processor) {
+  const std::string& after = processor->spec().after;
+  if (!after.empty() &&
+      std::none_of(impl_->processors.begin(), impl_->processors.end(),
+                   [&](const auto& p) { return p->processor->spec().name == after; })) {
+    spdlog::critical("engine: processor '{}' runs after '{}', which is not registered before it",
+                     processor->spec().name, after);
+    std::abort();
+  }
   auto slot = std::make_unique<ProcessorSlot>();
   slot->processor = std::move(processor);
   slot->index = impl_->processors.size();
@@ -1485,6 +1528,15 @@ Status Engine::UpsertTenant(const model::TenantConfig& config) {
     s->key_prefix = StateKeyPrefix(config.id, s->spec->name);
     FAIRWAY_RETURN_IF_ERROR(im.LoadStream(t.get(), s.get()));
     t->streams.push_back(std::move(s));
+  }
+  for (auto& s : t->streams) {
+    if (s->spec->after.empty()) continue;
+    for (auto& up : t->streams) {
+      if (up->spec->name == s->spec->after) {
+        s->upstream = up;
+        up->downstream.push_back(s);
+      }
+    }
   }
   // Generated activities a crash left in the outbox go to the log before any new work runs.
   im.ScanOutbox(config);
@@ -1597,6 +1649,7 @@ Status Engine::SetEnabled(const TenantId& tenant, std::string_view processor, bo
   im.Activate(s.get());
   im.MaybeQueueFetch(s);
   im.MaybeReleaseBuffers(s.get());
+  im.WakeDownstream(s.get());  // they no longer wait for a disabled processor
   im.done_cv.notify_all();
   return Status::Ok();
 }

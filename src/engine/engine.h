@@ -110,7 +110,8 @@ class Engine {
          EngineOptions options);
   ~Engine();
 
-  // Registers a processor. Only before Start.
+  // Registers a processor. Only before Start; a processor's ProcessorSpec::after must name one
+  // registered before it.
   void AddProcessor(std::unique_ptr<Processor> processor);
   // Subscribes to the log and starts the worker threads.
   void Start();

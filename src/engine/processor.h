@@ -86,6 +86,11 @@ struct ProcessorSpec {
   uint32_t batch_size = 256;
   // Whether a tenant that never said otherwise runs this processor.
   bool enabled_by_default = true;
+  // The processor whose effects this one must see: when set, a tenant's activity reaches this
+  // processor only after `after` has committed it (per partition, below its low-water mark),
+  // so state written by `after` for an activity is visible here. While `after` is disabled for
+  // the tenant, this processor does not wait for it. Empty: no dependency.
+  std::string after;
   RetryPolicy retry;
   BreakerPolicy breaker;
 };
@@ -104,6 +109,12 @@ class StateTxn {
   Status Prefetch(const std::vector<std::string>& keys);
   void Put(std::string_view key, std::string value);
   void Delete(std::string_view key);
+  // Writes to another column family, committed in the same atomic write as the state. Not
+  // visible to Get. For rows that other services own (timers, deliveries, counters).
+  void PutIn(storage::ColumnFamily cf, std::string key, std::string value);
+  void DeleteIn(storage::ColumnFamily cf, std::string key);
+  // Adds to a counter (storage::EncodeCounter) in a column family with counters.
+  void MergeIn(storage::ColumnFamily cf, std::string key, int64_t delta);
   // Visits committed state (not this transaction's writes) with keys starting with `prefix`, in
   // key order, until `fn` returns false.
   Status Scan(std::string_view prefix,
@@ -111,8 +122,11 @@ class StateTxn {
 
   // Adds the buffered writes to `batch` (done by the engine at commit).
   void AppendTo(storage::WriteBatch* batch) const;
-  size_t pending_writes() const { return writes_.size(); }
-  void Clear() { writes_.clear(); }
+  size_t pending_writes() const { return writes_.size() + raw_writes_.size(); }
+  void Clear() {
+    writes_.clear();
+    raw_writes_.clear();
+  }
   const std::string& key_prefix() const { return prefix_; }
 
  private:
@@ -122,6 +136,13 @@ class StateTxn {
   std::unordered_map<std::string, std::optional<std::string>> writes_;
   // Prefetched committed values (nullopt: absent).
   std::unordered_map<std::string, std::optional<std::string>> reads_;
+  struct RawWrite {
+    enum class Op : uint8_t { kPut, kDelete, kMerge } op;
+    storage::ColumnFamily cf;
+    std::string key;
+    std::string value;
+  };
+  std::vector<RawWrite> raw_writes_;
 };
 
 // The key prefix of a (tenant, processor) state space in the engine_state column family.
@@ -152,6 +173,10 @@ class WorkItem {
   // Queues an activity to append to the tenant's log, committed atomically with the state
   // changes. Give it a message_id derived from its cause, so that it is stored once.
   virtual void Emit(model::Activity activity) = 0;
+  // Runs `fn` once this work item's writes are committed (not if they are discarded), on the
+  // thread that finishes the item, without engine locks held. For waking services that consume
+  // rows the item wrote (timers, deliveries). Must be quick and must not call Finish.
+  virtual void AfterCommit(std::function<void()> fn) = 0;
   // Ends the work: OK commits the state changes, emitted activities and offsets in one atomic
   // write; an error discards them and retries or dead-letters per the processor's policy.
   virtual void Finish(std::optional<ProcessError> error = std::nullopt) = 0;

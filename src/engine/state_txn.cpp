@@ -77,6 +77,18 @@ void StateTxn::Put(std::string_view key, std::string value) {
 
 void StateTxn::Delete(std::string_view key) { writes_[std::string(key)] = std::nullopt; }
 
+void StateTxn::PutIn(storage::ColumnFamily cf, std::string key, std::string value) {
+  raw_writes_.push_back({RawWrite::Op::kPut, cf, std::move(key), std::move(value)});
+}
+
+void StateTxn::DeleteIn(storage::ColumnFamily cf, std::string key) {
+  raw_writes_.push_back({RawWrite::Op::kDelete, cf, std::move(key), {}});
+}
+
+void StateTxn::MergeIn(storage::ColumnFamily cf, std::string key, int64_t delta) {
+  raw_writes_.push_back({RawWrite::Op::kMerge, cf, std::move(key), storage::EncodeCounter(delta)});
+}
+
 Status StateTxn::Scan(std::string_view prefix,
                       const std::function<bool(std::string_view, std::string_view)>& fn) {
   std::string lower = prefix_;
@@ -106,6 +118,20 @@ void StateTxn::AppendTo(storage::WriteBatch* batch) const {
       batch->Put(storage::kEngineState, full, **v);
     } else {
       batch->Delete(storage::kEngineState, full);
+    }
+  }
+  // In the order they were made: a later write to the same key wins.
+  for (const auto& w : raw_writes_) {
+    switch (w.op) {
+      case RawWrite::Op::kPut:
+        batch->Put(w.cf, w.key, w.value);
+        break;
+      case RawWrite::Op::kDelete:
+        batch->Delete(w.cf, w.key);
+        break;
+      case RawWrite::Op::kMerge:
+        batch->Merge(w.cf, w.key, w.value);
+        break;
     }
   }
 }

@@ -32,6 +32,17 @@ enum : ColumnFamily {
   kOutbox = 8,
   // engine: tenant \0 processor -> per-tenant processor settings (enabled or not).
   kEngineMeta = 9,
+  // campaigns: tenant \0 'c' campaign id -> campaign definition and status;
+  //            tenant \0 's' -> the tenant's campaign settings.
+  kCampaigns = 10,
+  // campaigns: tenant \0 due(be64) lead-key-len(be32) lead-key campaign id -> timer (a waiting
+  // run's wake-up).
+  kTimers = 11,
+  // dispatch: tenant \0 'p' created(be64) delivery id -> pending external delivery;
+  //           tenant \0 'd' delivery id -> dead delivery (gave up).
+  kDeliveries = 12,
+  // campaigns: tenant \0 campaign id \0 day(be32) \0 metric -> counter (merge-added).
+  kCampaignStats = 13,
 };
 
 // The column family specs for StoreOptions::column_families, in enum order.
@@ -47,6 +58,10 @@ inline std::vector<ColumnFamilySpec> FairwayColumnFamilies() {
       {.name = "dead_letters"},
       {.name = "outbox"},
       {.name = "engine_meta"},
+      {.name = "campaigns"},
+      {.name = "timers"},
+      {.name = "deliveries"},
+      {.name = "campaign_stats", .counters = true},
   };
 }
 

@@ -4,6 +4,7 @@
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/merge_operator.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
@@ -44,6 +45,19 @@ class TtlCompactionFilter final : public rocksdb::CompactionFilter {
 
  private:
   const Clock* clock_;
+};
+
+// Adds 64-bit counters (EncodeCounter); a malformed operand counts as 0.
+class CounterMergeOperator final : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value,
+             std::string* new_value, rocksdb::Logger*) const override {
+    int64_t sum = existing ? DecodeCounter({existing->data(), existing->size()}) : 0;
+    sum += DecodeCounter({value.data(), value.size()});
+    *new_value = EncodeCounter(sum);
+    return true;
+  }
+  const char* Name() const override { return "fairway.CounterMergeOperator"; }
 };
 
 class RocksIterator final : public Iterator {
@@ -223,6 +237,9 @@ void WriteBatch::Put(ColumnFamily cf, std::string_view key, std::string_view val
 void WriteBatch::Delete(ColumnFamily cf, std::string_view key) {
   impl_->batch.Delete(HandleFor(cf), ToSlice(key)).PermitUncheckedError();
 }
+void WriteBatch::Merge(ColumnFamily cf, std::string_view key, std::string_view delta) {
+  impl_->batch.Merge(HandleFor(cf), ToSlice(key), ToSlice(delta)).PermitUncheckedError();
+}
 void WriteBatch::DeleteRange(ColumnFamily cf, std::string_view begin, std::string_view end) {
   impl_->batch.DeleteRange(HandleFor(cf), ToSlice(begin), ToSlice(end)).PermitUncheckedError();
 }
@@ -279,6 +296,7 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
       cf.memtable_prefix_bloom_size_ratio = 0.05;
     }
     cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    if (spec.counters) cf.merge_operator = std::make_shared<CounterMergeOperator>();
     if (spec.ttl) {
       filters.push_back(std::make_unique<TtlCompactionFilter>(options.clock));
       cf.compaction_filter = filters.back().get();
@@ -303,6 +321,20 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   }
   return std::unique_ptr<Store>(
       new RocksStore(std::move(db), std::move(handles), std::move(filters)));
+}
+
+std::string EncodeCounter(int64_t value) {
+  std::string out(8, '\0');
+  auto u = static_cast<uint64_t>(value);
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((u >> (8 * i)) & 0xff);
+  return out;
+}
+
+int64_t DecodeCounter(std::string_view value) {
+  if (value.size() != 8) return 0;
+  uint64_t u = 0;
+  for (int i = 7; i >= 0; --i) u = (u << 8) | static_cast<uint8_t>(value[i]);
+  return static_cast<int64_t>(u);
 }
 
 std::string EncodeTtlValue(int64_t expires_at_ms, std::string_view payload) {

@@ -30,6 +30,9 @@ struct ColumnFamilySpec {
   bool bloom = false;
   // Memtable size in bytes.
   size_t write_buffer_bytes = 32u << 20;
+  // Values are signed 64-bit counters (EncodeCounter) and WriteBatch::Merge adds to them, so
+  // concurrent writers can count without reading first.
+  bool counters = false;
 };
 
 struct StoreOptions {
@@ -57,6 +60,9 @@ class WriteBatch {
 
   void Put(ColumnFamily cf, std::string_view key, std::string_view value);
   void Delete(ColumnFamily cf, std::string_view key);
+  // Adds the counter `delta` (EncodeCounter) to the value of `key`; only in a column family
+  // with ColumnFamilySpec::counters. An absent key counts as 0.
+  void Merge(ColumnFamily cf, std::string_view key, std::string_view delta);
   // Deletes keys in [begin, end).
   void DeleteRange(ColumnFamily cf, std::string_view begin, std::string_view end);
   void Clear();
@@ -115,6 +121,11 @@ class Store {
   // failing disk would.
   virtual void InjectWriteFailures(int n) = 0;
 };
+
+// Helpers for counter column families: a counter value is 8 bytes, little-endian two's complement.
+std::string EncodeCounter(int64_t value);
+// 0 for a malformed value.
+int64_t DecodeCounter(std::string_view value);
 
 // Helpers for TTL column families.
 std::string EncodeTtlValue(int64_t expires_at_ms, std::string_view payload);

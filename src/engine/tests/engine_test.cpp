@@ -847,3 +847,110 @@ TEST_F(EngineTest, GeneratedActivitiesReachTheLogExactlyOnce) {
 
 }  // namespace
 }  // namespace fairway::engine
+
+namespace fairway::engine {
+namespace {
+
+// Counts into a counter column family and a side row, with an after-commit hook; fails every
+// activity's first attempt, so a discarded attempt's writes and hooks can be told apart.
+class SideWriteProcessor final : public Processor {
+ public:
+  SideWriteProcessor() {
+    spec_.name = "side";
+    spec_.batch_size = 8;
+    spec_.retry.retry_now_delay = 1ms;
+  }
+  const ProcessorSpec& spec() const override { return spec_; }
+  void Process(WorkItem& item) override {
+    for (const auto& e : item.entries()) {
+      item.state().MergeIn(storage::kCampaignStats, "count", 1);
+      item.state().PutIn(storage::kTimers, "row/" + e.activity.message_id.str(), "x");
+    }
+    size_t n = item.entries().size();
+    item.AfterCommit([this, n] { hooked_ += n; });
+    if (item.attempt() == 1 && failed_.fetch_add(1) == 0) {
+      item.Finish(ProcessError{ErrorClass::kRetryNow, "first attempt fails"});
+      return;
+    }
+    item.Finish();
+  }
+  std::atomic<size_t> hooked_{0};
+  std::atomic<int> failed_{0};
+
+ private:
+  ProcessorSpec spec_;
+};
+
+TEST_F(EngineTest, SideWritesAndAfterCommitHooksGoWithTheCommitOnly) {
+  auto a = Tenant("alpha", 1, 2);
+  auto p = std::make_unique<SideWriteProcessor>();
+  SideWriteProcessor* raw = p.get();
+  engine_ = std::make_unique<Engine>(store_.get(), log_.get(), SystemClock::Default(),
+                                     metrics_.get(), EngineOptions{});
+  engine_->AddProcessor(std::move(p));
+  engine_->Start();
+  log_->Start();
+  log_started_ = true;
+  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
+  Append(a, 50, 7);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_GE(raw->failed_.load(), 1);
+  // The failed attempt's merge, rows and hook were discarded: every activity counted once.
+  EXPECT_EQ(storage::DecodeCounter(store_->Get(storage::kCampaignStats, "count")->value_or("")),
+            50);
+  EXPECT_EQ(raw->hooked_.load(), 50u);
+  size_t rows = 0;
+  auto it = store_->NewIterator(storage::kTimers, "row/", "row0");
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++rows;
+  EXPECT_EQ(rows, 50u);
+}
+
+TEST_F(EngineTest, ADownstreamProcessorSeesOnlyWhatItsUpstreamCommitted) {
+  auto a = Tenant("alpha", 1, 1);
+  ProcessorSpec up_spec = Spec();
+  up_spec.name = "up";
+  up_spec.batch_size = 1;  // a held item holds only its own lead
+  ProcessorSpec down_spec = Spec();
+  down_spec.name = "down";
+  down_spec.after = "up";
+  auto up = std::make_unique<TestProcessor>(up_spec);
+  auto down = std::make_unique<TestProcessor>(down_spec);
+  TestProcessor* up_raw = up.get();
+  TestProcessor* down_raw = down.get();
+  // The upstream holds offset 5 (lead5's first activity), so its low-water mark stays at 5
+  // while it completes everything else.
+  up_raw->SetHold([](const TenantId&, const log::LogEntry& e) { return e.offset.value() == 5; });
+  // Whatever happens below, nothing stays held when the engine stops.
+  std::unique_ptr<TestProcessor, void (*)(TestProcessor*)> release(
+      up_raw, [](TestProcessor* p) { p->ReleaseHeld(); });
+  engine_ = std::make_unique<Engine>(store_.get(), log_.get(), SystemClock::Default(),
+                                     metrics_.get(), EngineOptions{});
+  engine_->AddProcessor(std::move(up));
+  engine_->AddProcessor(std::move(down));
+  engine_->Start();
+  log_->Start();
+  log_started_ = true;
+  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
+  Append(a, 40, 10);
+  ASSERT_TRUE(up_raw->WaitFor([&] { return up_raw->seen_unlocked() == 36; }));
+  ASSERT_TRUE(down_raw->WaitFor([&] { return down_raw->seen_unlocked() == 5; }));
+  // Nothing at or after offset 5 reaches the downstream while the upstream has not committed it.
+  for (const auto& s : down_raw->seen()) EXPECT_LT(s.offset, 5u);
+  auto status = engine_->GetStatus(TenantId("alpha"));
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->at(1).processor, "down");
+  EXPECT_EQ(status->at(1).partitions.at(0).committed, 5u);
+  up_raw->ReleaseHeld();
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  ExpectExactlyOnceInOrder(down_raw->seen(), "alpha", 40);
+
+  // With the upstream disabled, the downstream does not wait for it.
+  ASSERT_TRUE(engine_->SetEnabled(TenantId("alpha"), "up", false).ok());
+  Append(a, 10, 10);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(down_raw->seen_count(), 50u);
+  EXPECT_EQ(up_raw->seen_count(), 40u);
+}
+
+}  // namespace
+}  // namespace fairway::engine

@@ -11,6 +11,7 @@ namespace {
 
 constexpr ColumnFamily kData = 0;
 constexpr ColumnFamily kTtl = 1;
+constexpr ColumnFamily kCounters = 2;
 
 class StoreTest : public ::testing::Test {
  protected:
@@ -19,7 +20,9 @@ class StoreTest : public ::testing::Test {
     store_.reset();
     StoreOptions opts;
     opts.path = dir_.path();
-    opts.column_families = {{.name = "data"}, {.name = "ttl", .ttl = true, .bloom = true}};
+    opts.column_families = {{.name = "data"},
+                            {.name = "ttl", .ttl = true, .bloom = true},
+                            {.name = "counters", .counters = true}};
     opts.clock = &clock_;
     auto s = Store::Open(opts);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
@@ -48,6 +51,31 @@ TEST_F(StoreTest, BatchIsAtomicAndDurableAcrossReopen) {
   EXPECT_EQ(payload, "x");
   // Column families are separate key spaces.
   EXPECT_FALSE(store_->Get(kTtl, "b")->has_value());
+}
+
+TEST_F(StoreTest, MergedCountersAddUpAcrossBatchesFlushesAndReopen) {
+  EXPECT_EQ(DecodeCounter(EncodeCounter(-5)), -5);
+  EXPECT_EQ(DecodeCounter(EncodeCounter(INT64_MAX)), INT64_MAX);
+  EXPECT_EQ(DecodeCounter("short"), 0);
+  for (int i = 0; i < 10; ++i) {
+    WriteBatch b;
+    b.Merge(kCounters, "c", EncodeCounter(3));
+    b.Merge(kCounters, "d", EncodeCounter(-1));
+    ASSERT_TRUE(store_->Write(b, false).ok());
+    if (i == 4) {
+      ASSERT_TRUE(store_->Flush().ok());
+    }
+  }
+  EXPECT_EQ(DecodeCounter(store_->Get(kCounters, "c")->value_or("")), 30);
+  Reopen();
+  EXPECT_EQ(DecodeCounter(store_->Get(kCounters, "c")->value_or("")), 30);
+  EXPECT_EQ(DecodeCounter(store_->Get(kCounters, "d")->value_or("")), -10);
+  // A Put resets the running sum.
+  WriteBatch b;
+  b.Put(kCounters, "c", EncodeCounter(1));
+  b.Merge(kCounters, "c", EncodeCounter(1));
+  ASSERT_TRUE(store_->Write(b, false).ok());
+  EXPECT_EQ(DecodeCounter(store_->Get(kCounters, "c")->value_or("")), 2);
 }
 
 TEST_F(StoreTest, InjectedFailureWritesNothing) {

@@ -1,6 +1,7 @@
 #include "common/crypto.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -8,16 +9,39 @@
 
 namespace fairway {
 
+namespace {
+
+std::string Hex(const unsigned char* bytes, size_t n) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out(n * 2, '0');
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = kHex[bytes[i] >> 4];
+    out[2 * i + 1] = kHex[bytes[i] & 0xf];
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string Sha256Hex(std::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  static const char kHex[] = "0123456789abcdef";
-  std::string out(SHA256_DIGEST_LENGTH * 2, '0');
-  for (int i = 0; i < SHA256_DIGEST_LENGTH; ++i) {
-    out[2 * i] = kHex[digest[i] >> 4];
-    out[2 * i + 1] = kHex[digest[i] & 0xf];
+  return Hex(digest, SHA256_DIGEST_LENGTH);
+}
+
+std::string HmacSha256Hex(std::string_view key, std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  // OpenSSL rejects a null key pointer even with length 0; an empty key is a valid HMAC key.
+  static const unsigned char kEmpty = 0;
+  const void* key_ptr = key.empty() ? static_cast<const void*>(&kEmpty) : key.data();
+  if (HMAC(EVP_sha256(), key_ptr, static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest,
+           &len) == nullptr) {
+    // Only on allocation failure inside OpenSSL; there is no input that makes HMAC fail.
+    throw std::runtime_error("OpenSSL HMAC failed");
   }
-  return out;
+  return Hex(digest, len);
 }
 
 std::string RandomToken(std::string_view prefix, size_t bytes) {

@@ -1,5 +1,6 @@
 #pragma once
-// Small cryptographic helpers on OpenSSL: key generation, hashing of stored secrets, base64.
+// Small cryptographic helpers on OpenSSL: key generation, hashing of stored secrets, message
+// authentication codes, base64.
 
 #include <optional>
 #include <string>
@@ -9,6 +10,10 @@ namespace fairway {
 
 // Hex SHA-256 of `data`. Secrets (API keys, write keys) are stored only as this digest.
 std::string Sha256Hex(std::string_view data);
+
+// Lower-case hex HMAC-SHA256 (RFC 2104) of `data` under `key` (any length). Signs outgoing
+// webhooks so receivers can check that a request came from Fairway and was not altered.
+std::string HmacSha256Hex(std::string_view key, std::string_view data);
 
 // A random token of `bytes` bytes of entropy from the OS CSPRNG, base64url without padding,
 // prefixed with `prefix` ("wk_", "ak_").

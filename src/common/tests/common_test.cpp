@@ -128,6 +128,21 @@ TEST(CryptoTest, Sha256AndTokens) {
   EXPECT_EQ(a.find_first_of("+/="), std::string::npos);
 }
 
+TEST(CryptoTest, HmacSha256Rfc4231) {
+  // RFC 4231 section 4.2 (test case 1), 4.3 (test case 2) and 4.7 (test case 6: a key longer
+  // than the block size is hashed first).
+  EXPECT_EQ(HmacSha256Hex(std::string(20, '\x0b'), "Hi There"),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  EXPECT_EQ(HmacSha256Hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_EQ(HmacSha256Hex(std::string(131, '\xaa'),
+                          "Test Using Larger Than Block-Size Key - Hash Key First"),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  // An empty key is valid (it is zero-padded to the block size).
+  EXPECT_EQ(HmacSha256Hex("", ""),
+            "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+}
+
 TEST(CryptoTest, Base64) {
   EXPECT_EQ(Base64Encode("wk_abc:"), "d2tfYWJjOg==");
   EXPECT_EQ(Base64Decode("d2tfYWJjOg=="), "wk_abc:");

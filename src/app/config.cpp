@@ -121,6 +121,56 @@ const std::vector<Key>& Keys() {
          c->engine.global_buffer_bytes = mb << 20;
          return st;
        }},
+      {"dispatch.smtp_url", "FAIRWAY_SMTP_URL", "(none)",
+       "SMTP relay for campaign emails and alerts, e.g. smtp://127.0.0.1:25 or "
+       "smtps://relay:465. Without it, email deliveries fail and become dead.",
+       [](const std::string& v, Config* c) {
+         if (!v.empty() && !v.starts_with("smtp://") && !v.starts_with("smtps://")) {
+           return InvalidArgument(
+               "config key 'dispatch.smtp_url' must start with smtp:// or smtps://");
+         }
+         c->dispatch.smtp_url = v;
+         return Status::Ok();
+       }},
+      {"dispatch.smtp_username", "FAIRWAY_SMTP_USERNAME", "(none)",
+       "SMTP AUTH user name (sent in clear unless the relay offers TLS).",
+       [](const std::string& v, Config* c) {
+         c->dispatch.smtp_username = v;
+         return Status::Ok();
+       }},
+      {"dispatch.smtp_password", "FAIRWAY_SMTP_PASSWORD", "(none)", "SMTP AUTH password.",
+       [](const std::string& v, Config* c) {
+         c->dispatch.smtp_password = v;
+         return Status::Ok();
+       }},
+      {"dispatch.max_attempts", "FAIRWAY_DISPATCH_MAX_ATTEMPTS", "8",
+       "Failed attempts after which an email or webhook delivery becomes dead (listed by "
+       "GET /v1/deliveries?state=dead, retried by POST /v1/deliveries/retry).",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<uint32_t>("dispatch.max_attempts", v, 1, 100,
+                                      &c->dispatch.max_attempts);
+       }},
+      {"dispatch.per_destination_concurrency", "FAIRWAY_DISPATCH_PER_DESTINATION_CONCURRENCY", "4",
+       "Requests in flight at once to one destination (scheme://host:port) of one tenant: a "
+       "slow endpoint holds only these slots.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<uint32_t>("dispatch.per_destination_concurrency", v, 1, 1000,
+                                      &c->dispatch.per_destination_concurrency);
+       }},
+      {"dispatch.per_destination_rate", "FAIRWAY_DISPATCH_PER_DESTINATION_RATE", "50",
+       "Requests per second to one destination of one tenant (0 = no limit).",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<double>("dispatch.per_destination_rate", v, 0, 1e6,
+                                    &c->dispatch.per_destination_rate);
+       }},
+      {"dispatch.request_timeout_ms", "FAIRWAY_DISPATCH_REQUEST_TIMEOUT_MS", "10000",
+       "A delivery attempt that takes longer fails and is retried with back-off.",
+       [](const std::string& v, Config* c) {
+         int64_t ms = 0;
+         Status st = ParseNumber<int64_t>("dispatch.request_timeout_ms", v, 100, 600'000, &ms);
+         c->dispatch.request_timeout = std::chrono::milliseconds(ms);
+         return st;
+       }},
       {"tenants.processing_rate", "FAIRWAY_TENANT_PROCESSING_RATE", "0",
        "Default processing throttle of a new tenant, activities/s per processor (0 = none).",
        [](const std::string& v, Config* c) {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "dispatch/outbox_dispatcher.h"
 #include "engine/engine.h"
 #include "http/server.h"
 #include "log/embedded_log.h"
@@ -19,6 +20,7 @@ struct Config {
   size_t block_cache_mb = 128;
   log::EmbeddedLogOptions log;
   engine::EngineOptions engine;
+  dispatch::DispatchOptions dispatch;
   std::string admin_token;
   model::TenantConfig tenant_defaults;
   int retention_interval_seconds = 3600;

@@ -16,7 +16,11 @@
 #include <thread>
 
 #include "app/config.h"
+#include "campaigns/campaign_processor.h"
+#include "campaigns/campaign_stats.h"
+#include "campaigns/timer_service.h"
 #include "common/crypto.h"
+#include "dispatch/outbox_dispatcher.h"
 #include "engine/engine.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -133,15 +137,42 @@ int Serve(Config config) {
   log::EmbeddedLog log(store->get(), clock, &metrics, config.log);
   // The engine subscribes to the log before the log's writer starts, so it hears of every
   // append; it processes every tenant the registry knows.
+  identity::LeadStore leads(store->get());
+  campaigns::CampaignRegistry campaign_registry(store->get(), clock);
+  auto tenant_config =
+      [registry = tenants->get()](const TenantId& id) -> std::optional<model::TenantConfig> {
+    auto t = registry->Get(id);
+    if (!t.ok()) return std::nullopt;
+    return *t;
+  };
+  campaigns::TimerService timers(store->get(), &log, clock, tenant_config);
+  dispatch::OutboxDispatcher dispatcher(store->get(), clock, &metrics, config.dispatch);
+  campaigns::DeliveryStatsRecorder delivery_stats(store->get(), clock);
+  dispatcher.SetListener(&delivery_stats);
+  dispatcher.SetSigningSecrets(
+      [&campaign_registry](const TenantId& t) -> std::optional<std::string> {
+        auto s = campaign_registry.GetSettings(t);
+        if (!s.ok()) return std::nullopt;
+        return s->webhook_secret;
+      });
   engine::Engine engine(store->get(), &log, clock, &metrics, config.engine);
   engine.AddProcessor(std::make_unique<identity::LeadProcessor>());
+  campaigns::CampaignProcessorOptions cpo;
+  cpo.on_timers = [&timers](const TenantId& t, int64_t due) { timers.Notify(t, due); };
+  cpo.on_deliveries = [&dispatcher](const TenantId& t) { dispatcher.Notify(t); };
+  cpo.tenant_timezone = [tenant_config](const TenantId& t) {
+    auto c = tenant_config(t);
+    return c ? c->timezone : std::string();
+  };
+  engine.AddProcessor(
+      std::make_unique<campaigns::CampaignProcessor>(&campaign_registry, &leads, clock, cpo));
   engine.Start();
   log.Start();
-  identity::LeadStore leads(store->get());
   http::ApiOptions ao;
   ao.admin_token = *token;
   ao.tenant_defaults = config.tenant_defaults;
   http::Api api(ao, tenants->get(), &log, &log, &engine, &leads, clock, &metrics);
+  api.SetCampaignServices({&campaign_registry, &timers, &dispatcher, store->get()});
   if (Status st = api.ResumeDeletions(); !st.ok()) {
     spdlog::error("finishing interrupted tenant deletions: {}", st.ToString());
     return 1;
@@ -154,10 +185,17 @@ int Serve(Config config) {
   }
   RetentionService retention(tenants->get(), &log, clock, config.retention_interval_seconds);
   retention.Start();
+  if (Status st = timers.Start(); !st.ok()) {
+    spdlog::error("starting campaign timers: {}", st.ToString());
+    return 1;
+  }
+  dispatcher.Start();
   http::HttpServer server(config.server, &api);
   if (Status st = server.Start(); !st.ok()) {
     spdlog::error("{}", st.message());
     retention.Stop();
+    timers.Stop();
+    dispatcher.Stop();
     engine.Stop();
     log.Stop();
     return 1;
@@ -185,7 +223,9 @@ int Serve(Config config) {
   // server, which owns the connections' event loop, is destroyed at the end of this scope.
   server.Stop();
   retention.Stop();
+  timers.Stop();
   engine.Stop();
+  dispatcher.Stop();
   log.Stop();
   api.Stop();
   return 0;

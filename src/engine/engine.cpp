@@ -402,6 +402,9 @@ struct Engine::Impl {
   std::vector<model::TenantConfig> outbox_rescans;
   size_t global_buffered = 0;
   uint32_t total_in_flight = 0;
+  // Generated activities handed to the log and not yet stored: the engine is not idle while
+  // they are on their way (they are more work).
+  uint32_t outbox_in_flight = 0;
   bool global_starved = false;
 
   // --- setup ---
@@ -459,6 +462,7 @@ struct Engine::Impl {
   Status Commit(Stream* s, storage::WriteBatch* batch, const std::vector<log::LogEntry>& entries,
                 const std::vector<uint8_t>& counts_as_done,
                 const std::string* replay_key = nullptr);
+  // Requires: outbox_in_flight was incremented for this append (under mu).
   void ForwardOutbox(const model::TenantConfig& tenant, std::vector<std::string> keys,
                      std::vector<model::Activity> activities);
   void ScanOutbox(const model::TenantConfig& tenant);
@@ -996,6 +1000,11 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
     }
   }
 
+  // Before the item counts as done, so that an idle engine has run every hook.
+  if (committed) {
+    for (auto& fn : item->after_commit_) fn();
+  }
+
   bool dead_lettered = false;
   if (error && item->solo_) {
     uint32_t attempts = item->attempts_[0] + 1;
@@ -1131,6 +1140,7 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
     Unstarve();
     if (committed) WakeDownstream(s);
     if (!outbox_keys.empty()) {
+      outbox_in_flight++;  // counted before the item stops counting, so no idle gap
       emitted = std::move(item->emitted_);
       tenant_config = s->tenant->config;
     }
@@ -1138,9 +1148,6 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
   }
   if (!outbox_keys.empty()) {
     ForwardOutbox(tenant_config, std::move(outbox_keys), std::move(emitted));
-  }
-  if (committed) {
-    for (auto& fn : item->after_commit_) fn();
   }
   // Last: Stop() waits for this, so nothing here runs after the engine is gone.
   std::lock_guard lock(mu);
@@ -1174,15 +1181,16 @@ void Engine::Impl::OpenBreaker(Stream* s, int64_t now_ns) {
 
 void Engine::Impl::ForwardOutbox(const model::TenantConfig& tenant, std::vector<std::string> keys,
                                  std::vector<model::Activity> activities) {
-  log::AppendRequest req;
-  req.tenant = tenant.id;
-  req.partitions = tenant.partitions;
-  req.dedup_window_ms = static_cast<int64_t>(tenant.quotas.dedup_window_seconds) * 1000;
-  req.retention_ms = static_cast<int64_t>(tenant.quotas.retention_days) * 86'400'000;
+  log::AppendRequest req = log::AppendRequestFor(tenant);
   req.activities = std::move(activities);
   // The log may outlive the engine: the callback holds no pointer into it.
   log->Append(std::move(req), [weak = self, store = store, keys = std::move(keys),
                                tenant](Result<log::AppendResult> r) {
+    if (auto impl = weak.lock()) {
+      std::lock_guard lock(impl->mu);
+      impl->outbox_in_flight--;
+      impl->done_cv.notify_all();
+    }
     if (!r.ok()) {
       // Stays in the outbox and is sent again (dedup makes a re-send harmless).
       spdlog::warn("engine: appending generated activities of {}: {}", tenant.id.str(),
@@ -1218,12 +1226,22 @@ void Engine::Impl::ScanOutbox(const model::TenantConfig& tenant) {
     keys.emplace_back(it->key());
     activities.push_back(std::move(a).value());
     if (activities.size() >= 1'000) {
+      {
+        std::lock_guard lock(mu);
+        outbox_in_flight++;
+      }
       ForwardOutbox(tenant, std::move(keys), std::move(activities));
       keys.clear();
       activities.clear();
     }
   }
-  if (!activities.empty()) ForwardOutbox(tenant, std::move(keys), std::move(activities));
+  if (!activities.empty()) {
+    {
+      std::lock_guard lock(mu);
+      outbox_in_flight++;
+    }
+    ForwardOutbox(tenant, std::move(keys), std::move(activities));
+  }
 }
 
 void Engine::Impl::MaybeReleaseBuffers(Stream* s) {
@@ -1774,7 +1792,7 @@ bool Engine::WaitIdle(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock lock(im.mu);
   while (true) {
-    bool idle = im.fetch_queue.empty();
+    bool idle = im.fetch_queue.empty() && im.outbox_in_flight == 0;
     for (auto& [id, t] : im.tenants) {
       for (auto& s : t->streams) idle = idle && im.StreamIdle(s.get());
     }

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "campaigns/campaign_stats.h"
 #include "common/crypto.h"
 #include "common/json_writer.h"
 #include "common/time_format.h"
@@ -64,7 +65,7 @@ void Api::Handle(HttpRequest req, Responder respond) {
     if (kind == "batch" || kind == "import") {
       return HandleIngest(req, std::nullopt, std::move(respond), start_ns);
     }
-    if (auto t = model::ParseActivityType(kind)) {
+    if (auto t = model::ParseActivityType(kind); t && model::IsClientActivityType(*t)) {
       return HandleIngest(req, t, std::move(respond), start_ns);
     }
   }
@@ -76,6 +77,11 @@ void Api::Handle(HttpRequest req, Responder respond) {
   if (path == "/v1/leads" || path.substr(0, 10) == "/v1/leads/") {
     if (req.method != "GET") return timed(Error(InvalidArgument("use GET for /v1/leads")));
     return HandleLeads(req, path, query, std::move(timed));
+  }
+  if (path == "/v1/campaigns" || path.starts_with("/v1/campaigns/") ||
+      path == "/v1/campaign-settings" || path == "/v1/deliveries" ||
+      path == "/v1/deliveries/retry") {
+    return HandleCampaigns(req, path, query, std::move(timed));
   }
   if (path == "/v1/activities") {
     if (req.method != "GET") return timed(Error(InvalidArgument("use GET for /v1/activities")));
@@ -159,11 +165,7 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
     w.EndArray().EndObject();
     return done(Json(400, w.Take()));
   }
-  log::AppendRequest append;
-  append.tenant = adm.tenant.id;
-  append.partitions = adm.tenant.partitions;
-  append.dedup_window_ms = int64_t{adm.tenant.quotas.dedup_window_seconds} * 1000;
-  append.retention_ms = int64_t{adm.tenant.quotas.retention_days} * 86'400'000;
+  log::AppendRequest append = log::AppendRequestFor(adm.tenant);
   append.activities = std::move(parsed->activities);
   std::string remaining = fmt::format("{:.0f}", adm.remaining);
   std::string limit = fmt::format("{:.0f}", adm.limit);
@@ -187,6 +189,12 @@ Status Api::DeleteTenant(const TenantId& id) {
   // Processing stops first (waiting for work in progress), so nothing writes state after it
   // is deleted.
   FAIRWAY_RETURN_IF_ERROR(engine_->RemoveTenant(id));
+  if (campaigns_.timers) FAIRWAY_RETURN_IF_ERROR(campaigns_.timers->RemoveTenant(id));
+  if (campaigns_.dispatcher) FAIRWAY_RETURN_IF_ERROR(campaigns_.dispatcher->RemoveTenant(id));
+  if (campaigns_.registry) FAIRWAY_RETURN_IF_ERROR(campaigns_.registry->RemoveTenant(id));
+  if (campaigns_.store) {
+    FAIRWAY_RETURN_IF_ERROR(campaigns::RemoveCampaignStats(campaigns_.store, id));
+  }
   FAIRWAY_RETURN_IF_ERROR(log_->DropTenant(id));
   FAIRWAY_RETURN_IF_ERROR(tenants_->Remove(id));
   metrics_->RemoveSeriesWithLabel("tenant", id.str());

@@ -14,9 +14,12 @@
 #include <string>
 #include <unordered_map>
 
+#include "campaigns/campaign_registry.h"
+#include "campaigns/timer_service.h"
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/task_queue.h"
+#include "dispatch/outbox_dispatcher.h"
 #include "engine/engine.h"
 #include "http/handler.h"
 #include "http/responses.h"
@@ -27,6 +30,15 @@
 #include "tenancy/tenant_registry.h"
 
 namespace fairway::http {
+
+// The campaign services behind /v1/campaigns, /v1/campaign-settings and /v1/deliveries. Not
+// owned; they must outlive the Api.
+struct CampaignServices {
+  campaigns::CampaignRegistry* registry = nullptr;
+  campaigns::TimerService* timers = nullptr;
+  dispatch::OutboxDispatcher* dispatcher = nullptr;
+  storage::Store* store = nullptr;
+};
 
 struct ApiOptions {
   // Bearer token for /admin routes.
@@ -50,6 +62,10 @@ class Api final : public Handler {
   // tasks hold connections, which must be released while the server still exists.
   void Stop() { admin_tasks_->Stop(); }
 
+  // Enables the campaign routes (they answer 503 without) and the removal of a deleted
+  // tenant's campaigns, timers, deliveries and statistics. Before serving.
+  void SetCampaignServices(CampaignServices services) { campaigns_ = services; }
+
   // /readyz answers 200 only after this.
   void SetReady(bool ready) { ready_ = ready; }
 
@@ -69,6 +85,12 @@ class Api final : public Handler {
   // GET /v1/leads and /v1/leads/{id}.
   void HandleLeads(HttpRequest& req, std::string_view path, std::string_view query,
                    Responder respond);
+  // /v1/campaigns..., /v1/campaign-settings, /v1/deliveries... (campaigns_api.cpp).
+  void HandleCampaigns(HttpRequest& req, std::string_view path, std::string_view query,
+                       Responder respond);
+  HttpResponse HandleCampaignRoute(const model::TenantConfig& tenant, std::string_view path,
+                                   const std::string& method, const std::string& query,
+                                   const std::string& body);
   // The tenant an API key belongs to, or the error response.
   Result<model::TenantConfig> AuthenticateApiKey(const HttpRequest& req);
   Status DeleteTenant(const TenantId& id);
@@ -86,6 +108,7 @@ class Api final : public Handler {
   log::ActivityIndex* index_;
   engine::Engine* engine_;
   identity::LeadStore* leads_;
+  CampaignServices campaigns_;
   const Clock* clock_;
   MetricsRegistry* metrics_;
   std::atomic<bool> ready_{false};

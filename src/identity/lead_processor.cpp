@@ -4,12 +4,17 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <functional>
+#include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "common/json_writer.h"
 #include "identity/lead_keys.h"
 #include "identity/lead_profile.h"
 
@@ -26,8 +31,56 @@ struct StringHash {
   size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>()(s); }
 };
 
-// What an identify, group or alias contributes besides the activity's own columns. Views point
-// into the thread's parse buffers and stay valid until the next ParseFields on the thread.
+// The generated (fairway) activities the processor treats specially; kOther are only counted.
+enum class FairwayEvent : uint8_t {
+  kNone,  // not a fairway activity
+  kOther,
+  kScoreChanged,
+  kDataValueChanged,
+  kAddedToList,
+  kRemovedFromList,
+  kTagAdded,
+  kTagRemoved,
+  kAddedToAccount,
+  kLeadDeleted,
+  kLeadCreated,
+  kCampaignWaitElapsed,
+};
+
+FairwayEvent ClassifyFairway(const Activity& a) {
+  if (a.type != ActivityType::kFairway) return FairwayEvent::kNone;
+  static const std::unordered_map<std::string_view, FairwayEvent> kEvents = {
+      {"score_changed", FairwayEvent::kScoreChanged},
+      {"data_value_changed", FairwayEvent::kDataValueChanged},
+      {"added_to_list", FairwayEvent::kAddedToList},
+      {"removed_from_list", FairwayEvent::kRemovedFromList},
+      {"tag_added", FairwayEvent::kTagAdded},
+      {"tag_removed", FairwayEvent::kTagRemoved},
+      {"added_to_account", FairwayEvent::kAddedToAccount},
+      {"lead_deleted", FairwayEvent::kLeadDeleted},
+      {"lead_created", FairwayEvent::kLeadCreated},
+      {"campaign_wait_elapsed", FairwayEvent::kCampaignWaitElapsed},
+  };
+  auto it = kEvents.find(a.event);
+  return it == kEvents.end() ? FairwayEvent::kOther : it->second;
+}
+
+// Message id prefixes of the activities this processor emits (reserved: see README.md).
+constexpr std::string_view kLeadCreatedIdPrefix = "fw:lead_created:";
+constexpr std::string_view kDataValueChangedIdPrefix = "fw:dvc:";
+// Most data_value_changed activities one identify emits.
+constexpr size_t kMaxChangesPerIdentify = 50;
+
+// True for an activity this processor emitted, back through the log: it never emits anything.
+bool IsEcho(const Activity& a, FairwayEvent fw) {
+  return (fw == FairwayEvent::kLeadCreated &&
+          a.message_id.view().starts_with(kLeadCreatedIdPrefix)) ||
+         (fw == FairwayEvent::kDataValueChanged &&
+          a.message_id.view().starts_with(kDataValueChangedIdPrefix));
+}
+
+// What an activity contributes besides its own columns. Views point into the thread's parse
+// buffers and stay valid until the next ParseFields on the thread.
 struct ParsedFields {
   // Top-level fields of `traits`: (name, minified JSON value).
   std::vector<std::pair<std::string_view, std::string_view>> traits;
@@ -37,6 +90,20 @@ struct ParsedFields {
   // groupId / previousId as text (numbers keep their decimal text); empty when absent.
   std::string_view group_id;
   std::string_view previous_id;
+  // page: properties.path, unescaped, when it is a string.
+  std::string_view path;
+  // score_changed: properties.change, rounded toward zero, when it is a number within range.
+  std::optional<int64_t> change;
+  // data_value_changed: properties.field (a string) and properties.to (minified JSON; unescaped
+  // text in to_text when it is a string).
+  std::string_view field;
+  std::optional<std::string_view> to_json;
+  std::optional<std::string_view> to_text;
+  // added_to_list / removed_from_list: properties.list; tag_added / tag_removed:
+  // properties.tag (strings); added_to_account: properties.account_id (string or number text).
+  std::string_view list;
+  std::string_view tag;
+  std::string_view account_id;
 
   void Clear() {
     traits.clear();
@@ -44,6 +111,14 @@ struct ParsedFields {
     has_email = false;
     group_id = {};
     previous_id = {};
+    path = {};
+    change.reset();
+    field = {};
+    to_json.reset();
+    to_text.reset();
+    list = {};
+    tag = {};
+    account_id = {};
   }
 };
 
@@ -114,8 +189,107 @@ simdjson::error_code ReadTraits(ondemand::value& v, ParsedFields* out) {
   return simdjson::SUCCESS;
 }
 
-// Reads the fields of `fields_json` that an activity of `type` needs.
-simdjson::error_code ParseFields(std::string_view fields_json, ActivityType type,
+// A JSON number token as an integer, rounded toward zero; nullopt when out of the int64 range or
+// not a number.
+std::optional<int64_t> NumberToInt(std::string_view token) {
+  const char* end = token.data() + token.size();
+  int64_t i;
+  auto [ptr, ec] = std::from_chars(token.data(), end, i);
+  if (ec == std::errc() && ptr == end) return i;
+  double d;
+  auto [dptr, dec] = std::from_chars(token.data(), end, d);
+  if (dec != std::errc() || dptr != end || !std::isfinite(d)) return std::nullopt;
+  d = std::trunc(d);
+  // [-2^63, 2^63): the doubles that convert to int64 without overflow.
+  if (d < -9223372036854775808.0 || d >= 9223372036854775808.0) return std::nullopt;
+  return static_cast<int64_t>(d);
+}
+
+// Reads a string (unescaped) into `out`; leaves `out` empty for any other type.
+simdjson::error_code ReadString(ondemand::value& v, std::string_view* out) {
+  ondemand::json_type type;
+  if (auto e = v.type().get(type)) return e;
+  if (type == ondemand::json_type::string) return v.get_string().get(*out);
+  return simdjson::SUCCESS;
+}
+
+// Reads the fields of the `properties` object that a page or an applied fairway activity needs.
+simdjson::error_code ReadProperties(ondemand::value& v, ActivityType type, FairwayEvent fw,
+                                    ParsedFields* out) {
+  ondemand::json_type json_type;
+  if (auto e = v.type().get(json_type)) return e;
+  if (json_type != ondemand::json_type::object) return simdjson::SUCCESS;
+  ondemand::object props;
+  if (auto e = v.get_object().get(props)) return e;
+  for (auto f : props) {
+    ondemand::field field;
+    if (auto e = std::move(f).get(field)) return e;
+    std::string_view key;
+    if (auto e = field.unescaped_key().get(key)) return e;
+    ondemand::value value = field.value();
+    if (type == ActivityType::kPage) {
+      if (key == "path") {
+        if (auto e = ReadString(value, &out->path)) return e;
+      }
+      continue;
+    }
+    switch (fw) {
+      case FairwayEvent::kScoreChanged:
+        if (key == "change") {
+          ondemand::json_type t;
+          if (auto e = value.type().get(t)) return e;
+          out->change.reset();
+          if (t == ondemand::json_type::number) {
+            out->change = NumberToInt(TrimRight(value.raw_json_token()));
+          }
+        }
+        break;
+      case FairwayEvent::kDataValueChanged:
+        if (key == "field") {
+          if (auto e = ReadString(value, &out->field)) return e;
+        } else if (key == "to") {
+          ondemand::json_type t;
+          if (auto e = value.type().get(t)) return e;
+          std::string_view json;
+          out->to_text.reset();
+          if (t == ondemand::json_type::string) {
+            // raw_json_token only peeks, so the string can still be read unescaped.
+            json = TrimRight(value.raw_json_token());
+            std::string_view text;
+            if (auto e = value.get_string().get(text)) return e;
+            out->to_text = text;
+          } else if (auto e = RawJson(value, &json)) {
+            return e;
+          }
+          out->to_json = json;
+        }
+        break;
+      case FairwayEvent::kAddedToList:
+      case FairwayEvent::kRemovedFromList:
+        if (key == "list") {
+          if (auto e = ReadString(value, &out->list)) return e;
+        }
+        break;
+      case FairwayEvent::kTagAdded:
+      case FairwayEvent::kTagRemoved:
+        if (key == "tag") {
+          if (auto e = ReadString(value, &out->tag)) return e;
+        }
+        break;
+      case FairwayEvent::kAddedToAccount:
+        if (key == "account_id") {
+          if (auto e = ReadIdText(value, &out->account_id)) return e;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return simdjson::SUCCESS;
+}
+
+// Reads the fields of `fields_json` that an activity of `type` (and fairway event `fw`) needs.
+simdjson::error_code ParseFields(std::string_view fields_json, ActivityType type, FairwayEvent fw,
                                  ParsedFields* out) {
   thread_local ondemand::parser parser;
   thread_local std::string buffer;
@@ -145,34 +319,82 @@ simdjson::error_code ParseFields(std::string_view fields_json, ActivityType type
       if (auto e = ReadIdText(field.value(), &out->group_id)) return e;
     } else if (key == "previousId" && type == ActivityType::kAlias) {
       if (auto e = ReadIdText(field.value(), &out->previous_id)) return e;
+    } else if (key == "properties" &&
+               (type == ActivityType::kPage || type == ActivityType::kFairway)) {
+      if (auto e = ReadProperties(field.value(), type, fw, out)) return e;
     }
   }
   return simdjson::SUCCESS;
 }
 
-bool NeedsFields(ActivityType t) {
-  return t == ActivityType::kIdentify || t == ActivityType::kGroup || t == ActivityType::kAlias;
+bool NeedsFields(const Activity& a, FairwayEvent fw) {
+  switch (a.type) {
+    case ActivityType::kIdentify:
+    case ActivityType::kGroup:
+    case ActivityType::kAlias:
+      return true;
+    case ActivityType::kPage:
+      // Most pages are cheap to rule out: no "path" anywhere, no properties.path.
+      return a.fields_json.find("\"path\"") != std::string::npos;
+    case ActivityType::kFairway:
+      return fw == FairwayEvent::kScoreChanged || fw == FairwayEvent::kDataValueChanged ||
+             fw == FairwayEvent::kAddedToList || fw == FairwayEvent::kRemovedFromList ||
+             fw == FairwayEvent::kTagAdded || fw == FairwayEvent::kTagRemoved ||
+             fw == FairwayEvent::kAddedToAccount;
+    default:
+      return false;
+  }
 }
 
-// The counter name of an activity: the track event, the page or screen name, else "".
-std::string_view CounterName(const Activity& a) {
+// The counter name of an activity: the track or fairway event, the page's properties.path when
+// it is a non-empty string (else its name), the screen name, else "".
+std::string_view CounterName(const Activity& a, const ParsedFields& fields) {
   switch (a.type) {
-    case ActivityType::kTrack:
     case ActivityType::kPage:
+      return fields.path.empty() ? std::string_view(a.event) : fields.path;
+    case ActivityType::kTrack:
     case ActivityType::kScreen:
+    case ActivityType::kFairway:
       return a.event;
     default:
       return {};
   }
 }
 
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+// The text of a JSON string literal, unescaped; nullopt when `json` is not a string.
+std::optional<std::string> JsonStringText(std::string_view json) {
+  if (json.size() < 2 || json.front() != '"' || json.back() != '"') return std::nullopt;
+  std::string_view inner = json.substr(1, json.size() - 2);
+  if (inner.find('\\') == std::string_view::npos) return std::string(inner);
+  thread_local simdjson::dom::parser parser;
+  std::string_view text;
+  if (parser.parse(json.data(), json.size(), true).get_string().get(text)) return std::nullopt;
+  return std::string(text);
+}
+
+// "fairway":{"cause":<cause>} context of an emitted activity, after its properties.
+void AppendFairwayContext(std::string* out, std::string_view cause) {
+  out->append(R"(,"context":{"fairway":{"cause":)");
+  AppendJsonString(out, cause);
+  out->append("}}");
+}
+
 // Applies one work item's activities. Profiles touched by the item are decoded once, updated in
 // memory and written back once at Commit: a lead appearing many times in the item costs one read
-// and one write. Lives for one Process call; nothing survives the work item.
+// and one write. Emits generated activities through the item as it goes (the engine discards
+// them unless the item finishes OK). Lives for one Process call; nothing survives the work item.
 class ItemApplier {
  public:
-  ItemApplier(engine::StateTxn* txn, const LeadProcessorOptions& options)
-      : txn_(txn), options_(options) {}
+  ItemApplier(engine::WorkItem* item, const LeadProcessorOptions& options)
+      : item_(item), txn_(&item->state()), options_(options) {}
 
   std::optional<engine::ProcessError> Apply(const Activity& a);
   // Writes everything the applied activities changed into the txn.
@@ -180,22 +402,36 @@ class ItemApplier {
 
  private:
   struct OpenProfile {
+    IdKind kind = IdKind::kUser;
     std::string id;  // the lead key
+    // Whether the profile key exists, as of the activities applied so far.
+    bool exists = false;
     LeadProfile profile;
     // Links this item created: their claim and member rows must be written.
     std::vector<std::pair<IdKind, std::string>> new_links;
+    // Email index key -> latest event time of an identify with that email in this item.
+    std::unordered_map<std::string, int64_t, StringHash, std::equal_to<>> emails;
   };
 
   // The in-memory profile of (kind, id), read from the txn on first use.
   std::optional<engine::ProcessError> Open(IdKind kind, std::string_view id, OpenProfile** out);
   void Link(OpenProfile* owner, IdKind kind, std::string_view id, const Activity& a);
+  // Indexes `email` (raw, any case) for the lead.
+  void IndexEmail(OpenProfile* open, std::string_view email, int64_t time_ms);
+  // lead_deleted: deletes the lead key's profile and the rows it owns (claims, members, emails).
+  std::optional<engine::ProcessError> Delete(OpenProfile* open);
+  void EmitLeadCreated(const Activity& cause);
+  void EmitDataValueChanged(const Activity& cause, std::string_view field, std::string_view from,
+                            std::string_view to);
 
+  engine::WorkItem* item_;
   engine::StateTxn* txn_;
   const LeadProcessorOptions& options_;
   std::unordered_map<std::string, OpenProfile, StringHash, std::equal_to<>> profiles_;
-  // Email index key -> latest event time seen in this item.
-  std::unordered_map<std::string, int64_t, StringHash, std::equal_to<>> emails_;
   ParsedFields fields_;
+  // Per identify: the traits it touched (first occurrence) and their values before it.
+  std::vector<std::pair<std::string_view, std::string>> changes_;
+  std::unordered_set<std::string_view> changed_names_;
   std::string key_;
   std::string scratch_;
 };
@@ -213,6 +449,7 @@ std::optional<engine::ProcessError> ItemApplier::Open(IdKind kind, std::string_v
                                 "leads: reading a profile: " + stored.status().ToString()};
   }
   OpenProfile open;
+  open.kind = kind;
   open.id.assign(id);
   if (stored->has_value()) {
     auto decoded = LeadProfile::Decode(**stored);
@@ -223,6 +460,7 @@ std::optional<engine::ProcessError> ItemApplier::Open(IdKind kind, std::string_v
                       id, decoded.status().message())};
     }
     open.profile = std::move(decoded).value();
+    open.exists = true;
   }
   *out = &profiles_.emplace(key_, std::move(open)).first->second;
   return std::nullopt;
@@ -237,40 +475,157 @@ void ItemApplier::Link(OpenProfile* owner, IdKind kind, std::string_view id, con
   owner->profile.MergeLink(kind, id, a.timestamp_ms, a.message_id.view());
 }
 
+void ItemApplier::IndexEmail(OpenProfile* open, std::string_view email, int64_t time_ms) {
+  if (!IsKeySafe(email)) return;  // the lead id ends the key: it may hold anything
+  std::string lower = Lower(email);
+  keys::Email(&key_, lower, open->kind, open->id);
+  auto [it, inserted] = open->emails.try_emplace(key_, time_ms);
+  if (!inserted) it->second = std::max(it->second, time_ms);
+  open->profile.AddIndexedEmail(lower);
+}
+
+std::optional<engine::ProcessError> ItemApplier::Delete(OpenProfile* open) {
+  keys::Profile(&key_, open->kind, open->id);
+  txn_->Delete(key_);
+  const LeadProfile& p = open->profile;
+  if (IsKeySafe(open->id)) {
+    // Claims and member rows this lead wrote: its links, and (for rows whose link a profile
+    // written by older code might lack) its committed member rows.
+    std::set<std::pair<IdKind, std::string>> linked;
+    for (const auto& l : p.links) linked.emplace(l.kind, l.id);
+    if (open->kind == IdKind::kUser) {
+      std::string prefix;
+      keys::MemberPrefix(&prefix, open->id);
+      Status st = txn_->Scan(prefix, [&](std::string_view key, std::string_view) {
+        IdKind kind;
+        std::string_view id;
+        if (keys::SplitKindId(key.substr(prefix.size()), &kind, &id)) {
+          linked.emplace(kind, std::string(id));
+        }
+        return true;
+      });
+      if (!st.ok()) {
+        return engine::ProcessError{engine::ErrorClass::kRetryLater,
+                                    "leads: reading member rows: " + st.ToString()};
+      }
+    }
+    for (const auto& [kind, id] : linked) {
+      keys::Claim(&key_, kind, id, open->id);
+      txn_->Delete(key_);
+      keys::Member(&key_, open->id, kind, id);
+      txn_->Delete(key_);
+    }
+  }
+  // Email rows: the indexed emails, and the current email of a profile written before they
+  // were recorded.
+  std::set<std::string> emails(p.indexed_emails.begin(), p.indexed_emails.end());
+  if (const TraitEntry* email = p.FindTrait("email")) {
+    if (auto text = JsonStringText(email->json)) emails.insert(Lower(*text));
+  }
+  for (const auto& email : emails) {
+    if (!IsKeySafe(email)) continue;
+    keys::Email(&key_, email, open->kind, open->id);
+    txn_->Delete(key_);
+  }
+  open->exists = false;
+  open->profile = LeadProfile{};
+  open->new_links.clear();
+  open->emails.clear();
+  return std::nullopt;
+}
+
+void ItemApplier::EmitLeadCreated(const Activity& cause) {
+  Activity e;
+  e.type = ActivityType::kFairway;
+  e.message_id = MessageId(
+      fmt::format("{}{}:{}", kLeadCreatedIdPrefix, cause.user_id, cause.message_id.view()));
+  e.user_id = cause.user_id;
+  e.anonymous_id = cause.anonymous_id;
+  e.event = "lead_created";
+  e.timestamp_ms = cause.timestamp_ms;
+  e.fields_json = R"("properties":{"user_id":)";
+  AppendJsonString(&e.fields_json, cause.user_id);
+  e.fields_json.push_back('}');
+  AppendFairwayContext(&e.fields_json, cause.message_id.view());
+  item_->Emit(std::move(e));
+}
+
+void ItemApplier::EmitDataValueChanged(const Activity& cause, std::string_view field,
+                                       std::string_view from, std::string_view to) {
+  Activity e;
+  e.type = ActivityType::kFairway;
+  e.message_id =
+      MessageId(fmt::format("{}{}:{}", kDataValueChangedIdPrefix, cause.message_id.view(), field));
+  e.user_id = cause.user_id;
+  e.anonymous_id = cause.anonymous_id;
+  e.event = "data_value_changed";
+  e.timestamp_ms = cause.timestamp_ms;
+  e.fields_json = R"("properties":{"field":)";
+  AppendJsonString(&e.fields_json, field);
+  e.fields_json.append(R"(,"from":)");
+  e.fields_json.append(from.empty() ? "null" : from);
+  e.fields_json.append(R"(,"to":)");
+  e.fields_json.append(to.empty() ? "null" : to);
+  e.fields_json.append(R"(,"origin":"identify"})");
+  AppendFairwayContext(&e.fields_json, cause.message_id.view());
+  item_->Emit(std::move(e));
+}
+
 std::optional<engine::ProcessError> ItemApplier::Apply(const Activity& a) {
   const std::string_view lead = a.LeadKey();
   if (lead.empty()) return std::nullopt;  // Nobody to attribute it to (the parser forbids it).
+  const FairwayEvent fw = ClassifyFairway(a);
+  // An internal timer of the campaigns processor: nothing about the lead.
+  if (fw == FairwayEvent::kCampaignWaitElapsed) return std::nullopt;
   const IdKind kind = a.user_id.empty() ? IdKind::kAnonymous : IdKind::kUser;
   OpenProfile* open = nullptr;
   if (auto err = Open(kind, lead, &open)) return err;
+  if (fw == FairwayEvent::kLeadDeleted) return Delete(open);
+  const bool echo = IsEcho(a, fw);
+  // The echo of a lead deleted since it was emitted: it must not bring the lead back.
+  if (echo && !open->exists) return std::nullopt;
+  const bool created = !open->exists;
+  open->exists = true;
   LeadProfile& p = open->profile;
   const int64_t ts = a.timestamp_ms;
 
-  p.RecordSeen(ts);
-  const int64_t day = DayOf(ts);
-  if (options_.counter_days == 0 ||
-      day > DayOf(p.last_seen_ms) - static_cast<int64_t>(options_.counter_days)) {
-    p.AddCount(a.type, CounterName(a), day);
-  }
-
-  if (NeedsFields(a.type)) {
-    if (auto e = ParseFields(a.fields_json, a.type, &fields_)) {
+  fields_.Clear();
+  if (NeedsFields(a, fw)) {
+    if (auto e = ParseFields(a.fields_json, a.type, fw, &fields_)) {
       return engine::ProcessError{engine::ErrorClass::kPermanent,
                                   fmt::format("leads: fields_json of message '{}' is corrupt: {}",
                                               a.message_id.view(), simdjson::error_message(e))};
     }
-    if (a.type == ActivityType::kIdentify) {
-      for (const auto& [name, json] : fields_.traits) p.MergeTrait(name, ts, json);
-      if (fields_.has_email && IsKeySafe(fields_.email)) {
-        scratch_.assign(fields_.email);
-        for (char& c : scratch_) {
-          if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+
+  // Activities Fairway generated (campaign effects, lead_created, ...) are history the lead's
+  // counters keep, but not the lead's own doing: they do not count in activity_count or move
+  // first/last seen ("not seen for 30 days" must not be reset by a campaign email).
+  if (a.type != ActivityType::kFairway) p.RecordSeen(ts);
+  const int64_t day = DayOf(ts);
+  if (options_.counter_days == 0 ||
+      day > DayOf(p.last_seen_ms) - static_cast<int64_t>(options_.counter_days)) {
+    p.AddCount(a.type, CounterName(a, fields_), day);
+  }
+
+  // data_value_changed for each trait an identify changes on a userId profile that existed.
+  const bool track_changes = a.type == ActivityType::kIdentify && kind == IdKind::kUser && !created;
+  changes_.clear();
+  changed_names_.clear();
+
+  switch (a.type) {
+    case ActivityType::kIdentify:
+      for (const auto& [name, json] : fields_.traits) {
+        if (track_changes && changed_names_.insert(name).second) {
+          const TraitEntry* old = p.FindTrait(name);
+          changes_.emplace_back(name, old != nullptr ? old->json : std::string());
         }
-        keys::Email(&key_, scratch_, kind, lead);
-        auto [it, inserted] = emails_.try_emplace(key_, ts);
-        if (!inserted) it->second = std::max(it->second, ts);
+        p.MergeTrait(name, ts, json);
       }
-    } else if (a.type == ActivityType::kGroup && !fields_.group_id.empty()) {
+      if (fields_.has_email) IndexEmail(open, fields_.email, ts);
+      break;
+    case ActivityType::kGroup:
+      if (fields_.group_id.empty()) break;
       p.MergeAccount(fields_.group_id, ts);
       if (IsKeySafe(fields_.group_id)) {
         // Any lead may write this account: one blind Put per (field, activity), never a
@@ -281,7 +636,40 @@ std::optional<engine::ProcessError> ItemApplier::Apply(const Activity& a) {
           txn_->Put(key_, std::string(json));
         }
       }
-    }
+      break;
+    case ActivityType::kFairway:
+      switch (fw) {
+        case FairwayEvent::kScoreChanged:
+          if (fields_.change) p.AddScore(*fields_.change);
+          break;
+        case FairwayEvent::kDataValueChanged:
+          if (!fields_.field.empty() && fields_.to_json) {
+            p.MergeTrait(fields_.field, ts, *fields_.to_json);
+            if (fields_.field == "email" && fields_.to_text) IndexEmail(open, *fields_.to_text, ts);
+          }
+          break;
+        case FairwayEvent::kAddedToList:
+        case FairwayEvent::kRemovedFromList:
+          if (!fields_.list.empty()) {
+            p.MergeMembership(MembershipKind::kList, fields_.list, ts,
+                              fw == FairwayEvent::kAddedToList);
+          }
+          break;
+        case FairwayEvent::kTagAdded:
+        case FairwayEvent::kTagRemoved:
+          if (!fields_.tag.empty()) {
+            p.MergeMembership(MembershipKind::kTag, fields_.tag, ts, fw == FairwayEvent::kTagAdded);
+          }
+          break;
+        case FairwayEvent::kAddedToAccount:
+          p.MergeAccount(fields_.account_id, ts);
+          break;
+        default:
+          break;
+      }
+      break;
+    default:
+      break;
   }
 
   // Identity links. Claims and member rows name the claiming userId in their key, so only this
@@ -293,11 +681,25 @@ std::optional<engine::ProcessError> ItemApplier::Apply(const Activity& a) {
       Link(open, IdKind::kUser, fields_.previous_id, a);
     }
   }
+
+  if (created && kind == IdKind::kUser) EmitLeadCreated(a);
+  size_t emitted = 0;
+  for (const auto& [name, before] : changes_) {
+    if (emitted == kMaxChangesPerIdentify) break;
+    const std::string& after = p.FindTrait(name)->json;
+    // An absent trait and a null one are the same value.
+    std::string_view from = before.empty() ? "null" : std::string_view(before);
+    if (from == after) continue;
+    EmitDataValueChanged(a, name, from, after);
+    ++emitted;
+  }
   return std::nullopt;
 }
 
 std::optional<engine::ProcessError> ItemApplier::Commit() {
   for (auto& [profile_key, open] : profiles_) {
+    // Deleted (its rows are deleted in the txn already), or opened for an echo that was dropped.
+    if (!open.exists) continue;
     open.profile.PruneCounters(options_.counter_days);
     std::string value;
     open.profile.EncodeTo(&value);
@@ -310,20 +712,21 @@ std::optional<engine::ProcessError> ItemApplier::Commit() {
       keys::Member(&key_, open.id, kind, id);
       txn_->Put(key_, std::string());
     }
-  }
-  for (const auto& [email_key, time_ms] : emails_) {
-    auto stored = txn_->Get(email_key);
-    if (!stored.ok()) {
-      return engine::ProcessError{engine::ErrorClass::kRetryLater,
-                                  "leads: reading the email index: " + stored.status().ToString()};
+    for (const auto& [email_key, time_ms] : open.emails) {
+      auto stored = txn_->Get(email_key);
+      if (!stored.ok()) {
+        return engine::ProcessError{
+            engine::ErrorClass::kRetryLater,
+            "leads: reading the email index: " + stored.status().ToString()};
+      }
+      if (stored->has_value() && (*stored)->size() == 8 &&
+          static_cast<int64_t>(DecodeFixed64BE((*stored)->data())) >= time_ms) {
+        continue;
+      }
+      scratch_.clear();
+      PutFixed64BE(&scratch_, static_cast<uint64_t>(time_ms));
+      txn_->Put(email_key, scratch_);
     }
-    if (stored->has_value() && (*stored)->size() == 8 &&
-        static_cast<int64_t>(DecodeFixed64BE((*stored)->data())) >= time_ms) {
-      continue;
-    }
-    scratch_.clear();
-    PutFixed64BE(&scratch_, static_cast<uint64_t>(time_ms));
-    txn_->Put(email_key, scratch_);
   }
   return std::nullopt;
 }
@@ -345,7 +748,7 @@ void LeadProcessor::Process(engine::WorkItem& item) {
   keys.reserve(item.entries().size());
   for (const auto& entry : item.entries()) {
     const Activity& a = entry.activity;
-    if (a.LeadKey().empty()) continue;
+    if (a.LeadKey().empty() || ClassifyFairway(a) == FairwayEvent::kCampaignWaitElapsed) continue;
     keys::Profile(&keys.emplace_back(), a.user_id.empty() ? IdKind::kAnonymous : IdKind::kUser,
                   a.LeadKey());
   }
@@ -354,7 +757,7 @@ void LeadProcessor::Process(engine::WorkItem& item) {
                                      "leads: reading profiles: " + st.ToString()});
     return;
   }
-  ItemApplier applier(&item.state(), options_);
+  ItemApplier applier(&item, options_);
   for (const auto& entry : item.entries()) {
     if (auto err = applier.Apply(entry.activity)) {
       item.Finish(std::move(err));

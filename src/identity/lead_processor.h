@@ -4,6 +4,14 @@
 // alias previousId -> userId), the email index and account traits, all inside the engine's
 // (tenant, "leads") state space. Merged leads are computed at read time (lead_store.h).
 //
+// The single writer of lead state: other processors (campaigns) change leads only by emitting
+// fairway activities, which this processor applies when they come back through the log
+// (score_changed, data_value_changed, added_to_list / removed_from_list, tag_added /
+// tag_removed, added_to_account, lead_deleted; campaign_wait_elapsed is ignored). It emits
+// lead_created (a userId profile is created) and data_value_changed (an identify changed a
+// trait of an existing userId profile) with message ids derived from their cause, so a redone
+// work item emits the same activities. See README.md for the exact rules.
+//
 // Concurrency: the engine runs work items of different leads on different threads at once, each
 // with its own StateTxn. The processor read-modify-writes only keys owned by the activity's own
 // lead key (its profile, and claim / member / email rows whose key names that lead as writer);
@@ -32,9 +40,10 @@ class LeadProcessor final : public engine::Processor {
   // name "leads", Ordering::kPerLead, batch_size 1024, enabled by default.
   const engine::ProcessorSpec& spec() const override { return spec_; }
 
-  // Applies the item's activities to its StateTxn and finishes it synchronously. Finishes with a
-  // kRetryLater error when the state cannot be read, and with kPermanent when an activity's
-  // fields_json or a stored profile is corrupt. Runs on: any engine thread.
+  // Applies the item's activities to its StateTxn, emits the generated activities they cause and
+  // finishes the item synchronously. Finishes with a kRetryLater error when the state cannot be
+  // read, and with kPermanent when an activity's fields_json or a stored profile is corrupt.
+  // Runs on: any engine thread.
   void Process(engine::WorkItem& item) override;
 
  private:

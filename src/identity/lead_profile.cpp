@@ -1,6 +1,7 @@
 #include "identity/lead_profile.h"
 
 #include <algorithm>
+#include <limits>
 #include <tuple>
 
 #include "common/coding.h"
@@ -9,7 +10,9 @@ namespace fairway::identity {
 
 namespace {
 
-constexpr uint8_t kFormatVersion = 1;
+// Format 2 appended score, memberships and indexed emails to format 1.
+constexpr uint8_t kFormatVersion = 2;
+constexpr uint8_t kFormatVersion1 = 1;
 
 // True when (t1, v1) should replace (t0, v0) under last-write-wins with a value tie-break.
 bool Later(int64_t t1, std::string_view v1, int64_t t0, std::string_view v0) {
@@ -18,7 +21,25 @@ bool Later(int64_t t1, std::string_view v1, int64_t t0, std::string_view v0) {
 
 bool ValidType(uint8_t t) {
   return t >= static_cast<uint8_t>(model::ActivityType::kTrack) &&
-         t <= static_cast<uint8_t>(model::ActivityType::kAlias);
+         t <= static_cast<uint8_t>(model::ActivityType::kFairway);
+}
+
+bool ValidMembershipKind(uint8_t k) {
+  return k == static_cast<uint8_t>(MembershipKind::kList) ||
+         k == static_cast<uint8_t>(MembershipKind::kTag);
+}
+
+// (time, member) ordered so that a later time wins and, on a tie, membership wins.
+bool LaterMembership(int64_t t1, bool m1, int64_t t0, bool m0) {
+  return t1 != t0 ? t1 > t0 : (m1 && !m0);
+}
+
+// The first entry not before (kind, name), in a const or mutable vector.
+template <typename Vector>
+auto FindMembershipIt(Vector& v, MembershipKind kind, std::string_view name) {
+  return std::lower_bound(
+      v.begin(), v.end(), std::tie(kind, name),
+      [](const MembershipEntry& e, const auto& key) { return std::tie(e.kind, e.name) < key; });
 }
 
 Status Corrupt(std::string_view what) {
@@ -108,6 +129,32 @@ bool LeadProfile::MergeLink(IdKind kind, std::string_view id, int64_t time_ms,
   return true;
 }
 
+void LeadProfile::AddScore(int64_t change) {
+  if (__builtin_add_overflow(score, change, &score)) {
+    score = change > 0 ? std::numeric_limits<int64_t>::max() : std::numeric_limits<int64_t>::min();
+  }
+}
+
+bool LeadProfile::MergeMembership(MembershipKind kind, std::string_view name, int64_t time_ms,
+                                  bool member) {
+  auto it = FindMembershipIt(memberships, kind, name);
+  if (it != memberships.end() && it->kind == kind && it->name == name) {
+    if (!LaterMembership(time_ms, member, it->time_ms, it->member)) return false;
+    it->time_ms = time_ms;
+    it->member = member;
+    return true;
+  }
+  memberships.insert(it, MembershipEntry{kind, std::string(name), time_ms, member});
+  return true;
+}
+
+bool LeadProfile::AddIndexedEmail(std::string_view email_lower) {
+  auto it = std::lower_bound(indexed_emails.begin(), indexed_emails.end(), email_lower);
+  if (it != indexed_emails.end() && *it == email_lower) return false;
+  indexed_emails.insert(it, std::string(email_lower));
+  return true;
+}
+
 void LeadProfile::MergeFrom(const LeadProfile& other) {
   if (other.activity_count > 0) {
     if (activity_count == 0) {
@@ -124,6 +171,8 @@ void LeadProfile::MergeFrom(const LeadProfile& other) {
   for (const auto& s : other.counters) {
     for (const auto& d : s.days) AddCount(s.type, s.name, d.day, d.count);
   }
+  AddScore(other.score);
+  for (const auto& m : other.memberships) MergeMembership(m.kind, m.name, m.time_ms, m.member);
 }
 
 const TraitEntry* LeadProfile::FindTrait(std::string_view name) const {
@@ -145,6 +194,25 @@ const LinkEntry* LeadProfile::FindLink(IdKind kind, std::string_view id) const {
       links.begin(), links.end(), std::tie(kind, id),
       [](const LinkEntry& l, const auto& key) { return std::tie(l.kind, l.id) < key; });
   return it != links.end() && it->kind == kind && it->id == id ? &*it : nullptr;
+}
+
+const MembershipEntry* LeadProfile::FindMembership(MembershipKind kind,
+                                                   std::string_view name) const {
+  auto it = FindMembershipIt(memberships, kind, name);
+  return it != memberships.end() && it->kind == kind && it->name == name ? &*it : nullptr;
+}
+
+bool LeadProfile::IsMember(MembershipKind kind, std::string_view name) const {
+  const MembershipEntry* m = FindMembership(kind, name);
+  return m != nullptr && m->member;
+}
+
+std::vector<std::string> LeadProfile::Members(MembershipKind kind) const {
+  std::vector<std::string> names;
+  for (const auto& m : memberships) {
+    if (m.kind == kind && m.member) names.push_back(m.name);
+  }
+  return names;  // sorted: entries are sorted by (kind, name)
 }
 
 void LeadProfile::EncodeTo(std::string* out) const {
@@ -184,6 +252,17 @@ void LeadProfile::EncodeTo(std::string* out) const {
     PutVarintSigned64(out, l.time_ms);
     PutLengthPrefixed(out, l.message_id);
   }
+  // Format 2.
+  PutVarintSigned64(out, score);
+  PutVarint64(out, memberships.size());
+  for (const auto& m : memberships) {
+    out->push_back(static_cast<char>(m.kind));
+    PutLengthPrefixed(out, m.name);
+    PutVarintSigned64(out, m.time_ms);
+    out->push_back(m.member ? 1 : 0);
+  }
+  PutVarint64(out, indexed_emails.size());
+  for (const auto& e : indexed_emails) PutLengthPrefixed(out, e);
 }
 
 std::string LeadProfile::Encode() const {
@@ -197,7 +276,9 @@ Result<LeadProfile> LeadProfile::Decode(std::string_view data) {
   LeadProfile p;
   uint8_t version;
   if (!d.GetByte(&version)) return Corrupt("empty");
-  if (version != kFormatVersion) return Corrupt("unknown format version");
+  if (version != kFormatVersion && version != kFormatVersion1) {
+    return Corrupt("unknown format version");
+  }
   if (!d.GetVarint64(&p.activity_count) || !d.GetVarintSigned64(&p.first_seen_ms) ||
       !d.GetVarintSigned64(&p.last_seen_ms)) {
     return Corrupt("truncated header");
@@ -272,6 +353,39 @@ Result<LeadProfile> LeadProfile::Decode(std::string_view data) {
       return Corrupt("links out of order");
     }
     p.links.push_back(std::move(l));
+  }
+  if (version == kFormatVersion1) {
+    if (!d.empty()) return Corrupt("trailing bytes");
+    return p;
+  }
+  if (!d.GetVarintSigned64(&p.score)) return Corrupt("truncated score");
+  if (!d.GetVarint64(&n) || n > d.rest().size()) return Corrupt("bad membership count");
+  p.memberships.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    uint8_t kind, member;
+    std::string_view name;
+    int64_t t;
+    if (!d.GetByte(&kind) || !d.GetLengthPrefixed(&name) || !d.GetVarintSigned64(&t) ||
+        !d.GetByte(&member)) {
+      return Corrupt("truncated membership");
+    }
+    if (!ValidMembershipKind(kind) || member > 1) return Corrupt("bad membership");
+    MembershipEntry m{static_cast<MembershipKind>(kind), std::string(name), t, member == 1};
+    if (!p.memberships.empty() && std::tie(p.memberships.back().kind, p.memberships.back().name) >=
+                                      std::tie(m.kind, m.name)) {
+      return Corrupt("memberships out of order");
+    }
+    p.memberships.push_back(std::move(m));
+  }
+  if (!d.GetVarint64(&n) || n > d.rest().size()) return Corrupt("bad email count");
+  p.indexed_emails.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string_view email;
+    if (!d.GetLengthPrefixed(&email)) return Corrupt("truncated email");
+    if (!p.indexed_emails.empty() && p.indexed_emails.back() >= email) {
+      return Corrupt("emails out of order");
+    }
+    p.indexed_emails.emplace_back(email);
   }
   if (!d.empty()) return Corrupt("trailing bytes");
   return p;

@@ -26,14 +26,31 @@ struct TraitEntry {
   std::string json;
 };
 
+// What a membership is a membership of.
+enum class MembershipKind : uint8_t {
+  kList = 1,
+  kTag = 2,
+};
+
+// Whether the profile is in list or tag `name`, as last set: the latest added_to_list /
+// removed_from_list (tag_added / tag_removed) by event time. A removal is kept (member = false)
+// so that an older addition arriving late cannot undo it.
+struct MembershipEntry {
+  MembershipKind kind = MembershipKind::kList;
+  std::string name;
+  int64_t time_ms = 0;
+  bool member = false;
+};
+
 // Activities of one UTC day (days since 1970-01-01).
 struct DayCount {
   int64_t day = 0;
   uint64_t count = 0;
 };
 
-// Daily activity counts of one (type, name): the event of a track, the name of a page or
-// screen, "" for identify, group and alias.
+// Daily activity counts of one (type, name): the event of a track or fairway activity, the path
+// of a page (properties.path, else its name), the name of a screen, "" for identify, group and
+// alias.
 struct CounterSeries {
   model::ActivityType type = model::ActivityType::kTrack;
   std::string name;
@@ -66,6 +83,13 @@ struct LeadProfile {
   std::vector<CounterSeries> counters;
   // Only in known (userId) profiles. Sorted by (kind, id), unique.
   std::vector<LinkEntry> links;
+  // The sum of every applied score change (score_changed), saturating at the int64 limits.
+  int64_t score = 0;
+  // List and tag memberships, current and removed. Sorted by (kind, name), unique.
+  std::vector<MembershipEntry> memberships;
+  // The lower-case emails this identity has email index rows for, so that lead_deleted can
+  // remove them all (profiles written before format 2 lack it; see README). Sorted, unique.
+  std::vector<std::string> indexed_emails;
 
   // Counts one activity at `time_ms` and widens first/last seen.
   void RecordSeen(int64_t time_ms);
@@ -82,18 +106,33 @@ struct LeadProfile {
   // Keeps the later of the stored and the given claim of (kind, id): by time, then messageId.
   // Returns true when the stored link changed.
   bool MergeLink(IdKind kind, std::string_view id, int64_t time_ms, std::string_view message_id);
-  // Merges `other` in as if its activities had been applied here: traits and account by
-  // last-write-wins, seen times by min/max, counts summed. Links are not merged.
+  // Adds `change` to the score, saturating at the int64 limits.
+  void AddScore(int64_t change);
+  // Last-write-wins by event time; on a tie, membership (an addition) wins over a removal, so
+  // the result does not depend on arrival order. Returns true when the entry changed.
+  bool MergeMembership(MembershipKind kind, std::string_view name, int64_t time_ms, bool member);
+  // Records that an email index row of this identity exists. Returns true when it is new.
+  bool AddIndexedEmail(std::string_view email_lower);
+  // Merges `other` in as if its activities had been applied here: traits, account and
+  // memberships by last-write-wins, seen times by min/max, counts and scores summed. Links and
+  // indexed emails (per-identity bookkeeping) are not merged.
   void MergeFrom(const LeadProfile& other);
 
   const TraitEntry* FindTrait(std::string_view name) const;
   const CounterSeries* FindCounter(model::ActivityType type, std::string_view name) const;
   const LinkEntry* FindLink(IdKind kind, std::string_view id) const;
+  const MembershipEntry* FindMembership(MembershipKind kind, std::string_view name) const;
+  // True when the latest membership event of (kind, name) added the profile.
+  bool IsMember(MembershipKind kind, std::string_view name) const;
+  // The names of the current (member) entries of `kind`, sorted.
+  std::vector<std::string> Members(MembershipKind kind) const;
 
-  // Appends the binary form (versioned, varint-based) to `out`.
+  // Appends the binary form (versioned, varint-based; always the newest format) to `out`.
   void EncodeTo(std::string* out) const;
   std::string Encode() const;
-  // InvalidArgument naming "lead profile" on corrupt, truncated or unknown-version input.
+  // Decodes the newest format and format 1 (which lacks score, memberships and indexed emails:
+  // they decode empty). InvalidArgument naming "lead profile" on corrupt, truncated or
+  // unknown-version input.
   static Result<LeadProfile> Decode(std::string_view data);
 };
 

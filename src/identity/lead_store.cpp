@@ -254,6 +254,9 @@ class LeadReader {
     view.last_seen_ms = merged.last_seen_ms;
     view.activity_count = merged.activity_count;
     view.counters = std::move(merged.counters);
+    view.score = merged.score;
+    view.lists = merged.Members(MembershipKind::kList);
+    view.tags = merged.Members(MembershipKind::kTag);
     return view;
   }
 
@@ -366,6 +369,26 @@ uint64_t LeadView::CountActivitiesAnyType(std::string_view name, int64_t since_m
     if (s.name == name) n += SumDays(s, since_ms, until_ms);
   }
   return n;
+}
+
+uint64_t LeadView::CountActivitiesMatching(
+    std::optional<model::ActivityType> type,
+    const std::function<bool(std::string_view name)>& name_matches, int64_t since_ms,
+    int64_t until_ms) const {
+  uint64_t n = 0;
+  for (const auto& s : counters) {
+    if (type && s.type != *type) continue;
+    if (name_matches(s.name)) n += SumDays(s, since_ms, until_ms);
+  }
+  return n;
+}
+
+bool LeadView::HasList(std::string_view name) const {
+  return std::binary_search(lists.begin(), lists.end(), name);
+}
+
+bool LeadView::HasTag(std::string_view name) const {
+  return std::binary_search(tags.begin(), tags.end(), name);
 }
 
 const TraitEntry* LeadView::FindTrait(std::string_view name) const {
@@ -512,6 +535,13 @@ void AppendLeadJson(const LeadView& lead, std::string* out) {
   } else {
     w.Null();
   }
+  w.Key("score").Int(lead.score);
+  w.Key("lists").BeginArray();
+  for (const auto& name : lead.lists) w.String(name);
+  w.EndArray();
+  w.Key("tags").BeginArray();
+  for (const auto& name : lead.tags) w.String(name);
+  w.EndArray();
   if (lead.activity_count > 0) {
     w.Key("first_seen").String(FormatIso8601Millis(lead.first_seen_ms));
     w.Key("last_seen").String(FormatIso8601Millis(lead.last_seen_ms));

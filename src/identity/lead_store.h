@@ -11,6 +11,7 @@
 // Reads see committed state only, so a lead may lag the log by the processor's backlog.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,7 +48,8 @@ struct LeadView {
   std::vector<std::string> anonymous_ids;
   // The "email" trait when it is a JSON string.
   std::optional<std::string> email;
-  // Sorted by name; last-write-wins by event time across all the lead's profiles.
+  // Sorted by name; last-write-wins by event time across all the lead's profiles. A cleared
+  // trait (data_value_changed to null, identify with null) stays as JSON `null`: read it as unset.
   std::vector<TraitEntry> traits;
   // The account of the latest group call of any of the lead's identities.
   std::optional<AccountView> account;
@@ -57,6 +59,12 @@ struct LeadView {
   uint64_t activity_count = 0;
   // Summed per (type, name, day) across the lead's profiles; sorted by (type, name).
   std::vector<CounterSeries> counters;
+  // The sum of the score changes of all the lead's profiles.
+  int64_t score = 0;
+  // The lists and tags the lead is currently in: per name, the latest added / removed activity
+  // of any of its profiles (by event time; a tie counts as added). Sorted, unique.
+  std::vector<std::string> lists;
+  std::vector<std::string> tags;
 
   // Activities of (type, name) on the UTC days from the day of `since_ms` to the day of
   // `until_ms`, both included (counters have day granularity). Only days still kept by the
@@ -65,6 +73,14 @@ struct LeadView {
                            int64_t until_ms) const;
   // The same summed over every activity type.
   uint64_t CountActivitiesAnyType(std::string_view name, int64_t since_ms, int64_t until_ms) const;
+  // The same summed over every counter of `type` (any type when nullopt) whose name satisfies
+  // `name_matches` (called once per counter series), for pattern filters ("/pricing*").
+  uint64_t CountActivitiesMatching(std::optional<model::ActivityType> type,
+                                   const std::function<bool(std::string_view name)>& name_matches,
+                                   int64_t since_ms, int64_t until_ms) const;
+  // Whether the lead is currently in list / has tag `name`.
+  bool HasList(std::string_view name) const;
+  bool HasTag(std::string_view name) const;
 
   const TraitEntry* FindTrait(std::string_view name) const;
 };
@@ -124,7 +140,8 @@ class LeadStore {
 };
 
 // Appends the lead as JSON: {"id","known","user_ids","anonymous_ids","email","traits","account",
-// "first_seen","last_seen","activity_count","counters":[{"type","name","day","count"}]}.
+// "score","lists","tags","first_seen","last_seen","activity_count",
+// "counters":[{"type","name","day","count"}]}.
 void AppendLeadJson(const LeadView& lead, std::string* out);
 
 }  // namespace fairway::identity

@@ -15,6 +15,7 @@
 #include "common/ids.h"
 #include "common/status.h"
 #include "model/activity.h"
+#include "model/tenant.h"
 
 namespace fairway::log {
 
@@ -31,6 +32,16 @@ struct AppendRequest {
   int64_t retention_ms = 0;
   std::vector<model::Activity> activities;
 };
+
+// An empty request for `tenant`'s activities, with its partitions, dedup window and retention.
+inline AppendRequest AppendRequestFor(const model::TenantConfig& tenant) {
+  AppendRequest req;
+  req.tenant = tenant.id;
+  req.partitions = tenant.partitions;
+  req.dedup_window_ms = static_cast<int64_t>(tenant.quotas.dedup_window_seconds) * 1000;
+  req.retention_ms = static_cast<int64_t>(tenant.quotas.retention_days) * 86'400'000;
+  return req;
+}
 
 struct AppendResult {
   // Activities newly stored.

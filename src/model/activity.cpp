@@ -24,6 +24,8 @@ std::string_view ActivityTypeName(ActivityType t) {
       return "group";
     case ActivityType::kAlias:
       return "alias";
+    case ActivityType::kFairway:
+      return "fairway";
   }
   return "unknown";
 }
@@ -35,6 +37,7 @@ std::optional<ActivityType> ParseActivityType(std::string_view name) {
   if (name == "screen") return ActivityType::kScreen;
   if (name == "group") return ActivityType::kGroup;
   if (name == "alias") return ActivityType::kAlias;
+  if (name == "fairway") return ActivityType::kFairway;
   return std::nullopt;
 }
 
@@ -67,7 +70,7 @@ Result<Activity> DecodeActivity(std::string_view record) {
       !d.GetLengthPrefixed(&fields) || !d.empty()) {
     return InvalidArgument("activity record: truncated or corrupt");
   }
-  if (type < 1 || type > 6) return InvalidArgument("activity record: bad type");
+  if (type < 1 || type > 7) return InvalidArgument("activity record: bad type");
   a.type = static_cast<ActivityType>(type);
   a.message_id = MessageId(mid);
   a.user_id = uid;
@@ -92,7 +95,8 @@ void AppendActivityJson(const Activity& a, std::string* out, std::string_view ex
     AppendJsonString(out, a.anonymous_id);
   }
   if (!a.event.empty()) {
-    out->append(a.type == ActivityType::kTrack ? ",\"event\":" : ",\"name\":");
+    out->append(a.type == ActivityType::kTrack || a.type == ActivityType::kFairway ? ",\"event\":"
+                                                                                   : ",\"name\":");
     AppendJsonString(out, a.event);
   }
   out->append(",\"timestamp\":\"");

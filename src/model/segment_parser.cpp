@@ -124,7 +124,7 @@ void ParseMessage(element msg, int index, std::string prefix, std::optional<Acti
   if (type_given) {
     auto t = type_value.is_string() ? ParseActivityType(type_value.get_string().value_unsafe())
                                     : std::nullopt;
-    if (!t) {
+    if (!t || !IsClientActivityType(*t)) {
       p.Error("type", "must be one of track, identify, page, screen, group, alias");
     } else if (!endpoint) {
       type = t;

@@ -1,13 +1,23 @@
 #include "identity/lead_processor.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <future>
 #include <memory>
 #include <set>
+#include <thread>
 
+#include "common/coding.h"
+#include "common/json_writer.h"
+#include "common/metrics.h"
 #include "common/time_format.h"
+#include "engine/engine.h"
 #include "identity/lead_keys.h"
 #include "identity/lead_store.h"
+#include "log/embedded_log.h"
+#include "model/tenant.h"
 #include "storage/schema.h"
 #include "storage/tests/temp_dir.h"
 
@@ -40,6 +50,7 @@ class FakeWorkItem : public engine::WorkItem {
   engine::StateTxn& state() override { return txn_; }
   uint32_t attempt() const override { return 1; }
   void Emit(model::Activity activity) override { emitted_.push_back(std::move(activity)); }
+  void AfterCommit(std::function<void()> fn) override { after_commit_.push_back(std::move(fn)); }
   void Finish(std::optional<engine::ProcessError> error) override {
     ++finish_calls_;
     error_ = std::move(error);
@@ -62,6 +73,7 @@ class FakeWorkItem : public engine::WorkItem {
   std::vector<log::LogEntry> entries_;
   engine::StateTxn txn_;
   std::vector<Activity> emitted_;
+  std::vector<std::function<void()>> after_commit_;
   int finish_calls_ = 0;
   std::optional<engine::ProcessError> error_;
 };
@@ -85,9 +97,13 @@ Activity Track(std::string id, std::string user, std::string anon, std::string e
               std::move(event), R"("properties":{"plan":"pro"},"context":{"ip":"10.0.0.1"})");
 }
 
-Activity Page(std::string id, std::string user, std::string anon, std::string name, int64_t ts) {
+// A page whose name and properties.path are both `path` (the counter name either way).
+Activity Page(std::string id, std::string user, std::string anon, std::string path, int64_t ts) {
+  std::string fields = R"("properties":{"path":)";
+  AppendJsonString(&fields, path);
+  fields += R"(,"title":"Fairway"})";
   return Make(ActivityType::kPage, std::move(id), std::move(user), std::move(anon), ts,
-              std::move(name), R"("properties":{"path":"/x"})");
+              std::move(path), std::move(fields));
 }
 
 Activity Identify(std::string id, std::string user, std::string anon, int64_t ts,
@@ -107,6 +123,14 @@ Activity Alias(std::string id, std::string user, std::string previous, int64_t t
               R"("previousId":")" + previous + R"(")");
 }
 
+// A generated activity, as the campaigns processor emits them.
+Activity Fairway(std::string id, std::string user, std::string anon, std::string event, int64_t ts,
+                 std::string properties = "{}") {
+  return Make(ActivityType::kFairway, std::move(id), std::move(user), std::move(anon), ts,
+              std::move(event),
+              R"("properties":)" + properties + R"(,"context":{"fairway":{"campaign":"c1"}})");
+}
+
 class LeadProcessorTest : public ::testing::Test {
  protected:
   void SetUp() override { Reopen(); }
@@ -124,15 +148,36 @@ class LeadProcessorTest : public ::testing::Test {
     leads_ = std::make_unique<LeadStore>(store_.get());
   }
 
-  // Processes `activities` as one work item and commits it; expects success.
+  // Processes `activities` as one work item and commits it; expects success. What the item
+  // emitted is left in emitted_.
   void Run(std::vector<Activity> activities, const std::string& tenant = "t1") {
     FakeWorkItem item(store_.get(), TenantId(tenant), std::move(activities));
     processor_->Process(item);
     ASSERT_EQ(item.finish_calls(), 1);
     ASSERT_FALSE(item.error().has_value()) << item.error()->message;
-    EXPECT_TRUE(item.emitted().empty());
+    emitted_ = item.emitted();
     Status st = item.Commit();
     ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+
+  // Runs `activities`, then feeds what they emitted back as the log would (each message id
+  // stored once) until nothing new is emitted. Returns every stored emitted activity.
+  std::vector<Activity> RunThroughLog(std::vector<Activity> activities,
+                                      const std::string& tenant = "t1") {
+    std::vector<Activity> stored;
+    while (!activities.empty()) {
+      Run(std::move(activities), tenant);
+      activities.clear();
+      for (auto& a : emitted_) {
+        if (log_ids_.insert(tenant + "/" + a.message_id.str()).second) {
+          stored.push_back(a);
+          activities.push_back(std::move(a));
+        }
+      }
+      if (stored.size() > 1000) ADD_FAILURE() << "emission loop";
+      if (stored.size() > 1000) break;
+    }
+    return stored;
   }
 
   // Runs each activity as its own work item, in the given order.
@@ -187,6 +232,10 @@ class LeadProcessorTest : public ::testing::Test {
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<LeadProcessor> processor_;
   std::unique_ptr<LeadStore> leads_;
+  // What the last Run emitted.
+  std::vector<Activity> emitted_;
+  // "<tenant>/<message id>" of the activities RunThroughLog stored.
+  std::set<std::string> log_ids_;
 };
 
 using Strings = std::vector<std::string>;
@@ -583,7 +632,7 @@ TEST_F(LeadProcessorTest, ListFiltersByCounter) {
 TEST_F(LeadProcessorTest, ListPaginatesWithACursor) {
   std::vector<Activity> acts;
   for (int i = 0; i < 7; ++i) {
-    std::string id = "u" + std::to_string(i);
+    std::string id = fmt::format("u{}", i);
     acts.push_back(Identify("i" + id, id, "", kT0, i % 2 == 0 ? R"({"plan":"pro"})" : "{}"));
   }
   acts.push_back(Page("p", "", "anon-x", "/", kT0));
@@ -644,7 +693,7 @@ TEST_F(LeadProcessorTest, ListRejectsABadCursor) {
 TEST_F(LeadProcessorTest, SameLeadManyTimesInOneItem) {
   std::vector<Activity> acts;
   for (int i = 0; i < 300; ++i) {
-    acts.push_back(Page("p" + std::to_string(i), "", "anon-1", "/docs", kT0 + i));
+    acts.push_back(Page(fmt::format("p{}", i), "", "anon-1", "/docs", kT0 + i));
   }
   acts.push_back(Identify("i", "u1", "anon-1", kT0 + 1000, R"({"plan":"pro"})"));
   acts.push_back(Track("t", "u1", "anon-1", "Signed Up", kT0 + 1001));
@@ -716,6 +765,7 @@ TEST_F(LeadProcessorTest, WritesLeadJson) {
             R"({"id":"u1","known":true,"user_ids":["u1"],"anonymous_ids":["anon-1"],)"
             R"("email":"ann@example.com","traits":{"email":"ann@example.com",)"
             R"("name":"Ann \"A\"","seats":3},"account":{"id":"acme","traits":{"plan":"pro"}},)"
+            R"("score":0,"lists":[],"tags":[],)"
             R"("first_seen":"2026-11-20T10:00:00.000Z","last_seen":"2026-11-20T11:00:00.000Z",)"
             R"("activity_count":3,"counters":[)"
             R"({"type":"identify","name":"","day":"2026-11-20","count":1},)"
@@ -727,7 +777,7 @@ TEST_F(LeadProcessorTest, WritesLeadJson) {
   EXPECT_EQ(
       anon,
       R"({"id":"anon-9","known":false,"user_ids":[],"anonymous_ids":["anon-9"],)"
-      R"("email":null,"traits":{},"account":null,)"
+      R"("email":null,"traits":{},"account":null,"score":0,"lists":[],"tags":[],)"
       R"("first_seen":"2026-11-20T10:00:00.000Z","last_seen":"2026-11-20T10:00:00.000Z",)"
       R"("activity_count":1,"counters":[{"type":"page","name":"/","day":"2026-11-20","count":1}]})");
 }
@@ -737,6 +787,508 @@ TEST_F(LeadProcessorTest, StateSurvivesReopen) {
   const std::string before = Json("u1");
   Reopen();
   EXPECT_EQ(Json("anon-1"), before);
+}
+
+// ---- Generated (fairway) activities applied to leads ----
+
+TEST_F(LeadProcessorTest, ScoreChangesSumInAnyOrderAndAcrossMergedProfiles) {
+  std::vector<Activity> changes = {
+      Fairway("s1", "u1", "", "score_changed", kT0, R"({"change":10})"),
+      Fairway("s2", "u1", "", "score_changed", kT0 + 1, R"({"change":-3})"),
+      // Non-integers round toward zero.
+      Fairway("s3", "u1", "", "score_changed", kT0 + 2, R"({"change":2.9})"),
+      Fairway("s4", "u1", "", "score_changed", kT0 + 3, R"({"change":-2.9})"),
+      // Invalid or missing changes change nothing, but the activity still counts.
+      Fairway("s5", "u1", "", "score_changed", kT0 + 4, R"({"change":"7"})"),
+      Fairway("s6", "u1", "", "score_changed", kT0 + 5, R"({"reason":"opened"})"),
+      Fairway("s7", "u1", "", "score_changed", kT0 + 6, R"({"change":1e30})"),
+      Fairway("s8", "u1", "", "score_changed", kT0 + 7, R"({"change":null})"),
+  };
+  Run(changes, "t1");
+  std::vector<Activity> reversed(changes.rbegin(), changes.rend());
+  RunEach(reversed, "t2");
+  for (const std::string tenant : {"t1", "t2"}) {
+    LeadView v = Find("u1", tenant);
+    EXPECT_EQ(v.score, 7) << tenant;
+    EXPECT_EQ(v.activity_count, 0u) << tenant;  // generated activities are not the lead's own
+    EXPECT_EQ(v.CountActivities(ActivityType::kFairway, "score_changed", kT0, kT0), 8u) << tenant;
+  }
+  EXPECT_EQ(Json("u1", "t1"), Json("u1", "t2"));
+
+  // Scores of an anonymous visitor and of the known lead it turns into add up.
+  Run({Fairway("s9", "", "anon-1", "score_changed", kT0, R"({"change":5})"),
+       Identify("i1", "u1", "anon-1", kT0 + kHourMs, "{}")});
+  EXPECT_EQ(Find("anon-1").score, 12);
+  EXPECT_EQ(Find("u1").score, 12);
+  // And stay separate when the identities are not linked.
+  Run({Fairway("s10", "", "anon-2", "score_changed", kT0, R"({"change":-4})")});
+  EXPECT_EQ(Find("anon-2").score, -4);
+  EXPECT_EQ(Find("u1").score, 12);
+}
+
+TEST_F(LeadProcessorTest, ListAndTagMembershipIsLastWriteWinsInAnyOrder) {
+  auto list = [](std::string id, std::string event, int64_t ts, std::string name) {
+    return Fairway(std::move(id), "u1", "", std::move(event), ts, R"({"list":")" + name + R"("})");
+  };
+  auto tag = [](std::string id, std::string event, int64_t ts, std::string name) {
+    return Fairway(std::move(id), "u1", "", std::move(event), ts, R"({"tag":")" + name + R"("})");
+  };
+  std::vector<Activity> acts = {
+      // "trial": added, then removed: out.
+      list("l1", "added_to_list", kT0, "trial"),
+      list("l2", "removed_from_list", kT0 + 1, "trial"),
+      // "customers": removed, then added again: in.
+      list("l3", "removed_from_list", kT0 + 1, "customers"),
+      list("l4", "added_to_list", kT0 + 2, "customers"),
+      list("l5", "added_to_list", kT0, "customers"),
+      // "beta": added and removed at the same time: the addition wins.
+      list("l6", "removed_from_list", kT0, "beta"),
+      list("l7", "added_to_list", kT0, "beta"),
+      // A list never added to, only removed from: out.
+      list("l8", "removed_from_list", kT0, "never"),
+      tag("t1", "tag_added", kT0, "hot"),
+      tag("t2", "tag_removed", kT0 + 5, "hot"),
+      tag("t3", "tag_added", kT0 + 5, "vip"),
+      tag("t4", "tag_removed", kT0 + 4, "vip"),
+      tag("t5", "tag_added", kT0, "analyst"),
+  };
+  RunEach(acts, "t1");
+  RunEach(std::vector<Activity>(acts.rbegin(), acts.rend()), "t2");
+  for (const std::string tenant : {"t1", "t2"}) {
+    LeadView v = Find("u1", tenant);
+    EXPECT_EQ(v.lists, (Strings{"beta", "customers"})) << tenant;
+    EXPECT_EQ(v.tags, (Strings{"analyst", "vip"})) << tenant;
+    EXPECT_TRUE(v.HasList("customers"));
+    EXPECT_FALSE(v.HasList("trial"));
+    EXPECT_FALSE(v.HasList("never"));
+    EXPECT_TRUE(v.HasTag("vip"));
+    EXPECT_FALSE(v.HasTag("hot"));
+    EXPECT_EQ(v.activity_count, 0u);  // generated activities are not the lead's own
+  }
+  EXPECT_EQ(Json("u1", "t1"), Json("u1", "t2"));
+
+  // Across the profiles of a lead: the latest event of any profile wins.
+  Run({Fairway("a1", "", "anon-1", "removed_from_list", kT0 + 10, R"({"list":"customers"})"),
+       Fairway("a2", "", "anon-1", "added_to_list", kT0 + 10, R"({"list":"trial"})"),
+       Fairway("a3", "", "anon-1", "tag_added", kT0 + 1, R"({"tag":"hot"})"),
+       // Not a string: ignored (still counted).
+       Fairway("a4", "", "anon-1", "added_to_list", kT0 + 10, R"({"list":7})")});
+  EXPECT_EQ(Find("anon-1").lists, Strings{"trial"});
+  Run({Identify("i1", "u1", "anon-1", kT0 + 20, "{}")});
+  LeadView v = Find("anon-1");
+  EXPECT_EQ(v.id, "u1");
+  EXPECT_EQ(v.lists, (Strings{"beta", "trial"}));
+  EXPECT_EQ(v.tags, (Strings{"analyst", "vip"}));  // hot: added at +1, removed at +5
+  std::string json;
+  AppendLeadJson(v, &json);
+  EXPECT_NE(json.find(R"("score":0,"lists":["beta","trial"],"tags":["analyst","vip"])"),
+            std::string::npos)
+      << json;
+}
+
+TEST_F(LeadProcessorTest, DataValueChangedSetsAndClearsTraits) {
+  Run({Identify("i1", "u1", "", kT0, R"({"plan":"free","name":"Ann"})")});
+  Run({Fairway("d1", "u1", "", "data_value_changed", kT0 + 10,
+               R"({"field":"plan","from":"free","to":"pro"})"),
+       Fairway("d2", "u1", "", "data_value_changed", kT0 + 10,
+               R"({"field":"address","to":{"city":"Oslo"}})"),
+       Fairway("d3", "u1", "", "data_value_changed", kT0 + 10, R"({"field":"name","to":null})"),
+       // Without "to", or with a field that is not a string: nothing changes.
+       Fairway("d4", "u1", "", "data_value_changed", kT0 + 10, R"({"field":"plan"})"),
+       Fairway("d5", "u1", "", "data_value_changed", kT0 + 10, R"({"field":1,"to":"x"})")});
+  LeadView v = Find("u1");
+  EXPECT_EQ(TraitJson(v, "plan"), R"("pro")");
+  EXPECT_EQ(TraitJson(v, "address"), R"({"city":"Oslo"})");
+  EXPECT_EQ(TraitJson(v, "name"), "null");  // cleared, kept as a dated null
+  EXPECT_EQ(v.traits.size(), 3u);
+  EXPECT_EQ(v.activity_count, 1u);  // the identify; generated activities are not counted
+  EXPECT_TRUE(emitted_.empty()) << "data_value_changed never emits";
+
+  // Last write wins against identify, in both directions.
+  Run({Identify("i2", "u1", "", kT0 + 5, R"({"plan":"trial","name":"Ann B."})")});
+  EXPECT_EQ(TraitJson(Find("u1"), "plan"), R"("pro")");
+  EXPECT_EQ(TraitJson(Find("u1"), "name"), "null");
+  Run({Identify("i3", "u1", "", kT0 + 20, R"({"name":"Ann C."})")});
+  EXPECT_EQ(TraitJson(Find("u1"), "name"), R"("Ann C.")");
+
+  // Setting the email trait indexes it like an identify.
+  Run({Fairway("d6", "u1", "", "data_value_changed", kT0 + 30,
+               R"({"field":"email","to":"Ann@Example.com"})")});
+  EXPECT_EQ(Find("ann@example.com").id, "u1");
+  EXPECT_EQ(Find("u1").email, "Ann@Example.com");
+}
+
+TEST_F(LeadProcessorTest, AddedToAccountSetsTheAccount) {
+  Run({Group("g1", "u1", kT0, "acme", R"({"name":"Acme"})")});
+  Run({Fairway("f1", "u1", "", "added_to_account", kT0 + 10, R"({"account_id":"globex"})")});
+  LeadView v = Find("u1");
+  ASSERT_TRUE(v.account.has_value());
+  EXPECT_EQ(v.account->id, "globex");
+  EXPECT_TRUE(v.account->traits.empty());
+  // Last write wins with group calls; numbers keep their text.
+  Run({Group("g2", "u1", kT0 + 5, "initech", "{}")});
+  EXPECT_EQ(Find("u1").account->id, "globex");
+  Run({Fairway("f2", "u2", "", "added_to_account", kT0, R"({"account_id":42})"),
+       Fairway("f3", "u3", "", "added_to_account", kT0, R"({"account_id":""})")});
+  EXPECT_EQ(Find("u2").account->id, "42");
+  EXPECT_FALSE(Find("u3").account.has_value());
+}
+
+TEST_F(LeadProcessorTest, CampaignWaitElapsedIsIgnored) {
+  Run({Page("p1", "u1", "", "/", kT0)});
+  const std::string before = Json("u1");
+  const auto keys_before = StateKeys();
+  Run({Fairway("w1", "u1", "", "campaign_wait_elapsed", kT0 + 10, R"({"campaign":"c1"})")});
+  EXPECT_TRUE(emitted_.empty());
+  EXPECT_EQ(Json("u1"), before);
+  EXPECT_EQ(StateKeys(), keys_before);
+  // Nor does it create a lead that does not exist.
+  Run({Fairway("w2", "u9", "anon-9", "campaign_wait_elapsed", kT0)});
+  EXPECT_TRUE(emitted_.empty());
+  EXPECT_EQ(StateKeys(), keys_before);
+  // Other fairway activities are counted under their event name.
+  Run({Fairway("e1", "u1", "", "email_sent", kT0 + 20, R"({"template":"welcome"})")});
+  LeadView v = Find("u1");
+  EXPECT_EQ(v.activity_count, 1u);  // counted under its name, not as the lead's own activity
+  EXPECT_EQ(v.CountActivities(ActivityType::kFairway, "email_sent", kT0, kT0), 1u);
+}
+
+TEST_F(LeadProcessorTest, PageCountersAreNamedByPath) {
+  auto page = [](std::string id, std::string name, std::string fields) {
+    return Make(ActivityType::kPage, std::move(id), "u1", "", kT0, std::move(name),
+                std::move(fields));
+  };
+  Run({page("p1", "Pricing", R"("properties":{"path":"/pricing","title":"Pricing"})"),
+       page("p2", "Pricing", R"("properties":{"title":"Pricing","path":"\/pricing"})"),
+       page("p3", "Team pricing", R"("properties":{"path":"/pricing/team"})"),
+       // No usable properties.path: the page name.
+       page("p4", "Docs", R"("properties":{"path":""})"),
+       page("p5", "Docs", R"("properties":{"path":null})"),
+       page("p6", "Docs", R"("context":{"page":{"path":"/ctx"}},"properties":{})"),
+       page("p7", "Docs", ""),
+       // A track event is never renamed.
+       Make(ActivityType::kTrack, "t1", "u1", "", kT0, "Viewed",
+            R"("properties":{"path":"/pricing"})")});
+  LeadView v = Find("u1");
+  EXPECT_EQ(v.CountActivities(ActivityType::kPage, "/pricing", kT0, kT0), 2u);
+  EXPECT_EQ(v.CountActivities(ActivityType::kPage, "Pricing", kT0, kT0), 0u);
+  EXPECT_EQ(v.CountActivities(ActivityType::kPage, "/pricing/team", kT0, kT0), 1u);
+  EXPECT_EQ(v.CountActivities(ActivityType::kPage, "Docs", kT0, kT0), 4u);
+  EXPECT_EQ(v.CountActivities(ActivityType::kTrack, "Viewed", kT0, kT0), 1u);
+
+  // Pattern filters: "visited a page matching /pricing*".
+  auto pricing = [](std::string_view name) { return name.starts_with("/pricing"); };
+  EXPECT_EQ(v.CountActivitiesMatching(ActivityType::kPage, pricing, kT0, kT0), 3u);
+  EXPECT_EQ(v.CountActivitiesMatching(std::nullopt, pricing, kT0, kT0), 3u);
+  EXPECT_EQ(v.CountActivitiesMatching(ActivityType::kPage, pricing, kT0 + kDayMs, kT0 + kDayMs),
+            0u);
+  auto any = [](std::string_view) { return true; };
+  EXPECT_EQ(v.CountActivitiesMatching(std::nullopt, any, kT0, kT0), 8u);
+  EXPECT_EQ(v.CountActivitiesMatching(ActivityType::kTrack, any, kT0, kT0), 1u);
+  // A corrupt page is rejected like any corrupt activity.
+  FakeWorkItem bad(store_.get(), TenantId("t1"),
+                   {page("p8", "Docs", R"("properties":{"path":"/x")")});
+  processor_->Process(bad);
+  ASSERT_TRUE(bad.error().has_value());
+  EXPECT_EQ(bad.error()->error_class, engine::ErrorClass::kPermanent);
+}
+
+// ---- Activities the processor emits ----
+
+TEST_F(LeadProcessorTest, LeadCreatedIsEmittedOncePerNewUserId) {
+  // Anonymous visitors are not leads worth announcing.
+  Run({Page("p1", "", "anon-1", "/", kT0), Page("p2", "", "anon-1", "/", kT0 + 1)});
+  EXPECT_TRUE(emitted_.empty());
+
+  // The first activity of u1 (here, with a second one in the same item) creates it.
+  Run({Identify("i1", "u1", "anon-1", kT0 + kHourMs, R"({"plan":"pro"})"),
+       Track("t1", "u1", "anon-1", "Clicked", kT0 + kHourMs + 1)});
+  ASSERT_EQ(emitted_.size(), 1u);
+  const Activity& e = emitted_[0];
+  EXPECT_EQ(e.type, ActivityType::kFairway);
+  EXPECT_EQ(e.event, "lead_created");
+  EXPECT_EQ(e.message_id.str(), "fw:lead_created:u1:i1");
+  EXPECT_EQ(e.user_id, "u1");
+  EXPECT_EQ(e.anonymous_id, "anon-1");
+  EXPECT_EQ(e.timestamp_ms, kT0 + kHourMs);
+  EXPECT_EQ(e.fields_json, R"("properties":{"user_id":"u1"},"context":{"fairway":{"cause":"i1"}})");
+  // Redoing the same work (a retry after a crash before the commit) emits the same activity.
+  FakeWorkItem redo(store_.get(), TenantId("t2"),
+                    {Identify("i1", "u1", "anon-1", kT0 + kHourMs, R"({"plan":"pro"})")});
+  processor_->Process(redo);
+  ASSERT_EQ(redo.emitted().size(), 1u);
+  EXPECT_EQ(redo.emitted()[0].message_id, e.message_id);
+  EXPECT_EQ(redo.emitted()[0].fields_json, e.fields_json);
+
+  // Later activities of u1, and of its anonymous id, create nothing.
+  Run({Track("t2", "u1", "", "Clicked", kT0 + 2 * kHourMs), Page("p3", "", "anon-1", "/", kT0)});
+  EXPECT_TRUE(emitted_.empty());
+
+  // Through the log: the lead_created comes back, is counted, and emits nothing.
+  std::vector<Activity> stored = RunThroughLog({e});
+  EXPECT_EQ(stored.size(), 0u);
+  LeadView v = Find("u1");
+  EXPECT_EQ(v.CountActivities(ActivityType::kFairway, "lead_created", kT0, kT0), 1u);
+  EXPECT_EQ(v.activity_count, 6u);  // the lead's own: the lead_created is not counted
+  EXPECT_EQ(v.first_seen_ms, kT0);
+
+  // An alias creates its userId; a userId known only as a previousId is not created.
+  stored = RunThroughLog({Alias("a1", "u2", "u-old", kT0)});
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].message_id.str(), "fw:lead_created:u2:a1");
+  EXPECT_EQ(stored[0].anonymous_id, "");
+}
+
+TEST_F(LeadProcessorTest, DataValueChangedIsEmittedForRealChangesOnExistingLeads) {
+  // Traits of a brand-new profile are not changes.
+  Run({Identify("i1", "u1", "anon-1", kT0, R"({"plan":"free","name":"Ann","seats":null})")});
+  ASSERT_EQ(emitted_.size(), 1u);
+  EXPECT_EQ(emitted_[0].event, "lead_created");
+
+  Run({Identify("i2", "u1", "anon-1", kT0 + 10,
+                R"({"plan":"pro","name":"Ann","seats":null,"address":{"city":"Oslo"},"x":null})")});
+  ASSERT_EQ(emitted_.size(), 2u);  // plan and address; name, seats and x did not change
+  const Activity& plan = emitted_[0];
+  EXPECT_EQ(plan.type, ActivityType::kFairway);
+  EXPECT_EQ(plan.event, "data_value_changed");
+  EXPECT_EQ(plan.message_id.str(), "fw:dvc:i2:plan");
+  EXPECT_EQ(plan.user_id, "u1");
+  EXPECT_EQ(plan.anonymous_id, "anon-1");
+  EXPECT_EQ(plan.timestamp_ms, kT0 + 10);
+  EXPECT_EQ(plan.fields_json,
+            R"("properties":{"field":"plan","from":"free","to":"pro","origin":"identify"},)"
+            R"("context":{"fairway":{"cause":"i2"}})");
+  EXPECT_EQ(emitted_[1].message_id.str(), "fw:dvc:i2:address");
+  EXPECT_EQ(emitted_[1].fields_json,
+            R"("properties":{"field":"address","from":null,"to":{"city":"Oslo"},)"
+            R"("origin":"identify"},"context":{"fairway":{"cause":"i2"}})");
+
+  // An older identify that loses last-write-wins changes nothing; nor does the same value.
+  Run({Identify("i0", "u1", "", kT0 + 5, R"({"plan":"trial","company":"Initech"})"),
+       Identify("i3", "u1", "", kT0 + 20, R"({"plan":"pro"})")});
+  ASSERT_EQ(emitted_.size(), 1u);  // company was not set: the older identify still adds it
+  EXPECT_EQ(emitted_[0].message_id.str(), "fw:dvc:i0:company");
+
+  // A trait named twice in one identify is one change, from the value before the identify.
+  Run({Identify("i4", "u1", "", kT0 + 30, R"({"plan":"a","plan":"b"})")});
+  ASSERT_EQ(emitted_.size(), 1u);
+  EXPECT_NE(emitted_[0].fields_json.find(R"("from":"pro","to":"b")"), std::string::npos)
+      << emitted_[0].fields_json;
+
+  // At most 50 per identify.
+  std::string traits = "{";
+  for (int i = 0; i < 60; ++i) traits += fmt::format(R"({}"t{:02}":{})", i ? "," : "", i, i);
+  traits += "}";
+  Run({Identify("i5", "u1", "", kT0 + 40, traits)});
+  ASSERT_EQ(emitted_.size(), 50u);
+  EXPECT_EQ(emitted_.back().message_id.str(), "fw:dvc:i5:t49");
+  EXPECT_EQ(TraitJson(Find("u1"), "t59"), "59");  // all are applied
+
+  // Anonymous profiles never emit; nor do other activity types.
+  Run({Identify("j1", "", "anon-7", kT0, R"({"plan":"free"})")});
+  Run({Identify("j2", "", "anon-7", kT0 + 1, R"({"plan":"pro"})"),
+       Fairway("j3", "u1", "", "data_value_changed", kT0 + 50, R"({"field":"plan","to":"z"})")});
+  EXPECT_TRUE(emitted_.empty());
+
+  // Through the log: the changes come back, are counted, are already applied, emit nothing.
+  std::vector<Activity> stored =
+      RunThroughLog({Identify("i6", "u1", "", kT0 + 60, R"({"plan":"enterprise"})")});
+  ASSERT_EQ(stored.size(), 1u);
+  LeadView v = Find("u1");
+  EXPECT_EQ(TraitJson(v, "plan"), R"("enterprise")");
+  EXPECT_EQ(v.CountActivities(ActivityType::kFairway, "data_value_changed", kT0, kT0), 2u);
+}
+
+TEST_F(LeadProcessorTest, LeadDeletedRemovesTheLeadsOwnRowsAndTheLeadCanComeBack) {
+  Run({Page("p1", "", "anon-1", "/pricing", kT0),
+       Identify("i1", "u1", "anon-1", kT0 + 1, R"({"email":"Ann@Example.com","plan":"pro"})"),
+       Identify("i2", "u1", "", kT0 + 2, R"({"email":"ann@new.example.com"})"),
+       Alias("a1", "u1", "u-old", kT0 + 3),
+       Fairway("s1", "u1", "", "score_changed", kT0 + 4, R"({"change":5})"),
+       Fairway("l1", "u1", "", "added_to_list", kT0 + 4, R"({"list":"trial"})"),
+       Page("p2", "u-old", "", "/docs", kT0)});
+  ASSERT_EQ(Find("anon-1").id, "u1");
+  ASSERT_EQ(Find("u-old").id, "u1");
+  const Activity created = emitted_[0];
+  ASSERT_EQ(created.message_id.str(), "fw:lead_created:u1:i1");
+
+  Run({Fairway("x1", "u1", "", "lead_deleted", kT0 + 100)});
+  EXPECT_TRUE(emitted_.empty());
+  // No row written by u1 is left: profile, claims, member rows, both email rows.
+  for (const std::string& key : StateKeys()) {
+    std::string_view k = key;
+    EXPECT_FALSE(k == std::string_view("p\0u\0u1", 6)) << "profile";
+    EXPECT_FALSE(k.starts_with(std::string_view("c\0", 2)) &&
+                 k.ends_with(std::string_view("\0u1", 3)))
+        << "claim by u1";
+    EXPECT_FALSE(k.starts_with(std::string_view("m\0u\0u1\0", 7))) << "member row of u1";
+    EXPECT_FALSE(k.starts_with(std::string_view("e\0", 2)) &&
+                 k.ends_with(std::string_view("\0u\0u1", 5)))
+        << "email row of u1";
+  }
+  // Its anonymous history and the old userId are leads of their own again.
+  LeadView anon = Find("anon-1");
+  EXPECT_EQ(anon.id, "anon-1");
+  EXPECT_FALSE(anon.known);
+  EXPECT_EQ(anon.activity_count, 1u);
+  EXPECT_EQ(Find("u-old").id, "u-old");
+  for (const char* email : {"ann@example.com", "ann@new.example.com"}) {
+    auto r = leads_->Find(TenantId("t1"), email);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r->has_value()) << email;
+  }
+  auto deleted = leads_->Find(TenantId("t1"), "u1");
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_FALSE(deleted->has_value());
+
+  // The echo of the old lead_created, arriving late, does not bring u1 back.
+  EXPECT_TRUE(RunThroughLog({created}).empty());
+  deleted = leads_->Find(TenantId("t1"), "u1");
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_FALSE(deleted->has_value());
+
+  // A later activity starts a fresh profile and announces the lead again, under a new id.
+  std::vector<Activity> stored =
+      RunThroughLog({Identify("i3", "u1", "", kT0 + 200, R"({"name":"Ann"})")});
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].message_id.str(), "fw:lead_created:u1:i3");
+  LeadView fresh = Find("u1");
+  EXPECT_EQ(fresh.activity_count, 1u);  // the identify (its lead_created is not the lead's own)
+  EXPECT_EQ(fresh.score, 0);
+  EXPECT_TRUE(fresh.lists.empty());
+  EXPECT_EQ(TraitJson(fresh, "plan"), "<missing>");
+  EXPECT_EQ(fresh.first_seen_ms, kT0 + 200);
+  EXPECT_EQ(Find("anon-1").id, "anon-1");
+
+  // Deleted and re-created inside one work item: the rows after the deletion survive.
+  Run({Identify("k1", "u5", "anon-5", kT0, R"({"email":"e5@example.com"})"),
+       Fairway("k2", "u5", "", "lead_deleted", kT0 + 1),
+       Identify("k3", "u5", "anon-5", kT0 + 2, R"({"email":"e5@example.com"})")});
+  ASSERT_EQ(emitted_.size(), 2u);
+  EXPECT_EQ(emitted_[0].message_id.str(), "fw:lead_created:u5:k1");
+  EXPECT_EQ(emitted_[1].message_id.str(), "fw:lead_created:u5:k3");
+  EXPECT_EQ(Find("anon-5").id, "u5");
+  EXPECT_EQ(Find("e5@example.com").id, "u5");
+  EXPECT_EQ(Find("u5").activity_count, 1u);
+
+  // A claim another lead made on the deleted one is that lead's row and stays: u7 is still an
+  // identity of u8, but none of u7's own data is left.
+  Run({Track("k6", "u7", "", "Clicked", kT0), Alias("k7", "u8", "u7", kT0 + 1)});
+  Run({Fairway("k8", "u7", "", "lead_deleted", kT0 + 2)});
+  LeadView u8 = Find("u7");
+  EXPECT_EQ(u8.id, "u8");
+  EXPECT_EQ(u8.user_ids, (Strings{"u7", "u8"}));
+  EXPECT_EQ(u8.activity_count, 1u);  // the alias only
+
+  // Deleting an anonymous lead, or one that does not exist, works too.
+  Run({Fairway("k4", "", "anon-1", "lead_deleted", kT0 + 300),
+       Fairway("k5", "nobody", "", "lead_deleted", kT0)});
+  auto gone = leads_->Find(TenantId("t1"), "anon-1");
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value());
+  auto nobody = leads_->Find(TenantId("t1"), "nobody");
+  ASSERT_TRUE(nobody.ok());
+  EXPECT_FALSE(nobody->has_value());
+}
+
+TEST_F(LeadProcessorTest, LeadDeletedRemovesTheEmailRowOfAFormat1Profile) {
+  // A profile and email row as the format 1 code wrote them: no list of indexed emails.
+  LeadProfile old;
+  old.RecordSeen(kT0);
+  old.MergeTrait("email", kT0, R"("Old@Example.com")");
+  std::string v2 = old.Encode();
+  ASSERT_EQ(v2.substr(v2.size() - 3), std::string(3, '\0'));  // score, memberships, emails
+  std::string v1 = "\x01" + v2.substr(1, v2.size() - 4);
+  engine::StateTxn txn(store_.get(), engine::StateKeyPrefix(TenantId("t1"), "leads"));
+  std::string key;
+  keys::Profile(&key, IdKind::kUser, "u1");
+  txn.Put(key, v1);
+  keys::Email(&key, "old@example.com", IdKind::kUser, "u1");
+  std::string when;
+  PutFixed64BE(&when, static_cast<uint64_t>(kT0));
+  txn.Put(key, when);
+  storage::WriteBatch batch;
+  txn.AppendTo(&batch);
+  ASSERT_TRUE(store_->Write(batch, false).ok());
+  ASSERT_EQ(Find("old@example.com").id, "u1");
+  ASSERT_EQ(Find("u1").activity_count, 1u);
+
+  Run({Fairway("x1", "u1", "", "lead_deleted", kT0 + 1)});
+  EXPECT_TRUE(StateKeys().empty());
+}
+
+// The leads processor under the real engine and embedded log: what it emits is appended to the
+// log, comes back to it, is counted, and emits nothing more.
+TEST(LeadProcessorEngineTest, GeneratedActivitiesComeBackThroughTheLogOnce) {
+  TempDir dir;
+  storage::StoreOptions opts;
+  opts.path = dir.path();
+  opts.column_families = storage::FairwayColumnFamilies();
+  auto opened = storage::Store::Open(opts);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<storage::Store> store = std::move(opened).value();
+  MetricsRegistry metrics;
+  log::EmbeddedLogOptions log_options;
+  log_options.sync = false;
+  log::EmbeddedLog log(store.get(), SystemClock::Default(), &metrics, log_options);
+  engine::Engine engine(store.get(), &log, SystemClock::Default(), &metrics, {});
+  engine.AddProcessor(std::make_unique<LeadProcessor>());
+  engine.Start();
+  log.Start();
+  model::TenantConfig tenant;
+  tenant.id = TenantId("t1");
+  tenant.name = "t1";
+  tenant.partitions = 2;
+  ASSERT_TRUE(engine.UpsertTenant(tenant).ok());
+
+  log::AppendRequest req = log::AppendRequestFor(tenant);
+  req.activities = {Page("p1", "", "anon-1", "/pricing", kT0),
+                    Identify("i1", "u1", "anon-1", kT0 + 1, R"({"plan":"free"})"),
+                    Identify("i2", "u1", "", kT0 + 2, R"({"plan":"pro"})"),
+                    Track("t1", "u2", "", "Clicked", kT0 + 3),
+                    Identify("i3", "u2", "", kT0 + 4, R"({"plan":"pro"})")};
+  std::promise<Status> appended;
+  log.Append(std::move(req), [&](Result<log::AppendResult> r) { appended.set_value(r.status()); });
+  ASSERT_TRUE(appended.get_future().get().ok());
+
+  // Wait until the echoes are counted (bounded), then until the engine is idle.
+  LeadStore leads(store.get());
+  auto generated = [&](std::string_view id, std::string_view event) -> uint64_t {
+    auto r = leads.Find(TenantId("t1"), id);
+    if (!r.ok() || !r->has_value()) return 0;
+    return (*r)->CountActivities(ActivityType::kFairway, event, kT0, kT0);
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline &&
+         (generated("u1", "lead_created") < 1 || generated("u1", "data_value_changed") < 1 ||
+          generated("u2", "lead_created") < 1 || generated("u2", "data_value_changed") < 1)) {
+    std::this_thread::yield();
+  }
+  ASSERT_TRUE(engine.WaitIdle(std::chrono::seconds(60)));
+  engine.Stop();
+  log.Stop();
+
+  std::multiset<std::string> fairway_ids;
+  for (uint32_t part = 0; part < tenant.partitions; ++part) {
+    auto entries = log.Read(TenantId("t1"), PartitionId(part), Offset(0), 1'000);
+    ASSERT_TRUE(entries.ok()) << entries.status().ToString();
+    for (const auto& e : *entries) {
+      if (e.activity.type == ActivityType::kFairway)
+        fairway_ids.insert(e.activity.message_id.str());
+    }
+  }
+  // i3 sets a trait u2 did not have: a change of an existing lead (created by t1).
+  EXPECT_EQ(fairway_ids,
+            (std::multiset<std::string>{"fw:dvc:i2:plan", "fw:dvc:i3:plan", "fw:lead_created:u1:i1",
+                                        "fw:lead_created:u2:t1"}));
+  auto u1 = leads.Find(TenantId("t1"), "anon-1");
+  ASSERT_TRUE(u1.ok() && u1->has_value());
+  EXPECT_EQ((*u1)->id, "u1");
+  EXPECT_EQ((*u1)->activity_count, 3u);  // 3 sent; the 2 generated are not counted
+  EXPECT_EQ(generated("u1", "lead_created"), 1u);
+  EXPECT_EQ(generated("u1", "data_value_changed"), 1u);
+  EXPECT_EQ(generated("u2", "lead_created"), 1u);
+  EXPECT_EQ(generated("u2", "data_value_changed"), 1u);
 }
 
 }  // namespace

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <string>
+#include <vector>
+
 namespace fairway::identity {
 namespace {
 
@@ -22,6 +26,13 @@ LeadProfile SampleProfile() {
   p.AddCount(ActivityType::kIdentify, "", -3);
   p.MergeLink(IdKind::kAnonymous, "anon-1", 20, "m-1");
   p.MergeLink(IdKind::kUser, "old-user", 21, "m-2");
+  p.AddCount(ActivityType::kFairway, "email_sent", 19'002);
+  p.AddScore(-17);
+  p.MergeMembership(MembershipKind::kTag, "vip", 30, true);
+  p.MergeMembership(MembershipKind::kList, "trial", -31, false);
+  p.MergeMembership(MembershipKind::kList, "customers", 32, true);
+  p.AddIndexedEmail("b@example.com");
+  p.AddIndexedEmail("a@example.com");
   return p;
 }
 
@@ -54,6 +65,23 @@ void ExpectSameProfile(const LeadProfile& a, const LeadProfile& b) {
     EXPECT_EQ(a.links[i].time_ms, b.links[i].time_ms);
     EXPECT_EQ(a.links[i].message_id, b.links[i].message_id);
   }
+  EXPECT_EQ(a.score, b.score);
+  ASSERT_EQ(a.memberships.size(), b.memberships.size());
+  for (size_t i = 0; i < a.memberships.size(); ++i) {
+    EXPECT_EQ(a.memberships[i].kind, b.memberships[i].kind);
+    EXPECT_EQ(a.memberships[i].name, b.memberships[i].name);
+    EXPECT_EQ(a.memberships[i].time_ms, b.memberships[i].time_ms);
+    EXPECT_EQ(a.memberships[i].member, b.memberships[i].member);
+  }
+  EXPECT_EQ(a.indexed_emails, b.indexed_emails);
+}
+
+std::string FromHex(std::string_view hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  }
+  return out;
 }
 
 TEST(LeadProfileTest, RoundTripsEveryField) {
@@ -65,6 +93,36 @@ TEST(LeadProfileTest, RoundTripsEveryField) {
   ExpectSameProfile(p, *decoded);
   // Encoding is deterministic.
   EXPECT_EQ(decoded->Encode(), p.Encode());
+}
+
+TEST(LeadProfileTest, DecodesFormat1WithDefaultsForNewerFields) {
+  // Written by the format 1 encoder: seen at 1'700'000'000'000, trait plan="pro" at 10, account
+  // acme at 13, 3 pages "/pricing" on day 19000, link anon-1 at 20 by m-1.
+  const std::string v1 = FromHex(
+      "010180a0abfef96280a0abfef9620104706c616e14052270726f220461636d651a0103082f70726963696e6701"
+      "f0a80203016106616e6f6e2d3128036d2d31");
+  auto decoded = LeadProfile::Decode(v1);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  LeadProfile expected;
+  expected.RecordSeen(1'700'000'000'000);
+  expected.MergeTrait("plan", 10, R"("pro")");
+  expected.MergeAccount("acme", 13);
+  expected.AddCount(ActivityType::kPage, "/pricing", 19'000, 3);
+  expected.MergeLink(IdKind::kAnonymous, "anon-1", 20, "m-1");
+  ExpectSameProfile(*decoded, expected);
+  EXPECT_EQ(decoded->score, 0);
+  EXPECT_TRUE(decoded->memberships.empty());
+  EXPECT_TRUE(decoded->indexed_emails.empty());
+  // Re-encoded in the newest format, which is not format 1 and decodes to the same profile.
+  std::string v2 = decoded->Encode();
+  EXPECT_EQ(v2[0], 2);
+  EXPECT_NE(v2, v1);
+  auto again = LeadProfile::Decode(v2);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  ExpectSameProfile(*again, expected);
+  // Format 1 followed by anything is corrupt, not format 2.
+  EXPECT_EQ(LeadProfile::Decode(v1 + std::string(3, '\0')).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(LeadProfileTest, RoundTripsEmptyProfile) {
@@ -89,6 +147,19 @@ TEST(LeadProfileTest, CorruptInputIsInvalidArgument) {
   std::string bad_version = good;
   bad_version[0] = 9;
   EXPECT_EQ(LeadProfile::Decode(bad_version).status().code(), StatusCode::kInvalidArgument);
+
+  // Bad membership kinds and flags are caught.
+  LeadProfile one;
+  one.MergeMembership(MembershipKind::kTag, "t", 1, true);
+  const std::string enc = one.Encode();
+  // ... score 0, 1 membership, kind, name "t", time, member, 0 emails.
+  ASSERT_EQ(enc.substr(enc.size() - 7), std::string("\x01\x02\x01t\x02\x01\x00", 7));
+  std::string bad_kind = enc;
+  bad_kind[enc.size() - 6] = 3;
+  EXPECT_EQ(LeadProfile::Decode(bad_kind).status().code(), StatusCode::kInvalidArgument);
+  std::string bad_flag = enc;
+  bad_flag[enc.size() - 2] = 2;
+  EXPECT_EQ(LeadProfile::Decode(bad_flag).status().code(), StatusCode::kInvalidArgument);
 
   // A huge element count must not be trusted.
   std::string huge_count("\x01\x00\x00\x00\xff\xff\xff\xff\x0f", 9);
@@ -203,6 +274,59 @@ TEST(LeadProfileTest, MergeFromIsAUnion) {
   EXPECT_TRUE(u.links.empty());
 
   // The same union in the other order.
+  LeadProfile v;
+  v.MergeFrom(b);
+  v.MergeFrom(a);
+  EXPECT_EQ(v.Encode(), u.Encode());
+}
+
+TEST(LeadProfileTest, MembershipIsLastWriteWinsWithAdditionWinningTies) {
+  LeadProfile p;
+  EXPECT_FALSE(p.IsMember(MembershipKind::kList, "a"));
+  EXPECT_TRUE(p.MergeMembership(MembershipKind::kList, "a", 10, true));
+  EXPECT_FALSE(p.MergeMembership(MembershipKind::kList, "a", 9, false));  // older
+  EXPECT_TRUE(p.IsMember(MembershipKind::kList, "a"));
+  EXPECT_TRUE(p.MergeMembership(MembershipKind::kList, "a", 11, false));
+  EXPECT_FALSE(p.IsMember(MembershipKind::kList, "a"));
+  EXPECT_TRUE(p.MergeMembership(MembershipKind::kList, "a", 11, true));    // tie: added wins
+  EXPECT_FALSE(p.MergeMembership(MembershipKind::kList, "a", 11, false));  // in either order
+  EXPECT_TRUE(p.IsMember(MembershipKind::kList, "a"));
+  EXPECT_FALSE(p.IsMember(MembershipKind::kTag, "a"));  // lists and tags are apart
+  p.MergeMembership(MembershipKind::kTag, "z", 1, true);
+  p.MergeMembership(MembershipKind::kTag, "b", 1, true);
+  p.MergeMembership(MembershipKind::kTag, "c", 1, false);
+  EXPECT_EQ(p.Members(MembershipKind::kTag), (std::vector<std::string>{"b", "z"}));
+  EXPECT_EQ(p.Members(MembershipKind::kList), std::vector<std::string>{"a"});
+}
+
+TEST(LeadProfileTest, ScoreSumsAndSaturates) {
+  LeadProfile p;
+  p.AddScore(5);
+  p.AddScore(-8);
+  EXPECT_EQ(p.score, -3);
+  p.AddScore(std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(p.score, std::numeric_limits<int64_t>::min());
+  p.score = std::numeric_limits<int64_t>::max() - 1;
+  p.AddScore(10);
+  EXPECT_EQ(p.score, std::numeric_limits<int64_t>::max());
+}
+
+TEST(LeadProfileTest, MergeFromSumsScoresAndMergesMemberships) {
+  LeadProfile a, b;
+  a.AddScore(3);
+  a.MergeMembership(MembershipKind::kList, "l", 10, true);
+  a.MergeMembership(MembershipKind::kTag, "t", 5, false);
+  a.AddIndexedEmail("a@x.io");
+  b.AddScore(-1);
+  b.MergeMembership(MembershipKind::kList, "l", 12, false);
+  b.MergeMembership(MembershipKind::kTag, "t", 5, true);
+  LeadProfile u;
+  u.MergeFrom(a);
+  u.MergeFrom(b);
+  EXPECT_EQ(u.score, 2);
+  EXPECT_FALSE(u.IsMember(MembershipKind::kList, "l"));
+  EXPECT_TRUE(u.IsMember(MembershipKind::kTag, "t"));
+  EXPECT_TRUE(u.indexed_emails.empty());  // per-identity bookkeeping
   LeadProfile v;
   v.MergeFrom(b);
   v.MergeFrom(a);

@@ -72,7 +72,8 @@ TEST(SegmentParserTest, ReportsEveryBadMessageWithItsField) {
       {"type":"alias","userId":"u"},
       {"userId":"u","event":"e"},
       {"type":"track","userId":{"a":1},"event":"e"},
-      7]})",
+      7,
+      {"type":"fairway","userId":"u","event":"score_changed"}]})",
                  std::nullopt);
   ASSERT_TRUE(r.ok());
   std::vector<std::pair<int, std::string>> got;
@@ -81,7 +82,7 @@ TEST(SegmentParserTest, ReportsEveryBadMessageWithItsField) {
       {1, "batch[1].event"},      {2, "batch[2].userId"},    {3, "batch[3].type"},
       {4, "batch[4].properties"}, {5, "batch[5].timestamp"}, {6, "batch[6].groupId"},
       {7, "batch[7].previousId"}, {8, "batch[8].type"},      {9, "batch[9].userId"},
-      {9, "batch[9].userId"},     {10, "batch[10]"}};
+      {9, "batch[9].userId"},     {10, "batch[10]"},         {11, "batch[11].type"}};
   EXPECT_EQ(got, want);
 }
 

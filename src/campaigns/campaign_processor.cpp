@@ -1,0 +1,918 @@
+#include "campaigns/campaign_processor.h"
+
+#include <date/tz.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cmath>
+#include <set>
+#include <unordered_map>
+
+#include "campaigns/campaign_state.h"
+#include "campaigns/template.h"
+#include "common/json_writer.h"
+#include "common/time_format.h"
+#include "dispatch/delivery.h"
+#include "storage/schema.h"
+
+namespace fairway::campaigns {
+
+namespace json = boost::json;
+using model::Activity;
+using model::ActivityType;
+
+std::string WaitElapsedMessageId(std::string_view campaign, std::string_view run_id,
+                                 uint32_t step) {
+  return fmt::format("fw:wait:{}.{}.{}", campaign, run_id, step);
+}
+
+namespace {
+
+constexpr int64_t kDayMs = 86'400'000;
+
+// Looks up a dotted path in a JSON object.
+const json::value* Path(const json::object& o, std::string_view path) {
+  const json::object* cur = &o;
+  while (true) {
+    size_t dot = path.find('.');
+    std::string_view head = path.substr(0, dot);
+    const json::value* v = cur->if_contains(head);
+    if (!v) return nullptr;
+    if (dot == std::string_view::npos) return v;
+    if (!v->is_object()) return nullptr;
+    cur = &v->get_object();
+    path.remove_prefix(dot + 1);
+  }
+}
+
+FieldValue FromJsonValue(const json::value* v) {
+  if (!v) return FieldValue::Missing();
+  if (v->is_string()) return FieldValue::String(std::string(v->get_string()));
+  if (v->is_number()) return FieldValue::Number(v->to_number<double>());
+  return FieldValue::FromJson(json::serialize(*v));
+}
+
+std::string ValueText(const FieldValue& v) {
+  return v.kind == FieldValue::Kind::kMissing || v.kind == FieldValue::Kind::kNull ? "" : v.text;
+}
+
+// An activity's fields as JSON, parsed on first use.
+class ActivityFields {
+ public:
+  explicit ActivityFields(const std::string& fields_json) : text_(fields_json) {}
+  const json::object& get() {
+    if (!parsed_) {
+      parsed_ = true;
+      json::error_code ec;
+      json::value v = json::parse("{" + text_ + "}", ec);
+      if (!ec && v.is_object()) obj_ = std::move(v.get_object());
+    }
+    return obj_;
+  }
+  // A property: looked up in "properties", then among the top-level fields ("traits.x").
+  const json::value* Property(std::string_view path) {
+    const json::object& o = get();
+    if (auto* props = o.if_contains("properties"); props && props->is_object()) {
+      if (auto* v = Path(props->get_object(), path)) return v;
+    }
+    return Path(o, path);
+  }
+  uint32_t Depth() {
+    const json::value* d = Path(get(), "context.fairway.depth");
+    return d && d->is_int64() && d->get_int64() > 0 ? static_cast<uint32_t>(d->get_int64()) : 0;
+  }
+
+ private:
+  const std::string& text_;
+  bool parsed_ = false;
+  json::object obj_;
+};
+
+bool TriggerMatches(const Trigger& t, ActivityFields& fields, int64_t now_ms) {
+  for (const auto& w : t.where) {
+    const json::value* v = nullptr;
+    for (const auto& p : w.paths) {
+      v = fields.Property(p);
+      if (v) break;
+    }
+    if (!w.test.Test(FromJsonValue(v), now_ms)) return false;
+  }
+  return true;
+}
+
+enum class Outcome { kExecuted, kBlocked, kFailed, kLeadDeleted };
+
+// Changes a run made to its lead in this work item: what later steps must see before the
+// leads processor applies the generated activities.
+struct LeadOverlay {
+  int64_t score_delta = 0;
+  std::map<std::string, std::string> traits;  // name -> JSON ("null" when cleared)
+  std::map<std::string, bool> lists;
+  std::map<std::string, bool> tags;
+  std::optional<std::string> account;
+};
+
+struct LeadContext {
+  bool loaded = false;
+  std::optional<identity::LeadView> view;
+  LeadOverlay overlay;
+  // Run keys written in this work item (not yet visible to StateTxn::Scan).
+  std::set<std::string> touched_runs;
+};
+
+}  // namespace
+
+// One work item's execution.
+class Execution {
+ public:
+  Execution(CampaignProcessor* p, engine::WorkItem& item, const TenantCampaigns& snap)
+      : p_(p),
+        item_(item),
+        snap_(snap),
+        tenant_(item.tenant()),
+        now_(p->clock_->NowMillis()),
+        day_(static_cast<uint32_t>(DayOf(now_))) {}
+
+  Status Handle(const log::LogEntry& entry);
+  int64_t min_timer_due() const { return min_timer_due_; }
+  bool has_deliveries() const { return has_deliveries_; }
+
+ private:
+  Status TryStart(const CompiledCampaign& c, const Activity& a, ActivityFields& fields,
+                  uint32_t depth);
+  Status Resume(const Activity& a, ActivityFields& fields);
+  Status RunFrom(const CompiledCampaign& c, RunState& r, const std::string& lead);
+  Result<Outcome> Execute(const CompiledCampaign& c, RunState& r, uint32_t step,
+                          const Action& action, const std::string& lead);
+  Status RemoveRuns(const std::string& lead, const std::vector<std::string>& campaigns,
+                    std::string_view except, const char* reason);
+  Status EndRun(std::string_view campaign, const std::string& lead, const RunState& r,
+                const char* metric);
+
+  Result<std::optional<RunState>> GetRun(const std::string& lead, std::string_view campaign);
+  void PutRun(const std::string& lead, std::string_view campaign, const RunState& r);
+  LeadContext& Lead(const std::string& lead);
+  FieldValue LeadField(const std::string& lead, std::string_view field);
+  bool Evaluate(const Condition& c, const std::string& lead);
+  std::string Render(std::string_view tmpl, const CompiledCampaign& c, const RunState& r,
+                     uint32_t step, const std::string& lead, Escape escape);
+  int64_t WaitDue(const Action& a, const std::string& lead);
+
+  void Stat(std::string_view campaign, std::string_view metric, int64_t delta = 1) {
+    item_.state().MergeIn(storage::kCampaignStats, StatsKey(tenant_, campaign, day_, metric),
+                          delta);
+  }
+  void InFlow(std::string_view campaign, int64_t delta) {
+    item_.state().MergeIn(storage::kCampaignStats,
+                          StatsKey(tenant_, campaign, kTotalDay, "in_flow"), delta);
+  }
+  // Emits a generated activity of run `r` at `step`; `props` are `"k":v` pairs.
+  void Emit(const CompiledCampaign& c, const RunState& r, uint32_t step, std::string_view event,
+            std::string_view props, std::string_view suffix = {});
+  Status Enqueue(dispatch::Delivery d);
+
+  CampaignProcessor* p_;
+  engine::WorkItem& item_;
+  const TenantCampaigns& snap_;
+  const TenantId& tenant_;
+  const int64_t now_;
+  const uint32_t day_;
+  std::unordered_map<std::string, LeadContext> leads_;
+  int64_t min_timer_due_ = INT64_MAX;
+  bool has_deliveries_ = false;
+  std::vector<TenantCampaigns::TriggerRef> refs_;
+};
+
+LeadContext& Execution::Lead(const std::string& lead) {
+  LeadContext& ctx = leads_[lead];
+  if (!ctx.loaded) {
+    ctx.loaded = true;
+    auto view = p_->leads_->Find(tenant_, lead);
+    if (view.ok()) {
+      ctx.view = std::move(view).value();
+    } else {
+      spdlog::warn("campaigns: reading lead '{}' of {}: {}", lead, tenant_.str(),
+                   view.status().ToString());
+    }
+  }
+  return ctx;
+}
+
+FieldValue Execution::LeadField(const std::string& lead, std::string_view field) {
+  LeadContext& ctx = Lead(lead);
+  const identity::LeadView* v = ctx.view ? &*ctx.view : nullptr;
+  if (auto it = ctx.overlay.traits.find(std::string(field)); it != ctx.overlay.traits.end()) {
+    return FieldValue::FromJson(it->second);
+  }
+  if (field == "score") {
+    return FieldValue::Number(static_cast<double>((v ? v->score : 0) + ctx.overlay.score_delta));
+  }
+  if (field == "id") return v ? FieldValue::String(v->id) : FieldValue::String(lead);
+  if (field == "known") return FieldValue::FromJson(v && v->known ? "true" : "false");
+  if (!v) return FieldValue::Missing();
+  if (field == "first_seen" && v->activity_count > 0) {
+    return FieldValue::Number(static_cast<double>(v->first_seen_ms));
+  }
+  if (field == "last_seen" && v->activity_count > 0) {
+    return FieldValue::Number(static_cast<double>(v->last_seen_ms));
+  }
+  if (field == "activity_count") return FieldValue::Number(static_cast<double>(v->activity_count));
+  if (field == "lists" || field == "tags") {
+    std::set<std::string> names(field == "lists" ? v->lists.begin() : v->tags.begin(),
+                                field == "lists" ? v->lists.end() : v->tags.end());
+    for (const auto& [n, member] : field == "lists" ? ctx.overlay.lists : ctx.overlay.tags) {
+      if (member) {
+        names.insert(n);
+      } else {
+        names.erase(n);
+      }
+    }
+    std::string joined;
+    for (const auto& n : names) joined += (joined.empty() ? "" : ",") + n;
+    return FieldValue::String(joined);
+  }
+  if (field.starts_with("account.")) {
+    std::string_view name = field.substr(8);
+    if (name == "id") {
+      if (ctx.overlay.account) return FieldValue::String(*ctx.overlay.account);
+      return v->account ? FieldValue::String(v->account->id) : FieldValue::Missing();
+    }
+    if (!v->account) return FieldValue::Missing();
+    for (const auto& t : v->account->traits) {
+      if (t.name == name) return FieldValue::FromJson(t.json);
+    }
+    return FieldValue::Missing();
+  }
+  if (const auto* t = v->FindTrait(field)) return FieldValue::FromJson(t->json);
+  return FieldValue::Missing();
+}
+
+bool Execution::Evaluate(const Condition& c, const std::string& lead) {
+  switch (c.kind) {
+    case Condition::Kind::kField:
+      return c.test.Test(LeadField(lead, c.field), now_);
+    case Condition::Kind::kMemberOfList:
+    case Condition::Kind::kHasTag: {
+      LeadContext& ctx = Lead(lead);
+      bool lists = c.kind == Condition::Kind::kMemberOfList;
+      const auto& overlay = lists ? ctx.overlay.lists : ctx.overlay.tags;
+      bool member = false;
+      if (auto it = overlay.find(c.name); it != overlay.end()) {
+        member = it->second;
+      } else if (ctx.view) {
+        member = lists ? ctx.view->HasList(c.name) : ctx.view->HasTag(c.name);
+      }
+      return member != c.negate;
+    }
+    case Condition::Kind::kActivityHistory: {
+      LeadContext& ctx = Lead(lead);
+      uint64_t n = 0;
+      if (ctx.view) {
+        int64_t since = c.within_days == 0
+                            ? INT64_MIN / 2
+                            : (DayOf(now_) - static_cast<int64_t>(c.within_days) + 1) * kDayMs;
+        n = ctx.view->CountActivitiesMatching(
+            c.activity_type,
+            [&](std::string_view name) {
+              return !c.name_test || c.name_test->Test(FieldValue::String(std::string(name)), now_);
+            },
+            since, now_);
+      }
+      return n >= c.min_count && (!c.max_count || n <= *c.max_count);
+    }
+    case Condition::Kind::kAll:
+      return std::all_of(c.children.begin(), c.children.end(),
+                         [&](const Condition& x) { return Evaluate(x, lead); });
+    case Condition::Kind::kAny:
+      return std::any_of(c.children.begin(), c.children.end(),
+                         [&](const Condition& x) { return Evaluate(x, lead); });
+    case Condition::Kind::kNot:
+      return !Evaluate(c.children.at(0), lead);
+  }
+  return false;
+}
+
+std::string Execution::Render(std::string_view tmpl, const CompiledCampaign& c, const RunState& r,
+                              uint32_t step, const std::string& lead, Escape escape) {
+  if (tmpl.find("{{") == std::string_view::npos) return std::string(tmpl);
+  std::optional<ActivityFields> trigger;
+  auto resolve = [&](std::string_view path) -> std::optional<std::string> {
+    if (path.starts_with("lead.")) {
+      std::string_view f = path.substr(5);
+      FieldValue v = LeadField(lead, f == "owner" ? "owner" : f);
+      if (v.kind == FieldValue::Kind::kMissing || v.kind == FieldValue::Kind::kNull) {
+        return std::nullopt;
+      }
+      return v.text;
+    }
+    if (path.starts_with("trigger.")) {
+      std::string_view f = path.substr(8);
+      if (f == "event" || f == "name") return r.trigger_event;
+      if (f == "type") {
+        return std::string(model::ActivityTypeName(static_cast<ActivityType>(r.trigger_type)));
+      }
+      if (f == "timestamp") return FormatIso8601Millis(r.trigger_time_ms);
+      if (!trigger) trigger.emplace(r.trigger_fields_json);
+      FieldValue v = FromJsonValue(trigger->Property(f));
+      if (v.kind == FieldValue::Kind::kMissing || v.kind == FieldValue::Kind::kNull) {
+        return std::nullopt;
+      }
+      return v.text;
+    }
+    if (path.starts_with("my.")) {
+      auto it = c.campaign.tokens.find(std::string(path.substr(3)));
+      if (it == c.campaign.tokens.end()) return std::nullopt;
+      return it->second;
+    }
+    if (path.starts_with("request.")) {
+      auto it = r.tokens.find(std::string(path.substr(8)));
+      if (it == r.tokens.end()) return std::nullopt;
+      return it->second;
+    }
+    if (path == "campaign.id") return c.record.id;
+    if (path == "campaign.name") return c.campaign.name;
+    if (path == "run.id") return r.run_id;
+    if (path == "step") return std::to_string(step + 1);
+    return std::nullopt;
+  };
+  return RenderTemplate(tmpl, resolve, escape);
+}
+
+int64_t Execution::WaitDue(const Action& a, const std::string& lead) {
+  if (a.wait_ms > 0) return now_ + a.wait_ms;
+  if (a.wait_until_ms > 0) return a.wait_until_ms;
+  // At the next HH:MM in a time zone.
+  std::string tz = a.wait_timezone;
+  if (tz == "lead") {
+    FieldValue v = LeadField(lead, "timezone");
+    tz = v.kind == FieldValue::Kind::kString ? v.text : "tenant";
+  }
+  if (tz == "tenant")
+    tz = p_->options_.tenant_timezone ? p_->options_.tenant_timezone(tenant_) : "";
+  if (tz.empty()) tz = "UTC";
+  try {
+    const date::time_zone* zone = nullptr;
+    try {
+      zone = date::locate_zone(tz);
+    } catch (const std::exception&) {
+      zone = date::locate_zone(p_->options_.tenant_timezone ? p_->options_.tenant_timezone(tenant_)
+                                                            : "UTC");
+    }
+    using namespace std::chrono;
+    auto now_tp = date::sys_time<milliseconds>(milliseconds(now_));
+    auto local = zone->to_local(now_tp);
+    auto candidate = date::floor<date::days>(local) + minutes(a.wait_minute_of_day);
+    if (candidate <= local) candidate += date::days(1);
+    auto sys = zone->to_sys(date::floor<minutes>(candidate), date::choose::earliest);
+    return duration_cast<milliseconds>(sys.time_since_epoch()).count();
+  } catch (const std::exception& e) {
+    // A local time that does not exist (a DST gap) or a broken zone: an hour later at most.
+    spdlog::warn("campaigns: wait time of day in '{}': {}", tz, e.what());
+    return now_ + 3'600'000;
+  }
+}
+
+Result<std::optional<RunState>> Execution::GetRun(const std::string& lead,
+                                                  std::string_view campaign) {
+  FAIRWAY_ASSIGN_OR_RETURN(auto v, item_.state().Get(RunKey(lead, campaign)));
+  if (!v) return std::optional<RunState>();
+  FAIRWAY_ASSIGN_OR_RETURN(auto r, DecodeRunState(*v));
+  return std::optional<RunState>(std::move(r));
+}
+
+void Execution::PutRun(const std::string& lead, std::string_view campaign, const RunState& r) {
+  std::string key = RunKey(lead, campaign);
+  Lead(lead).touched_runs.insert(key);
+  item_.state().Put(key, EncodeRunState(r));
+}
+
+void Execution::Emit(const CompiledCampaign& c, const RunState& r, uint32_t step,
+                     std::string_view event, std::string_view props, std::string_view suffix) {
+  Activity g;
+  g.type = ActivityType::kFairway;
+  g.event = std::string(event);
+  g.message_id = MessageId(fmt::format("fw:{}.{}.{}{}", c.record.id, r.run_id, step, suffix));
+  g.user_id = r.user_id;
+  g.anonymous_id = r.anonymous_id;
+  g.timestamp_ms = now_;
+  std::string f = "\"properties\":{";
+  f.append(props);
+  if (!props.empty()) f.push_back(',');
+  f.append("\"campaign\":");
+  AppendJsonString(&f, c.record.id);
+  f.append(fmt::format(",\"step\":{}}}", step + 1));
+  f.append(fmt::format(",\"context\":{{\"fairway\":{{\"depth\":{},\"campaign\":", r.depth + 1));
+  AppendJsonString(&f, c.record.id);
+  f.append(",\"run\":");
+  AppendJsonString(&f, r.run_id);
+  f.append("}}");
+  g.fields_json = std::move(f);
+  item_.Emit(std::move(g));
+}
+
+Status Execution::Enqueue(dispatch::Delivery d) {
+  d.created_ms = now_;
+  FAIRWAY_RETURN_IF_ERROR(dispatch::ValidateDelivery(d));
+  item_.state().PutIn(storage::kDeliveries, dispatch::PendingKey(tenant_, d.created_ms, d.id),
+                      dispatch::EncodeDelivery(d));
+  has_deliveries_ = true;
+  return Status::Ok();
+}
+
+Status Execution::EndRun(std::string_view campaign, const std::string& lead, const RunState& r,
+                         const char* metric) {
+  std::string key = RunKey(lead, campaign);
+  item_.state().Delete(key);
+  Lead(lead).touched_runs.insert(key);
+  if (r.wait_due_ms > 0) {
+    item_.state().DeleteIn(storage::kTimers, TimerKey(tenant_, r.wait_due_ms, lead, campaign));
+  }
+  InFlow(campaign, -1);
+  Stat(campaign, metric);
+  return Status::Ok();
+}
+
+Status Execution::RemoveRuns(const std::string& lead, const std::vector<std::string>& campaigns,
+                             std::string_view except, const char* reason) {
+  std::set<std::string> targets(campaigns.begin(), campaigns.end());
+  if (campaigns.empty()) {
+    // Every campaign the lead is in: committed runs plus those written in this work item.
+    std::string prefix = RunPrefix(lead);
+    FAIRWAY_RETURN_IF_ERROR(item_.state().Scan(prefix, [&](std::string_view k, std::string_view) {
+      targets.insert(std::string(k.substr(prefix.size())));
+      return true;
+    }));
+    for (const auto& k : Lead(lead).touched_runs) targets.insert(k.substr(prefix.size()));
+  }
+  targets.erase(std::string(except));
+  for (const auto& c : targets) {
+    FAIRWAY_ASSIGN_OR_RETURN(auto run, GetRun(lead, c));
+    if (run) FAIRWAY_RETURN_IF_ERROR(EndRun(c, lead, *run, reason));
+  }
+  return Status::Ok();
+}
+
+Result<Outcome> Execution::Execute(const CompiledCampaign& c, RunState& r, uint32_t step,
+                                   const Action& a, const std::string& lead) {
+  const CampaignSettings& settings = snap_.settings;
+  LeadOverlay& overlay = Lead(lead).overlay;
+  const std::string delivery_id = fmt::format("{}.{}.{}", c.record.id, r.run_id, step);
+  auto render = [&](std::string_view t, Escape e = Escape::kNone) {
+    return Render(t, c, r, step, lead, e);
+  };
+  auto quoted = [](std::string_view s) {
+    std::string q;
+    AppendJsonString(&q, s);
+    return q;
+  };
+  auto fail = [&](std::string_view why) {
+    spdlog::debug("campaigns: {} {} step {} for '{}' failed: {}", tenant_.str(), c.record.id,
+                  step + 1, lead, why);
+    return Outcome::kFailed;
+  };
+  switch (a.kind) {
+    case ActionKind::kSendEmail:
+    case ActionKind::kSendAlert: {
+      const bool alert = a.kind == ActionKind::kSendAlert;
+      std::string to = render(a.to, Escape::kLine);
+      if (to.find('@') == std::string::npos) {
+        return fail(alert ? "the lead has no owner email" : "the lead has no email address");
+      }
+      if (!alert && !a.operational &&
+          (settings.emails_per_day > 0 || settings.emails_per_week > 0)) {
+        std::vector<int64_t> sends;
+        FAIRWAY_ASSIGN_OR_RETURN(auto log, item_.state().Get(MailKey(lead)));
+        if (log) {
+          FAIRWAY_ASSIGN_OR_RETURN(sends, DecodeMailLog(*log));
+        }
+        std::erase_if(sends, [&](int64_t t) { return t <= now_ - 7 * kDayMs; });
+        auto day =
+            std::count_if(sends.begin(), sends.end(), [&](int64_t t) { return t > now_ - kDayMs; });
+        bool blocked = (settings.emails_per_day > 0 && day >= settings.emails_per_day) ||
+                       (settings.emails_per_week > 0 &&
+                        sends.size() >= static_cast<size_t>(settings.emails_per_week));
+        if (blocked) {
+          Stat(c.record.id, "emails_blocked");
+          Emit(c, r, step, "email_blocked",
+               fmt::format("\"reason\":\"communication_limit\",\"to\":{}", quoted(to)));
+          return Outcome::kBlocked;
+        }
+        sends.push_back(now_);
+        item_.state().Put(MailKey(lead), EncodeMailLog(sends));
+      }
+      dispatch::Delivery d;
+      d.kind = dispatch::DeliveryKind::kEmail;
+      d.id = delivery_id;
+      d.purpose = alert ? "alert" : "email";
+      d.source = c.record.id;
+      d.mail_from = a.from.empty() ? settings.email_from : render(a.from, Escape::kLine);
+      d.mail_to = to;
+      d.subject = render(a.subject, Escape::kLine);
+      d.text_body = render(a.body);
+      if (Status st = Enqueue(std::move(d)); !st.ok()) return fail(st.message());
+      Stat(c.record.id, alert ? "alerts_queued" : "emails_queued");
+      Emit(c, r, step, alert ? "alert_sent" : "email_sent",
+           fmt::format("\"to\":{},\"subject\":{}", quoted(to),
+                       quoted(render(a.subject, Escape::kLine))));
+      return Outcome::kExecuted;
+    }
+    case ActionKind::kChangeScore:
+      overlay.score_delta += a.score_change;
+      Emit(c, r, step, "score_changed", fmt::format("\"change\":{}", a.score_change));
+      return Outcome::kExecuted;
+    case ActionKind::kChangeDataValue:
+    case ActionKind::kChangeLifecycleStage:
+    case ActionKind::kChangeOwner: {
+      FieldValue from = LeadField(lead, a.field);
+      std::string to_json;
+      if (a.kind != ActionKind::kChangeDataValue) {
+        to_json = quoted(render(a.value_json));
+      } else if (a.value_op == Action::ValueOp::kClear) {
+        to_json = "null";
+      } else if (a.value_op == Action::ValueOp::kIncrement) {
+        double base = from.kind == FieldValue::Kind::kNumber ? from.number : 0;
+        if (from.kind == FieldValue::Kind::kString) {
+          char* end = nullptr;
+          double d = std::strtod(from.text.c_str(), &end);
+          if (end == from.text.c_str() + from.text.size() && std::isfinite(d)) base = d;
+        }
+        double sum = base + a.increment;
+        to_json = std::trunc(sum) == sum && std::abs(sum) < 1e15
+                      ? std::to_string(static_cast<int64_t>(sum))
+                      : json::serialize(json::value(sum));
+      } else if (a.value_json.size() >= 2 && a.value_json.front() == '"') {
+        json::error_code ec;
+        json::value v = json::parse(a.value_json, ec);
+        to_json = ec ? a.value_json : quoted(render(v.get_string()));
+      } else {
+        to_json = a.value_json;
+      }
+      std::string from_json =
+          from.kind == FieldValue::Kind::kMissing || from.kind == FieldValue::Kind::kNull ? "null"
+          : from.kind == FieldValue::Kind::kString ? quoted(from.text)
+                                                   : from.text;
+      overlay.traits[a.field] = to_json;
+      Emit(c, r, step, "data_value_changed",
+           fmt::format("\"field\":{},\"from\":{},\"to\":{},\"origin\":\"campaign\"",
+                       quoted(a.field), from_json, to_json));
+      return Outcome::kExecuted;
+    }
+    case ActionKind::kAddToList:
+    case ActionKind::kRemoveFromList: {
+      bool add = a.kind == ActionKind::kAddToList;
+      overlay.lists[a.name] = add;
+      Emit(c, r, step, add ? "added_to_list" : "removed_from_list",
+           fmt::format("\"list\":{}", quoted(a.name)));
+      return Outcome::kExecuted;
+    }
+    case ActionKind::kAddTag:
+    case ActionKind::kRemoveTag: {
+      bool add = a.kind == ActionKind::kAddTag;
+      overlay.tags[a.name] = add;
+      Emit(c, r, step, add ? "tag_added" : "tag_removed",
+           fmt::format("\"tag\":{}", quoted(a.name)));
+      return Outcome::kExecuted;
+    }
+    case ActionKind::kAddToAccount: {
+      std::string account = render(a.name, Escape::kLine);
+      if (account.empty()) return fail("the account id is empty");
+      overlay.account = account;
+      Emit(c, r, step, "added_to_account", fmt::format("\"account_id\":{}", quoted(account)));
+      return Outcome::kExecuted;
+    }
+    case ActionKind::kCallWebhook: {
+      dispatch::Delivery d;
+      d.kind = dispatch::DeliveryKind::kWebhook;
+      d.id = delivery_id;
+      d.purpose = "webhook";
+      d.source = c.record.id;
+      d.method = a.method;
+      bool json_body = false;
+      for (const auto& [k, v] : a.headers) {
+        std::string value = render(v, Escape::kLine);
+        std::string lower = k;
+        std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+        if (lower == "content-type" && value.find("json") != std::string::npos) json_body = true;
+        d.headers.emplace_back(k, std::move(value));
+      }
+      // Campaign tokens ({{my.*}}) are configuration and go in as written; everything else
+      // is percent-encoded in the URL.
+      d.url = RenderTemplate(
+          a.url,
+          [&](std::string_view path) -> std::optional<std::string> {
+            if (path.starts_with("my.")) {
+              auto it = c.campaign.tokens.find(std::string(path.substr(3)));
+              if (it != c.campaign.tokens.end()) return it->second;
+              return std::nullopt;
+            }
+            std::string v = Render(fmt::format("{{{{{}}}}}", path), c, r, step, lead, Escape::kUrl);
+            return v;
+          },
+          Escape::kNone);
+      d.body = render(a.body, json_body ? Escape::kJson : Escape::kNone);
+      if (Status st = Enqueue(std::move(d)); !st.ok()) return fail(st.message());
+      Stat(c.record.id, "webhooks_queued");
+      return Outcome::kExecuted;
+    }
+    case ActionKind::kCreateCrmTask: {
+      if (settings.crm_url.empty()) return fail("no CRM endpoint is configured (crm_url)");
+      FieldValue email = LeadField(lead, "email");
+      JsonWriter w;
+      w.BeginObject()
+          .Key("type")
+          .String("task")
+          .Key("id")
+          .String(delivery_id)
+          .Key("subject")
+          .String(render(a.subject))
+          .Key("body")
+          .String(render(a.body))
+          .Key("owner")
+          .String(render(a.to))
+          .Key("due_at")
+          .String(FormatIso8601Millis(now_ + a.due_in_days * kDayMs))
+          .Key("lead")
+          .BeginObject()
+          .Key("id")
+          .String(ValueText(LeadField(lead, "id")))
+          .Key("email")
+          .String(ValueText(email))
+          .EndObject()
+          .Key("campaign")
+          .String(c.record.id)
+          .EndObject();
+      dispatch::Delivery d;
+      d.kind = dispatch::DeliveryKind::kWebhook;
+      d.id = delivery_id;
+      d.purpose = "crm_task";
+      d.source = c.record.id;
+      d.method = "POST";
+      d.url = settings.crm_url;
+      d.headers.emplace_back("Content-Type", "application/json");
+      d.body = w.Take();
+      if (Status st = Enqueue(std::move(d)); !st.ok()) return fail(st.message());
+      Emit(c, r, step, "crm_task_created",
+           fmt::format("\"subject\":{}", quoted(render(a.subject))));
+      return Outcome::kExecuted;
+    }
+    case ActionKind::kRequestCampaign: {
+      std::string tokens = "{";
+      for (const auto& [k, v] : a.tokens) {
+        if (tokens.size() > 1) tokens.push_back(',');
+        AppendJsonString(&tokens, k);
+        tokens.push_back(':');
+        AppendJsonString(&tokens, render(v));
+      }
+      tokens.push_back('}');
+      Emit(c, r, step, "campaign_requested",
+           fmt::format("\"requested\":{},\"tokens\":{}", quoted(a.name), tokens));
+      return Outcome::kExecuted;
+    }
+    case ActionKind::kRemoveFromFlow:
+      FAIRWAY_RETURN_IF_ERROR(RemoveRuns(lead, a.campaigns, c.record.id, "removed_from_flow"));
+      return Outcome::kExecuted;
+    case ActionKind::kInterestingMoment:
+      Emit(c, r, step, "interesting_moment",
+           fmt::format("\"moment_type\":{},\"description\":{}", quoted(a.name),
+                       quoted(render(a.body))));
+      return Outcome::kExecuted;
+    case ActionKind::kDeleteLead:
+      Emit(c, r, step, "lead_deleted", "");
+      return Outcome::kLeadDeleted;
+    case ActionKind::kWait:
+      break;  // handled by RunFrom
+  }
+  return Outcome::kExecuted;
+}
+
+Status Execution::RunFrom(const CompiledCampaign& c, RunState& r, const std::string& lead) {
+  const auto& flow = c.campaign.flow;
+  while (r.step < flow.size()) {
+    const uint32_t i = r.step;
+    const Step& s = flow[i];
+    const Action* action = s.action ? &*s.action : nullptr;
+    if (s.has_choices()) {
+      action = s.default_action ? &*s.default_action : nullptr;
+      for (const auto& choice : s.choices) {
+        if (Evaluate(choice.when, lead)) {
+          action = choice.then ? &*choice.then : nullptr;
+          break;
+        }
+      }
+    }
+    r.step = i + 1;
+    const std::string step_metric = fmt::format("step.{}.", i + 1);
+    if (!action) {
+      Stat(c.record.id, step_metric + "skipped");
+      continue;
+    }
+    if (action->kind == ActionKind::kWait) {
+      Stat(c.record.id, step_metric + "executed");
+      int64_t due = WaitDue(*action, lead);
+      if (due <= now_) continue;
+      r.wait_due_ms = due;
+      PutRun(lead, c.record.id, r);
+      Timer t;
+      t.campaign = c.record.id;
+      t.run_id = r.run_id;
+      t.step = r.step;
+      t.user_id = r.user_id;
+      t.anonymous_id = r.anonymous_id;
+      item_.state().PutIn(storage::kTimers, TimerKey(tenant_, due, lead, c.record.id),
+                          EncodeTimer(t));
+      min_timer_due_ = std::min(min_timer_due_, due);
+      return Status::Ok();
+    }
+    FAIRWAY_ASSIGN_OR_RETURN(Outcome outcome, Execute(c, r, i, *action, lead));
+    switch (outcome) {
+      case Outcome::kExecuted:
+        Stat(c.record.id, step_metric + "executed");
+        break;
+      case Outcome::kBlocked:
+        Stat(c.record.id, step_metric + "blocked");
+        break;
+      case Outcome::kFailed:
+        Stat(c.record.id, step_metric + "failed");
+        break;
+      case Outcome::kLeadDeleted:
+        Stat(c.record.id, step_metric + "executed");
+        // The lead is gone: it leaves every flow (this one included) and its campaign history.
+        FAIRWAY_RETURN_IF_ERROR(RemoveRuns(lead, {}, c.record.id, "lead_deleted"));
+        r.wait_due_ms = 0;
+        FAIRWAY_RETURN_IF_ERROR(EndRun(c.record.id, lead, r, "lead_deleted"));
+        return Status::Ok();
+    }
+  }
+  r.wait_due_ms = 0;
+  return EndRun(c.record.id, lead, r, "completed");
+}
+
+Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, ActivityFields& fields,
+                           uint32_t depth) {
+  const std::string lead(a.LeadKey());
+  Stat(c.record.id, "triggered");
+  if (depth >= snap_.settings.max_chain_depth) {
+    Stat(c.record.id, "blocked_chain_depth");
+    spdlog::info(
+        "campaigns: {} campaign '{}' not started for '{}': activity {} is {} campaign steps deep "
+        "(max_chain_depth {})",
+        tenant_.str(), c.record.id, lead, a.message_id.str(), depth,
+        snap_.settings.max_chain_depth);
+    return Status::Ok();
+  }
+  FAIRWAY_ASSIGN_OR_RETURN(auto run, GetRun(lead, c.record.id));
+  if (run) {
+    Stat(c.record.id, "already_in_flow");
+    return Status::Ok();
+  }
+  History h;
+  FAIRWAY_ASSIGN_OR_RETURN(auto stored, item_.state().Get(HistoryKey(lead, c.record.id)));
+  if (stored) {
+    FAIRWAY_ASSIGN_OR_RETURN(h, DecodeHistory(*stored));
+  }
+  if (h.runs > 0) {
+    bool again = c.campaign.qualification == Qualification::kEveryTime ||
+                 (c.campaign.qualification == Qualification::kEveryNDays &&
+                  a.timestamp_ms - h.last_start_event_ms >=
+                      static_cast<int64_t>(c.campaign.qualification_days) * kDayMs);
+    if (!again) {
+      Stat(c.record.id, "not_qualified");
+      return Status::Ok();
+    }
+  }
+  if (c.campaign.filter && !Evaluate(*c.campaign.filter, lead)) {
+    Stat(c.record.id, "filtered_out");
+    return Status::Ok();
+  }
+  RunState r;
+  r.run_id = MakeRunId(c.record.id, a.message_id.str());
+  r.depth = depth;
+  r.started_ms = now_;
+  r.trigger_message_id = a.message_id.str();
+  r.trigger_event = a.event;
+  r.trigger_type = static_cast<uint8_t>(a.type);
+  r.trigger_time_ms = a.timestamp_ms;
+  r.trigger_fields_json = a.fields_json;
+  r.user_id = a.user_id;
+  r.anonymous_id = a.anonymous_id;
+  if (a.type == ActivityType::kFairway && a.event == "campaign_requested") {
+    if (auto* t = fields.Property("tokens"); t && t->is_object()) {
+      for (const auto& kv : t->get_object()) {
+        r.tokens[std::string(kv.key())] = kv.value().is_string()
+                                              ? std::string(kv.value().get_string())
+                                              : json::serialize(kv.value());
+      }
+    }
+  }
+  h.runs++;
+  h.last_start_event_ms = std::max(h.last_start_event_ms, a.timestamp_ms);
+  item_.state().Put(HistoryKey(lead, c.record.id), EncodeHistory(h));
+  Stat(c.record.id, "qualified");
+  InFlow(c.record.id, 1);
+  return RunFrom(c, r, lead);
+}
+
+Status Execution::Resume(const Activity& a, ActivityFields& fields) {
+  const std::string lead(a.LeadKey());
+  const json::value* campaign = fields.Property("campaign");
+  const json::value* run_id = fields.Property("run");
+  const json::value* step = fields.Property("step");
+  if (!campaign || !campaign->is_string() || !run_id || !run_id->is_string() || !step ||
+      !step->is_int64()) {
+    return Status::Ok();  // not one of ours: nothing to resume
+  }
+  std::string cid(campaign->get_string());
+  FAIRWAY_ASSIGN_OR_RETURN(auto run, GetRun(lead, cid));
+  // A stale wake-up (the lead left the flow, or a newer run took its place) does nothing.
+  if (!run || run->run_id != run_id->get_string() ||
+      run->step != static_cast<uint64_t>(step->get_int64()) || run->wait_due_ms == 0) {
+    return Status::Ok();
+  }
+  const CompiledCampaign* c = snap_.Find(cid);
+  if (!c || (!c->record.active && !c->campaign.finish_flow_when_inactive)) {
+    // Deleted, or deactivated with "leave_flow": the lead leaves when its wait ends.
+    item_.state().Delete(RunKey(lead, cid));
+    InFlow(cid, -1);
+    Stat(cid, "left_flow");
+    return Status::Ok();
+  }
+  run->wait_due_ms = 0;
+  return RunFrom(*c, *run, lead);
+}
+
+Status Execution::Handle(const log::LogEntry& entry) {
+  const Activity& a = entry.activity;
+  if (a.LeadKey().empty()) return Status::Ok();
+  ActivityFields fields(a.fields_json);
+  if (a.type == ActivityType::kFairway) {
+    if (a.event == "campaign_wait_elapsed") return Resume(a, fields);
+    if (a.event == "lead_deleted" && fields.Depth() == 0) {
+      // Deleted from outside the campaigns (e.g. the API): leave every flow.
+      return RemoveRuns(std::string(a.LeadKey()), {}, "", "lead_deleted");
+    }
+  }
+  refs_.clear();
+  if (a.type == ActivityType::kFairway && a.event == "campaign_requested") {
+    const json::value* requested = fields.Property("requested");
+    if (!requested || !requested->is_string()) return Status::Ok();
+    snap_.Lookup(a.type, fmt::format("campaign_requested/{}", requested->get_string().c_str()),
+                 &refs_);
+  } else {
+    snap_.Lookup(a.type, a.event, &refs_);
+  }
+  if (refs_.empty()) return Status::Ok();
+  const uint32_t depth = fields.Depth();
+  // A campaign starts at most once per activity, whichever of its triggers matched.
+  std::vector<const CompiledCampaign*> started;
+  for (const auto& ref : refs_) {
+    if (std::find(started.begin(), started.end(), ref.campaign) != started.end()) continue;
+    if (!TriggerMatches(*ref.trigger, fields, now_)) continue;
+    started.push_back(ref.campaign);
+    FAIRWAY_RETURN_IF_ERROR(TryStart(*ref.campaign, a, fields, depth));
+  }
+  return Status::Ok();
+}
+
+CampaignProcessor::CampaignProcessor(CampaignRegistry* registry, const identity::LeadStore* leads,
+                                     const Clock* clock, CampaignProcessorOptions options)
+    : registry_(registry), leads_(leads), clock_(clock), options_(std::move(options)) {
+  spec_.name = "campaigns";
+  spec_.ordering = engine::Ordering::kPerLead;
+  spec_.batch_size = options_.batch_size;
+  spec_.after = "leads";
+}
+
+void CampaignProcessor::Process(engine::WorkItem& item) {
+  auto snap = registry_->Snapshot(item.tenant());
+  if (!snap.ok()) {
+    item.Finish(engine::ProcessError{engine::ErrorClass::kRetryLater,
+                                     "loading campaigns: " + snap.status().ToString()});
+    return;
+  }
+  Execution exec(this, item, **snap);
+  for (const auto& e : item.entries()) {
+    Status st = exec.Handle(e);
+    if (!st.ok()) {
+      // Storage trouble is worth a retry; a corrupt state row never heals.
+      auto cls = st.code() == StatusCode::kInternal ? engine::ErrorClass::kPermanent
+                                                    : engine::ErrorClass::kRetryLater;
+      item.Finish(engine::ProcessError{
+          cls, fmt::format("activity {}: {}", e.activity.message_id.str(), st.ToString())});
+      return;
+    }
+  }
+  if (exec.min_timer_due() != INT64_MAX && options_.on_timers) {
+    item.AfterCommit([fn = options_.on_timers, tenant = item.tenant(), due = exec.min_timer_due()] {
+      fn(tenant, due);
+    });
+  }
+  if (exec.has_deliveries() && options_.on_deliveries) {
+    item.AfterCommit([fn = options_.on_deliveries, tenant = item.tenant()] { fn(tenant); });
+  }
+  // The snapshot must outlive the work: the compiled campaigns it points to are shared.
+  item.Finish();
+}
+
+}  // namespace fairway::campaigns

@@ -1,0 +1,103 @@
+#pragma once
+// The campaign processor's durable state and its encodings:
+//
+// In the engine's (tenant, "campaigns") state space (StateTxn keys), all per lead, so only the
+// lead's own work item ever touches them:
+//   r/<lead key>\0<campaign>  RunState: the lead's current run through a campaign's flow
+//   h/<lead key>\0<campaign>  History: how often and when the lead qualified (qualification rules)
+//   m/<lead key>              MailLog: send times of recent emails (communication limits)
+//
+// In storage::kTimers (written in the same atomic commit): one row per waiting run,
+//   tenant \0 due(be64) len(be32) lead key, campaign -> Timer
+// released by the TimerService when due.
+//
+// In storage::kCampaignStats (counters, merge-added in the same commit):
+//   tenant \0 campaign \0 day(be32) \0 metric -> count    (day: days since 1970-01-01, UTC)
+//   tenant \0 campaign \0 0xffffffff \0 "in_flow" -> leads now in the flow
+//
+// Plain value types and pure functions; thread-safe.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/status.h"
+
+namespace fairway::campaigns {
+
+struct RunState {
+  std::string run_id;
+  // The next step to run (flow index).
+  uint32_t step = 0;
+  // While waiting: when the wait ends (ms since the epoch); 0 = not waiting.
+  int64_t wait_due_ms = 0;
+  // Generated activities of this run carry depth + 1 (loop protection).
+  uint32_t depth = 0;
+  int64_t started_ms = 0;
+  // The activity that triggered the run, for {{trigger.*}} tokens.
+  std::string trigger_message_id;
+  std::string trigger_event;
+  uint8_t trigger_type = 0;
+  int64_t trigger_time_ms = 0;
+  std::string trigger_fields_json;
+  // Tokens passed by a campaign request ({{request.*}}).
+  std::map<std::string, std::string> tokens;
+  // The lead's identities when the run started (generated activities carry them).
+  std::string user_id;
+  std::string anonymous_id;
+};
+
+struct History {
+  uint64_t runs = 0;
+  // Event time of the activity that started the latest run.
+  int64_t last_start_event_ms = 0;
+};
+
+std::string EncodeRunState(const RunState& r);
+Result<RunState> DecodeRunState(std::string_view in);
+std::string EncodeHistory(const History& h);
+Result<History> DecodeHistory(std::string_view in);
+// Send times, ascending.
+std::string EncodeMailLog(const std::vector<int64_t>& sends);
+Result<std::vector<int64_t>> DecodeMailLog(std::string_view in);
+
+std::string RunKey(std::string_view lead, std::string_view campaign);
+std::string RunPrefix(std::string_view lead);
+std::string HistoryKey(std::string_view lead, std::string_view campaign);
+std::string HistoryPrefix(std::string_view lead);
+std::string MailKey(std::string_view lead);
+
+struct Timer {
+  std::string campaign;
+  std::string run_id;
+  uint32_t step = 0;
+  std::string user_id;
+  std::string anonymous_id;
+  // Filled when decoded from a key.
+  int64_t due_ms = 0;
+  std::string lead;
+};
+std::string TimerKey(const TenantId& tenant, int64_t due_ms, std::string_view lead,
+                     std::string_view campaign);
+std::string EncodeTimer(const Timer& t);
+// Decodes a row of storage::kTimers (key and value).
+Result<Timer> DecodeTimer(std::string_view key, std::string_view value);
+// All of a tenant's timers: [TimerTenantPrefix, TimerTenantEnd).
+std::string TimerTenantPrefix(const TenantId& tenant);
+std::string TimerTenantEnd(const TenantId& tenant);
+
+// Stats keys.
+inline constexpr uint32_t kTotalDay = 0xffffffff;
+int64_t DayOf(int64_t ms);
+std::string StatsKey(const TenantId& tenant, std::string_view campaign, uint32_t day,
+                     std::string_view metric);
+std::string StatsPrefix(const TenantId& tenant, std::string_view campaign);
+
+// The deterministic id of the run that `trigger_message_id` starts in `campaign`.
+std::string MakeRunId(std::string_view campaign, std::string_view trigger_message_id);
+
+}  // namespace fairway::campaigns

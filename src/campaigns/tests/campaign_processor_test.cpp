@@ -1,0 +1,427 @@
+#include "campaigns/campaign_processor.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <future>
+#include <map>
+
+#include "campaigns/campaign_state.h"
+#include "campaigns/timer_service.h"
+#include "dispatch/delivery.h"
+#include "engine/engine.h"
+#include "identity/lead_processor.h"
+#include "log/embedded_log.h"
+#include "storage/schema.h"
+#include "storage/tests/temp_dir.h"
+
+namespace fairway::campaigns {
+namespace {
+
+using namespace std::chrono_literals;
+using model::Activity;
+using model::ActivityType;
+
+constexpr int64_t kDayMs = 86'400'000;
+const TenantId kTenant("acme");
+
+// The whole processing pipeline on a real store: log, engine, the leads and campaigns
+// processors and the timer service. Campaign time comes from a manual clock.
+class CampaignPipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+  void TearDown() override { Close(); }
+
+  void Open() {
+    storage::StoreOptions opts;
+    opts.path = dir_.path();
+    opts.column_families = storage::FairwayColumnFamilies();
+    auto s = storage::Store::Open(opts);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+    metrics_ = std::make_unique<MetricsRegistry>();
+    log::EmbeddedLogOptions lo;
+    lo.sync = false;
+    log_ = std::make_unique<log::EmbeddedLog>(store_.get(), SystemClock::Default(), metrics_.get(),
+                                              lo);
+    registry_ = std::make_unique<CampaignRegistry>(store_.get(), &clock_);
+    leads_ = std::make_unique<identity::LeadStore>(store_.get());
+    tenant_.id = kTenant;
+    tenant_.name = "Acme";
+    tenant_.partitions = 2;
+    tenant_.timezone = "Europe/Berlin";
+    timers_ = std::make_unique<TimerService>(
+        store_.get(), log_.get(), &clock_,
+        [this](const TenantId&) -> std::optional<model::TenantConfig> { return tenant_; });
+    engine_ = std::make_unique<engine::Engine>(store_.get(), log_.get(), SystemClock::Default(),
+                                               metrics_.get(), engine::EngineOptions{});
+    engine_->AddProcessor(std::make_unique<identity::LeadProcessor>());
+    CampaignProcessorOptions po;
+    po.on_timers = [this](const TenantId& t, int64_t due) { timers_->Notify(t, due); };
+    po.tenant_timezone = [this](const TenantId&) { return tenant_.timezone; };
+    engine_->AddProcessor(
+        std::make_unique<CampaignProcessor>(registry_.get(), leads_.get(), &clock_, po));
+    engine_->Start();
+    log_->Start();
+    ASSERT_TRUE(timers_->Start().ok());
+    ASSERT_TRUE(engine_->UpsertTenant(tenant_).ok());
+  }
+
+  void Close() {
+    if (timers_) timers_->Stop();
+    if (engine_) engine_->Stop();
+    if (log_) log_->Stop();
+    timers_.reset();
+    engine_.reset();
+    log_.reset();
+    registry_.reset();
+    leads_.reset();
+    store_.reset();
+  }
+
+  void Reopen() {
+    Close();
+    Open();
+  }
+
+  void Create(std::string_view id, std::string_view definition) {
+    auto r = registry_->Create(kTenant, id, definition);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+
+  void Ingest(std::vector<Activity> activities) {
+    log::AppendRequest req = log::AppendRequestFor(tenant_);
+    req.dedup_window_ms = 3'600'000;
+    for (auto& a : activities) {
+      if (a.timestamp_ms == 0) a.timestamp_ms = clock_.NowMillis();
+      a.received_at_ms = clock_.NowMillis();
+    }
+    req.activities = std::move(activities);
+    std::promise<Status> done;
+    log_->Append(std::move(req), [&](Result<log::AppendResult> r) { done.set_value(r.status()); });
+    ASSERT_TRUE(done.get_future().get().ok());
+  }
+
+  static Activity Track(std::string id, std::string user, std::string event,
+                        std::string fields = "") {
+    Activity a;
+    a.type = ActivityType::kTrack;
+    a.message_id = MessageId(std::move(id));
+    a.user_id = std::move(user);
+    a.event = std::move(event);
+    a.fields_json = std::move(fields);
+    return a;
+  }
+  static Activity Identify(std::string id, std::string user, std::string traits) {
+    Activity a;
+    a.type = ActivityType::kIdentify;
+    a.message_id = MessageId(std::move(id));
+    a.user_id = std::move(user);
+    a.fields_json = "\"traits\":" + traits;
+    return a;
+  }
+  static Activity Page(std::string id, std::string user, std::string path) {
+    Activity a;
+    a.type = ActivityType::kPage;
+    a.message_id = MessageId(std::move(id));
+    a.user_id = std::move(user);
+    a.fields_json =
+        fmt::format(R"("properties":{{"path":"{}","url":"https://acme.test{}"}})", path, path);
+    return a;
+  }
+
+  // Everything processed, including what timers due by the clock release and what generated
+  // activities trigger.
+  void Settle() {
+    for (int i = 0; i < 50; ++i) {
+      uint64_t released = timers_->released();
+      ASSERT_TRUE(engine_->WaitIdle(60s));
+      ASSERT_TRUE(timers_->WaitIdle(60s));
+      ASSERT_TRUE(engine_->WaitIdle(60s));
+      if (timers_->released() == released) return;
+    }
+    FAIL() << "did not settle";
+  }
+
+  int64_t Stat(std::string_view campaign, std::string_view metric) {
+    int64_t sum = 0;
+    std::string prefix = StatsPrefix(kTenant, campaign);
+    auto it = store_->NewIterator(storage::kCampaignStats, prefix, prefix + "\xff\xff\xff\xff\x01");
+    for (it->Seek(prefix); it->Valid(); it->Next()) {
+      std::string_view k = it->key();
+      k.remove_prefix(prefix.size() + 5);
+      if (k == metric) sum += storage::DecodeCounter(it->value());
+    }
+    return sum;
+  }
+
+  std::vector<dispatch::Delivery> Deliveries() {
+    std::vector<dispatch::Delivery> out;
+    std::string prefix = dispatch::PendingPrefix(kTenant);
+    auto it = store_->NewIterator(storage::kDeliveries, prefix, dispatch::PrefixEnd(prefix));
+    for (it->Seek(prefix); it->Valid(); it->Next()) {
+      auto d = dispatch::DecodeDelivery(it->value());
+      EXPECT_TRUE(d.ok());
+      if (d.ok()) out.push_back(*d);
+    }
+    return out;
+  }
+
+  // Generated activities in the log, by event name.
+  std::map<std::string, int> Generated(std::string_view user = {}) {
+    std::map<std::string, int> out;
+    for (uint32_t p = 0; p < tenant_.partitions; ++p) {
+      auto r = log_->Read(kTenant, PartitionId(p), Offset(0), 100'000);
+      EXPECT_TRUE(r.ok());
+      for (const auto& e : *r) {
+        if (e.activity.type != ActivityType::kFairway) continue;
+        if (!user.empty() && e.activity.user_id != user) continue;
+        out[e.activity.event]++;
+      }
+    }
+    return out;
+  }
+
+  size_t TimerRows() {
+    size_t n = 0;
+    auto it =
+        store_->NewIterator(storage::kTimers, TimerTenantPrefix(kTenant), TimerTenantEnd(kTenant));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
+    return n;
+  }
+
+  std::optional<identity::LeadView> Lead(std::string_view id) {
+    auto r = leads_->Find(kTenant, id);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? *r : std::nullopt;
+  }
+
+  TempDir dir_;
+  ManualClock clock_{1'795'420'800'000};  // 2026-11-23T08:00:00Z
+  model::TenantConfig tenant_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<MetricsRegistry> metrics_;
+  std::unique_ptr<log::EmbeddedLog> log_;
+  std::unique_ptr<CampaignRegistry> registry_;
+  std::unique_ptr<identity::LeadStore> leads_;
+  std::unique_ptr<TimerService> timers_;
+  std::unique_ptr<engine::Engine> engine_;
+};
+
+constexpr std::string_view kPricing = R"({
+  "name": "Pricing follow-up", "status": "active",
+  "triggers": [{"type": "visits_web_page", "url": {"op": "contains", "value": "/pricing"}}],
+  "filters": [{"field": "country", "op": "is", "value": "DE"}],
+  "flow": [
+    {"action": "change_score", "change": 10},
+    {"action": "send_email", "subject": "Hi {{lead.firstName|there}}", "body": "You looked at {{trigger.path}}."},
+    {"action": "call_webhook", "url": "https://hooks.test/lead/{{lead.id}}", "body": {"lead": "{{lead.id}}", "offer": "{{my.offer}}"}}
+  ],
+  "tokens": {"offer": "20% off"}
+})";
+
+TEST_F(CampaignPipelineTest, ATriggeredCampaignRunsItsFlowOnceWithEffectsInTheOutbox) {
+  Create("pricing", kPricing);
+  Ingest({Identify("i1", "u1", R"({"email":"ann@x.test","firstName":"Ann","country":"DE"})"),
+          Identify("i2", "u2", R"({"email":"bob@x.test","country":"FR"})"),
+          Page("p1", "u1", "/en/pricing"), Page("p2", "u2", "/en/pricing"),
+          Page("p3", "u1", "/en/about")});
+  Settle();
+  EXPECT_EQ(Stat("pricing", "triggered"), 2);
+  EXPECT_EQ(Stat("pricing", "qualified"), 1);
+  EXPECT_EQ(Stat("pricing", "filtered_out"), 1);
+  EXPECT_EQ(Stat("pricing", "completed"), 1);
+  EXPECT_EQ(Stat("pricing", "in_flow"), 0);
+  EXPECT_EQ(Stat("pricing", "step.1.executed"), 1);
+  EXPECT_EQ(Stat("pricing", "step.3.executed"), 1);
+  auto deliveries = Deliveries();
+  ASSERT_EQ(deliveries.size(), 2u);
+  std::string run = MakeRunId("pricing", "p1");
+  std::map<std::string, dispatch::Delivery> by_id;
+  for (const auto& d : deliveries) by_id[d.id] = d;
+  const auto& email = by_id.at("pricing." + run + ".1");
+  EXPECT_EQ(email.mail_to, "ann@x.test");
+  EXPECT_EQ(email.subject, "Hi Ann");
+  EXPECT_EQ(email.text_body, "You looked at /en/pricing.");
+  const auto& hook = by_id.at("pricing." + run + ".2");
+  EXPECT_EQ(hook.url, "https://hooks.test/lead/u1");
+  EXPECT_EQ(hook.body, R"({"lead":"u1","offer":"20% off"})");
+  auto gen = Generated("u1");
+  EXPECT_EQ(gen["score_changed"], 1);
+  EXPECT_EQ(gen["email_sent"], 1);
+  // The leads processor applied the generated score change.
+  EXPECT_EQ(Lead("u1")->score, 10);
+
+  // The same page view re-sent is stored once; a new one does not qualify again ("once").
+  Ingest({Page("p1", "u1", "/en/pricing"), Page("p4", "u1", "/pricing")});
+  Settle();
+  EXPECT_EQ(Stat("pricing", "qualified"), 1);
+  EXPECT_EQ(Stat("pricing", "not_qualified"), 1);
+  EXPECT_EQ(Deliveries().size(), 2u);
+  EXPECT_EQ(Generated("u1")["score_changed"], 1);
+}
+
+TEST_F(CampaignPipelineTest, WaitsAreDurableTimersThatFireOnceAcrossARestart) {
+  Create("nurture", R"({
+    "name": "Nurture", "status": "active",
+    "triggers": [{"type": "track", "event": "Signed Up"}],
+    "flow": [
+      {"action": "add_tag", "tag": "new"},
+      {"action": "wait", "duration": "2d"},
+      {"action": "add_tag", "tag": "nurtured"}
+    ]})");
+  Ingest({Track("s1", "u1", "Signed Up"), Track("s2", "u2", "Signed Up")});
+  Settle();
+  EXPECT_EQ(Stat("nurture", "in_flow"), 2);
+  EXPECT_EQ(TimerRows(), 2u);
+  EXPECT_EQ(Generated()["tag_added"], 2);
+  EXPECT_TRUE(Lead("u1")->HasTag("new"));
+  // Not due yet: nothing fires.
+  clock_.AdvanceMillis(2 * kDayMs - 1000);
+  Settle();
+  EXPECT_EQ(Generated()["tag_added"], 2);
+
+  Reopen();
+  clock_.AdvanceMillis(1000);
+  Settle();
+  EXPECT_EQ(TimerRows(), 0u);
+  auto gen = Generated();
+  EXPECT_EQ(gen["campaign_wait_elapsed"], 2);
+  EXPECT_EQ(gen["tag_added"], 4);
+  EXPECT_EQ(Stat("nurture", "completed"), 2);
+  EXPECT_EQ(Stat("nurture", "in_flow"), 0);
+  EXPECT_TRUE(Lead("u2")->HasTag("nurtured"));
+
+  // Nothing fires twice, however long the clock runs on and however often the service restarts.
+  Reopen();
+  clock_.AdvanceMillis(30 * kDayMs);
+  Settle();
+  EXPECT_EQ(Generated()["tag_added"], 4);
+  EXPECT_EQ(Generated()["campaign_wait_elapsed"], 2);
+}
+
+TEST_F(CampaignPipelineTest, ChoicesSeeEarlierStepsOfTheRunAndFirstMatchWins) {
+  Create("grade", R"({
+    "name": "Grade", "status": "active",
+    "triggers": [{"type": "track", "event": "Demo Requested"}],
+    "flow": [
+      {"action": "change_score", "change": 60},
+      {"choices": [
+        {"if": {"field": "score", "op": "at_least", "value": 50}, "then": {"action": "add_tag", "tag": "hot"}},
+        {"if": {"field": "score", "op": "at_least", "value": 10}, "then": {"action": "add_tag", "tag": "warm"}}],
+       "default": {"action": "add_tag", "tag": "cold"}},
+      {"action": "change_data_value", "field": "visits", "op": "increment", "value": 2},
+      {"choices": [{"if": {"field": "visits", "op": "is", "value": 2}, "then": {"action": "add_to_list", "list": "counted"}}]}
+    ]})");
+  Ingest({Track("d1", "u1", "Demo Requested")});
+  Settle();
+  auto lead = Lead("u1");
+  ASSERT_TRUE(lead);
+  EXPECT_TRUE(lead->HasTag("hot"));
+  EXPECT_FALSE(lead->HasTag("warm"));
+  EXPECT_FALSE(lead->HasTag("cold"));
+  EXPECT_TRUE(lead->HasList("counted"));
+  EXPECT_EQ(lead->score, 60);
+  ASSERT_NE(lead->FindTrait("visits"), nullptr);
+  EXPECT_EQ(lead->FindTrait("visits")->json, "2");
+}
+
+TEST_F(CampaignPipelineTest, AChainOfCampaignsStopsAtTheDepthLimit) {
+  ASSERT_TRUE(registry_->UpdateSettings(kTenant, R"({"max_chain_depth": 3})").ok());
+  Create("start", R"({"name": "Start", "status": "active",
+    "triggers": [{"type": "track", "event": "Go"}],
+    "flow": [{"action": "change_score", "change": 1}]})");
+  Create("loop", R"({"name": "Loop", "status": "active",
+    "triggers": [{"type": "score_changed", "min_change": 1}],
+    "qualification": {"rule": "every_time"},
+    "flow": [{"action": "change_score", "change": 1}]})");
+  Ingest({Track("g1", "u1", "Go")});
+  Settle();
+  // depth 1 (start) -> 2 (loop) -> 3 (loop) -> blocked.
+  EXPECT_EQ(Generated()["score_changed"], 3);
+  EXPECT_EQ(Stat("loop", "blocked_chain_depth"), 1);
+  EXPECT_EQ(Lead("u1")->score, 3);
+}
+
+TEST_F(CampaignPipelineTest, CommunicationLimitsBlockEmailsButNotOperationalOnes) {
+  ASSERT_TRUE(
+      registry_->UpdateSettings(kTenant, R"({"emails_per_day": 2, "emails_per_week": 3})").ok());
+  Create("ping", R"({"name": "Ping", "status": "active",
+    "triggers": [{"type": "track", "event": "Ping"}], "qualification": {"rule": "every_time"},
+    "flow": [{"action": "send_email", "subject": "s", "body": "b"}]})");
+  Create("receipt", R"({"name": "Receipt", "status": "active",
+    "triggers": [{"type": "track", "event": "Paid"}], "qualification": {"rule": "every_time"},
+    "flow": [{"action": "send_email", "subject": "r", "body": "b", "operational": true}]})");
+  Ingest({Identify("i1", "u1", R"({"email":"ann@x.test"})")});
+  Settle();
+  for (int i = 0; i < 3; ++i) {
+    Ingest({Track(fmt::format("ping{}", i), "u1", "Ping")});
+    Settle();
+  }
+  EXPECT_EQ(Stat("ping", "step.1.executed"), 2);
+  EXPECT_EQ(Stat("ping", "step.1.blocked"), 1);
+  EXPECT_EQ(Stat("ping", "emails_blocked"), 1);
+  Ingest({Track("paid", "u1", "Paid")});
+  Settle();
+  EXPECT_EQ(Stat("receipt", "step.1.executed"), 1);
+  // A day later the daily cap has room again, but the weekly one (3) allows one more only.
+  clock_.AdvanceMillis(kDayMs + 1);
+  for (int i = 3; i < 6; ++i) {
+    Ingest({Track(fmt::format("ping{}", i), "u1", "Ping")});
+    Settle();
+  }
+  EXPECT_EQ(Stat("ping", "step.1.executed"), 3);
+  EXPECT_EQ(Stat("ping", "step.1.blocked"), 3);
+  EXPECT_EQ(Generated()["email_blocked"], 3);
+  EXPECT_EQ(Deliveries().size(), 4u);
+}
+
+TEST_F(CampaignPipelineTest, RequestedCampaignsGetTokensAndRemoveFromFlowEndsOtherRuns) {
+  Create("drip", R"({"name": "Drip", "status": "active",
+    "triggers": [{"type": "track", "event": "Trial Started"}],
+    "flow": [{"action": "wait", "duration": "7d"}, {"action": "add_tag", "tag": "dripped"}]})");
+  Create("convert", R"({"name": "Convert", "status": "active",
+    "triggers": [{"type": "track", "event": "Purchased"}],
+    "flow": [{"action": "remove_from_flow", "campaigns": ["drip"]},
+             {"action": "request_campaign", "campaign": "thanks", "tokens": {"plan": "{{trigger.plan}}"}}]})");
+  Create("thanks", R"({"name": "Thanks", "status": "active",
+    "triggers": [{"type": "campaign_requested"}],
+    "flow": [{"action": "change_data_value", "field": "plan", "value": "{{request.plan}}"}]})");
+  Ingest({Track("t1", "u1", "Trial Started")});
+  Settle();
+  EXPECT_EQ(Stat("drip", "in_flow"), 1);
+  Ingest({Track("b1", "u1", "Purchased", R"("properties":{"plan":"team"})")});
+  Settle();
+  EXPECT_EQ(Stat("drip", "in_flow"), 0);
+  EXPECT_EQ(Stat("drip", "removed_from_flow"), 1);
+  EXPECT_EQ(TimerRows(), 0u);
+  ASSERT_NE(Lead("u1")->FindTrait("plan"), nullptr);
+  EXPECT_EQ(Lead("u1")->FindTrait("plan")->json, "\"team\"");
+  clock_.AdvanceMillis(8 * kDayMs);
+  Settle();
+  EXPECT_FALSE(Lead("u1")->HasTag("dripped"));
+}
+
+TEST_F(CampaignPipelineTest, DeactivatedCampaignsStopTriggeringAndLetWaitingLeadsFinishOrLeave) {
+  Create("finish",
+         R"({"name": "F", "status": "active", "triggers": [{"type": "track", "event": "E"}],
+    "flow": [{"action": "wait", "duration": "1h"}, {"action": "add_tag", "tag": "finished"}]})");
+  Create("leave",
+         R"({"name": "L", "status": "active", "triggers": [{"type": "track", "event": "E"}],
+    "when_deactivated": "leave_flow",
+    "flow": [{"action": "wait", "duration": "1h"}, {"action": "add_tag", "tag": "left"}]})");
+  Ingest({Track("e1", "u1", "E")});
+  Settle();
+  ASSERT_TRUE(registry_->SetActive(kTenant, "finish", false).ok());
+  ASSERT_TRUE(registry_->SetActive(kTenant, "leave", false).ok());
+  Ingest({Track("e2", "u2", "E")});
+  clock_.AdvanceMillis(3'600'000);
+  Settle();
+  EXPECT_TRUE(Lead("u1")->HasTag("finished"));
+  EXPECT_FALSE(Lead("u1")->HasTag("left"));
+  EXPECT_EQ(Stat("leave", "left_flow"), 1);
+  EXPECT_EQ(Stat("finish", "triggered"), 1);  // u2's activity came after the deactivation
+}
+
+}  // namespace
+}  // namespace fairway::campaigns

@@ -71,6 +71,16 @@ class ApiTest : public ::testing::Test {
     ao.admin_token = kAdminToken;
     api_ = std::make_unique<Api>(ao, tenants_.get(), log_.get(), log_.get(), engine_.get(),
                                  leads_.get(), SystemClock::Default(), &metrics_);
+    // The campaign routes' services (the dispatcher and timers are not started: the routes
+    // only read and write their rows).
+    campaigns_ =
+        std::make_unique<campaigns::CampaignRegistry>(store_.get(), SystemClock::Default());
+    dispatcher_ = std::make_unique<dispatch::OutboxDispatcher>(
+        store_.get(), SystemClock::Default(), &metrics_, dispatch::DispatchOptions{});
+    timers_ = std::make_unique<campaigns::TimerService>(
+        store_.get(), log_.get(), SystemClock::Default(),
+        [](const TenantId&) -> std::optional<model::TenantConfig> { return std::nullopt; });
+    api_->SetCampaignServices({campaigns_.get(), timers_.get(), dispatcher_.get(), store_.get()});
     ServerOptions opts;
     opts.port = 0;
     server_ = std::make_unique<HttpServer>(opts, api_.get());
@@ -131,6 +141,9 @@ class ApiTest : public ::testing::Test {
   PoisonProcessor* poison_ = nullptr;
   std::unique_ptr<tenancy::TenantRegistry> tenants_;
   std::unique_ptr<Api> api_;
+  std::unique_ptr<campaigns::CampaignRegistry> campaigns_;
+  std::unique_ptr<dispatch::OutboxDispatcher> dispatcher_;
+  std::unique_ptr<campaigns::TimerService> timers_;
   std::unique_ptr<HttpServer> server_;
   std::string base_;
   std::unique_ptr<TestClient> client_;
@@ -591,6 +604,105 @@ TEST_F(ApiTest, ProcessingStatusDeadLettersAndReplay) {
   // Deleting the tenant removes its processing too.
   Get(Admin("DELETE", "/admin/v1/tenants/acme"), 200);
   Get(Admin("GET", "/admin/v1/tenants/acme/processing"), 404);
+}
+
+}  // namespace
+}  // namespace fairway::http
+
+namespace fairway::http {
+namespace {
+
+TEST_F(ApiTest, CampaignsAreManagedAndValidatedWithTheApiKey) {
+  Keys k = CreateTenant("acme");
+  Keys other = CreateTenant("other");
+  auto call = [&](const std::string& method, const std::string& path, const std::string& body,
+                  const std::string& key) {
+    return client_->Request(method, path, body, {BearerAuth(key)});
+  };
+  const std::string def = R"({"id":"welcome","name":"Welcome",
+    "triggers":[{"type":"track","event":"Signed Up"}],
+    "flow":[{"action":"change_score","change":5},
+            {"choices":[{"if":{"field":"plan","op":"is","value":"pro"},"then":{"action":"add_tag","tag":"pro"}}]}]})";
+  // Validation names the path of the bad field.
+  auto bad = call("POST", "/v1/campaigns",
+                  R"({"id":"x","name":"X","triggers":[{"type":"track","event":"E"}],
+                      "flow":[{"action":"change_score","change":1},
+                              {"choices":[{"if":{"field":3},"then":null}]}]})",
+                  k.api);
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_EQ(json::parse(bad.body)["error"]["message"],
+            "flow[1].choices[0].if.field: must be a string");
+  EXPECT_EQ(call("POST", "/v1/campaigns", def, k.write).status, 401);
+
+  auto created = call("POST", "/v1/campaigns", def, k.api);
+  ASSERT_EQ(created.status, 201) << created.body;
+  json c = json::parse(created.body);
+  EXPECT_EQ(c["id"], "welcome");
+  EXPECT_EQ(c["status"], "inactive");
+  EXPECT_EQ(c["version"], 1);
+  EXPECT_EQ(c["definition"]["name"], "Welcome");
+  EXPECT_EQ(call("POST", "/v1/campaigns", def, k.api).status, 409);
+  // Another tenant's key sees nothing of it.
+  EXPECT_EQ(call("GET", "/v1/campaigns/welcome", {}, other.api).status, 404);
+  EXPECT_EQ(json::parse(call("GET", "/v1/campaigns", {}, other.api).body)["data"].size(), 0u);
+
+  std::string renamed = def;
+  renamed.replace(renamed.find("\"Welcome\""), 9, "\"Hello\"");
+  auto put = call("PUT", "/v1/campaigns/welcome", renamed, k.api);
+  ASSERT_EQ(put.status, 200) << put.body;
+  EXPECT_EQ(json::parse(put.body)["version"], 2);
+  EXPECT_EQ(json::parse(put.body)["definition"]["name"], "Hello");
+  auto mismatch = call("PUT", "/v1/campaigns/nope", renamed, k.api);
+  EXPECT_EQ(mismatch.status, 400);
+  EXPECT_EQ(json::parse(mismatch.body)["error"]["message"],
+            "id: is 'welcome' but the campaign is 'nope'");
+  std::string no_id = renamed;
+  no_id.erase(no_id.find(R"("id":"welcome",)"), 15);
+  EXPECT_EQ(call("PUT", "/v1/campaigns/nope", no_id, k.api).status, 404);
+  auto on = call("POST", "/v1/campaigns/welcome/activate", {}, k.api);
+  EXPECT_EQ(json::parse(on.body)["status"], "active");
+  json list = json::parse(call("GET", "/v1/campaigns?limit=10", {}, k.api).body);
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["status"], "active");
+  EXPECT_TRUE(list["next_cursor"].is_null());
+
+  // Settings: a generated webhook secret; bad fields are named.
+  json settings = json::parse(call("GET", "/v1/campaign-settings", {}, k.api).body);
+  EXPECT_TRUE(settings["webhook_secret"].get<std::string>().starts_with("whsec_"));
+  auto patched = call("PATCH", "/v1/campaign-settings", R"({"emails_per_day":3})", k.api);
+  ASSERT_EQ(patched.status, 200) << patched.body;
+  EXPECT_EQ(json::parse(patched.body)["emails_per_day"], 3);
+  EXPECT_EQ(json::parse(patched.body)["webhook_secret"], settings["webhook_secret"]);
+  auto bad_setting = call("PATCH", "/v1/campaign-settings", R"({"emails_per_day":-1})", k.api);
+  EXPECT_EQ(bad_setting.status, 400);
+  EXPECT_NE(bad_setting.body.find("emails_per_day"), std::string::npos);
+
+  // A request reaches the log as a campaign_requested activity for the lead, with its tokens.
+  auto trig = call("POST", "/v1/campaigns/welcome/trigger",
+                   R"({"leads":["u1"],"tokens":{"offer":"20%"}})", k.api);
+  EXPECT_EQ(trig.status, 202) << trig.body;
+  json requested = Activities(k.api, "lead=u1&type=fairway");
+  ASSERT_EQ(requested["data"].size(), 1u);
+  EXPECT_EQ(requested["data"][0]["event"], "campaign_requested");
+  EXPECT_EQ(requested["data"][0]["properties"]["requested"], "welcome");
+  EXPECT_EQ(requested["data"][0]["properties"]["tokens"]["offer"], "20%");
+  auto bad_trig = call("POST", "/v1/campaigns/welcome/trigger", R"({"leads":[]})", k.api);
+  EXPECT_EQ(bad_trig.status, 400);
+  EXPECT_NE(bad_trig.body.find("leads"), std::string::npos);
+
+  // Statistics and the outbox answer, and validate their parameters.
+  auto stats =
+      call("GET", "/v1/campaigns/welcome/stats?since=2026-01-01&until=2026-01-31", {}, k.api);
+  ASSERT_EQ(stats.status, 200) << stats.body;
+  EXPECT_EQ(json::parse(stats.body)["since"], "2026-01-01");
+  EXPECT_EQ(json::parse(stats.body)["in_flow"], 0);
+  EXPECT_EQ(call("GET", "/v1/campaigns/welcome/stats?since=yesterday", {}, k.api).status, 400);
+  EXPECT_EQ(json::parse(call("GET", "/v1/deliveries?state=dead", {}, k.api).body)["data"].size(),
+            0u);
+  EXPECT_EQ(call("GET", "/v1/deliveries?state=lost", {}, k.api).status, 400);
+
+  EXPECT_EQ(call("DELETE", "/v1/campaigns/welcome", {}, k.api).status, 200);
+  EXPECT_EQ(call("GET", "/v1/campaigns/welcome", {}, k.api).status, 404);
 }
 
 }  // namespace

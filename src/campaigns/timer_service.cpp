@@ -135,7 +135,8 @@ int64_t TimerService::ReleaseChunk(const std::string& tenant_str, int64_t now_ms
       return now_ms + 1000;
     }
   }
-  if (!req.activities.empty()) {
+  const size_t count = req.activities.size();
+  if (count > 0) {
     std::promise<Status> appended;
     auto future = appended.get_future();
     log_->Append(std::move(req),
@@ -154,7 +155,7 @@ int64_t TimerService::ReleaseChunk(const std::string& tenant_str, int64_t now_ms
       spdlog::warn("campaigns: deleting released timers of {}: {}", tenant_str, st.ToString());
     }
     std::lock_guard lock(mu_);
-    released_ += req.activities.size();
+    released_ += count;
   }
   // The next row decides when to look again.
   auto it = store_->NewIterator(storage::kTimers, lower, TimerTenantEnd(tenant));

@@ -52,7 +52,8 @@ class CampaignPipelineTest : public ::testing::Test {
     tenant_.timezone = "Europe/Berlin";
     timers_ = std::make_unique<TimerService>(
         store_.get(), log_.get(), &clock_,
-        [this](const TenantId&) -> std::optional<model::TenantConfig> { return tenant_; });
+        [this](const TenantId&) -> std::optional<model::TenantConfig> { return tenant_; },
+        TimerServiceOptions{.chunk = 4});  // small chunks: releases take several rounds
     engine_ = std::make_unique<engine::Engine>(store_.get(), log_.get(), SystemClock::Default(),
                                                metrics_.get(), engine::EngineOptions{});
     engine_->AddProcessor(std::make_unique<identity::LeadProcessor>());
@@ -421,6 +422,34 @@ TEST_F(CampaignPipelineTest, DeactivatedCampaignsStopTriggeringAndLetWaitingLead
   EXPECT_FALSE(Lead("u1")->HasTag("left"));
   EXPECT_EQ(Stat("leave", "left_flow"), 1);
   EXPECT_EQ(Stat("finish", "triggered"), 1);  // u2's activity came after the deactivation
+}
+
+TEST_F(CampaignPipelineTest, DueTimersAreReleasedInChunksAndOnlyWhenDue) {
+  // Ten waiting runs' timers (their runs do not exist: the wake-ups are stale and change
+  // nothing), due at three different times.
+  storage::WriteBatch batch;
+  for (int i = 0; i < 10; ++i) {
+    Timer t;
+    t.campaign = "c";
+    t.run_id = MakeRunId("c", std::to_string(i));
+    t.step = 1;
+    t.user_id = "u" + std::to_string(i);
+    int64_t due = clock_.NowMillis() + (i < 6 ? 1000 : i < 9 ? 2000 : 3000);
+    batch.Put(storage::kTimers, TimerKey(kTenant, due, t.user_id, "c"), EncodeTimer(t));
+  }
+  ASSERT_TRUE(store_->Write(batch, false).ok());
+  timers_->Notify(kTenant, clock_.NowMillis() + 1000);
+  Settle();
+  EXPECT_EQ(timers_->released(), 0u);
+  clock_.AdvanceMillis(2000);
+  Settle();
+  EXPECT_EQ(timers_->released(), 9u);  // 6 + 3, in chunks of 4
+  EXPECT_EQ(TimerRows(), 1u);
+  clock_.AdvanceMillis(1000);
+  Settle();
+  EXPECT_EQ(timers_->released(), 10u);
+  EXPECT_EQ(TimerRows(), 0u);
+  EXPECT_EQ(Generated()["campaign_wait_elapsed"], 10);
 }
 
 }  // namespace

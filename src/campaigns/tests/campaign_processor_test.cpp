@@ -452,5 +452,57 @@ TEST_F(CampaignPipelineTest, DueTimersAreReleasedInChunksAndOnlyWhenDue) {
   EXPECT_EQ(Generated()["campaign_wait_elapsed"], 10);
 }
 
+TEST_F(CampaignPipelineTest, HistoryFiltersCountTheTriggeringActivityAndFilterLogicCombines) {
+  Create("third-visit", R"J({"name": "Third pricing visit", "status": "active",
+    "triggers": [{"type": "visits_web_page", "url": {"op": "contains", "value": "/pricing"}}],
+    "filters": [
+      {"activity": {"type": "page", "name": {"op": "matches", "value": "/pricing*"}},
+       "min_count": 3, "within_days": 7},
+      {"field": "plan", "op": "is", "value": "pro"},
+      {"has_tag": "vip"}],
+    "filter_logic": "1 and (2 or 3)",
+    "flow": [{"action": "add_tag", "tag": "hot"}]})J");
+  Ingest({Identify("i1", "u1", R"({"plan":"pro"})"), Identify("i2", "u2", R"({"plan":"free"})")});
+  for (int v = 0; v < 3; ++v) {
+    Ingest({Page(fmt::format("a{}", v), "u1", "/pricing/team"),
+            Page(fmt::format("b{}", v), "u2", "/pricing")});
+    Settle();
+    // The leads processor has counted the visit before the campaign looks at the lead.
+    EXPECT_EQ(Lead("u1")->HasTag("hot"), v == 2) << v;
+  }
+  EXPECT_FALSE(Lead("u2")->HasTag("hot"));  // three visits, but neither pro nor vip
+  EXPECT_EQ(Stat("third-visit", "filtered_out"), 5);
+  EXPECT_EQ(Stat("third-visit", "qualified"), 1);
+}
+
+TEST_F(CampaignPipelineTest, WaitsUntilATimeOfDayInTheLeadsTimeZone) {
+  Create("morning", R"({"name": "Morning", "status": "active",
+    "triggers": [{"type": "track", "event": "E"}],
+    "flow": [{"action": "wait", "at": "10:30", "timezone": "lead"},
+             {"action": "add_tag", "tag": "woke"}]})");
+  // 08:00Z: 03:00 in New York (the lead's zone); 09:00 in Berlin (the tenant's, for u2).
+  Ingest({Identify("i1", "u1", R"({"timezone":"America/New_York"})"), Track("e1", "u1", "E"),
+          Track("e2", "u2", "E")});
+  Settle();
+  std::map<std::string, int64_t> due;
+  auto it =
+      store_->NewIterator(storage::kTimers, TimerTenantPrefix(kTenant), TimerTenantEnd(kTenant));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto t = DecodeTimer(it->key(), it->value());
+    ASSERT_TRUE(t.ok());
+    due[t->lead] = t->due_ms;
+  }
+  const int64_t t0 = clock_.NowMillis();                   // 2026-11-23T08:00:00Z
+  EXPECT_EQ(due["u1"], t0 + 7 * 3'600'000 + 30 * 60'000);  // 10:30 EST = 15:30Z
+  EXPECT_EQ(due["u2"], t0 + 1 * 3'600'000 + 30 * 60'000);  // 10:30 CET = 09:30Z
+  clock_.AdvanceMillis(2 * 3'600'000);
+  Settle();
+  EXPECT_TRUE(Lead("u2")->HasTag("woke"));
+  EXPECT_FALSE(Lead("u1")->HasTag("woke"));
+  clock_.AdvanceMillis(6 * 3'600'000);
+  Settle();
+  EXPECT_TRUE(Lead("u1")->HasTag("woke"));
+}
+
 }  // namespace
 }  // namespace fairway::campaigns

@@ -1,10 +1,10 @@
 // Exactly-once campaign steps under kill -9: the real binary runs two campaigns (one with a
-// choice, a wait and two webhooks; one that runs on every click) while it is killed (SIGKILL)
-// and restarted four times: during ingest and while leads wait. A real HTTP receiver records
-// every webhook request. Afterwards every expected step ran exactly once: the statistics count
-// each once, every lead's score and tags are what the flows imply, and the receiver saw, after
-// de-duplication by Idempotency-Key, exactly one request per lead and webhook step, each
-// correctly signed. A second test shows that a hanging webhook endpoint of one tenant delays
+// choice, a wait, two webhooks and an email; one that runs on every click) while it is killed
+// (SIGKILL) and restarted four times: during ingest and while leads wait. A real HTTP receiver
+// records every webhook request and a real SMTP sink (aiosmtpd) every email. Afterwards every
+// expected step ran exactly once: the statistics count each once, every lead's score and tags
+// are what the flows imply, the receiver saw, after de-duplication by Idempotency-Key, exactly
+// one request per lead and webhook step, each correctly signed, and each lead got one email. A second test shows that a hanging webhook endpoint of one tenant delays
 // neither another tenant's steps nor its deliveries.
 
 #include <gtest/gtest.h>
@@ -106,7 +106,8 @@ std::string FlowCampaign(int port) {
       {"action": "wait", "duration": "2s"},
       {"action": "call_webhook", "url": ")" +
          base + R"(/ok/followup", "body": {"lead": "{{lead.id}}"}},
-      {"action": "change_score", "change": 1}
+      {"action": "change_score", "change": 1},
+      {"action": "send_email", "subject": "Welcome, {{lead.id}}", "body": "Your plan: {{lead.plan}}."}
     ]})";
 }
 
@@ -133,7 +134,7 @@ std::vector<std::string> Requests() {
       std::string id = "\"messageId\":\"m-" + std::to_string(round) + "-" + u + "\"";
       if (round == 0) {
         add(R"({"type":"identify","userId":")" + u + R"(",)" + id + R"(,"traits":{"plan":")" +
-            (i % 3 == 0 ? "pro" : "free") + R"("}})");
+            (i % 3 == 0 ? "pro" : "free") + R"(","email":")" + u + R"(@example.test"}})");
       } else if (round == 1) {
         add(R"({"type":"track","userId":")" + u + R"(","event":"Signed Up",)" + id + "}");
       } else {
@@ -151,6 +152,13 @@ TEST(E2eCampaignsTest, StepsRunExactlyOnceThroughRepeatedSigkill) {
   dispatch::testing::PeerProcess receiver(
       FAIRWAY_PEER_PYTHON, {std::string(FAIRWAY_PEERS_DIR) + "/http_receiver.py", record});
   ASSERT_TRUE(receiver.ok()) << receiver.error();
+
+  std::string mail_record = dir.Sub("mail.jsonl");
+  dispatch::testing::PeerProcess smtp(
+      FAIRWAY_PEER_PYTHON, {std::string(FAIRWAY_PEERS_DIR) + "/smtp_sink.py", mail_record});
+  ASSERT_TRUE(smtp.ok()) << smtp.error();
+  // The server (a child process) inherits the relay's address.
+  setenv("FAIRWAY_SMTP_URL", ("smtp://127.0.0.1:" + std::to_string(smtp.port())).c_str(), 1);
 
   ServerProcess server(FAIRWAY_BINARY, dir.Sub("data"), kToken);
   server.Start();
@@ -213,7 +221,7 @@ TEST(E2eCampaignsTest, StepsRunExactlyOnceThroughRepeatedSigkill) {
     EXPECT_EQ(step["executed"], kLeads) << step.dump();
     EXPECT_EQ(step["failed"], 0) << step.dump();
   }
-  EXPECT_EQ(st["steps"].size(), 6u);
+  EXPECT_EQ(st["steps"].size(), 7u);
   // Delivery outcomes are counted after the dispatcher records them: a kill in between can
   // leave the count one short per kill (docs/campaigns.md), never more.
   EXPECT_LE(st["totals"]["webhooks_delivered"].get<int>(), 2 * kLeads);
@@ -259,6 +267,23 @@ TEST(E2eCampaignsTest, StepsRunExactlyOnceThroughRepeatedSigkill) {
   EXPECT_EQ(leads_by_path["/ok/signup"].size(), static_cast<size_t>(kLeads));
   EXPECT_EQ(leads_by_path["/ok/followup"].size(), static_cast<size_t>(kLeads));
   RecordProperty("webhook_requests", std::to_string(requests_seen));
+
+  // The SMTP sink: one email per lead after de-duplication by idempotency key, to its address.
+  std::map<std::string, std::string> to_by_key;
+  for (const auto& m : ReadRecord(mail_record)) {
+    std::string key = m["headers"].value("x-fairway-idempotency-key", "");
+    ASSERT_FALSE(key.empty());
+    std::string to = m["rcpt_tos"][0];
+    auto [it, inserted] = to_by_key.emplace(key, to);
+    EXPECT_EQ(it->second, to);
+    EXPECT_EQ(m["headers"]["subject"], "Welcome, " + to.substr(0, to.find('@')));
+  }
+  std::set<std::string> recipients;
+  for (const auto& [key, to] : to_by_key) {
+    EXPECT_TRUE(recipients.insert(to).second) << to << " got two different emails";
+  }
+  EXPECT_EQ(recipients.size(), static_cast<size_t>(kLeads));
+  EXPECT_GE(st["totals"]["emails_sent"].get<int>(), kLeads - kills);
   RecordProperty("distinct_idempotency_keys", std::to_string(body_by_key.size()));
   server.Kill(SIGTERM);
 }

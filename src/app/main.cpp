@@ -152,7 +152,10 @@ int Serve(Config config) {
   dispatcher.SetSigningSecrets(
       [&campaign_registry](const TenantId& t) -> std::optional<std::string> {
         auto s = campaign_registry.GetSettings(t);
-        if (!s.ok()) return std::nullopt;
+        if (!s.ok()) {
+          spdlog::error("campaigns: no webhook secret for {}: {}", t.str(), s.status().ToString());
+          return std::nullopt;
+        }
         return s->webhook_secret;
       });
   engine::Engine engine(store->get(), &log, clock, &metrics, config.engine);

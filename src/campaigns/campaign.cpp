@@ -68,11 +68,16 @@ FieldValue FieldValue::String(std::string s) {
   return v;
 }
 
+std::string NumberText(double d) {
+  if (std::trunc(d) == d && std::abs(d) < 9e15) return std::to_string(static_cast<int64_t>(d));
+  return fmt::format("{}", d);  // shortest text that reads back as d: "9.99", not "9.99E0"
+}
+
 FieldValue FieldValue::Number(double d) {
   FieldValue v;
   v.kind = Kind::kNumber;
   v.number = d;
-  v.text = json::serialize(json::value(d));
+  v.text = NumberText(d);
   return v;
 }
 
@@ -95,10 +100,14 @@ FieldValue FieldValue::FromJson(std::string_view text) {
       break;
     case json::kind::int64:
     case json::kind::uint64:
-    case json::kind::double_:
       v.kind = Kind::kNumber;
       v.number = jv.to_number<double>();
-      v.text = std::string(text);
+      v.text = json::serialize(jv);
+      break;
+    case json::kind::double_:
+      v.kind = Kind::kNumber;
+      v.number = jv.get_double();
+      v.text = NumberText(v.number);
       break;
     case json::kind::bool_:
       v.kind = Kind::kBool;
@@ -370,12 +379,16 @@ class Parser {
   }
 
   // A value test: {"op": "...", "value": ...} or a bare string / number / array (= "is").
-  std::optional<ValueTest> Test(const json::value& v, const std::string& path) {
+  // `owner_key` is the key of the object the test is part of ("field", "property"), if any.
+  std::optional<ValueTest> Test(const json::value& v, const std::string& path,
+                                std::string_view owner_key = {}) {
     ValueTest t;
     const json::value* value = &v;
     const json::object* o = v.is_object() ? &v.get_object() : nullptr;
     if (o) {
-      if (!OnlyKeys(*o, path, {"op", "value", "days", "field", "property"})) return std::nullopt;
+      bool ok = owner_key.empty() ? OnlyKeys(*o, path, {"op", "value", "days"})
+                                  : OnlyKeys(*o, path, {"op", "value", "days", owner_key});
+      if (!ok) return std::nullopt;
       auto op = String(*o, "op", path, true);
       if (!op) return std::nullopt;
       static const std::pair<std::string_view, Op> kOps[] = {
@@ -586,7 +599,7 @@ class Parser {
       if (!field) return std::nullopt;
       c.kind = Condition::Kind::kField;
       c.field = *field;
-      auto t = Test(v, path);
+      auto t = Test(v, path, "field");
       if (!t) return std::nullopt;
       c.test = std::move(*t);
       return c;
@@ -723,11 +736,11 @@ std::optional<Trigger> ParseTrigger(Parser& p, const json::value& v, const std::
   Trigger t;
   t.kind = *kind;
   using model::ActivityType;
-  auto prop = [&](std::string_view key, std::vector<std::string> paths) {
+  auto prop = [&](std::string_view key, std::vector<std::string> paths, bool any_path = false) {
     if (auto* x = o->if_contains(key)) {
       auto test = p.Test(*x, Parser::At(path, key));
       if (!test) return false;
-      t.where.push_back({std::move(paths), std::move(*test)});
+      t.where.push_back({std::move(paths), std::move(*test), any_path});
     }
     return true;
   };
@@ -742,7 +755,7 @@ std::optional<Trigger> ParseTrigger(Parser& p, const json::value& v, const std::
       if (!wo) return false;
       auto property = p.String(*wo, "property", ip, true, 200);
       if (!property) return false;
-      auto test = p.Test(w->get_array()[i], ip);
+      auto test = p.Test(w->get_array()[i], ip, "property");
       if (!test) return false;
       t.where.push_back({{*property}, std::move(*test)});
     }
@@ -763,15 +776,16 @@ std::optional<Trigger> ParseTrigger(Parser& p, const json::value& v, const std::
   } else if (*kind == "clicks_email_link") {
     t.type = ActivityType::kTrack;
     t.name = "Email Link Clicked";
-    ok = only({"type", "email", "link", "where"}) && prop("email", {"email_subject", "email_id"}) &&
-         prop("link", {"link_url"}) && where();
+    ok = only({"type", "email", "link", "where"}) &&
+         prop("email", {"email_subject", "email_id"}, true) && prop("link", {"link_url"}) &&
+         where();
   } else if (*kind == "opens_email" || *kind == "email_bounced" || *kind == "unsubscribes") {
     t.type = ActivityType::kTrack;
     t.name = *kind == "opens_email"     ? "Email Opened"
              : *kind == "email_bounced" ? "Email Bounced"
                                         : "Unsubscribed";
-    ok =
-        only({"type", "email", "where"}) && prop("email", {"email_subject", "email_id"}) && where();
+    ok = only({"type", "email", "where"}) && prop("email", {"email_subject", "email_id"}, true) &&
+         where();
   } else if (*kind == "data_value_changes") {
     t.type = ActivityType::kFairway;
     t.name = "data_value_changed";
@@ -890,6 +904,17 @@ std::optional<int64_t> ParseDuration(std::string_view s) {
   return total;
 }
 
+// An email address, or a template that renders one; empty passes (a default applies).
+bool CheckAddress(Parser& p, std::string_view address, const std::string& path) {
+  if (address.empty() || address.find("{{") != std::string_view::npos) return true;
+  size_t at = address.find('@');
+  if (at == 0 || at == std::string_view::npos || at + 1 == address.size() ||
+      address.find_first_of(" \t\r\n<>,;\"") != std::string_view::npos) {
+    return p.Fail(path, "must be an email address (or a template that renders one)");
+  }
+  return true;
+}
+
 std::optional<Action> ParseAction(Parser& p, const json::value& v, const std::string& path) {
   auto* o = p.Object(v, path);
   if (!o) return std::nullopt;
@@ -910,6 +935,10 @@ std::optional<Action> ParseAction(Parser& p, const json::value& v, const std::st
     a.from = str("from", false, 254);
     a.to = str("to", false, 254);
     if (a.to.empty()) a.to = "{{lead.email}}";
+    if (!CheckAddress(p, a.from, Parser::At(path, "from")) ||
+        !CheckAddress(p, a.to, Parser::At(path, "to"))) {
+      return std::nullopt;
+    }
     a.operational = p.Bool(*o, "operational", path).value_or(false);
   } else if (*kind == "send_alert") {
     a.kind = ActionKind::kSendAlert;
@@ -919,6 +948,10 @@ std::optional<Action> ParseAction(Parser& p, const json::value& v, const std::st
     a.from = str("from", false, 254);
     a.to = str("to", false, 254);
     if (a.to.empty()) a.to = "{{lead.owner}}";
+    if (!CheckAddress(p, a.from, Parser::At(path, "from")) ||
+        !CheckAddress(p, a.to, Parser::At(path, "to"))) {
+      return std::nullopt;
+    }
   } else if (*kind == "change_score") {
     a.kind = ActionKind::kChangeScore;
     if (!only({"action", "change"})) return std::nullopt;
@@ -978,6 +1011,7 @@ std::optional<Action> ParseAction(Parser& p, const json::value& v, const std::st
     if (!only({"action", "owner"})) return std::nullopt;
     a.field = "owner";
     a.value_json = str("owner", true, 254);
+    if (!CheckAddress(p, a.value_json, Parser::At(path, "owner"))) return std::nullopt;
   } else if (*kind == "add_to_account") {
     a.kind = ActionKind::kAddToAccount;
     if (!only({"action", "account"})) return std::nullopt;
@@ -999,6 +1033,7 @@ std::optional<Action> ParseAction(Parser& p, const json::value& v, const std::st
         return std::nullopt;
       }
       a.wait_ms = *ms;
+      a.wait_kind = Action::WaitKind::kDuration;
     } else if (o->contains("until")) {
       auto ms = ParseIso8601Millis(str("until", true, 64));
       if (!ms) {
@@ -1006,6 +1041,7 @@ std::optional<Action> ParseAction(Parser& p, const json::value& v, const std::st
         return std::nullopt;
       }
       a.wait_until_ms = *ms;
+      a.wait_kind = Action::WaitKind::kUntil;
     } else {
       std::string at = str("at", true, 8);
       int h = -1, m = -1;
@@ -1019,6 +1055,7 @@ std::optional<Action> ParseAction(Parser& p, const json::value& v, const std::st
         return std::nullopt;
       }
       a.wait_minute_of_day = h * 60 + m;
+      a.wait_kind = Action::WaitKind::kTimeOfDay;
       a.wait_timezone = str("timezone", false, 64);
       if (a.wait_timezone.empty()) a.wait_timezone = "lead";
       if (a.wait_timezone != "lead" && a.wait_timezone != "tenant") {
@@ -1056,6 +1093,13 @@ std::optional<Action> ParseAction(Parser& p, const json::value& v, const std::st
           p.Fail(Parser::At(Parser::At(path, "headers"), k), "is not a valid header name");
           return std::nullopt;
         }
+      }
+      static const std::string_view kReserved[] = {
+          "idempotency-key", "x-fairway-signature", "user-agent", "host",
+          "content-length",  "transfer-encoding",   "expect"};
+      if (std::find(std::begin(kReserved), std::end(kReserved), Lower(k)) != std::end(kReserved)) {
+        p.Fail(Parser::At(Parser::At(path, "headers"), k), "is set by Fairway itself");
+        return std::nullopt;
       }
       a.headers.emplace_back(k, val);
     }

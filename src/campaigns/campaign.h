@@ -103,6 +103,9 @@ struct Trigger {
     // order and the first present one is tested (url, then path).
     std::vector<std::string> paths;
     ValueTest test;
+    // Passes when any present path passes (an email's subject or its id), instead of testing
+    // the first present one.
+    bool any_path = false;
   };
   std::vector<PropertyTest> where;
 };
@@ -140,7 +143,8 @@ struct Action {
   std::string value_json;  // kSet: JSON value, string values are templates
   double increment = 0;
   std::string name;  // list, tag, account id, campaign to request, moment type
-  // Wait: exactly one of duration, until, time of day.
+  // Wait: exactly one of duration, until, time of day (wait_kind says which).
+  enum class WaitKind : uint8_t { kDuration, kUntil, kTimeOfDay } wait_kind = WaitKind::kDuration;
   int64_t wait_ms = 0;
   int64_t wait_until_ms = 0;
   int32_t wait_minute_of_day = -1;  // at the next hh:mm ...

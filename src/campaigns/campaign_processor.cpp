@@ -50,8 +50,8 @@ const json::value* Path(const json::object& o, std::string_view path) {
 FieldValue FromJsonValue(const json::value* v) {
   if (!v) return FieldValue::Missing();
   if (v->is_string()) return FieldValue::String(std::string(v->get_string()));
-  if (v->is_number()) return FieldValue::Number(v->to_number<double>());
-  return FieldValue::FromJson(json::serialize(*v));
+  if (v->is_double()) return FieldValue::Number(v->get_double());
+  return FieldValue::FromJson(json::serialize(*v));  // integers keep their exact text
 }
 
 std::string ValueText(const FieldValue& v) {
@@ -92,6 +92,14 @@ class ActivityFields {
 
 bool TriggerMatches(const Trigger& t, ActivityFields& fields, int64_t now_ms) {
   for (const auto& w : t.where) {
+    if (w.any_path) {
+      bool any = std::any_of(w.paths.begin(), w.paths.end(), [&](const std::string& p) {
+        const json::value* v = fields.Property(p);
+        return v && w.test.Test(FromJsonValue(v), now_ms);
+      });
+      if (!any) return false;
+      continue;
+    }
     const json::value* v = nullptr;
     for (const auto& p : w.paths) {
       v = fields.Property(p);
@@ -115,6 +123,8 @@ struct LeadOverlay {
 };
 
 struct LeadContext {
+  // Deleted in this work item: it starts and continues nothing more.
+  bool deleted = false;
   bool loaded = false;
   std::optional<identity::LeadView> view;
   LeadOverlay overlay;
@@ -136,6 +146,9 @@ class Execution {
         day_(static_cast<uint32_t>(DayOf(now_))) {}
 
   Status Handle(const log::LogEntry& entry);
+  // The first failed lead read: the item's decisions may rest on a missing lead, so it must
+  // not commit.
+  const Status& read_error() const { return read_error_; }
   int64_t min_timer_due() const { return min_timer_due_; }
   bool has_deliveries() const { return has_deliveries_; }
 
@@ -150,10 +163,16 @@ class Execution {
                     std::string_view except, const char* reason);
   Status EndRun(std::string_view campaign, const std::string& lead, const RunState& r,
                 const char* metric);
+  // A deleted lead leaves every flow and loses its campaign history and mail log; nothing more
+  // starts or continues for it in this work item.
+  Status ForgetLead(const std::string& lead);
 
   Result<std::optional<RunState>> GetRun(const std::string& lead, std::string_view campaign);
   void PutRun(const std::string& lead, std::string_view campaign, const RunState& r);
+  // The lead's context with its view loaded (read errors: see read_error()).
   LeadContext& Lead(const std::string& lead);
+  // The lead's context without reading the lead.
+  LeadContext& Ctx(const std::string& lead) { return leads_[lead]; }
   FieldValue LeadField(const std::string& lead, std::string_view field);
   bool Evaluate(const Condition& c, const std::string& lead);
   std::string Render(std::string_view tmpl, const CompiledCampaign& c, const RunState& r,
@@ -183,6 +202,7 @@ class Execution {
   int64_t min_timer_due_ = INT64_MAX;
   bool has_deliveries_ = false;
   std::vector<TenantCampaigns::TriggerRef> refs_;
+  Status read_error_;
 };
 
 LeadContext& Execution::Lead(const std::string& lead) {
@@ -192,9 +212,9 @@ LeadContext& Execution::Lead(const std::string& lead) {
     auto view = p_->leads_->Find(tenant_, lead);
     if (view.ok()) {
       ctx.view = std::move(view).value();
-    } else {
-      spdlog::warn("campaigns: reading lead '{}' of {}: {}", lead, tenant_.str(),
-                   view.status().ToString());
+    } else if (read_error_.ok()) {
+      read_error_ =
+          Unavailable(fmt::format("reading lead '{}': {}", lead, view.status().ToString()));
     }
   }
   return ctx;
@@ -341,8 +361,8 @@ std::string Execution::Render(std::string_view tmpl, const CompiledCampaign& c, 
 }
 
 int64_t Execution::WaitDue(const Action& a, const std::string& lead) {
-  if (a.wait_ms > 0) return now_ + a.wait_ms;
-  if (a.wait_until_ms > 0) return a.wait_until_ms;
+  if (a.wait_kind == Action::WaitKind::kDuration) return now_ + a.wait_ms;
+  if (a.wait_kind == Action::WaitKind::kUntil) return a.wait_until_ms;
   // At the next HH:MM in a time zone.
   std::string tz = a.wait_timezone;
   if (tz == "lead") {
@@ -362,13 +382,21 @@ int64_t Execution::WaitDue(const Action& a, const std::string& lead) {
     }
     using namespace std::chrono;
     auto now_tp = date::sys_time<milliseconds>(milliseconds(now_));
-    auto local = zone->to_local(now_tp);
+    auto local = date::floor<minutes>(zone->to_local(now_tp));
     auto candidate = date::floor<date::days>(local) + minutes(a.wait_minute_of_day);
-    if (candidate <= local) candidate += date::days(1);
-    auto sys = zone->to_sys(date::floor<minutes>(candidate), date::choose::earliest);
-    return duration_cast<milliseconds>(sys.time_since_epoch()).count();
+    // The first occurrence of HH:MM after now. A local time that occurs twice (the repeated
+    // hour when clocks go back) may have its first occurrence past and its second ahead; one
+    // that does not exist (clocks go forward) maps to the moment of the transition.
+    for (int day = 0; day < 3; ++day, candidate += date::days(1)) {
+      for (auto choose : {date::choose::earliest, date::choose::latest}) {
+        auto sys = zone->to_sys(candidate, choose);
+        int64_t ms = duration_cast<milliseconds>(sys.time_since_epoch()).count();
+        if (ms > now_) return ms;
+      }
+    }
+    return now_ + kDayMs;
   } catch (const std::exception& e) {
-    // A local time that does not exist (a DST gap) or a broken zone: an hour later at most.
+    // A broken zone: an hour later.
     spdlog::warn("campaigns: wait time of day in '{}': {}", tz, e.what());
     return now_ + 3'600'000;
   }
@@ -384,7 +412,7 @@ Result<std::optional<RunState>> Execution::GetRun(const std::string& lead,
 
 void Execution::PutRun(const std::string& lead, std::string_view campaign, const RunState& r) {
   std::string key = RunKey(lead, campaign);
-  Lead(lead).touched_runs.insert(key);
+  Ctx(lead).touched_runs.insert(key);
   item_.state().Put(key, EncodeRunState(r));
 }
 
@@ -425,9 +453,10 @@ Status Execution::EndRun(std::string_view campaign, const std::string& lead, con
                          const char* metric) {
   std::string key = RunKey(lead, campaign);
   item_.state().Delete(key);
-  Lead(lead).touched_runs.insert(key);
+  Ctx(lead).touched_runs.insert(key);
   if (r.wait_due_ms > 0) {
-    item_.state().DeleteIn(storage::kTimers, TimerKey(tenant_, r.wait_due_ms, lead, campaign));
+    item_.state().DeleteIn(storage::kTimers,
+                           TimerKey(tenant_, r.wait_due_ms, lead, campaign, r.run_id));
   }
   InFlow(campaign, -1);
   Stat(campaign, metric);
@@ -444,7 +473,7 @@ Status Execution::RemoveRuns(const std::string& lead, const std::vector<std::str
       targets.insert(std::string(k.substr(prefix.size())));
       return true;
     }));
-    for (const auto& k : Lead(lead).touched_runs) targets.insert(k.substr(prefix.size()));
+    for (const auto& k : Ctx(lead).touched_runs) targets.insert(k.substr(prefix.size()));
   }
   targets.erase(std::string(except));
   for (const auto& c : targets) {
@@ -454,10 +483,24 @@ Status Execution::RemoveRuns(const std::string& lead, const std::vector<std::str
   return Status::Ok();
 }
 
+Status Execution::ForgetLead(const std::string& lead) {
+  FAIRWAY_RETURN_IF_ERROR(RemoveRuns(lead, {}, "", "lead_deleted"));
+  std::string prefix = HistoryPrefix(lead);
+  std::vector<std::string> history;
+  FAIRWAY_RETURN_IF_ERROR(item_.state().Scan(prefix, [&](std::string_view k, std::string_view) {
+    history.emplace_back(k);
+    return true;
+  }));
+  for (const auto& k : history) item_.state().Delete(k);
+  item_.state().Delete(MailKey(lead));
+  Ctx(lead).deleted = true;
+  return Status::Ok();
+}
+
 Result<Outcome> Execution::Execute(const CompiledCampaign& c, RunState& r, uint32_t step,
                                    const Action& a, const std::string& lead) {
   const CampaignSettings& settings = snap_.settings;
-  LeadOverlay& overlay = Lead(lead).overlay;
+  LeadOverlay& overlay = Ctx(lead).overlay;
   const std::string delivery_id = fmt::format("{}.{}.{}", c.record.id, r.run_id, step);
   auto render = [&](std::string_view t, Escape e = Escape::kNone) {
     return Render(t, c, r, step, lead, e);
@@ -480,6 +523,7 @@ Result<Outcome> Execution::Execute(const CompiledCampaign& c, RunState& r, uint3
       if (to.find('@') == std::string::npos) {
         return fail(alert ? "the lead has no owner email" : "the lead has no email address");
       }
+      std::optional<std::string> mail_log;  // written only if the email is queued
       if (!alert && !a.operational &&
           (settings.emails_per_day > 0 || settings.emails_per_week > 0)) {
         std::vector<int64_t> sends;
@@ -500,7 +544,7 @@ Result<Outcome> Execution::Execute(const CompiledCampaign& c, RunState& r, uint3
           return Outcome::kBlocked;
         }
         sends.push_back(now_);
-        item_.state().Put(MailKey(lead), EncodeMailLog(sends));
+        mail_log = EncodeMailLog(sends);
       }
       dispatch::Delivery d;
       d.kind = dispatch::DeliveryKind::kEmail;
@@ -512,6 +556,7 @@ Result<Outcome> Execution::Execute(const CompiledCampaign& c, RunState& r, uint3
       d.subject = render(a.subject, Escape::kLine);
       d.text_body = render(a.body);
       if (Status st = Enqueue(std::move(d)); !st.ok()) return fail(st.message());
+      if (mail_log) item_.state().Put(MailKey(lead), std::move(*mail_log));
       Stat(c.record.id, alert ? "alerts_queued" : "emails_queued");
       Emit(c, r, step, alert ? "alert_sent" : "email_sent",
            fmt::format("\"to\":{},\"subject\":{}", quoted(to),
@@ -594,7 +639,11 @@ Result<Outcome> Execution::Execute(const CompiledCampaign& c, RunState& r, uint3
         std::string value = render(v, Escape::kLine);
         std::string lower = k;
         std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-        if (lower == "content-type" && value.find("json") != std::string::npos) json_body = true;
+        std::string lower_value = value;
+        std::transform(lower_value.begin(), lower_value.end(), lower_value.begin(), ::tolower);
+        if (lower == "content-type" && lower_value.find("json") != std::string::npos) {
+          json_body = true;
+        }
         d.headers.emplace_back(k, std::move(value));
       }
       // Campaign tokens ({{my.*}}) are configuration and go in as written; everything else
@@ -720,7 +769,7 @@ Status Execution::RunFrom(const CompiledCampaign& c, RunState& r, const std::str
       t.step = r.step;
       t.user_id = r.user_id;
       t.anonymous_id = r.anonymous_id;
-      item_.state().PutIn(storage::kTimers, TimerKey(tenant_, due, lead, c.record.id),
+      item_.state().PutIn(storage::kTimers, TimerKey(tenant_, due, lead, c.record.id, r.run_id),
                           EncodeTimer(t));
       min_timer_due_ = std::min(min_timer_due_, due);
       return Status::Ok();
@@ -738,11 +787,9 @@ Status Execution::RunFrom(const CompiledCampaign& c, RunState& r, const std::str
         break;
       case Outcome::kLeadDeleted:
         Stat(c.record.id, step_metric + "executed");
-        // The lead is gone: it leaves every flow (this one included) and its campaign history.
-        FAIRWAY_RETURN_IF_ERROR(RemoveRuns(lead, {}, c.record.id, "lead_deleted"));
         r.wait_due_ms = 0;
         FAIRWAY_RETURN_IF_ERROR(EndRun(c.record.id, lead, r, "lead_deleted"));
-        return Status::Ok();
+        return ForgetLead(lead);
     }
   }
   r.wait_due_ms = 0;
@@ -752,6 +799,7 @@ Status Execution::RunFrom(const CompiledCampaign& c, RunState& r, const std::str
 Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, ActivityFields& fields,
                            uint32_t depth) {
   const std::string lead(a.LeadKey());
+  if (Ctx(lead).deleted) return Status::Ok();
   Stat(c.record.id, "triggered");
   if (depth >= snap_.settings.max_chain_depth) {
     Stat(c.record.id, "blocked_chain_depth");
@@ -772,6 +820,15 @@ Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, Activit
   if (stored) {
     FAIRWAY_ASSIGN_OR_RETURN(h, DecodeHistory(*stored));
   }
+  // History of an earlier campaign with the same id does not count.
+  if (h.campaign_created_ms != c.record.created_ms) h = History{};
+  const std::string run_id = MakeRunId(c.record.id, a.message_id.str());
+  if (h.last_run_id == run_id) {
+    // The same activity again (a re-append that outlived the log's dedup window): its run
+    // happened already.
+    Stat(c.record.id, "duplicate_trigger");
+    return Status::Ok();
+  }
   if (h.runs > 0) {
     bool again = c.campaign.qualification == Qualification::kEveryTime ||
                  (c.campaign.qualification == Qualification::kEveryNDays &&
@@ -787,7 +844,8 @@ Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, Activit
     return Status::Ok();
   }
   RunState r;
-  r.run_id = MakeRunId(c.record.id, a.message_id.str());
+  r.run_id = run_id;
+  r.campaign_created_ms = c.record.created_ms;
   r.depth = depth;
   r.started_ms = now_;
   r.trigger_message_id = a.message_id.str();
@@ -808,6 +866,8 @@ Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, Activit
   }
   h.runs++;
   h.last_start_event_ms = std::max(h.last_start_event_ms, a.timestamp_ms);
+  h.last_run_id = run_id;
+  h.campaign_created_ms = c.record.created_ms;
   item_.state().Put(HistoryKey(lead, c.record.id), EncodeHistory(h));
   Stat(c.record.id, "qualified");
   InFlow(c.record.id, 1);
@@ -824,6 +884,7 @@ Status Execution::Resume(const Activity& a, ActivityFields& fields) {
     return Status::Ok();  // not one of ours: nothing to resume
   }
   std::string cid(campaign->get_string());
+  if (Ctx(lead).deleted) return Status::Ok();
   FAIRWAY_ASSIGN_OR_RETURN(auto run, GetRun(lead, cid));
   // A stale wake-up (the lead left the flow, or a newer run took its place) does nothing.
   if (!run || run->run_id != run_id->get_string() ||
@@ -831,8 +892,11 @@ Status Execution::Resume(const Activity& a, ActivityFields& fields) {
     return Status::Ok();
   }
   const CompiledCampaign* c = snap_.Find(cid);
+  if (c && c->record.created_ms != run->campaign_created_ms)
+    c = nullptr;  // a new campaign, same id
   if (!c || (!c->record.active && !c->campaign.finish_flow_when_inactive)) {
-    // Deleted, or deactivated with "leave_flow": the lead leaves when its wait ends.
+    // Deleted (or re-created), or deactivated with "leave_flow": the lead leaves when its wait
+    // ends.
     item_.state().Delete(RunKey(lead, cid));
     InFlow(cid, -1);
     Stat(cid, "left_flow");
@@ -848,9 +912,9 @@ Status Execution::Handle(const log::LogEntry& entry) {
   ActivityFields fields(a.fields_json);
   if (a.type == ActivityType::kFairway) {
     if (a.event == "campaign_wait_elapsed") return Resume(a, fields);
-    if (a.event == "lead_deleted" && fields.Depth() == 0) {
-      // Deleted from outside the campaigns (e.g. the API): leave every flow.
-      return RemoveRuns(std::string(a.LeadKey()), {}, "", "lead_deleted");
+    if (a.event == "lead_deleted") {
+      // Runs started between the deleting step and this activity reaching the log leave too.
+      return ForgetLead(std::string(a.LeadKey()));
     }
   }
   refs_.clear();
@@ -894,6 +958,7 @@ void CampaignProcessor::Process(engine::WorkItem& item) {
   Execution exec(this, item, **snap);
   for (const auto& e : item.entries()) {
     Status st = exec.Handle(e);
+    if (st.ok()) st = exec.read_error();
     if (!st.ok()) {
       // Storage trouble is worth a retry; a corrupt state row never heals.
       auto cls = st.code() == StatusCode::kInternal ? engine::ErrorClass::kPermanent

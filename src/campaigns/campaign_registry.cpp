@@ -181,7 +181,10 @@ CampaignRegistry::CampaignRegistry(storage::Store* store, const Clock* clock)
 
 Result<std::shared_ptr<const TenantCampaigns>> CampaignRegistry::LoadLocked(
     const TenantId& tenant) {
-  if (auto it = tenants_.find(tenant.str()); it != tenants_.end()) return it->second;
+  {
+    std::lock_guard snap_lock(snap_mu_);
+    if (auto it = tenants_.find(tenant.str()); it != tenants_.end()) return it->second;
+  }
   auto snap = std::make_shared<TenantCampaigns>();
   std::string lower = TenantPrefix(tenant) + "c";
   std::string upper = TenantPrefix(tenant) + "d";
@@ -213,6 +216,7 @@ Result<std::shared_ptr<const TenantCampaigns>> CampaignRegistry::LoadLocked(
     }
   }
   std::shared_ptr<const TenantCampaigns> out = std::move(snap);
+  std::lock_guard snap_lock(snap_mu_);
   tenants_[tenant.str()] = out;
   return out;
 }
@@ -220,7 +224,11 @@ Result<std::shared_ptr<const TenantCampaigns>> CampaignRegistry::LoadLocked(
 void CampaignRegistry::PublishLocked(const TenantId& tenant, const std::string& id,
                                      std::shared_ptr<const CompiledCampaign> changed,
                                      const CampaignSettings* settings) {
-  auto old = tenants_[tenant.str()];
+  std::shared_ptr<const TenantCampaigns> old;
+  {
+    std::lock_guard snap_lock(snap_mu_);
+    if (auto it = tenants_.find(tenant.str()); it != tenants_.end()) old = it->second;
+  }
   auto snap = std::make_shared<TenantCampaigns>();
   if (old) {
     snap->by_id = old->by_id;
@@ -240,6 +248,7 @@ void CampaignRegistry::PublishLocked(const TenantId& tenant, const std::string& 
       snap->index[TenantCampaigns::IndexKey(t.type, t.name)].push_back({c.get(), &t});
     }
   }
+  std::lock_guard snap_lock(snap_mu_);
   tenants_[tenant.str()] = std::move(snap);
 }
 
@@ -256,7 +265,7 @@ Result<CampaignRecord> CampaignRegistry::Create(const TenantId& tenant, std::str
   }
   FAIRWAY_ASSIGN_OR_RETURN(auto campaign, ParseCampaign(definition_json, id));
   FAIRWAY_ASSIGN_OR_RETURN(auto status, StatusOf(definition_json));
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(write_mu_);
   FAIRWAY_RETURN_IF_ERROR(LoadLocked(tenant).status());
   FAIRWAY_ASSIGN_OR_RETURN(auto existing,
                            store_->Get(storage::kCampaigns, CampaignKey(tenant, id)));
@@ -278,7 +287,7 @@ Result<CampaignRecord> CampaignRegistry::Replace(const TenantId& tenant, std::st
                                                  std::string_view definition_json) {
   FAIRWAY_ASSIGN_OR_RETURN(auto campaign, ParseCampaign(definition_json, id));
   FAIRWAY_ASSIGN_OR_RETURN(auto status, StatusOf(definition_json));
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(write_mu_);
   FAIRWAY_ASSIGN_OR_RETURN(auto snap, LoadLocked(tenant));
   const CompiledCampaign* old = snap->Find(id);
   if (!old) return NotFound(fmt::format("campaign '{}' not found", id));
@@ -323,7 +332,7 @@ Result<CampaignPage> CampaignRegistry::List(const TenantId& tenant, std::string_
 }
 
 Status CampaignRegistry::Delete(const TenantId& tenant, std::string_view id) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(write_mu_);
   FAIRWAY_ASSIGN_OR_RETURN(auto snap, LoadLocked(tenant));
   if (!snap->Find(id)) return NotFound(fmt::format("campaign '{}' not found", id));
   storage::WriteBatch batch;
@@ -335,7 +344,7 @@ Status CampaignRegistry::Delete(const TenantId& tenant, std::string_view id) {
 
 Result<CampaignRecord> CampaignRegistry::SetActive(const TenantId& tenant, std::string_view id,
                                                    bool active) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(write_mu_);
   FAIRWAY_ASSIGN_OR_RETURN(auto snap, LoadLocked(tenant));
   const CompiledCampaign* old = snap->Find(id);
   if (!old) return NotFound(fmt::format("campaign '{}' not found", id));
@@ -356,7 +365,11 @@ Status CampaignRegistry::WriteSettingsLocked(const TenantId& tenant, const Campa
 }
 
 Result<CampaignSettings> CampaignRegistry::GetSettings(const TenantId& tenant) {
-  std::lock_guard lock(mu_);
+  {
+    FAIRWAY_ASSIGN_OR_RETURN(auto snap, Snapshot(tenant));
+    if (!snap->settings.webhook_secret.empty()) return snap->settings;
+  }
+  std::lock_guard lock(write_mu_);
   FAIRWAY_ASSIGN_OR_RETURN(auto snap, LoadLocked(tenant));
   if (!snap->settings.webhook_secret.empty()) return snap->settings;
   CampaignSettings s = snap->settings;
@@ -372,7 +385,7 @@ Result<CampaignSettings> CampaignRegistry::UpdateSettings(const TenantId& tenant
   json::value v = json::parse(text, ec);
   if (ec) return InvalidArgument(fmt::format("body: not valid JSON ({})", ec.message()));
   if (!v.is_object()) return InvalidArgument("body: must be an object");
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(write_mu_);
   FAIRWAY_ASSIGN_OR_RETURN(auto snap, LoadLocked(tenant));
   CampaignSettings s = snap->settings;
   bool rotate = false;
@@ -384,18 +397,24 @@ Result<CampaignSettings> CampaignRegistry::UpdateSettings(const TenantId& tenant
 }
 
 Result<std::shared_ptr<const TenantCampaigns>> CampaignRegistry::Snapshot(const TenantId& tenant) {
-  std::lock_guard lock(mu_);
+  {
+    std::lock_guard snap_lock(snap_mu_);
+    if (auto it = tenants_.find(tenant.str()); it != tenants_.end()) return it->second;
+  }
+  // First use: load it, once (writers hold the same lock).
+  std::lock_guard lock(write_mu_);
   return LoadLocked(tenant);
 }
 
 Status CampaignRegistry::RemoveTenant(const TenantId& tenant) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(write_mu_);
   std::string lower = TenantPrefix(tenant);
   std::string upper = tenant.str();
   upper.push_back('\1');
   storage::WriteBatch batch;
   batch.DeleteRange(storage::kCampaigns, lower, upper);
   FAIRWAY_RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
+  std::lock_guard snap_lock(snap_mu_);
   tenants_.erase(tenant.str());
   return Status::Ok();
 }

@@ -8,7 +8,9 @@
 // activity's (type, name) to the triggers listening for it: finding an activity's campaigns
 // costs two hash lookups, however many campaigns the tenant has.
 //
-// Thread-safe. Writes are serialised by one mutex; Snapshot() takes it only briefly.
+// Thread-safe. Writes (and the first load of a tenant) are serialised by one mutex and do their
+// I/O under it; Snapshot() of a loaded tenant only takes a second, short-held mutex, so work
+// items never wait for another tenant's synced write.
 
 #include <cstdint>
 #include <memory>
@@ -116,6 +118,7 @@ class CampaignRegistry {
   Status RemoveTenant(const TenantId& tenant);
 
  private:
+  // Requires: write_mu_ held.
   Result<std::shared_ptr<const TenantCampaigns>> LoadLocked(const TenantId& tenant);
   Status WriteRecordLocked(const TenantId& tenant, const CampaignRecord& record);
   // Publishes a new snapshot with `changed` replaced (or removed when null).
@@ -126,7 +129,9 @@ class CampaignRegistry {
 
   storage::Store* store_;
   const Clock* clock_;
-  std::mutex mu_;
+  std::mutex write_mu_;
+  // Guards tenants_; held only to look up or swap a snapshot.
+  std::mutex snap_mu_;
   std::unordered_map<std::string, std::shared_ptr<const TenantCampaigns>> tenants_;
 };
 

@@ -33,6 +33,7 @@ std::string EncodeRunState(const RunState& r) {
   std::string out;
   out.push_back(static_cast<char>(kRunVersion));
   PutLengthPrefixed(&out, r.run_id);
+  PutVarintSigned64(&out, r.campaign_created_ms);
   PutVarint64(&out, r.step);
   PutVarintSigned64(&out, r.wait_due_ms);
   PutVarint64(&out, r.depth);
@@ -59,7 +60,8 @@ Result<RunState> DecodeRunState(std::string_view in) {
   uint64_t step = 0, depth = 0, ntokens = 0;
   std::string_view run_id, mid, event, fields, uid, aid;
   if (!d.GetByte(&version) || version != kRunVersion || !d.GetLengthPrefixed(&run_id) ||
-      !d.GetVarint64(&step) || !d.GetVarintSigned64(&r.wait_due_ms) || !d.GetVarint64(&depth) ||
+      !d.GetVarintSigned64(&r.campaign_created_ms) || !d.GetVarint64(&step) ||
+      !d.GetVarintSigned64(&r.wait_due_ms) || !d.GetVarint64(&depth) ||
       !d.GetVarintSigned64(&r.started_ms) || !d.GetLengthPrefixed(&mid) ||
       !d.GetLengthPrefixed(&event) || !d.GetByte(&r.trigger_type) ||
       !d.GetVarintSigned64(&r.trigger_time_ms) || !d.GetLengthPrefixed(&fields) ||
@@ -88,6 +90,8 @@ std::string EncodeHistory(const History& h) {
   out.push_back(static_cast<char>(kHistoryVersion));
   PutVarint64(&out, h.runs);
   PutVarintSigned64(&out, h.last_start_event_ms);
+  PutLengthPrefixed(&out, h.last_run_id);
+  PutVarintSigned64(&out, h.campaign_created_ms);
   return out;
 }
 
@@ -95,10 +99,13 @@ Result<History> DecodeHistory(std::string_view in) {
   Decoder d(in);
   History h;
   uint8_t version = 0;
+  std::string_view last_run;
   if (!d.GetByte(&version) || version != kHistoryVersion || !d.GetVarint64(&h.runs) ||
-      !d.GetVarintSigned64(&h.last_start_event_ms)) {
+      !d.GetVarintSigned64(&h.last_start_event_ms) || !d.GetLengthPrefixed(&last_run) ||
+      !d.GetVarintSigned64(&h.campaign_created_ms)) {
     return Corrupt("history");
   }
+  h.last_run_id = std::string(last_run);
   return h;
 }
 
@@ -159,12 +166,14 @@ std::string TimerTenantEnd(const TenantId& tenant) {
 }
 
 std::string TimerKey(const TenantId& tenant, int64_t due_ms, std::string_view lead,
-                     std::string_view campaign) {
+                     std::string_view campaign, std::string_view run_id) {
   std::string k = TimerTenantPrefix(tenant);
   PutFixed64BE(&k, static_cast<uint64_t>(std::max<int64_t>(0, due_ms)));
   PutFixed32BE(&k, static_cast<uint32_t>(lead.size()));
   k.append(lead);
   k.append(campaign);
+  k.push_back('\0');
+  k.append(run_id);
   return k;
 }
 

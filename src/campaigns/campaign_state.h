@@ -8,7 +8,7 @@
 //   m/<lead key>              MailLog: send times of recent emails (communication limits)
 //
 // In storage::kTimers (written in the same atomic commit): one row per waiting run,
-//   tenant \0 due(be64) len(be32) lead key, campaign -> Timer
+//   tenant \0 due(be64) len(be32) lead key, campaign \0 run id -> Timer
 // released by the TimerService when due.
 //
 // In storage::kCampaignStats (counters, merge-added in the same commit):
@@ -31,6 +31,9 @@ namespace fairway::campaigns {
 
 struct RunState {
   std::string run_id;
+  // CampaignRecord::created_ms of the campaign the run belongs to: a campaign deleted and
+  // created again under the same id does not continue the old one's runs.
+  int64_t campaign_created_ms = 0;
   // The next step to run (flow index).
   uint32_t step = 0;
   // While waiting: when the wait ends (ms since the epoch); 0 = not waiting.
@@ -55,6 +58,10 @@ struct History {
   uint64_t runs = 0;
   // Event time of the activity that started the latest run.
   int64_t last_start_event_ms = 0;
+  // The latest run's id: the same activity never starts a second run.
+  std::string last_run_id;
+  // CampaignRecord::created_ms of the campaign this history belongs to.
+  int64_t campaign_created_ms = 0;
 };
 
 std::string EncodeRunState(const RunState& r);
@@ -81,8 +88,9 @@ struct Timer {
   int64_t due_ms = 0;
   std::string lead;
 };
+// Unique per run: a run that ends and a new run that waits until the same moment have two rows.
 std::string TimerKey(const TenantId& tenant, int64_t due_ms, std::string_view lead,
-                     std::string_view campaign);
+                     std::string_view campaign, std::string_view run_id);
 std::string EncodeTimer(const Timer& t);
 // Decodes a row of storage::kTimers (key and value).
 Result<Timer> DecodeTimer(std::string_view key, std::string_view value);

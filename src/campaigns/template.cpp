@@ -66,7 +66,8 @@ std::string RenderTemplate(std::string_view tmpl, const TokenResolver& resolve, 
     if (value && !value->empty()) {
       AppendEscaped(&out, *value, escape);
     } else if (has_fallback) {
-      AppendEscaped(&out, fallback, escape);
+      // The fallback is template text: inside a JSON body it is JSON text already.
+      AppendEscaped(&out, fallback, escape == Escape::kJson ? Escape::kNone : escape);
     }
     pos = close + 2;
   }

@@ -70,9 +70,9 @@ void TimerService::Notify(const TenantId& tenant, int64_t due_ms) {
 
 Status TimerService::RemoveTenant(const TenantId& tenant) {
   std::unique_lock lock(mu_);
-  // Not while a chunk of it is being released.
-  idle_cv_.wait(lock, [&] { return !busy_; });
+  // Not while a chunk of this tenant is being released; the service skips it from now on.
   next_due_.erase(tenant.str());
+  idle_cv_.wait(lock, [&] { return releasing_ != tenant.str(); });
   storage::WriteBatch batch;
   batch.DeleteRange(storage::kTimers, TimerTenantPrefix(tenant), TimerTenantEnd(tenant));
   return store_->Write(batch, /*sync=*/true);
@@ -103,6 +103,7 @@ int64_t TimerService::ReleaseChunk(const std::string& tenant_str, int64_t now_ms
   std::string upper = lower;
   PutFixed64BE(&upper, static_cast<uint64_t>(now_ms) + 1);
   log::AppendRequest req = log::AppendRequestFor(*config);
+  req.dedup_window_ms = std::max(req.dedup_window_ms, log::kGeneratedDedupWindowMs);
   std::vector<std::string> keys;
   {
     auto it = store_->NewIterator(storage::kTimers, lower, upper);
@@ -187,10 +188,15 @@ void TimerService::Run() {
     // One chunk per due tenant per round.
     busy_ = true;
     for (const auto& tenant : due) {
-      next_due_[tenant] = INT64_MAX;  // a Notify during the release lowers it again
+      auto due_it = next_due_.find(tenant);
+      if (due_it == next_due_.end()) continue;  // removed meanwhile
+      due_it->second = INT64_MAX;               // a Notify during the release lowers it again
+      releasing_ = tenant;
       lock.unlock();
       int64_t next = ReleaseChunk(tenant, now);
       lock.lock();
+      releasing_.clear();
+      idle_cv_.notify_all();
       if (auto it = next_due_.find(tenant); it != next_due_.end()) {
         it->second = std::min(it->second, next);
         if (it->second == INT64_MAX) next_due_.erase(it);

@@ -78,6 +78,8 @@ class TimerService {
   std::condition_variable idle_cv_;
   bool stopping_ = false;
   bool busy_ = false;
+  // The tenant whose chunk is being released now (empty: none).
+  std::string releasing_;
   // Earliest known due time per tenant (INT64_MAX: none).
   std::unordered_map<std::string, int64_t> next_due_;
   uint64_t released_ = 0;

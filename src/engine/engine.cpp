@@ -839,6 +839,7 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
                         static_cast<size_t>(std::min<uint64_t>(options.fetch_records, hwm - from)));
   std::vector<log::LogEntry> entries;
   uint64_t next = from;
+  bool skipped_removed = false;
   if (read.ok()) {
     entries = std::move(read).value();
     // `hwm` is the read limit: an upstream processor may not have committed what follows.
@@ -860,6 +861,7 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
           tenant.str(), s->spec->name, partition, from, removed_below - 1);
       committed.MarkDone(from, removed_below);
       s->PublishCommitted(partition);
+      skipped_removed = true;
     }
     next = entries.empty() ? removed_below : entries.back().offset.value() + 1;
     if (committed.ranges() > 0 || committed.low_water_mark() > from) {
@@ -887,6 +889,7 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
     return;
   }
   s->fetch_error.clear();
+  if (skipped_removed) WakeDownstream(s.get());
   ps.next_fetch = std::max(ps.next_fetch, next);
   InsertFetched(s.get(), std::move(entries), keys, clock->MonotonicNanos());
   Activate(s.get());
@@ -1138,7 +1141,8 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
     MaybeQueueFetch(item->stream_);
     MaybeReleaseBuffers(s);
     Unstarve();
-    if (committed) WakeDownstream(s);
+    // A dead letter moves the low-water mark too.
+    if (committed || dead_lettered) WakeDownstream(s);
     if (!outbox_keys.empty()) {
       outbox_in_flight++;  // counted before the item stops counting, so no idle gap
       emitted = std::move(item->emitted_);
@@ -1182,6 +1186,8 @@ void Engine::Impl::OpenBreaker(Stream* s, int64_t now_ns) {
 void Engine::Impl::ForwardOutbox(const model::TenantConfig& tenant, std::vector<std::string> keys,
                                  std::vector<model::Activity> activities) {
   log::AppendRequest req = log::AppendRequestFor(tenant);
+  // A re-send after a crash must be recognised whatever the tenant's own dedup window.
+  req.dedup_window_ms = std::max(req.dedup_window_ms, log::kGeneratedDedupWindowMs);
   req.activities = std::move(activities);
   // The log may outlive the engine: the callback holds no pointer into it.
   log->Append(std::move(req), [weak = self, store = store, keys = std::move(keys),

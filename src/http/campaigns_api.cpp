@@ -302,8 +302,20 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
     return r.ok() ? Json(200, RecordJson(*r)) : Error(r.status());
   }
   if (action == "trigger" && method == "POST") {
-    auto c = registry->Get(t, id);
-    if (!c.ok()) return Error(c.status());
+    auto snap = registry->Snapshot(t);
+    if (!snap.ok()) return Error(snap.status());
+    const campaigns::CompiledCampaign* c = (*snap)->Find(id);
+    if (!c) return Error(NotFound(fmt::format("campaign '{}' not found", id)));
+    // A request the campaign would drop is refused rather than accepted for nothing.
+    if (!c->record.active) {
+      return Error(FailedPrecondition(fmt::format("campaign '{}' is not active", id)));
+    }
+    bool requestable = std::any_of(c->campaign.triggers.begin(), c->campaign.triggers.end(),
+                                   [](const auto& tr) { return tr.kind == "campaign_requested"; });
+    if (!requestable) {
+      return Error(
+          FailedPrecondition(fmt::format("campaign '{}' has no campaign_requested trigger", id)));
+    }
     auto req = ParseTrigger(body);
     if (!req.ok()) return Error(req.status());
     log::AppendRequest append = log::AppendRequestFor(tenant);
@@ -317,7 +329,9 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
       a.message_id = MessageId(fmt::format("fw:request:{}:{}:{}", id, nonce, i));
       // A known lead is requested by its userId; anything else as an anonymous visitor.
       auto view = leads_->Find(t, lead);
-      if (view.ok() && *view && (*view)->known) {
+      if (!view.ok())
+        return Error(Unavailable("reading lead '" + lead + "': " + view.status().message()));
+      if (*view && (*view)->known) {
         a.user_id = (*view)->id;
       } else {
         a.anonymous_id = lead;
@@ -338,7 +352,7 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
     return Json(202, fmt::format(R"({{"requested":{}}})", req->leads.size()));
   }
   if (action == "stats" && method == "GET") {
-    if (auto c = registry->Get(t, id); !c.ok()) return Error(c.status());
+    // Statistics outlive their campaign: a deleted campaign's stay readable.
     auto params = ParseQuery(query);
     if (!params.ok()) return Error(params.status());
     int64_t until = campaigns::DayOf(clock_->NowMillis());

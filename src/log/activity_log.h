@@ -33,6 +33,10 @@ struct AppendRequest {
   std::vector<model::Activity> activities;
 };
 
+// The least dedup window of activities Fairway generates (engine outbox, campaign timers): a
+// re-send after a crash is recognised even when the tenant's window is shorter (or 0).
+inline constexpr int64_t kGeneratedDedupWindowMs = 7LL * 86'400'000;
+
 // An empty request for `tenant`'s activities, with its partitions, dedup window and retention.
 inline AppendRequest AppendRequestFor(const model::TenantConfig& tenant) {
   AppendRequest req;

@@ -216,7 +216,7 @@ constexpr std::string_view kPricing = R"({
   "flow": [
     {"action": "change_score", "change": 10},
     {"action": "send_email", "subject": "Hi {{lead.firstName|there}}", "body": "You looked at {{trigger.path}}."},
-    {"action": "call_webhook", "url": "https://hooks.test/lead/{{lead.id}}", "body": {"lead": "{{lead.id}}", "offer": "{{my.offer}}"}}
+    {"action": "call_webhook", "url": "https://hooks.test/lead/{{lead.id}}", "body": {"lead": "{{lead.id}}", "offer": "{{my.offer}}", "score": "{{lead.score}}"}}
   ],
   "tokens": {"offer": "20% off"}
 })";
@@ -246,7 +246,8 @@ TEST_F(CampaignPipelineTest, ATriggeredCampaignRunsItsFlowOnceWithEffectsInTheOu
   EXPECT_EQ(email.text_body, "You looked at /en/pricing.");
   const auto& hook = by_id.at("pricing." + run + ".2");
   EXPECT_EQ(hook.url, "https://hooks.test/lead/u1");
-  EXPECT_EQ(hook.body, R"({"lead":"u1","offer":"20% off"})");
+  // The step sees the score its own run changed; numbers render as written, not "1E1".
+  EXPECT_EQ(hook.body, R"({"lead":"u1","offer":"20% off","score":"10"})");
   auto gen = Generated("u1");
   EXPECT_EQ(gen["score_changed"], 1);
   EXPECT_EQ(gen["email_sent"], 1);
@@ -435,7 +436,7 @@ TEST_F(CampaignPipelineTest, DueTimersAreReleasedInChunksAndOnlyWhenDue) {
     t.step = 1;
     t.user_id = "u" + std::to_string(i);
     int64_t due = clock_.NowMillis() + (i < 6 ? 1000 : i < 9 ? 2000 : 3000);
-    batch.Put(storage::kTimers, TimerKey(kTenant, due, t.user_id, "c"), EncodeTimer(t));
+    batch.Put(storage::kTimers, TimerKey(kTenant, due, t.user_id, "c", t.run_id), EncodeTimer(t));
   }
   ASSERT_TRUE(store_->Write(batch, false).ok());
   timers_->Notify(kTenant, clock_.NowMillis() + 1000);
@@ -502,6 +503,62 @@ TEST_F(CampaignPipelineTest, WaitsUntilATimeOfDayInTheLeadsTimeZone) {
   clock_.AdvanceMillis(6 * 3'600'000);
   Settle();
   EXPECT_TRUE(Lead("u1")->HasTag("woke"));
+}
+
+TEST_F(CampaignPipelineTest, ADeletedLeadLeavesEveryFlowIncludingRunsStartedAfterTheDelete) {
+  Create("bye", R"({"name": "Bye", "status": "active",
+    "triggers": [{"type": "track", "event": "Bye"}],
+    "flow": [{"action": "delete_lead"}]})");
+  Create("ping", R"({"name": "Ping", "status": "active",
+    "triggers": [{"type": "track", "event": "Ping"}], "qualification": {"rule": "every_time"},
+    "flow": [{"action": "wait", "duration": "1h"}, {"action": "add_tag", "tag": "pinged"}]})");
+  Ingest({Identify("i1", "u1", R"({"email":"a@x.test"})"), Track("p1", "u1", "Ping")});
+  Settle();
+  EXPECT_EQ(Stat("ping", "in_flow"), 1);
+  // "Ping" after "Bye" in the log starts a run before the lead_deleted activity comes back.
+  Ingest({Track("b1", "u1", "Bye"), Track("p2", "u1", "Ping")});
+  Settle();
+  EXPECT_EQ(Stat("ping", "in_flow"), 0);
+  // 1 or 2: the second run exists only if "Ping" was processed in a later work item than "Bye".
+  EXPECT_GE(Stat("ping", "lead_deleted"), 1);
+  EXPECT_EQ(TimerRows(), 0u);
+  EXPECT_FALSE(Lead("u1").has_value());
+  clock_.AdvanceMillis(2 * 3'600'000);
+  Settle();
+  EXPECT_EQ(Generated()["tag_added"], 0);
+}
+
+TEST_F(CampaignPipelineTest, ACampaignCreatedAgainUnderTheSameIdDoesNotContinueOldRuns) {
+  constexpr std::string_view kDef = R"({"name": "W", "status": "active",
+    "triggers": [{"type": "track", "event": "E"}],
+    "flow": [{"action": "wait", "duration": "1h"}, {"action": "add_tag", "tag": "continued"}]})";
+  Create("w", kDef);
+  Ingest({Track("e1", "u1", "E")});
+  Settle();
+  ASSERT_TRUE(registry_->Delete(kTenant, "w").ok());
+  clock_.AdvanceMillis(1);  // a new campaign, a new creation time
+  Create("w", kDef);
+  clock_.AdvanceMillis(3'600'000);
+  Settle();
+  EXPECT_FALSE(Lead("u1")->HasTag("continued"));
+  EXPECT_EQ(Stat("w", "left_flow"), 1);
+  // The old campaign's history does not count for the new one ("once").
+  Ingest({Track("e2", "u1", "E")});
+  Settle();
+  EXPECT_EQ(Stat("w", "qualified"), 2);
+}
+
+TEST_F(CampaignPipelineTest, EmailTriggersMatchTheSubjectOrTheId) {
+  Create("opened",
+         R"({"name": "Opened", "status": "active", "qualification": {"rule": "every_time"},
+    "triggers": [{"type": "opens_email", "email": "welcome-1"}],
+    "flow": [{"action": "change_score", "change": 1}]})");
+  Ingest({Track("o1", "u1", "Email Opened",
+                R"("properties":{"email_subject":"Welcome!","email_id":"welcome-1"})"),
+          Track("o2", "u1", "Email Opened", R"("properties":{"email_subject":"welcome-1"})"),
+          Track("o3", "u1", "Email Opened", R"("properties":{"email_id":"other"})")});
+  Settle();
+  EXPECT_EQ(Stat("opened", "qualified"), 2);
 }
 
 }  // namespace

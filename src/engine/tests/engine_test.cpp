@@ -954,3 +954,48 @@ TEST_F(EngineTest, ADownstreamProcessorSeesOnlyWhatItsUpstreamCommitted) {
 
 }  // namespace
 }  // namespace fairway::engine
+
+namespace fairway::engine {
+namespace {
+
+TEST_F(EngineTest, ADeadLetterInTheUpstreamReleasesTheDownstream) {
+  auto a = Tenant("alpha", 1, 1);
+  ProcessorSpec up_spec = Spec();
+  up_spec.name = "up";
+  up_spec.batch_size = 1;
+  ProcessorSpec down_spec = Spec();
+  down_spec.name = "down";
+  down_spec.after = "up";
+  auto up = std::make_unique<TestProcessor>(up_spec);
+  auto down = std::make_unique<TestProcessor>(down_spec);
+  TestProcessor* up_raw = up.get();
+  TestProcessor* down_raw = down.get();
+  // Offset 5 is held until everything else has committed, then fails for good: its dead
+  // letter is the upstream's last commit, and that commit alone moves the low-water mark.
+  up_raw->SetHold([](const TenantId&, const log::LogEntry& e) { return e.offset.value() == 5; });
+  std::unique_ptr<TestProcessor, void (*)(TestProcessor*)> release(
+      up_raw, [](TestProcessor* p) { p->ReleaseHeld(); });
+  engine_ = std::make_unique<Engine>(store_.get(), log_.get(), SystemClock::Default(),
+                                     metrics_.get(), EngineOptions{});
+  engine_->AddProcessor(std::move(up));
+  engine_->AddProcessor(std::move(down));
+  engine_->Start();
+  log_->Start();
+  log_started_ = true;
+  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
+  Append(a, 40, 40);  // one activity per lead: nothing follows offset 5 in the upstream
+  ASSERT_TRUE(up_raw->WaitFor([&] { return up_raw->seen_unlocked() == 39; }));
+  ASSERT_TRUE(down_raw->WaitFor([&] { return down_raw->seen_unlocked() == 5; }));
+  up_raw->SetFail([](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
+    if (e.offset.value() != 5) return std::nullopt;
+    return ProcessError{ErrorClass::kPermanent, "bad"};
+  });
+  up_raw->ReleaseHeld();
+  // The downstream then gets everything, the dead-lettered activity included.
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(StatusOf("alpha").dead_letters_total, 1u);
+  ExpectExactlyOnceInOrder(down_raw->seen(), "alpha", 40);
+}
+
+}  // namespace
+}  // namespace fairway::engine

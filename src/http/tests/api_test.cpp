@@ -620,7 +620,7 @@ TEST_F(ApiTest, CampaignsAreManagedAndValidatedWithTheApiKey) {
     return client_->Request(method, path, body, {BearerAuth(key)});
   };
   const std::string def = R"({"id":"welcome","name":"Welcome",
-    "triggers":[{"type":"track","event":"Signed Up"}],
+    "triggers":[{"type":"track","event":"Signed Up"},{"type":"campaign_requested"}],
     "flow":[{"action":"change_score","change":5},
             {"choices":[{"if":{"field":"plan","op":"is","value":"pro"},"then":{"action":"add_tag","tag":"pro"}}]}]})";
   // Validation names the path of the bad field.

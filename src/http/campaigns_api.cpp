@@ -169,12 +169,8 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
           return Error(InvalidArgument("parameter 'state' must be pending or dead"));
         }
         dead = v == "dead";
-      } else if (k == "cursor") {
-        cursor = v;
-      } else if (k == "limit") {
-        auto n = ParseIntParam(k, v, 1, 1000);
-        if (!n.ok()) return Error(n.status());
-        limit = static_cast<size_t>(*n);
+      } else if (Status st; PageParam(k, v, &cursor, &limit, &st)) {
+        if (!st.ok()) return Error(st);
       } else {
         return Error(InvalidArgument(fmt::format("parameter '{}' is not known", k)));
       }
@@ -184,13 +180,7 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
     JsonWriter w;
     w.BeginObject().Key("data").BeginArray();
     for (const auto& d : page->items) WriteDelivery(w, d);
-    w.EndArray().Key("next_cursor");
-    if (page->next_cursor.empty()) {
-      w.Null();
-    } else {
-      w.String(page->next_cursor);
-    }
-    w.EndObject();
+    EndPage(w, page->next_cursor);
     return Json(200, w.Take());
   }
   if (path == "/v1/deliveries/retry") {
@@ -227,28 +217,18 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
       std::string cursor;
       size_t limit = 100;
       for (const auto& [k, v] : *params) {
-        if (k == "cursor") {
-          cursor = v;
-        } else if (k == "limit") {
-          auto n = ParseIntParam(k, v, 1, 1000);
-          if (!n.ok()) return Error(n.status());
-          limit = static_cast<size_t>(*n);
-        } else {
-          return Error(InvalidArgument(fmt::format("parameter '{}' is not known", k)));
+        Status st;
+        if (!PageParam(k, v, &cursor, &limit, &st)) {
+          st = InvalidArgument(fmt::format("parameter '{}' is not known", k));
         }
+        if (!st.ok()) return Error(st);
       }
       auto page = registry->List(t, cursor, limit);
       if (!page.ok()) return Error(page.status());
       JsonWriter w;
       w.BeginObject().Key("data").BeginArray();
       for (const auto& r : page->items) WriteRecord(w, r, false);
-      w.EndArray().Key("next_cursor");
-      if (page->next_cursor.empty()) {
-        w.Null();
-      } else {
-        w.String(page->next_cursor);
-      }
-      w.EndObject();
+      EndPage(w, page->next_cursor);
       return Json(200, w.Take());
     }
     if (method == "POST") {

@@ -152,12 +152,8 @@ HttpResponse Api::HandleProcessingAdmin(const TenantId& id, std::string_view act
     for (const auto& [k, v] : *params) {
       if (k == "processor") {
         processor = v;
-      } else if (k == "cursor") {
-        cursor = v;
-      } else if (k == "limit") {
-        auto n = ParseIntParam(k, v, 1, 1000);
-        if (!n.ok()) return Error(n.status());
-        limit = static_cast<size_t>(*n);
+      } else if (Status st; PageParam(k, v, &cursor, &limit, &st)) {
+        if (!st.ok()) return Error(st);
       } else {
         return Error(InvalidArgument(fmt::format("parameter '{}' is not known", k)));
       }
@@ -168,13 +164,7 @@ HttpResponse Api::HandleProcessingAdmin(const TenantId& id, std::string_view act
     JsonWriter w;
     w.BeginObject().Key("data").BeginArray();
     for (const auto& d : page->items) WriteDeadLetter(w, d);
-    w.EndArray().Key("next_cursor");
-    if (page->next_cursor.empty()) {
-      w.Null();
-    } else {
-      w.String(page->next_cursor);
-    }
-    w.EndObject();
+    EndPage(w, page->next_cursor);
     return Json(200, w.Take());
   }
   if (action == "dead-letters/replay" && method == "POST") {

@@ -93,6 +93,34 @@ int HttpStatusFor(StatusCode code) {
   return 500;
 }
 
+void EndPage(JsonWriter& w, std::string_view next_cursor) {
+  w.EndArray().Key("next_cursor");
+  if (next_cursor.empty()) {
+    w.Null();
+  } else {
+    w.String(next_cursor);
+  }
+  w.EndObject();
+}
+
+bool PageParam(std::string_view key, const std::string& value, std::string* cursor, size_t* limit,
+               Status* status, int64_t max_limit) {
+  if (key == "cursor") {
+    *cursor = value;
+    return true;
+  }
+  if (key == "limit") {
+    auto n = ParseIntParam(key, value, 1, max_limit);
+    if (n.ok()) {
+      *limit = static_cast<size_t>(*n);
+    } else {
+      *status = n.status();
+    }
+    return true;
+  }
+  return false;
+}
+
 void FinishPageJson(std::string_view next_cursor, std::string* body) {
   body->append("],\"next_cursor\":");
   if (next_cursor.empty()) {

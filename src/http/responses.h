@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/json_writer.h"
 #include "common/status.h"
 #include "http/handler.h"
 
@@ -29,6 +30,15 @@ std::string_view StripTrailingSlash(std::string_view p);
 // Ends a page of results begun with `{"data":[` + items: appends `],"next_cursor":...}`
 // (null when `next_cursor` is empty).
 void FinishPageJson(std::string_view next_cursor, std::string* body);
+
+// Ends a page begun with `w.BeginObject().Key("data").BeginArray()`: closes the array, adds
+// "next_cursor" (null when empty) and closes the object.
+void EndPage(JsonWriter& w, std::string_view next_cursor);
+
+// The shared paging parameters: true when `key` is "cursor" or "limit" (1 to `max_limit`),
+// with a parse error in *status.
+bool PageParam(std::string_view key, const std::string& value, std::string* cursor, size_t* limit,
+               Status* status, int64_t max_limit = 1000);
 
 using QueryParams = std::vector<std::pair<std::string, std::string>>;
 // Decodes a query string (percent-encoding, '+' as space). InvalidArgument when malformed.

@@ -341,6 +341,32 @@ class EngineTest : public ::testing::Test {
     }
   }
 
+  // An engine running processor "up", then "down" (ProcessorSpec::after "up"), for `t`. "up"
+  // holds the activities `hold` selects from the start, and takes one activity per work item (a
+  // held item holds only its own lead).
+  std::pair<TestProcessor*, TestProcessor*> StartUpAndDown(const model::TenantConfig& t,
+                                                           TestProcessor::HoldFn hold) {
+    ProcessorSpec up_spec = Spec();
+    up_spec.name = "up";
+    up_spec.batch_size = 1;
+    ProcessorSpec down_spec = Spec();
+    down_spec.name = "down";
+    down_spec.after = "up";
+    auto up = std::make_unique<TestProcessor>(up_spec);
+    auto down = std::make_unique<TestProcessor>(down_spec);
+    std::pair<TestProcessor*, TestProcessor*> out{up.get(), down.get()};
+    up->SetHold(std::move(hold));
+    engine_ = std::make_unique<Engine>(store_.get(), log_.get(), SystemClock::Default(),
+                                       metrics_.get(), EngineOptions{});
+    engine_->AddProcessor(std::move(up));
+    engine_->AddProcessor(std::move(down));
+    engine_->Start();
+    log_->Start();
+    log_started_ = true;
+    EXPECT_TRUE(engine_->UpsertTenant(t).ok());
+    return out;
+  }
+
   TempDir dir_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<MetricsRegistry> metrics_;
@@ -907,30 +933,15 @@ TEST_F(EngineTest, SideWritesAndAfterCommitHooksGoWithTheCommitOnly) {
 
 TEST_F(EngineTest, ADownstreamProcessorSeesOnlyWhatItsUpstreamCommitted) {
   auto a = Tenant("alpha", 1, 1);
-  ProcessorSpec up_spec = Spec();
-  up_spec.name = "up";
-  up_spec.batch_size = 1;  // a held item holds only its own lead
-  ProcessorSpec down_spec = Spec();
-  down_spec.name = "down";
-  down_spec.after = "up";
-  auto up = std::make_unique<TestProcessor>(up_spec);
-  auto down = std::make_unique<TestProcessor>(down_spec);
-  TestProcessor* up_raw = up.get();
-  TestProcessor* down_raw = down.get();
   // The upstream holds offset 5 (lead5's first activity), so its low-water mark stays at 5
   // while it completes everything else.
-  up_raw->SetHold([](const TenantId&, const log::LogEntry& e) { return e.offset.value() == 5; });
+  auto procs = StartUpAndDown(
+      a, [](const TenantId&, const log::LogEntry& e) { return e.offset.value() == 5; });
+  TestProcessor* up_raw = procs.first;
+  TestProcessor* down_raw = procs.second;
   // Whatever happens below, nothing stays held when the engine stops.
   std::unique_ptr<TestProcessor, void (*)(TestProcessor*)> release(
       up_raw, [](TestProcessor* p) { p->ReleaseHeld(); });
-  engine_ = std::make_unique<Engine>(store_.get(), log_.get(), SystemClock::Default(),
-                                     metrics_.get(), EngineOptions{});
-  engine_->AddProcessor(std::move(up));
-  engine_->AddProcessor(std::move(down));
-  engine_->Start();
-  log_->Start();
-  log_started_ = true;
-  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
   Append(a, 40, 10);
   ASSERT_TRUE(up_raw->WaitFor([&] { return up_raw->seen_unlocked() == 36; }));
   ASSERT_TRUE(down_raw->WaitFor([&] { return down_raw->seen_unlocked() == 5; }));
@@ -960,29 +971,14 @@ namespace {
 
 TEST_F(EngineTest, ADeadLetterInTheUpstreamReleasesTheDownstream) {
   auto a = Tenant("alpha", 1, 1);
-  ProcessorSpec up_spec = Spec();
-  up_spec.name = "up";
-  up_spec.batch_size = 1;
-  ProcessorSpec down_spec = Spec();
-  down_spec.name = "down";
-  down_spec.after = "up";
-  auto up = std::make_unique<TestProcessor>(up_spec);
-  auto down = std::make_unique<TestProcessor>(down_spec);
-  TestProcessor* up_raw = up.get();
-  TestProcessor* down_raw = down.get();
   // Offset 5 is held until everything else has committed, then fails for good: its dead
   // letter is the upstream's last commit, and that commit alone moves the low-water mark.
-  up_raw->SetHold([](const TenantId&, const log::LogEntry& e) { return e.offset.value() == 5; });
+  auto procs = StartUpAndDown(
+      a, [](const TenantId&, const log::LogEntry& e) { return e.offset.value() == 5; });
+  TestProcessor* up_raw = procs.first;
+  TestProcessor* down_raw = procs.second;
   std::unique_ptr<TestProcessor, void (*)(TestProcessor*)> release(
       up_raw, [](TestProcessor* p) { p->ReleaseHeld(); });
-  engine_ = std::make_unique<Engine>(store_.get(), log_.get(), SystemClock::Default(),
-                                     metrics_.get(), EngineOptions{});
-  engine_->AddProcessor(std::move(up));
-  engine_->AddProcessor(std::move(down));
-  engine_->Start();
-  log_->Start();
-  log_started_ = true;
-  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
   Append(a, 40, 40);  // one activity per lead: nothing follows offset 5 in the upstream
   ASSERT_TRUE(up_raw->WaitFor([&] { return up_raw->seen_unlocked() == 39; }));
   ASSERT_TRUE(down_raw->WaitFor([&] { return down_raw->seen_unlocked() == 5; }));

@@ -4,7 +4,8 @@
 //            campaigns processor with and without the leads processor before it, and one tenant
 //            with 5,000 campaigns against one with 10
 //   steps    activities that each start a five-step flow: flow steps executed per second
-//   latency  the steps workload open loop at half its maximum rate: ingest-to-step latency
+//   latency  the steps workload open loop at half the highest rate the engine keeps up with:
+//            ingest-to-step latency
 //
 // Everything runs in one process on a fresh store in a temporary directory, on the real
 // EmbeddedLog, Engine (2 threads), LeadProcessor, CampaignProcessor, CampaignRegistry, LeadStore
@@ -14,14 +15,15 @@
 // one line "RESULT {json}".
 
 #include <fmt/format.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -232,10 +234,10 @@ Catalog MakeCatalog(uint32_t campaigns, bool big) {
 constexpr std::string_view kContext =
     R"("context":{"ip":"10.1.2.3","library":{"name":"analytics.js","version":"4.1.0"}})";
 
-Activity Base(const std::string& tenant, char phase, uint64_t seq, uint64_t lead) {
+Activity Base(const std::string& tenant, char phase, uint64_t seq, std::string user_id) {
   Activity a;
   a.message_id = MessageId(fmt::format("{}-{}-{}", tenant, phase, seq));
-  a.user_id = fmt::format("user-{}", lead);
+  a.user_id = std::move(user_id);
   a.received_at_ms = SystemClock::Default()->NowMillis();
   a.timestamp_ms = a.received_at_ms;
   return a;
@@ -243,19 +245,21 @@ Activity Base(const std::string& tenant, char phase, uint64_t seq, uint64_t lead
 
 // The match load. A lead's first activity (and every 20th after it) is an identify with its
 // traits; of the others, 60 % are track events that some campaign listens to but whose where
-// test or filter fails, 5 % page views and 5 % form fills that the page and form triggers test
-// and reject, and 30 % track events no campaign listens to.
+// test or filter fails, `page_form_pct` % (default 10) page views and form fills, half each,
+// that every page or form trigger of the tenant tests and rejects, and the rest track events no
+// campaign listens to. Leads are "<lead_prefix><n>".
 Activity MatchActivity(const std::string& tenant, char phase, uint64_t seq, uint64_t leads,
-                       const Catalog& catalog) {
+                       const Catalog& catalog, uint32_t page_form_pct,
+                       std::string_view lead_prefix) {
   const uint64_t lead = seq % leads;
-  Activity a = Base(tenant, phase, seq, lead);
+  Activity a = Base(tenant, phase, seq, fmt::format("{}{}", lead_prefix, lead));
   const uint64_t h = Mix(seq * 1'000'003 + phase);
   if ((seq / leads) % 20 == 0) {
     a.type = ActivityType::kIdentify;
     a.fields_json =
-        fmt::format(R"("traits":{{"email":"user-{}@example.com","name":"User {}","plan":"pro",)"
+        fmt::format(R"("traits":{{"email":"{}@example.com","name":"User {}","plan":"pro",)"
                     R"("country":"US","company":"Acme"}},{})",
-                    lead, lead, kContext);
+                    a.user_id, lead, kContext);
     return a;
   }
   const uint64_t pick = h % 100;
@@ -265,14 +269,14 @@ Activity MatchActivity(const std::string& tenant, char phase, uint64_t seq, uint
     a.fields_json = fmt::format(R"("properties":{{"plan":"pro","value":42,"currency":"USD",)"
                                 R"("url":"https://example.com/app/reports","title":"Reports"}},{})",
                                 kContext);
-  } else if (pick < 65) {
+  } else if (pick < 60 + page_form_pct / 2) {
     a.type = ActivityType::kPage;
     a.event = "Pricing";
     a.fields_json =
         fmt::format(R"("properties":{{"url":"https://example.com/pricing","path":"/pricing",)"
                     R"("referrer":"https://www.google.com/","title":"Pricing"}},{})",
                     kContext);
-  } else if (pick < 70) {
+  } else if (pick < 60 + page_form_pct) {
     a.type = ActivityType::kTrack;
     a.event = "Form Submitted";
     a.fields_json = fmt::format(
@@ -293,7 +297,7 @@ Activity MatchActivity(const std::string& tenant, char phase, uint64_t seq, uint
 // creation time (steady clock, ns) as "sent_ns", for latency below a millisecond.
 Activity StepsActivity(const std::string& tenant, char phase, uint64_t seq, uint64_t leads,
                        const Catalog& catalog, bool stamp) {
-  Activity a = Base(tenant, phase, seq, seq % leads);
+  Activity a = Base(tenant, phase, seq, fmt::format("user-{}", seq % leads));
   a.type = ActivityType::kTrack;
   a.event = catalog.flow_events[Mix(seq) % catalog.flow_events.size()];
   a.fields_json =
@@ -310,32 +314,37 @@ int64_t SentNs(const Activity& a) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The campaigns processor, timed: records the time from an ingested (not generated) activity's
-// creation to the commit of the work item that ran its steps.
+// The campaigns processor, timed: counts the ingested (not generated) activities whose steps
+// are committed, and while `recording` records the time from their creation to that commit.
 class TimedCampaignProcessor final : public engine::Processor {
  public:
   explicit TimedCampaignProcessor(std::unique_ptr<engine::Processor> inner)
       : inner_(std::move(inner)) {}
   const ProcessorSpec& spec() const override { return inner_->spec(); }
   void Process(WorkItem& item) override {
-    if (recording) {
-      std::vector<int64_t> sent;
-      for (const auto& e : item.entries()) {
-        if (e.activity.type == ActivityType::kFairway) continue;
-        if (int64_t s = SentNs(e.activity); s > 0) sent.push_back(s);
-      }
-      if (!sent.empty()) {
-        item.AfterCommit([this, sent = std::move(sent)] {
-          int64_t now = NowNs();
-          std::lock_guard lock(mu);
-          for (int64_t s : sent) ms.push_back(static_cast<double>(now - s) / 1e6);
-        });
-      }
+    const bool rec = recording;
+    std::vector<int64_t> sent;
+    uint64_t ingested = 0;
+    for (const auto& e : item.entries()) {
+      if (e.activity.type == ActivityType::kFairway) continue;
+      ++ingested;
+      if (int64_t s = rec ? SentNs(e.activity) : 0; s > 0) sent.push_back(s);
+    }
+    if (ingested > 0) {
+      item.AfterCommit([this, ingested, sent = std::move(sent)] {
+        done += ingested;
+        if (sent.empty()) return;
+        int64_t now = NowNs();
+        std::lock_guard lock(mu);
+        for (int64_t s : sent) ms.push_back(static_cast<double>(now - s) / 1e6);
+      });
     }
     inner_->Process(item);
   }
 
   std::atomic<bool> recording{false};
+  // Ingested activities whose campaign work is committed.
+  std::atomic<uint64_t> done{0};
   std::mutex mu;
   std::vector<double> ms;
 
@@ -355,8 +364,11 @@ struct Options {
   uint32_t big_campaigns = 5'000;
   // t0000's share of the load.
   double big_share = 0.2;
-  // Activities per lead (match), flow runs per lead (steps, latency).
-  uint32_t per_lead = 20;
+  // match: percent of the load that is page views and form fills (at most 40).
+  uint32_t page_form_pct = 10;
+  // Activities per lead (match, default 20), flow runs per lead (steps, latency, default 4);
+  // 0 takes the scenario's default.
+  uint32_t per_lead = 0;
   // match: activities of each run of the 5,000-campaign vs 10-campaign comparison (0: events/4).
   uint64_t compare_events = 0;
   // latency: triggering activities per second (0: half the rate measured first); length.
@@ -720,6 +732,7 @@ std::vector<uint64_t> LeadsPer(const std::vector<uint64_t>& n, uint32_t per_lead
 // ---------------------------------------------------------------------------------------------
 void Match(Options o) {
   if (o.events == 0) o.events = 2'000'000;
+  if (o.per_lead == 0) o.per_lead = 20;
   if (o.compare_events == 0) o.compare_events = o.events / 4;
   fmt::print(
       "match: {} activities over t0000 ({} campaigns, {:.0f} % of the load) and {} tenants "
@@ -731,10 +744,15 @@ void Match(Options o) {
   auto catalog = [&](size_t i) -> const Catalog& { return i == 0 ? big : small; };
   const auto& tenants = env.tenants();
 
+  // The pipeline and campaigns-alone phases share leads ("user-<n>"), so the second one's
+  // filters read the profiles the first one built; each comparison run has leads of its own,
+  // without profiles (the leads processor is off), so both tenants' filters see the same.
   auto preload = [&](char phase, const std::vector<uint64_t>& n) {
     auto leads = LeadsPer(n, o.per_lead);
+    std::string prefix = phase <= 'b' ? "user-" : fmt::format("user-{}-", phase);
     env.Preload(n, [&](size_t i, uint64_t seq) {
-      return MatchActivity(tenants[i].id.str(), phase, seq, leads[i], catalog(i));
+      return MatchActivity(tenants[i].id.str(), phase, seq, leads[i], catalog(i), o.page_form_pct,
+                           prefix);
     });
   };
   auto rate = [](uint64_t n, double s) { return s > 0 ? static_cast<double>(n) / s : 0.0; };
@@ -751,18 +769,19 @@ void Match(Options o) {
     s0 = env.ReadStats();
     both = env.Drain();
     s1 = env.ReadStats();
+    fmt::print(
+        "  leads + campaigns: campaigns processed {} activities in {:.2f} s = {:.0f}/s; leads "
+        "processed {} in {:.2f} s = {:.0f}/s\n",
+        both.campaigns, both.seconds, rate(both.campaigns, both.seconds), both.leads,
+        both.leads_seconds, rate(both.leads, both.leads_seconds));
+    fmt::print(
+        "    campaigns triggered {} (trigger test passed), filtered out {}, qualified {}, "
+        "steps {}\n",
+        s1.triggered - s0.triggered, s1.filtered_out - s0.filtered_out, s1.qualified - s0.qualified,
+        s1.steps_executed - s0.steps_executed);
   }
   double both_rate = rate(both.campaigns, both.seconds);
   double leads_rate = rate(both.leads, both.leads_seconds);
-  fmt::print(
-      "  leads + campaigns: campaigns processed {} activities in {:.2f} s = {:.0f}/s; leads "
-      "processed {} in {:.2f} s = {:.0f}/s\n",
-      both.campaigns, both.seconds, both_rate, both.leads, both.leads_seconds, leads_rate);
-  fmt::print(
-      "    campaigns triggered {} (trigger test passed), filtered out {}, qualified {}, "
-      "steps {}\n",
-      s1.triggered - s0.triggered, s1.filtered_out - s0.filtered_out, s1.qualified - s0.qualified,
-      s1.steps_executed - s0.steps_executed);
 
   // 2. The leads processor off: the campaign matching rate alone.
   env.SetLeadsEnabled(false);
@@ -770,14 +789,14 @@ void Match(Options o) {
   if (run("alone")) {
     preload('b', load);
     only = env.Drain();
+    fmt::print("  campaigns alone: {} activities in {:.2f} s = {:.0f}/s\n", only.campaigns,
+               only.seconds, rate(only.campaigns, only.seconds));
   }
   double only_rate = rate(only.campaigns, only.seconds);
-  fmt::print("  campaigns alone: {} activities in {:.2f} s = {:.0f}/s\n", only.campaigns,
-             only.seconds, only_rate);
 
-  // 3. The same load on one tenant with 5,000 campaigns, then on one with 10.
-  // In the order big, small, small, big, so that background compaction and drifts of this
-  // shared machine hit both alike; each rate is the total over its two runs.
+  // 3. The same load on one tenant with 5,000 campaigns and on one with 10, in the order big,
+  // small, small, big, so that background compaction and drifts of this shared machine hit both
+  // alike; each rate is the total over its two runs. The leads processor stays off.
   double big_rate = 0, small_rate = 0;
   if (run("compare") && tenants.size() > 1) {
     uint64_t n[2] = {0, 0};
@@ -846,8 +865,8 @@ StepsRun RunSteps(Env& env, const Options& o, uint64_t events, char phase) {
 }
 
 void Steps(Options o) {
-  if (o.events == 0) o.events = 100'000;
-  if (o.per_lead == 20) o.per_lead = 4;
+  if (o.events == 0) o.events = 200'000;
+  if (o.per_lead == 0) o.per_lead = 4;
   fmt::print(
       "steps: {} activities each starting a 5-step flow (every_time), over t0000 ({:.0f} %) and "
       "{} tenants; {} runs per lead; log sync {}\n",
@@ -879,10 +898,12 @@ void Steps(Options o) {
 // tenants (t0000 gets big_share), one small request per tenant per tick.
 class Producer {
  public:
-  Producer(Env* env, const Options& o, double rate)
+  // `phase` keeps the message ids of successive producers apart (the log deduplicates).
+  Producer(Env* env, const Options& o, double rate, char phase)
       : env_(env),
         o_(o),
         rate_(rate),
+        phase_(phase),
         big_(MakeCatalog(o.big_campaigns, true)),
         small_(MakeCatalog(o.campaigns, false)),
         seq_(env->tenants().size()),
@@ -930,7 +951,7 @@ class Producer {
         }
         auto [it, fresh] = reqs.try_emplace(i);
         if (fresh) it->second = log::AppendRequestFor(tenants[i]);
-        it->second.activities.push_back(StepsActivity(tenants[i].id.str(), 'l', seq_[i]++,
+        it->second.activities.push_back(StepsActivity(tenants[i].id.str(), phase_, seq_[i]++,
                                                       i == 0 ? big_leads : small_leads,
                                                       i == 0 ? big_ : small_, true));
       }
@@ -955,6 +976,7 @@ class Producer {
   Env* env_;
   Options o_;
   double rate_;
+  char phase_;
   Catalog big_, small_;
   std::vector<uint64_t> seq_;
   uint64_t outstanding_ = 0;  // appends not yet acknowledged, under mu
@@ -983,23 +1005,63 @@ double BucketQuantile(const std::vector<uint64_t>& b, double q) {
   return bounds.back();
 }
 
+// Runs the producer at `rate` for `seconds`, then waits for the engine to be idle. True when the
+// engine kept up: at the end, fewer than a quarter second's worth of triggers were still waiting
+// for their steps.
+bool Probe(Env& env, const Options& o, double rate, double seconds, char phase) {
+  TimedCampaignProcessor* timed = env.timed();
+  const uint64_t done0 = timed->done;
+  int64_t backlog = 0;
+  {
+    Producer producer(&env, o, rate, phase);
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    backlog = static_cast<int64_t>(producer.sent) - static_cast<int64_t>(timed->done - done0);
+  }
+  int64_t t0 = NowNs();
+  if (!env.engine().WaitIdle(120s)) throw std::runtime_error("did not catch up in 120 s");
+  const bool ok = static_cast<double>(backlog) <= rate * 0.25;
+  fmt::print("    {:.0f} triggers/s for {:.0f} s: {} waiting at the end, idle {:.1f} s later: {}\n",
+             rate, seconds, backlog, SecondsSince(t0), ok ? "keeps up" : "falls behind");
+  return ok;
+}
+
 void Latency(Options o) {
-  if (o.per_lead == 20) o.per_lead = 4;
+  if (o.per_lead == 0) o.per_lead = 4;
   // One environment (setting up 15,000 campaigns takes most of a run): the maximum rate is
   // measured on it first, and the latency figures are read as the change of the engine's
-  // histograms over the measured window, so they hold nothing of that backlog.
+  // histograms over the measured window, so they hold nothing of the earlier load.
   Env env(o, true);
   fmt::print("latency: setting up\n");
   double setup = Setup(env, o);
-  double max_rate = 0;
+  double drain_rate = 0, sustained = 0;
   const bool calibrated = o.rate <= 0;
   if (calibrated) {
-    fmt::print("  measuring the steps workload's maximum rate ({} triggers)\n", o.calibrate_events);
+    // A backlog drains in large work items; the same workload arriving as a trickle per tenant
+    // costs more per activity (a commit and a log append per small item), so the sustainable
+    // open-loop rate is searched for, starting at half the drain rate.
+    fmt::print("  draining a backlog of {} triggers\n", o.calibrate_events);
     StepsRun r = RunSteps(env, o, o.calibrate_events, 'k');
-    max_rate = static_cast<double>(r.triggers) / r.drained.seconds;
-    fmt::print("  maximum: {:.0f} triggers/s = {:.0f} steps/s\n", max_rate,
+    drain_rate = static_cast<double>(r.triggers) / r.drained.seconds;
+    fmt::print("  backlog drain: {:.0f} triggers/s = {:.0f} steps/s\n", drain_rate,
                static_cast<double>(r.steps) / r.drained.seconds);
-    o.rate = max_rate / 2;
+    for (size_t i = 0; i < env.tenants().size(); ++i) {
+      env.SetStatus(i, model::TenantStatus::kActive);
+    }
+    fmt::print("  searching the highest open-loop rate the engine keeps up with\n");
+    double rate = drain_rate / 2, lo = 0, hi = 0;
+    for (char phase = 'm'; phase < 'u'; ++phase) {
+      if (Probe(env, o, rate, 3, phase)) {
+        lo = rate;
+      } else {
+        hi = rate;
+      }
+      if (lo > 0 && hi > 0 && hi / lo < 1.25) break;
+      rate = lo == 0 ? rate / 1.5 : hi == 0 ? rate * 1.5 : std::sqrt(lo * hi);
+    }
+    sustained = lo > 0 ? lo : rate;
+    fmt::print("  sustainable: about {:.0f} triggers/s = {:.0f} steps/s\n", sustained,
+               sustained * 5);
+    o.rate = sustained / 2;
   }
   fmt::print(
       "  {:.0f} flow triggers/s ({:.0f} steps/s) open loop for {:.0f} s after 2 s of warm-up, "
@@ -1013,7 +1075,7 @@ void Latency(Options o) {
   auto s0 = Env::Stats{};
   double measured = 0;
   {
-    Producer producer(&env, o, o.rate);
+    Producer producer(&env, o, o.rate, 'l');
     std::this_thread::sleep_for(2s);  // warm-up
     b0 = env.LatencyBuckets();
     s0 = env.ReadStats();
@@ -1072,13 +1134,15 @@ void Latency(Options o) {
   fmt::print("  p99 vs the 100 ms target: histogram {:.2f}, exact {:.2f} (below 1 is met)\n",
              hp99 / kLatencyTargetMs, tp99 / kLatencyTargetMs);
   fmt::print(
-      "RESULT {{\"scenario\":\"latency\",\"max_triggers_per_s\":{:.0f},\"triggers_per_s\":{:.0f},"
+      "RESULT {{\"scenario\":\"latency\",\"drain_triggers_per_s\":{:.0f},"
+      "\"sustained_triggers_per_s\":{:.0f},\"triggers_per_s\":{:.0f},"
       "\"steps_per_s\":{:.0f},\"tenants\":{},\"sync\":{},\"setup_s\":{:.1f},"
       "\"hist_p50_ms\":{:.2f},\"hist_p99_ms\":{:.2f},\"trigger_p50_ms\":{:.2f},"
       "\"trigger_p99_ms\":{:.2f},\"ingest_p50_ms\":{:.2f},\"ingest_p99_ms\":{:.2f},"
-      "\"p99_vs_target\":{:.3f}}}\n",
-      max_rate, static_cast<double>(sent) / measured, static_cast<double>(sent) / measured * 5,
-      o.tenants, o.sync, setup, hp50, hp99, tp50, tp99, ack50, ack99, hp99 / kLatencyTargetMs);
+      "\"p99_vs_target\":{:.3f},\"trigger_p99_vs_target\":{:.3f}}}\n",
+      drain_rate, sustained, static_cast<double>(sent) / measured,
+      static_cast<double>(sent) / measured * 5, o.tenants, o.sync, setup, hp50, hp99, tp50, tp99,
+      ack50, ack99, hp99 / kLatencyTargetMs, tp99 / kLatencyTargetMs);
 }
 
 }  // namespace
@@ -1093,7 +1157,7 @@ int main(int argc, char** argv) {
     c->add_option("--threads", o.threads, "engine worker threads");
     c->add_option("--events", o.events,
                   "activities (match: preloaded, default 2000000; steps: flow triggers, default "
-                  "100000)");
+                  "200000)");
     c->add_option("--tenants", o.tenants, "tenants besides t0000");
     c->add_option("--campaigns", o.campaigns, "active campaigns per other tenant (at least 10)");
     c->add_option("--big-campaigns", o.big_campaigns, "active campaigns of t0000");
@@ -1106,10 +1170,14 @@ int main(int argc, char** argv) {
   common(match);
   match->add_option("--compare-events", o.compare_events,
                     "activities of each one-tenant comparison run (default events/4)");
+  match
+      ->add_option("--page-form-pct", o.page_form_pct,
+                   "percent of page views and form fills in the load (default 10)")
+      ->check(CLI::Range(0, 40));
   match->add_option("--only", o.only, "phases to run: pipeline, alone, compare (default all)");
   auto* steps = app.add_subcommand("steps", "flow steps executed per second");
   common(steps);
-  auto* lat = app.add_subcommand("latency", "ingest-to-step latency at half the maximum rate");
+  auto* lat = app.add_subcommand("latency", "ingest-to-step latency at half the sustainable rate");
   common(lat);
   lat->add_option("--rate", o.rate, "flow triggers per second (default: half the measured max)");
   lat->add_option("--seconds", o.seconds, "measured seconds");

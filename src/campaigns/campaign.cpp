@@ -61,6 +61,11 @@ std::optional<double> AsNumber(const FieldValue& v) {
 
 }  // namespace
 
+const std::string& FieldValue::Lowered() const {
+  if (!lowered_) lowered_ = Lower(text);
+  return *lowered_;
+}
+
 FieldValue FieldValue::String(std::string s) {
   FieldValue v;
   v.kind = Kind::kString;
@@ -137,7 +142,7 @@ bool ValueTest::Test(const FieldValue& v, int64_t now_ms) const {
     return op == Op::kIsNot || op == Op::kNotContains;
   }
   auto text_any = [&](auto pred) {
-    std::string lower = Lower(v.text);
+    const std::string& lower = v.Lowered();
     return std::any_of(text.begin(), text.end(),
                        [&](const std::string& t) { return pred(lower, t); });
   };

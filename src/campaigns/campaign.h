@@ -52,6 +52,12 @@ struct FieldValue {
   static FieldValue Number(double d);
   // From minified JSON text (a trait's stored value); malformed text counts as kOther.
   static FieldValue FromJson(std::string_view json);
+
+  // `text` lower-cased, computed once (a value is often tested by many triggers).
+  const std::string& Lowered() const;
+
+ private:
+  mutable std::optional<std::string> lowered_;
 };
 
 struct ValueTest {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cmath>
+#include <deque>
 #include <set>
 #include <unordered_map>
 
@@ -79,6 +80,14 @@ class ActivityFields {
     }
     return Path(o, path);
   }
+  // A property as a test sees it, converted once per activity.
+  const FieldValue& Value(std::string_view path) {
+    for (const auto& [p, v] : values_) {
+      if (p == path) return v;
+    }
+    values_.emplace_back(std::string(path), FromJsonValue(Property(path)));
+    return values_.back().second;
+  }
   uint32_t Depth() {
     const json::value* d = Path(get(), "context.fairway.depth");
     return d && d->is_int64() && d->get_int64() > 0 ? static_cast<uint32_t>(d->get_int64()) : 0;
@@ -88,24 +97,24 @@ class ActivityFields {
   const std::string& text_;
   bool parsed_ = false;
   json::object obj_;
+  std::deque<std::pair<std::string, FieldValue>> values_;  // stable references
 };
 
 bool TriggerMatches(const Trigger& t, ActivityFields& fields, int64_t now_ms) {
   for (const auto& w : t.where) {
     if (w.any_path) {
       bool any = std::any_of(w.paths.begin(), w.paths.end(), [&](const std::string& p) {
-        const json::value* v = fields.Property(p);
-        return v && w.test.Test(FromJsonValue(v), now_ms);
+        const FieldValue& v = fields.Value(p);
+        return v.kind != FieldValue::Kind::kMissing && w.test.Test(v, now_ms);
       });
       if (!any) return false;
       continue;
     }
-    const json::value* v = nullptr;
-    for (const auto& p : w.paths) {
-      v = fields.Property(p);
-      if (v) break;
+    const FieldValue* v = &fields.Value(w.paths.front());
+    for (size_t i = 1; i < w.paths.size() && v->kind == FieldValue::Kind::kMissing; ++i) {
+      v = &fields.Value(w.paths[i]);
     }
-    if (!w.test.Test(FromJsonValue(v), now_ms)) return false;
+    if (!w.test.Test(*v, now_ms)) return false;
   }
   return true;
 }
@@ -146,6 +155,8 @@ class Execution {
         day_(static_cast<uint32_t>(DayOf(now_))) {}
 
   Status Handle(const log::LogEntry& entry);
+  // Adds the item's summed statistics to its commit.
+  void Finalize() { FlushStats(); }
   // The first failed lead read: the item's decisions may rest on a missing lead, so it must
   // not commit.
   const Status& read_error() const { return read_error_; }
@@ -179,13 +190,19 @@ class Execution {
                      uint32_t step, const std::string& lead, Escape escape);
   int64_t WaitDue(const Action& a, const std::string& lead);
 
+  // Statistics are summed over the work item and merged once per key at its end (one write
+  // per counter per item instead of one per event: the same counts, fewer memtable inserts).
   void Stat(std::string_view campaign, std::string_view metric, int64_t delta = 1) {
-    item_.state().MergeIn(storage::kCampaignStats, StatsKey(tenant_, campaign, day_, metric),
-                          delta);
+    stats_[StatsKey(tenant_, campaign, day_, metric)] += delta;
   }
   void InFlow(std::string_view campaign, int64_t delta) {
-    item_.state().MergeIn(storage::kCampaignStats,
-                          StatsKey(tenant_, campaign, kTotalDay, "in_flow"), delta);
+    stats_[StatsKey(tenant_, campaign, kTotalDay, "in_flow")] += delta;
+  }
+  void FlushStats() {
+    for (auto& [key, delta] : stats_) {
+      if (delta != 0) item_.state().MergeIn(storage::kCampaignStats, key, delta);
+    }
+    stats_.clear();
   }
   // Emits a generated activity of run `r` at `step`; `props` are `"k":v` pairs.
   void Emit(const CompiledCampaign& c, const RunState& r, uint32_t step, std::string_view event,
@@ -203,6 +220,7 @@ class Execution {
   bool has_deliveries_ = false;
   std::vector<TenantCampaigns::TriggerRef> refs_;
   Status read_error_;
+  std::unordered_map<std::string, int64_t> stats_;
 };
 
 LeadContext& Execution::Lead(const std::string& lead) {
@@ -968,6 +986,7 @@ void CampaignProcessor::Process(engine::WorkItem& item) {
       return;
     }
   }
+  exec.Finalize();
   if (exec.min_timer_due() != INT64_MAX && options_.on_timers) {
     item.AfterCommit([fn = options_.on_timers, tenant = item.tenant(), due = exec.min_timer_due()] {
       fn(tenant, due);

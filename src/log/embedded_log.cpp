@@ -409,6 +409,7 @@ Result<std::vector<LogEntry>> EmbeddedLog::Read(const TenantId& tenant, Partitio
   FAIRWAY_ASSIGN_OR_RETURN(uint64_t start, LoadStartOffset(prefix));
   uint64_t offset = std::max(from.value(), start);
   std::vector<LogEntry> out;
+  out.reserve(std::min<size_t>(max_records, 4096));  // consumers read hundreds at a time
   // Consumers read each block once: keep it out of the read cache.
   auto it = store_->NewIterator(kLogBlocks, prefix, PrefixEnd(prefix), /*fill_cache=*/false);
   std::string key = prefix;

@@ -4,8 +4,9 @@
 // records every webhook request and a real SMTP sink (aiosmtpd) every email. Afterwards every
 // expected step ran exactly once: the statistics count each once, every lead's score and tags
 // are what the flows imply, the receiver saw, after de-duplication by Idempotency-Key, exactly
-// one request per lead and webhook step, each correctly signed, and each lead got one email. A second test shows that a hanging webhook endpoint of one tenant delays
-// neither another tenant's steps nor its deliveries.
+// one request per lead and webhook step, each correctly signed, and each lead got one email. A
+// second test shows that a hanging webhook endpoint of one tenant delays neither another tenant's
+// steps nor its deliveries.
 
 #include <gtest/gtest.h>
 

@@ -1004,7 +1004,7 @@ TEST_F(LeadProcessorTest, LeadCreatedIsEmittedOncePerNewUserId) {
   Run({Identify("i1", "u1", "anon-1", kT0 + kHourMs, R"({"plan":"pro"})"),
        Track("t1", "u1", "anon-1", "Clicked", kT0 + kHourMs + 1)});
   ASSERT_EQ(emitted_.size(), 1u);
-  const Activity& e = emitted_[0];
+  const Activity e = emitted_[0];  // a copy: later runs replace emitted_
   EXPECT_EQ(e.type, ActivityType::kFairway);
   EXPECT_EQ(e.event, "lead_created");
   EXPECT_EQ(e.message_id.str(), "fw:lead_created:u1:i1");

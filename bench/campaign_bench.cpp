@@ -30,6 +30,7 @@
 #include <mutex>
 #include <thread>
 
+#include "bench_common.h"
 #include "campaigns/campaign_processor.h"
 #include "campaigns/campaign_registry.h"
 #include "campaigns/campaign_state.h"
@@ -56,15 +57,7 @@ constexpr double kStepsTarget = 200'000;    // flow steps executed exactly once 
 constexpr double kSeedSteps = 5'800;        // the seed's steps per second (44 cores)
 constexpr double kLatencyTargetMs = 100;    // p99 ingest-to-action
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 double Ratio(double a, double b) { return b > 0 ? a / b : 0; }
-
-double SecondsSince(int64_t t0) { return static_cast<double>(NowNs() - t0) / 1e9; }
 
 double Percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
@@ -502,10 +495,7 @@ class Env {
   // waits for all.
   void Preload(const std::vector<uint64_t>& count,
                const std::function<Activity(size_t, uint64_t)>& make) {
-    std::mutex mu;
-    std::condition_variable cv;
-    int in_flight = 0;
-    std::string error;
+    bench::AppendWindow window(log_.get());
     constexpr uint64_t kBatch = 5'000;
     auto t0 = NowNs();
     uint64_t total = 0, most = *std::max_element(count.begin(), count.end());
@@ -517,22 +507,10 @@ class Env {
           req.activities.push_back(make(i, s));
         }
         total += req.activities.size();
-        {
-          std::unique_lock lock(mu);
-          cv.wait(lock, [&] { return in_flight < 8; });
-          ++in_flight;
-        }
-        log_->Append(std::move(req), [&](Result<log::AppendResult> r) {
-          std::lock_guard lock(mu);
-          if (!r.ok()) error = r.status().ToString();
-          --in_flight;
-          cv.notify_all();
-        });
+        window.Append(std::move(req));
       }
     }
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return in_flight == 0; });
-    if (!error.empty()) throw std::runtime_error("preload: " + error);
+    window.Wait();
     fmt::print("  preloaded {} activities in {:.1f} s\n", total, SecondsSince(t0));
   }
 

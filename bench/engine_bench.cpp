@@ -25,6 +25,7 @@
 #include <queue>
 #include <thread>
 
+#include "bench_common.h"
 #include "engine/engine.h"
 #include "identity/lead_processor.h"
 #include "log/embedded_log.h"
@@ -38,12 +39,6 @@ using engine::ProcessorSpec;
 using engine::WorkItem;
 using model::Activity;
 using model::ActivityType;
-
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 double Percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
@@ -259,10 +254,7 @@ class Env {
   // Appends `per_tenant` activities to each tenant, many requests in flight; waits for all.
   void Preload(const std::vector<model::TenantConfig>& tenants, uint64_t per_tenant, uint32_t leads,
                bool stamp = false) {
-    std::mutex mu;
-    std::condition_variable cv;
-    int in_flight = 0;
-    std::string error;
+    bench::AppendWindow window(log_.get());
     constexpr uint64_t kBatch = 5'000;
     auto t0 = NowNs();
     uint64_t total = 0;
@@ -275,22 +267,10 @@ class Env {
           req.activities.push_back(MakeActivity(t.id.str(), i, leads, stamp));
         }
         total += req.activities.size();
-        {
-          std::unique_lock lock(mu);
-          cv.wait(lock, [&] { return in_flight < 8; });
-          ++in_flight;
-        }
-        log_->Append(std::move(req), [&](Result<log::AppendResult> r) {
-          std::lock_guard lock(mu);
-          if (!r.ok()) error = r.status().ToString();
-          --in_flight;
-          cv.notify_all();
-        });
+        window.Append(std::move(req));
       }
     }
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return in_flight == 0; });
-    if (!error.empty()) throw std::runtime_error("preload: " + error);
+    window.Wait();
     fmt::print("  preloaded {} activities in {:.1f} s\n", total,
                static_cast<double>(NowNs() - t0) / 1e9);
   }

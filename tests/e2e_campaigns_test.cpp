@@ -12,7 +12,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -81,16 +80,6 @@ bool Eventually(const std::function<bool()>& done) {
     std::this_thread::sleep_for(20ms);  // polling a condition, with a deadline
   }
   return false;
-}
-
-std::vector<json> ReadRecord(const std::string& path) {
-  std::vector<json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) out.push_back(json::parse(line));
-  }
-  return out;
 }
 
 std::string FlowCampaign(int port) {
@@ -245,7 +234,7 @@ TEST(E2eCampaignsTest, StepsRunExactlyOnceThroughRepeatedSigkill) {
   std::map<std::string, std::string> body_by_key;
   std::map<std::string, std::set<std::string>> leads_by_path;
   size_t requests_seen = 0;
-  for (const auto& r : ReadRecord(record)) {
+  for (const auto& r : dispatch::testing::ReadJsonLines(record)) {
     ++requests_seen;
     const auto& h = r["headers"];
     std::string key = h.value("idempotency-key", "");
@@ -271,7 +260,7 @@ TEST(E2eCampaignsTest, StepsRunExactlyOnceThroughRepeatedSigkill) {
 
   // The SMTP sink: one email per lead after de-duplication by idempotency key, to its address.
   std::map<std::string, std::string> to_by_key;
-  for (const auto& m : ReadRecord(mail_record)) {
+  for (const auto& m : dispatch::testing::ReadJsonLines(mail_record)) {
     std::string key = m["headers"].value("x-fairway-idempotency-key", "");
     ASSERT_FALSE(key.empty());
     std::string to = m["rcpt_tos"][0];
@@ -337,7 +326,7 @@ TEST(E2eCampaignsTest, AHangingWebhookOfOneTenantDelaysNeitherStepsNorDeliveries
   json pending = Get(server.url(), "/v1/deliveries?state=pending", slow.api);
   EXPECT_EQ(pending["data"].size(), 50u);
   int slow_requests = 0, most_at_once = 0;
-  for (const auto& r : ReadRecord(record)) {
+  for (const auto& r : dispatch::testing::ReadJsonLines(record)) {
     if (r["path"] != "/slow/a") continue;
     ++slow_requests;
     most_at_once = std::max(most_at_once, r["concurrent"].get<int>());

@@ -214,8 +214,6 @@ Result<Timer> DecodeTimer(std::string_view key, std::string_view value) {
   return t;
 }
 
-int64_t DayOf(int64_t ms) { return ms >= 0 ? ms / 86'400'000 : (ms - 86'399'999) / 86'400'000; }
-
 std::string StatsPrefix(const TenantId& tenant, std::string_view campaign) {
   std::string k = tenant.str();
   k.push_back('\0');

@@ -26,6 +26,7 @@
 
 #include "common/ids.h"
 #include "common/status.h"
+#include "identity/lead_keys.h"
 
 namespace fairway::campaigns {
 
@@ -100,7 +101,9 @@ std::string TimerTenantEnd(const TenantId& tenant);
 
 // Stats keys.
 inline constexpr uint32_t kTotalDay = 0xffffffff;
-int64_t DayOf(int64_t ms);
+// The UTC day (days since 1970-01-01) of a time: the leads processor's day, so campaign
+// statistics and lead counters agree.
+using identity::DayOf;
 std::string StatsKey(const TenantId& tenant, std::string_view campaign, uint32_t day,
                      std::string_view metric);
 std::string StatsPrefix(const TenantId& tenant, std::string_view campaign);

@@ -16,6 +16,7 @@
 // emails and accounts (the lead's own profile is still kept: its id ends the key).
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -43,6 +44,10 @@ inline bool IsKeySafe(std::string_view s) {
 }
 
 inline bool IsIdKind(char c) { return c == 'u' || c == 'a'; }
+
+// The text of a JSON string literal (a stored trait value), unescaped; nullopt when `json` is
+// not a string. Defined in lead_store.cpp.
+std::optional<std::string> JsonStringText(std::string_view json);
 
 namespace keys {
 

@@ -369,17 +369,6 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-// The text of a JSON string literal, unescaped; nullopt when `json` is not a string.
-std::optional<std::string> JsonStringText(std::string_view json) {
-  if (json.size() < 2 || json.front() != '"' || json.back() != '"') return std::nullopt;
-  std::string_view inner = json.substr(1, json.size() - 2);
-  if (inner.find('\\') == std::string_view::npos) return std::string(inner);
-  thread_local simdjson::dom::parser parser;
-  std::string_view text;
-  if (parser.parse(json.data(), json.size(), true).get_string().get(text)) return std::nullopt;
-  return std::string(text);
-}
-
 // "fairway":{"cause":<cause>} context of an emitted activity, after its properties.
 void AppendFairwayContext(std::string* out, std::string_view cause) {
   out->append(R"(,"context":{"fairway":{"cause":)");

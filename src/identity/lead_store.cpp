@@ -34,17 +34,6 @@ struct Claim {
   int64_t time_ms = 0;
 };
 
-// The text of a JSON string literal, unescaped; nullopt when `json` is not a string.
-std::optional<std::string> JsonStringText(std::string_view json) {
-  if (json.size() < 2 || json.front() != '"' || json.back() != '"') return std::nullopt;
-  std::string_view inner = json.substr(1, json.size() - 2);
-  if (inner.find('\\') == std::string_view::npos) return std::string(inner);
-  thread_local simdjson::dom::parser parser;
-  std::string_view text;
-  if (parser.parse(json.data(), json.size(), true).get_string().get(text)) return std::nullopt;
-  return std::string(text);
-}
-
 std::string Lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) {
@@ -353,6 +342,16 @@ uint64_t SumDays(const CounterSeries& s, int64_t since_ms, int64_t until_ms) {
 }
 
 }  // namespace
+
+std::optional<std::string> JsonStringText(std::string_view json) {
+  if (json.size() < 2 || json.front() != '"' || json.back() != '"') return std::nullopt;
+  std::string_view inner = json.substr(1, json.size() - 2);
+  if (inner.find('\\') == std::string_view::npos) return std::string(inner);
+  thread_local simdjson::dom::parser parser;
+  std::string_view text;
+  if (parser.parse(json.data(), json.size(), true).get_string().get(text)) return std::nullopt;
+  return std::string(text);
+}
 
 uint64_t LeadView::CountActivities(model::ActivityType type, std::string_view name,
                                    int64_t since_ms, int64_t until_ms) const {

@@ -25,6 +25,7 @@ namespace {
 using json = nlohmann::json;
 using std::chrono::milliseconds;
 using testing::PeerProcess;
+using testing::ReadJsonLines;
 
 constexpr milliseconds kWait{30'000};
 const TenantId kAcme("acme");
@@ -39,16 +40,6 @@ bool WaitFor(const std::function<bool()>& pred, milliseconds timeout = kWait) {
     std::this_thread::sleep_for(milliseconds(5));
   }
   return true;
-}
-
-std::vector<json> ReadJsonLines(const std::string& path) {
-  std::vector<json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) out.push_back(json::parse(line));
-  }
-  return out;
 }
 
 class RecordingListener final : public DeliveryListener {

@@ -7,9 +7,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace fairway::e2e {
 
@@ -54,6 +56,24 @@ class ServerProcess {
     int status;
     waitpid(pid_, &status, 0);
     pid_ = -1;
+  }
+
+  // Sends SIGTERM and waits up to `timeout` for the server to exit; false (and SIGKILL) if it
+  // does not.
+  bool Terminate(std::chrono::milliseconds timeout) {
+    if (pid_ <= 0) return true;
+    kill(pid_, SIGTERM);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status;
+    while (waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        Kill(SIGKILL);
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // no exit notification
+    }
+    pid_ = -1;
+    return true;
   }
 
   int port() const { return port_; }

@@ -121,6 +121,16 @@ const std::vector<Key>& Keys() {
          c->engine.global_buffer_bytes = mb << 20;
          return st;
        }},
+      {"engine.stall_timeout_seconds", "FAIRWAY_ENGINE_STALL_TIMEOUT_SECONDS", "60",
+       "Watchdog: a tenant's processor that has runnable work or work in processing and makes "
+       "no progress for this long has its circuit breaker opened, with the reason logged and "
+       "shown in its status. 0 turns the watchdog off.",
+       [](const std::string& v, Config* c) {
+         uint32_t seconds = 0;
+         Status st = ParseNumber<uint32_t>("engine.stall_timeout_seconds", v, 0, 86'400, &seconds);
+         c->engine.stall_timeout = std::chrono::seconds(seconds);
+         return st;
+       }},
       {"dispatch.smtp_url", "FAIRWAY_SMTP_URL", "(none)",
        "SMTP relay for campaign emails and alerts, e.g. smtp://127.0.0.1:25 or "
        "smtps://relay:465. Without it, email deliveries fail and become dead.",

@@ -10,6 +10,7 @@
 
 #include "common/coding.h"
 #include "engine/offsets.h"
+#include "engine/processing_throttle.h"
 #include "storage/schema.h"
 
 namespace fairway::engine {
@@ -261,9 +262,14 @@ struct Stream {
   int64_t deficit = 0;
 
   // Throttle (processing_rate).
-  double tokens = 0;
-  int64_t tokens_at_ns = 0;
+  ProcessingThrottle throttle;
   bool throttle_timer = false;
+
+  // Watchdog: work items dispatched plus completed, and when (engine clock) that count last
+  // moved or the stream last had nothing to do.
+  uint64_t progress = 0;
+  uint64_t watchdog_progress = 0;
+  int64_t watchdog_since_ns = 0;
 
   Breaker breaker;
   uint64_t breaker_epoch = 0;
@@ -452,6 +458,18 @@ struct Engine::Impl {
   std::optional<int64_t> metrics_snapshot_at_ns;
   std::vector<std::pair<TenantId, StreamStatus>> metrics_snapshot;
 
+  // --- watchdog ---
+  // Runs on its own thread, so a stall of every worker thread is noticed too.
+  std::thread watchdog;
+  std::condition_variable watchdog_cv;  // with mu: wakes the watchdog to stop
+  Counter* watchdog_trips = nullptr;
+  void WatchdogLoop();
+  // Opens the breaker of each stream that expected progress and made none for
+  // options.stall_timeout (mu held).
+  void WatchdogPass(int64_t now_ns);
+  // True if the stream has work in processing, or work the scheduler could dispatch now.
+  bool ExpectsProgress(Stream* s, int64_t now_ns);
+
   // --- work ---
   void WorkerLoop();
   void Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t from, uint64_t hwm);
@@ -509,29 +527,18 @@ bool Engine::Impl::CanDispatch(Stream* s, int64_t now_ns) {
   if (s->in_flight_items >= s->spec->concurrency) return false;
   if (s->in_flight_events >= t->config.quotas.max_in_flight) return false;
   double rate = t->config.quotas.processing_rate;
-  if (rate > 0) {
-    double burst = std::max(1.0, rate / 10);
-    if (s->tokens_at_ns == 0) {
-      s->tokens = burst;
-    } else {
-      s->tokens += static_cast<double>(now_ns - s->tokens_at_ns) / kNsPerSec * rate;
+  if (rate > 0 && s->throttle.Available(rate, now_ns) < 1) {
+    if (!s->throttle_timer) {
+      s->throttle_timer = true;
+      std::weak_ptr<Stream> weak = s->self.lock();
+      AddTimer(s->throttle.NextTokenAt(rate), [this, weak] {
+        if (auto st = weak.lock()) {
+          st->throttle_timer = false;
+          Activate(st.get());
+        }
+      });
     }
-    s->tokens = std::min(s->tokens, burst);
-    s->tokens_at_ns = now_ns;
-    if (s->tokens < 1) {
-      if (!s->throttle_timer) {
-        s->throttle_timer = true;
-        auto wait_ns = static_cast<int64_t>((1 - s->tokens) / rate * kNsPerSec) + 1;
-        std::weak_ptr<Stream> weak = s->self.lock();
-        AddTimer(now_ns + wait_ns, [this, weak] {
-          if (auto st = weak.lock()) {
-            st->throttle_timer = false;
-            Activate(st.get());
-          }
-        });
-      }
-      return false;
-    }
+    return false;
   }
   return true;
 }
@@ -643,7 +650,7 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
   cap = std::min(cap, s->spec->batch_size);
   cap = std::min(cap, quotas.max_in_flight - s->in_flight_events);
   if (quotas.processing_rate > 0) {
-    cap = std::min(cap, static_cast<uint32_t>(std::clamp(s->tokens, 1.0, 1e9)));
+    cap = std::min(cap, static_cast<uint32_t>(std::clamp(s->throttle.tokens(), 1.0, 1e9)));
   }
   bool probe = s->breaker.state == Breaker::State::kHalfOpen;
   if (probe) cap = 1;
@@ -700,7 +707,8 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
   s->in_flight_items++;
   s->in_flight_events += n;
   total_in_flight++;
-  if (quotas.processing_rate > 0) s->tokens -= n;
+  if (quotas.processing_rate > 0) s->throttle.Take(n);
+  s->progress++;
   return item;
 }
 
@@ -1053,6 +1061,7 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
     const int64_t now_ns = clock->MonotonicNanos();
     s->in_flight_items--;
     s->in_flight_events -= static_cast<uint32_t>(n);
+    s->progress++;
     // Breaker bookkeeping: every attempt counts.
     bool should_open = s->breaker.Record(error.has_value(), spec.breaker);
     if (error) {
@@ -1302,6 +1311,66 @@ void Engine::Impl::OnAppend(const std::vector<log::PartitionAdvance>& advances) 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Watchdog
+
+void Engine::Impl::WatchdogLoop() {
+  const auto period = std::clamp<std::chrono::milliseconds>(
+      options.stall_timeout / 4, std::chrono::milliseconds(10), std::chrono::milliseconds(250));
+  std::unique_lock lock(mu);
+  while (!stopping) {
+    watchdog_cv.wait_for(lock, period);
+    if (stopping) break;
+    WatchdogPass(clock->MonotonicNanos());
+  }
+}
+
+bool Engine::Impl::ExpectsProgress(Stream* s, int64_t now_ns) {
+  if (s->in_flight_items > 0) return true;
+  const Tenant* t = s->tenant.get();
+  if (!s->enabled || !t->active() || s->breaker.state == Breaker::State::kOpen) return false;
+  // With nothing in processing no lead is busy; a ready lead may still be backing off.
+  size_t checked = 0;
+  bool ready = false;
+  for (const Lead* l : s->ready) {
+    if (!l->empty() && l->not_before_ns <= now_ns) {
+      ready = true;
+      break;
+    }
+    if (++checked == 64) break;
+  }
+  if (!ready) return false;
+  double rate = t->config.quotas.processing_rate;
+  return rate <= 0 || s->throttle.Available(rate, now_ns) >= 1;
+}
+
+void Engine::Impl::WatchdogPass(int64_t now_ns) {
+  const int64_t stall_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options.stall_timeout).count();
+  for (auto& [id, t] : tenants) {
+    if (t->removing) continue;
+    for (auto& sp : t->streams) {
+      Stream* s = sp.get();
+      if (s->progress != s->watchdog_progress || !ExpectsProgress(s, now_ns) ||
+          s->breaker.state == Breaker::State::kOpen) {
+        s->watchdog_progress = s->progress;
+        s->watchdog_since_ns = now_ns;
+        continue;
+      }
+      if (now_ns - s->watchdog_since_ns < stall_ns) continue;
+      s->last_error = fmt::format(
+          "watchdog: no work item dispatched or completed for {} s with {} activities in "
+          "processing and {} leads ready",
+          (now_ns - s->watchdog_since_ns) / kNsPerSec, s->in_flight_events, s->ready.size());
+      spdlog::error("engine: tenant {} processor {}: {}", t->config.id.str(), s->spec->name,
+                    s->last_error);
+      watchdog_trips->Add();
+      s->watchdog_since_ns = now_ns;
+      OpenBreaker(s, now_ns);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Status
 
 StreamStatus Engine::Impl::Snapshot(Stream* s, int64_t now_ns) {
@@ -1425,6 +1494,10 @@ Status Engine::Impl::LoadStream(Tenant* t, Stream* s) {
 }
 
 void Engine::Impl::RegisterMetrics() {
+  watchdog_trips = metrics->GetCounter(
+      "fairway_engine_watchdog_trips_total",
+      "Circuit breakers opened by the watchdog: a processor that made no progress while it had "
+      "runnable work or work in processing.");
   // The registry may outlive the engine: the gauges hold no pointer into it.
   auto per_stream = [this](double (*pick)(const StreamStatus&)) {
     return [weak = self, pick] {
@@ -1502,6 +1575,9 @@ void Engine::Start() {
   for (size_t i = 0; i < std::max<size_t>(1, impl_->options.threads); ++i) {
     impl_->workers.emplace_back([impl = impl_.get()] { impl->WorkerLoop(); });
   }
+  if (impl_->options.stall_timeout.count() > 0) {
+    impl_->watchdog = std::thread([impl = impl_.get()] { impl->WatchdogLoop(); });
+  }
 }
 
 void Engine::Stop() {
@@ -1511,9 +1587,11 @@ void Engine::Stop() {
     impl_->started = false;
     impl_->stopping = true;
     impl_->work_cv.notify_all();
+    impl_->watchdog_cv.notify_all();
   }
   for (auto& w : impl_->workers) w.join();
   impl_->workers.clear();
+  if (impl_->watchdog.joinable()) impl_->watchdog.join();
   // Work handed to processors finishes (asynchronous processors complete on their own threads).
   std::unique_lock lock(impl_->mu);
   impl_->done_cv.wait(lock, [&] { return impl_->total_in_flight == 0; });
@@ -1527,9 +1605,12 @@ Status Engine::UpsertTenant(const model::TenantConfig& config) {
     auto it = im.tenants.find(config.id.str());
     if (it != im.tenants.end()) {
       if (it->second->removing) return FailedPrecondition("tenant is being removed");
+      const bool new_rate =
+          it->second->config.quotas.processing_rate != config.quotas.processing_rate;
       it->second->config = config;
       for (auto& s : it->second->streams) {
-        s->throttle_timer = false;  // a new rate re-arms the throttle
+        if (new_rate) s->throttle = ProcessingThrottle();  // a new rate starts with a full burst
+        s->throttle_timer = false;                         // and re-arms the throttle
         im.Activate(s.get());
         im.MaybeQueueFetch(s);
         im.MaybeReleaseBuffers(s.get());

@@ -51,6 +51,12 @@ struct EngineOptions {
   // Activities a weight-1 stream may take per round of the fair scheduler (at least one batch
   // of its processor).
   uint32_t quantum = 256;
+  // Watchdog: a stream that has work it could run, or work in processing, and neither
+  // dispatches nor completes a work item for this long (engine clock) has its circuit breaker
+  // opened with the reason logged and shown in its status. It is then probed like any open
+  // breaker. Zero turns the watchdog off. A processor that legitimately holds a work item
+  // longer than this needs a larger value.
+  std::chrono::milliseconds stall_timeout{60'000};
 };
 
 // What the API shows about one processor of one tenant.

@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <fmt/format.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "common/coding.h"
+#include "engine/processing_throttle.h"
 #include "log/embedded_log.h"
 #include "storage/schema.h"
 #include "storage/tests/temp_dir.h"
@@ -30,6 +32,7 @@ struct Seen {
   std::string message_id;
   uint32_t partition;
   uint64_t offset;
+  std::chrono::steady_clock::time_point at;
 };
 
 // A processor whose behaviour each test sets: it counts activities per lead in its state,
@@ -125,6 +128,7 @@ class TestProcessor final : public Processor {
   // Caller holds mu_ (inside WaitFor predicates).
   size_t held_unlocked() const { return held_.size(); }
   size_t seen_unlocked() const { return seen_.size(); }
+  const std::vector<Seen>& seen_unlocked_ref() const { return seen_; }
   size_t max_held_events() {
     std::lock_guard lock(mu_);
     return max_held_events_;
@@ -155,7 +159,8 @@ class TestProcessor final : public Processor {
       uint64_t n = v.ok() && v->has_value() ? std::stoull(**v) : 0;
       item.state().Put(key, std::to_string(n + 1));
       seen.push_back({item.tenant().str(), std::string(e.activity.LeadKey()),
-                      e.activity.message_id.str(), e.partition.value(), e.offset.value()});
+                      e.activity.message_id.str(), e.partition.value(), e.offset.value(),
+                      std::chrono::steady_clock::now()});
       if (emit_ && e.activity.event != "generated") {
         Activity g;
         g.type = ActivityType::kTrack;
@@ -299,6 +304,10 @@ class EngineTest : public ::testing::Test {
       std::this_thread::yield();
     }
     return false;
+  }
+
+  uint64_t WatchdogTrips() {
+    return metrics_->GetCounter("fairway_engine_watchdog_trips_total", "")->value();
   }
 
   StreamStatus StatusOf(const std::string& tenant) {
@@ -743,6 +752,141 @@ TEST_F(EngineTest, ProcessingRateQuotaThrottlesATenant) {
   }
   ASSERT_TRUE(engine_->WaitIdle(kWait));
   EXPECT_EQ(p->seen_count(), 100u);
+}
+
+// Throttles of 1 to 100 activities a second, on the real clock: each throttled tenant gets
+// exactly its rate (after a first burst), while an unthrottled tenant's work and the engine's
+// status stay prompt. A burst of 1 (any rate up to 10/s) used to freeze every worker.
+TEST_F(EngineTest, LowProcessingRatesThrottleOnTheRealClockAndFreezeNobody) {
+  const std::vector<double> rates = {1, 2, 5, 10, 100};
+  std::vector<model::TenantConfig> tenants;
+  for (double rate : rates) {
+    auto t = Tenant(fmt::format("rate{}", rate), 1, 2);
+    t.quotas.processing_rate = rate;
+    tenants.push_back(t);
+  }
+  auto free = Tenant("free");
+  tenants.push_back(free);
+  EngineOptions options;
+  options.stall_timeout = 300ms;  // throttled streams wait longer than this: not a stall
+  const auto start = std::chrono::steady_clock::now();
+  TestProcessor* p = StartEngine(Spec(), tenants, options);
+  // Two seconds' worth beyond the first burst.
+  std::map<std::string, int> expected;
+  for (size_t i = 0; i < rates.size(); ++i) {
+    int n = static_cast<int>(ProcessingThrottle::Burst(rates[i]) + 2 * rates[i]);
+    expected[tenants[i].id.str()] = n;
+    Append(tenants[i], n, 3);
+  }
+  // While they are throttled, the unthrottled tenant's work goes through and status answers.
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() >= 3; }));
+  Append(free, 500, 10);
+  ASSERT_TRUE(p->WaitFor([&] {
+    size_t n = 0;
+    for (const auto& s : p->seen_unlocked_ref()) n += s.tenant == "free";
+    return n == 500;
+  }));
+  EXPECT_EQ(StatusOf("free").processed_total, 500u);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  auto seen = p->seen();
+  ExpectExactlyOnceInOrder(seen, "free", 500);
+  for (size_t i = 0; i < rates.size(); ++i) {
+    const std::string id = tenants[i].id.str();
+    ExpectExactlyOnceInOrder(seen, id, expected[id]);
+    auto last = start;
+    for (const auto& s : seen) {
+      if (s.tenant == id) last = std::max(last, s.at);
+    }
+    // The bucket starts full (one burst); the rest needs (n - burst) / rate seconds at least.
+    double min_seconds = (expected[id] - ProcessingThrottle::Burst(rates[i])) / rates[i];
+    EXPECT_GE(std::chrono::duration<double>(last - start).count(), min_seconds * 0.99) << id;
+  }
+  EXPECT_EQ(WatchdogTrips(), 0u);
+}
+
+TEST_F(EngineTest, AThrottledTenantKeepsItsRateAndItsPlaceAcrossRestarts) {
+  auto a = Tenant("alpha", 1, 1);
+  a.quotas.processing_rate = 2;
+  TestProcessor* p = StartEngine(Spec(), {a});
+  Append(a, 8, 2);
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() >= 2; }));
+  StopEngine();
+  auto before = p->seen();
+  ASSERT_GE(before.size(), 2u);
+  ASSERT_LT(before.size(), 8u);
+  const auto restarted = std::chrono::steady_clock::now();
+  p = StartEngine(Spec(), {a});
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  auto after = p->seen();
+  std::vector<Seen> all = before;
+  all.insert(all.end(), after.begin(), after.end());
+  ExpectExactlyOnceInOrder(all, "alpha", 8);
+  // After the restart: one token at once, then one every half second.
+  ASSERT_FALSE(after.empty());
+  double min_seconds = (static_cast<double>(after.size()) - 1) / 2;
+  EXPECT_GE(std::chrono::duration<double>(after.back().at - restarted).count(), min_seconds * 0.99);
+}
+
+TEST_F(EngineTest, ProcessingRateChangesTakeEffectWhileThrottled) {
+  auto a = Tenant("alpha", 1, 1);
+  a.quotas.processing_rate = 1;  // 300 activities would take five minutes
+  TestProcessor* p = StartEngine(Spec(), {a});
+  Append(a, 300, 5);
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() >= 1; }));
+  EXPECT_EQ(StatusOf("alpha").state, "running");
+  a.quotas.processing_rate = 0;  // no limit
+  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  ExpectExactlyOnceInOrder(p->seen(), "alpha", 300);
+  // And back to a tiny rate: one activity at once, the next in 1,000 s.
+  a.quotas.processing_rate = 0.001;
+  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
+  Append(a, 2, 1);
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() == 301; }));
+  EXPECT_EQ(StatusOf("alpha").lag_events, 1u);
+  EXPECT_EQ(StatusOf("alpha").state, "running");
+}
+
+// A tenant whose processor stops finishing its work (a runaway task) has its breaker opened by
+// the watchdog once stall_timeout passes on the engine clock, with the reason in its status;
+// other tenants run on, and the tenant recovers by the breaker's probe once the work finishes.
+TEST_F(EngineTest, TheWatchdogOpensTheBreakerOfAStreamThatMakesNoProgress) {
+  ManualClock clock;
+  EngineOptions options;
+  options.stall_timeout = 10s;
+  auto a = Tenant("alpha"), b = Tenant("beta");
+  TestProcessor* p = StartEngine(Spec(Ordering::kPerTenant), {a, b}, options, &clock);
+  p->SetHold([](const TenantId& t, const log::LogEntry&) { return t.str() == "alpha"; });
+  Append(a, 20, 5);
+  Append(b, 20, 5);
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() == 20 && p->held_unlocked() == 1; }));
+  int64_t advanced_ms = 0;
+  bool tripped = false;
+  while (!tripped && advanced_ms < 120'000) {
+    clock.AdvanceMillis(1'000);
+    advanced_ms += 1'000;
+    auto deadline = std::chrono::steady_clock::now() + 300ms;
+    while (!tripped && std::chrono::steady_clock::now() < deadline) {
+      tripped = StatusOf("alpha").state == "breaker_open";
+      std::this_thread::yield();
+    }
+  }
+  ASSERT_TRUE(tripped);
+  EXPECT_GE(advanced_ms, 10'000);
+  EXPECT_THAT(StatusOf("alpha").last_error, ::testing::HasSubstr("watchdog: no work item"));
+  EXPECT_EQ(WatchdogTrips(), 1u);
+  EXPECT_EQ(StatusOf("beta").state, "idle");
+  // The other tenant runs on.
+  Append(b, 10, 5);
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() == 30; }));
+  // The stuck work finishes; the breaker's probe (30 s later) closes it again.
+  p->ReleaseHeld();
+  clock.AdvanceMillis(31'000);
+  ASSERT_TRUE(StatusBecomes("alpha", [](const StreamStatus& st) { return st.state == "idle"; }));
+  auto seen = p->seen();
+  ExpectExactlyOnceInOrder(seen, "alpha", 20);
+  ExpectExactlyOnceInOrder(seen, "beta", 30);
+  EXPECT_EQ(WatchdogTrips(), 1u);
 }
 
 TEST_F(EngineTest, TenantsComeGoPauseAndResumeWhileRunning) {

@@ -23,6 +23,7 @@
 #include "common/json_writer.h"
 #include "common/time_format.h"
 #include "http/api.h"
+#include "model/json_limits.h"
 
 namespace fairway::http {
 
@@ -96,7 +97,7 @@ struct TriggerRequest {
 
 Result<TriggerRequest> ParseTrigger(std::string_view body) {
   json::error_code ec;
-  json::value v = json::parse(body, ec);
+  json::value v = json::parse(body, ec, {}, model::JsonParseOptions());
   if (ec || !v.is_object()) return InvalidArgument("body: must be a JSON object with 'leads'");
   TriggerRequest r;
   for (const auto& kv : v.get_object()) {
@@ -188,7 +189,7 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
     std::vector<std::string> ids;
     if (!body.empty()) {
       json::error_code ec;
-      json::value v = json::parse(body, ec);
+      json::value v = json::parse(body, ec, {}, model::JsonParseOptions());
       if (ec || !v.is_object()) return Error(InvalidArgument("body: must be a JSON object"));
       for (const auto& kv : v.get_object()) {
         if (kv.key() != "ids") {
@@ -235,7 +236,7 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
       // The id comes from the body, or is generated.
       std::string id;
       json::error_code ec;
-      json::value v = json::parse(body, ec);
+      json::value v = json::parse(body, ec, {}, model::JsonParseOptions());
       if (!ec && v.is_object()) {
         if (auto* given = v.get_object().if_contains("id")) {
           if (!given->is_string()) return Error(InvalidArgument("id: must be a string"));

@@ -705,5 +705,35 @@ TEST_F(ApiTest, CampaignsAreManagedAndValidatedWithTheApiKey) {
   EXPECT_EQ(call("GET", "/v1/campaigns/welcome", {}, k.api).status, 404);
 }
 
+TEST_F(ApiTest, IngestRefusesMessagesNestedDeeperThanEveryReaderAcceptsNamingTheField) {
+  Keys k = CreateTenant("acme");
+  auto nested = [](size_t levels) {  // innermost object at 2 + levels below the message
+    std::string s;
+    for (size_t i = 0; i < levels; ++i) s += R"({"a":)";
+    return s + R"({"x":1})" + std::string(levels, '}');
+  };
+  auto track = [&](const std::string& user, size_t levels) {
+    return R"({"type":"track","userId":")" + user + R"(","event":"E","properties":)" +
+           nested(levels) + "}";
+  };
+  EXPECT_EQ(Ingest(k.write, "track", track("ok", 30)).status, 200);
+  auto single = Ingest(k.write, "track", track("deep", 31));
+  EXPECT_EQ(single.status, 400) << single.body;
+  EXPECT_NE(single.body.find("field 'properties.a.a."), std::string::npos) << single.body;
+  auto batch =
+      Ingest(k.write, "batch", R"({"batch":[)" + track("b1", 1) + "," + track("b2", 31) + "]}");
+  EXPECT_EQ(batch.status, 400) << batch.body;
+  EXPECT_NE(batch.body.find("field 'batch[1].properties.a."), std::string::npos) << batch.body;
+  auto huge = Ingest(k.write, "track",
+                     R"({"userId":"h","event":"E","properties":{"p":)" + std::string(1000, '[') +
+                         std::string(1000, ']') + "}}");
+  EXPECT_EQ(huge.status, 400) << huge.body.substr(0, 300);
+  // A rejected request stores nothing.
+  EXPECT_EQ(StoredCount(k.api, "ok"), 1u);
+  EXPECT_EQ(StoredCount(k.api, "deep"), 0u);
+  EXPECT_EQ(StoredCount(k.api, "b1"), 0u);
+  EXPECT_EQ(StoredCount(k.api, "h"), 0u);
+}
+
 }  // namespace
 }  // namespace fairway::http

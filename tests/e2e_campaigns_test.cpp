@@ -6,7 +6,9 @@
 // are what the flows imply, the receiver saw, after de-duplication by Idempotency-Key, exactly
 // one request per lead and webhook step, each correctly signed, and each lead got one email. A
 // second test shows that a hanging webhook endpoint of one tenant delays neither another tenant's
-// steps nor its deliveries.
+// steps nor its deliveries. A third shows that, by default, webhooks to loopback, link-local and
+// other internal addresses are refused (dead, with a fixed reason) and that a tenant never sees
+// what an endpoint answered.
 
 #include <gtest/gtest.h>
 
@@ -147,8 +149,10 @@ TEST(E2eCampaignsTest, StepsRunExactlyOnceThroughRepeatedSigkill) {
   dispatch::testing::PeerProcess smtp(
       FAIRWAY_PEER_PYTHON, {std::string(FAIRWAY_PEERS_DIR) + "/smtp_sink.py", mail_record});
   ASSERT_TRUE(smtp.ok()) << smtp.error();
-  // The server (a child process) inherits the relay's address.
+  // The server (a child process) inherits the relay's address, and may reach the loopback
+  // receiver (webhooks reach public addresses only by default).
   setenv("FAIRWAY_SMTP_URL", ("smtp://127.0.0.1:" + std::to_string(smtp.port())).c_str(), 1);
+  setenv("FAIRWAY_DISPATCH_ALLOW_NETWORKS", "127.0.0.0/8,::1/128", 1);
 
   ServerProcess server(FAIRWAY_BINARY, dir.Sub("data"), kToken);
   server.Start();
@@ -284,6 +288,7 @@ TEST(E2eCampaignsTest, AHangingWebhookOfOneTenantDelaysNeitherStepsNorDeliveries
   dispatch::testing::PeerProcess receiver(
       FAIRWAY_PEER_PYTHON, {std::string(FAIRWAY_PEERS_DIR) + "/http_receiver.py", record});
   ASSERT_TRUE(receiver.ok()) << receiver.error();
+  setenv("FAIRWAY_DISPATCH_ALLOW_NETWORKS", "127.0.0.0/8,::1/128", 1);
   ServerProcess server(FAIRWAY_BINARY, dir.Sub("data"), kToken);
   server.Start();
   std::string base = "http://127.0.0.1:" + std::to_string(receiver.port());
@@ -334,6 +339,74 @@ TEST(E2eCampaignsTest, AHangingWebhookOfOneTenantDelaysNeitherStepsNorDeliveries
   EXPECT_GE(slow_requests, 1);
   EXPECT_LE(most_at_once, 4) << "more than the per-destination concurrency in flight";
   server.Kill(SIGKILL);
+}
+
+TEST(E2eCampaignsTest, WebhooksToInternalAddressesAreRefusedAndTenantsSeeNoPeerBytes) {
+  TempDir dir;
+  std::string record = dir.Sub("webhooks.jsonl");
+  dispatch::testing::PeerProcess receiver(
+      FAIRWAY_PEER_PYTHON, {std::string(FAIRWAY_PEERS_DIR) + "/http_receiver.py", record});
+  ASSERT_TRUE(receiver.ok()) << receiver.error();
+  const std::string port = std::to_string(receiver.port());
+  auto hooks = [&](const std::vector<std::string>& urls) {
+    std::string flow;
+    for (const auto& u : urls) {
+      flow += (flow.empty() ? "" : ",") + std::string(R"({"action": "call_webhook", "url": ")") +
+              u + R"(", "body": {"lead": "{{lead.id}}"}})";
+    }
+    return R"({"id": "hook", "name": "Hook", "status": "active",
+      "triggers": [{"type": "track", "event": "Go"}], "flow": [)" +
+           flow + "]}";
+  };
+  auto go = [&](const std::string& url, const std::string& write_key) {
+    TestClient c(url);
+    ASSERT_EQ(
+        c.Request("POST", "/v1/track", R"({"userId":"u1","event":"Go"})", {BasicAuth(write_key)})
+            .status,
+        200);
+  };
+  // Default configuration: no network is allowed beyond the public internet.
+  unsetenv("FAIRWAY_DISPATCH_ALLOW_NETWORKS");
+  {
+    ServerProcess server(FAIRWAY_BINARY, dir.Sub("data"), kToken);
+    server.Start();
+    Keys k = CreateTenant(server.url(), "acme", R"({"ingest_rate":1e9,"ingest_burst":1e9})");
+    CreateCampaign(
+        server.url(), k.api,
+        hooks({"http://127.0.0.1:" + port + "/ok/a", "http://2130706433:" + port + "/ok/b",
+               "http://localhost:" + port + "/ok/c", "http://169.254.169.254/latest/"}));
+    go(server.url(), k.write);
+    json dead;
+    ASSERT_TRUE(Eventually([&] {
+      dead = Get(server.url(), "/v1/deliveries?state=dead", k.api);
+      return !dead.is_null() && dead["data"].size() == 4;
+    })) << dead.dump();
+    for (const auto& d : dead["data"]) {
+      std::string error = d["last_error"];
+      EXPECT_TRUE(error.starts_with("destination address ")) << error;
+      EXPECT_NE(error.find(" is not allowed ("), std::string::npos) << error;
+    }
+    server.Kill(SIGTERM);
+  }
+  EXPECT_TRUE(dispatch::testing::ReadJsonLines(record).empty());
+
+  // Allowed by the operator, the loopback receiver is reached; its answer is not shown.
+  setenv("FAIRWAY_DISPATCH_ALLOW_NETWORKS", "127.0.0.0/8", 1);
+  ServerProcess server(FAIRWAY_BINARY, dir.Sub("data2"), kToken);
+  server.Start();
+  unsetenv("FAIRWAY_DISPATCH_ALLOW_NETWORKS");
+  Keys k = CreateTenant(server.url(), "acme", R"({"ingest_rate":1e9,"ingest_burst":1e9})");
+  CreateCampaign(server.url(), k.api, hooks({"http://127.0.0.1:" + port + "/leak/x"}));
+  go(server.url(), k.write);
+  json pending;
+  ASSERT_TRUE(Eventually([&] {
+    pending = Get(server.url(), "/v1/deliveries?state=pending", k.api);
+    return !pending.is_null() && pending["data"].size() == 1 &&
+           pending["data"][0]["attempts"].get<int>() >= 1;
+  })) << pending.dump();
+  EXPECT_EQ(pending["data"][0]["last_error"], "HTTP 500 Internal Server Error");
+  EXPECT_GE(dispatch::testing::ReadJsonLines(record).size(), 1u);
+  server.Kill(SIGTERM);
 }
 
 }  // namespace

@@ -181,6 +181,18 @@ const std::vector<Key>& Keys() {
          c->dispatch.request_timeout = std::chrono::milliseconds(ms);
          return st;
        }},
+      {"dispatch.allow_networks", "FAIRWAY_DISPATCH_ALLOW_NETWORKS", "(none)",
+       "Networks that webhooks may reach although they are not public, as a comma-separated "
+       "CIDR list, e.g. \"10.20.0.0/16,fd00::/8\" or \"127.0.0.0/8,::1/128\" for receivers on "
+       "this machine. Without it webhooks reach public addresses only: loopback, private, "
+       "link-local, unique-local, multicast and reserved addresses are refused at connect time "
+       "(after DNS resolution) and the delivery is dead.",
+       [](const std::string& v, Config* c) {
+         auto networks = dispatch::ParseNetworks(v, "config key 'dispatch.allow_networks'");
+         if (!networks.ok()) return networks.status();
+         c->dispatch.allow_networks = std::move(networks).value();
+         return Status::Ok();
+       }},
       {"tenants.processing_rate", "FAIRWAY_TENANT_PROCESSING_RATE", "0",
        "Default processing throttle of a new tenant, activities/s per processor (0 = none).",
        [](const std::string& v, Config* c) {

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "common/time_format.h"
+#include "model/json_limits.h"
 
 namespace fairway::campaigns {
 
@@ -89,7 +90,7 @@ FieldValue FieldValue::Number(double d) {
 FieldValue FieldValue::FromJson(std::string_view text) {
   FieldValue v;
   json::error_code ec;
-  json::value jv = json::parse(text, ec);
+  json::value jv = json::parse(text, ec, {}, model::JsonParseOptions());
   if (ec) {
     v.kind = Kind::kOther;
     v.text = std::string(text);
@@ -1241,7 +1242,7 @@ Result<Campaign> ParseCampaign(std::string_view text, std::string_view id) {
         fmt::format("body: a definition is at most {} bytes", kMaxDefinitionBytes));
   }
   json::error_code ec;
-  json::value root = json::parse(text, ec);
+  json::value root = json::parse(text, ec, {}, model::JsonParseOptions());
   if (ec) return InvalidArgument(fmt::format("body: not valid JSON ({})", ec.message()));
   Parser p;
   auto* o = p.Object(root, "body");

@@ -16,6 +16,7 @@
 #include "common/json_writer.h"
 #include "common/time_format.h"
 #include "dispatch/delivery.h"
+#include "model/json_limits.h"
 #include "storage/schema.h"
 
 namespace fairway::campaigns {
@@ -67,10 +68,26 @@ class ActivityFields {
     if (!parsed_) {
       parsed_ = true;
       json::error_code ec;
-      json::value v = json::parse("{" + text_ + "}", ec);
-      if (!ec && v.is_object()) obj_ = std::move(v.get_object());
+      json::value v = json::parse("{" + text_ + "}", ec, {}, model::JsonParseOptions());
+      if (!ec && v.is_object()) {
+        obj_ = std::move(v.get_object());
+      } else {
+        error_ = ec ? ec.message() : "not an object";
+      }
     }
     return obj_;
+  }
+  // Parses the fields (once). Internal when they cannot be parsed (not JSON, or nested deeper
+  // than model::kMaxJsonDepth, which ingest refuses): such an activity can never be processed
+  // right, and reading its properties as missing would silently run the wrong flow, so it is
+  // dead-lettered instead.
+  Status Parse() {
+    get();
+    if (error_.empty()) return Status::Ok();
+    return Internal(
+        fmt::format("the activity's fields cannot be parsed ({}; at most {} levels "
+                    "of nesting are read)",
+                    error_, model::kMaxJsonDepth));
   }
   // A property: looked up in "properties", then among the top-level fields ("traits.x").
   const json::value* Property(std::string_view path) {
@@ -96,6 +113,7 @@ class ActivityFields {
  private:
   const std::string& text_;
   bool parsed_ = false;
+  std::string error_;  // why parsing failed; empty if it did not
   json::object obj_;
   std::deque<std::pair<std::string, FieldValue>> values_;  // stable references
 };
@@ -607,7 +625,7 @@ Result<Outcome> Execution::Execute(const CompiledCampaign& c, RunState& r, uint3
                       : json::serialize(json::value(sum));
       } else if (a.value_json.size() >= 2 && a.value_json.front() == '"') {
         json::error_code ec;
-        json::value v = json::parse(a.value_json, ec);
+        json::value v = json::parse(a.value_json, ec, {}, model::JsonParseOptions());
         to_json = ec ? a.value_json : quoted(render(v.get_string()));
       } else {
         to_json = a.value_json;
@@ -929,7 +947,10 @@ Status Execution::Handle(const log::LogEntry& entry) {
   if (a.LeadKey().empty()) return Status::Ok();
   ActivityFields fields(a.fields_json);
   if (a.type == ActivityType::kFairway) {
-    if (a.event == "campaign_wait_elapsed") return Resume(a, fields);
+    if (a.event == "campaign_wait_elapsed") {
+      FAIRWAY_RETURN_IF_ERROR(fields.Parse());
+      return Resume(a, fields);
+    }
     if (a.event == "lead_deleted") {
       // Runs started between the deleting step and this activity reaching the log leave too.
       return ForgetLead(std::string(a.LeadKey()));
@@ -937,6 +958,7 @@ Status Execution::Handle(const log::LogEntry& entry) {
   }
   refs_.clear();
   if (a.type == ActivityType::kFairway && a.event == "campaign_requested") {
+    FAIRWAY_RETURN_IF_ERROR(fields.Parse());
     const json::value* requested = fields.Property("requested");
     if (!requested || !requested->is_string()) return Status::Ok();
     snap_.Lookup(a.type, fmt::format("campaign_requested/{}", requested->get_string().c_str()),
@@ -945,6 +967,7 @@ Status Execution::Handle(const log::LogEntry& entry) {
     snap_.Lookup(a.type, a.event, &refs_);
   }
   if (refs_.empty()) return Status::Ok();
+  FAIRWAY_RETURN_IF_ERROR(fields.Parse());
   const uint32_t depth = fields.Depth();
   // A campaign starts at most once per activity, whichever of its triggers matched.
   std::vector<const CompiledCampaign*> started;

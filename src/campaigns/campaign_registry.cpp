@@ -7,6 +7,7 @@
 
 #include "common/coding.h"
 #include "common/crypto.h"
+#include "model/json_limits.h"
 #include "storage/schema.h"
 
 namespace fairway::campaigns {
@@ -109,7 +110,7 @@ Status ApplySettings(const json::object& o, CampaignSettings* s, bool* rotate) {
 
 Result<CampaignSettings> DecodeSettings(std::string_view text) {
   json::error_code ec;
-  json::value v = json::parse(text, ec);
+  json::value v = json::parse(text, ec, {}, model::JsonParseOptions());
   if (ec || !v.is_object()) return Internal("stored campaign settings: corrupt");
   CampaignSettings s;
   json::object o = v.get_object();
@@ -125,7 +126,7 @@ Result<CampaignSettings> DecodeSettings(std::string_view text) {
 // The definition's "status", if it gives one.
 Result<std::optional<bool>> StatusOf(std::string_view definition) {
   json::error_code ec;
-  json::value v = json::parse(definition, ec);
+  json::value v = json::parse(definition, ec, {}, model::JsonParseOptions());
   if (ec || !v.is_object()) return std::optional<bool>();
   auto* s = v.get_object().if_contains("status");
   if (!s || s->is_null()) return std::optional<bool>();
@@ -382,7 +383,7 @@ Result<CampaignSettings> CampaignRegistry::GetSettings(const TenantId& tenant) {
 Result<CampaignSettings> CampaignRegistry::UpdateSettings(const TenantId& tenant,
                                                           std::string_view text) {
   json::error_code ec;
-  json::value v = json::parse(text, ec);
+  json::value v = json::parse(text, ec, {}, model::JsonParseOptions());
   if (ec) return InvalidArgument(fmt::format("body: not valid JSON ({})", ec.message()));
   if (!v.is_object()) return InvalidArgument("body: must be an object");
   std::lock_guard lock(write_mu_);

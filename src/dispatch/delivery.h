@@ -70,7 +70,9 @@ struct Delivery {
   int64_t next_attempt_ms = 0;
   // Start of the last attempt; 0 = never tried.
   int64_t last_attempt_ms = 0;
-  // Why the last attempt failed: "HTTP 503", "timeout after 10000 ms", "SMTP 550 ...".
+  // Why the last attempt failed, in fixed words that never quote the peer: "HTTP 503 Service
+  // Unavailable", "timeout after 10000 ms", "SMTP 550 mailbox unavailable", "destination
+  // address 10.0.0.7 is not allowed (private)". Tenants read it.
   std::string last_error;
   // When it became dead; 0 while pending.
   int64_t dead_at_ms = 0;

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
@@ -19,6 +20,7 @@
 
 #include "common/crypto.h"
 #include "common/hash.h"
+#include "dispatch/failure_text.h"
 #include "dispatch/mail_message.h"
 #include "storage/schema.h"
 
@@ -32,8 +34,6 @@ constexpr int kPollMs = 50;
 // Keys of one tenant examined per scan step: a tenant with a huge backlog of rows waiting for
 // their next attempt cannot hold the thread for long.
 constexpr size_t kScanBudget = 1024;
-// Response bytes kept for last_error.
-constexpr size_t kSnippetBytes = 200;
 // Rows moved per synced write by Retry.
 constexpr size_t kRetryChunk = 1000;
 constexpr size_t kMaxListLimit = 1000;
@@ -73,18 +73,6 @@ std::optional<std::string> HexDecode(std::string_view in) {
     out.push_back(static_cast<char>(hi << 4 | lo));
   }
   return out;
-}
-
-// Printable, single-line excerpt of a response for last_error.
-std::string Printable(std::string_view in) {
-  std::string out;
-  for (char c : in.substr(0, kSnippetBytes)) {
-    auto u = static_cast<unsigned char>(c);
-    out.push_back(u < 0x20 || u == 0x7f ? ' ' : c);
-  }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  size_t start = out.find_first_not_of(' ');
-  return start == std::string::npos ? std::string() : out.substr(start);
 }
 
 bool IEqualsPrefix(std::string_view line, std::string_view name) {
@@ -175,9 +163,13 @@ struct Transfer {
   curl_slist* rcpt = nullptr;
   std::string payload;  // email upload
   size_t read_pos = 0;
-  std::string response;  // first kSnippetBytes of the body
   int64_t retry_after_s = -1;
-  std::string last_smtp_reply;
+  // Webhooks: the addresses a connection may be made to.
+  const DestinationFilter* filter = nullptr;
+  // Why the first refused connection attempt was refused; empty if none was.
+  std::string refusal;
+  // Whether any connection attempt was allowed.
+  bool attempted = false;
   int64_t started_ms = 0;
   char errbuf[CURL_ERROR_SIZE] = {0};
 
@@ -188,13 +180,24 @@ struct Transfer {
   }
 };
 
-size_t WriteBody(char* data, size_t size, size_t n, void* user) {
+// The peer's answer is not kept: last_error shows the status code and a fixed reason only, so
+// a webhook aimed at an internal service cannot read its answers.
+size_t DiscardBody(char*, size_t size, size_t n, void*) { return size * n; }
+
+// Every connection attempt of a webhook, with the address DNS resolved to: refuses the ones
+// the destination filter does not allow (a refused attempt counts as a failed connect, so
+// libcurl tries the host's next address, if any).
+curl_socket_t OpenWebhookSocket(void* user, curlsocktype purpose, curl_sockaddr* address) {
   auto* t = static_cast<Transfer*>(user);
-  size_t bytes = size * n;
-  if (t->response.size() < kSnippetBytes) {
-    t->response.append(data, std::min(bytes, kSnippetBytes - t->response.size()));
+  std::optional<std::string> refusal =
+      purpose == CURLSOCKTYPE_IPCXN ? t->filter->Check(&address->addr)
+                                    : std::optional<std::string>("destination is not a connection");
+  if (refusal) {
+    if (t->refusal.empty()) t->refusal = std::move(*refusal);
+    return CURL_SOCKET_BAD;
   }
-  return bytes;
+  t->attempted = true;
+  return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
 }
 
 size_t ReadHeader(char* data, size_t size, size_t n, void* user) {
@@ -221,25 +224,15 @@ size_t ReadPayload(char* buf, size_t size, size_t n, void* user) {
   return bytes;
 }
 
-// Keeps the SMTP server's last reply line (libcurl reports only its code).
-int SmtpDebug(CURL*, curl_infotype type, char* data, size_t size, void* user) {
-  if (type == CURLINFO_HEADER_IN) {
-    auto* t = static_cast<Transfer*>(user);
-    std::string_view text(data, size);
-    // A multi-line reply arrives line by line; the last line is the one that counts.
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
-    size_t nl = text.rfind('\n');
-    if (nl != std::string_view::npos) text.remove_prefix(nl + 1);
-    t->last_smtp_reply = Printable(text);
-  }
-  return 0;
-}
-
 }  // namespace
 
 struct OutboxDispatcher::Impl {
   Impl(storage::Store* store, const Clock* clock, MetricsRegistry* metrics, DispatchOptions o)
-      : store(store), clock(clock), metrics(metrics), options(std::move(o)) {
+      : store(store),
+        clock(clock),
+        metrics(metrics),
+        options(std::move(o)),
+        filter(options.allow_networks) {
     options.max_attempts = std::max<uint32_t>(options.max_attempts, 1);
     options.per_destination_concurrency =
         std::max<uint32_t>(options.per_destination_concurrency, 1);
@@ -258,6 +251,7 @@ struct OutboxDispatcher::Impl {
   const Clock* const clock;
   MetricsRegistry* const metrics;
   DispatchOptions options;
+  const DestinationFilter filter;
   std::function<std::optional<std::string>(const TenantId&)> secrets;
   DeliveryListener* listener = nullptr;
   CURLM* multi = nullptr;
@@ -670,6 +664,12 @@ Status OutboxDispatcher::Impl::SetUpWebhook(Transfer* x, int64_t now_ms) {
   curl_easy_setopt(e, CURLOPT_URL, d.url.c_str());
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  // No proxy, whatever the environment says: the destination filter must see the address of
+  // the real destination, not the proxy's.
+  curl_easy_setopt(e, CURLOPT_PROXY, "");
+  x->filter = &filter;
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, OpenWebhookSocket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
   curl_easy_setopt(e, CURLOPT_USERAGENT, kUserAgent);
   bool send_body =
       !d.body.empty() || d.method == "POST" || d.method == "PUT" || d.method == "PATCH";
@@ -709,8 +709,7 @@ Status OutboxDispatcher::Impl::SetUpWebhook(Transfer* x, int64_t now_ms) {
   if (send_body && !has_content_type) ok = ok && add("Content-Type:");
   if (!ok) return Internal("could not build the request headers (out of memory)");
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, WriteBody);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, DiscardBody);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, ReadHeader);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
   return Status::Ok();
@@ -735,10 +734,6 @@ Status OutboxDispatcher::Impl::SetUpEmail(Transfer* x, int64_t now_ms) {
   curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(x->payload.size()));
   curl_easy_setopt(e, CURLOPT_READFUNCTION, ReadPayload);
   curl_easy_setopt(e, CURLOPT_READDATA, x);
-  // The debug callback (which needs VERBOSE) is the only way to see the server's reply text.
-  curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
-  curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, SmtpDebug);
-  curl_easy_setopt(e, CURLOPT_DEBUGDATA, x);
   return Status::Ok();
 }
 
@@ -779,7 +774,12 @@ void OutboxDispatcher::Impl::Classify(Transfer* x, CURLcode rc) {
   Row* row = x->row;
   long code = 0;
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
-  std::string curl_error = x->errbuf[0] != '\0' ? x->errbuf : curl_easy_strerror(rc);
+  // Tenants read last_error: libcurl's fixed text for the code, never its error buffer, which
+  // can quote what the peer sent. Operators find the details in the debug log.
+  std::string curl_error = curl_easy_strerror(rc);
+  if (rc != CURLE_OK && x->errbuf[0] != '\0') {
+    spdlog::debug("dispatch: tenant {}: delivery {}: {}", t->id.str(), row->d.id, x->errbuf);
+  }
   std::string timeout =
       fmt::format("timeout after {} ms", static_cast<int64_t>(options.request_timeout.count()));
   if (row->d.kind == DeliveryKind::kEmail) {
@@ -791,12 +791,10 @@ void OutboxDispatcher::Impl::Classify(Transfer* x, CURLcode rc) {
       Fail(t, row, false, timeout, 0, x->started_ms);
       return;
     }
-    std::string reply = x->last_smtp_reply;
-    if (reply.empty() || !reply.starts_with(std::to_string(code))) reply = std::to_string(code);
     if (code >= 500 && code < 600) {
-      Fail(t, row, true, "SMTP " + reply, 0, x->started_ms);
+      Fail(t, row, true, SmtpFailureText(code), 0, x->started_ms);
     } else if (code >= 400 && code < 500) {
-      Fail(t, row, false, "SMTP " + reply, 0, x->started_ms);
+      Fail(t, row, false, SmtpFailureText(code), 0, x->started_ms);
     } else {
       Fail(t, row, false, "SMTP connection error: " + curl_error, 0, x->started_ms);
     }
@@ -809,10 +807,8 @@ void OutboxDispatcher::Impl::Classify(Transfer* x, CURLcode rc) {
     return;
   }
   if (rc == CURLE_OK) {
-    std::string error = fmt::format("HTTP {}", code);
-    std::string snippet = Printable(x->response);
+    std::string error = HttpFailureText(code);
     if (code >= 300 && code < 400) error += " (redirects are not followed)";
-    if (!snippet.empty()) error += ": " + snippet;
     bool transient = code == 408 || code == 425 || code == 429 || (code >= 500 && code < 600);
     int64_t retry_after_ms = 0;
     if ((code == 429 || code == 503) && x->retry_after_s >= 0) {
@@ -821,7 +817,10 @@ void OutboxDispatcher::Impl::Classify(Transfer* x, CURLcode rc) {
     Fail(t, row, !transient, std::move(error), retry_after_ms, x->started_ms);
     return;
   }
-  if (rc == CURLE_OPERATION_TIMEDOUT) {
+  if (!x->refusal.empty() && !x->attempted) {
+    // Every address the host resolved to was refused: sending again cannot help.
+    Fail(t, row, true, x->refusal, 0, x->started_ms);
+  } else if (rc == CURLE_OPERATION_TIMEDOUT) {
     Fail(t, row, false, timeout, 0, x->started_ms);
   } else if (rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT) {
     Fail(t, row, true, "invalid request: " + curl_error, 0, x->started_ms);

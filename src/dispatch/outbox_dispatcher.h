@@ -37,6 +37,7 @@
 #include "common/metrics.h"
 #include "common/status.h"
 #include "dispatch/delivery.h"
+#include "dispatch/destination_filter.h"
 #include "storage/store.h"
 
 namespace fairway::dispatch {
@@ -72,6 +73,13 @@ struct DispatchOptions {
   // Optional SMTP AUTH credentials (sent only when smtp_username is not empty). Use smtps://
   // or a relay that offers STARTTLS: on a plain connection they travel in clear.
   std::string smtp_username, smtp_password;
+  // Networks that webhooks may reach although they are not public (loopback, private,
+  // link-local, ...: see DestinationFilter). Every other non-public destination is refused when
+  // the connection is made, after DNS resolution, and the delivery is dead at once with
+  // "destination address <ip> is not allowed (<range>)". Webhooks never use a proxy (the
+  // *_proxy environment variables are ignored), so the check sees the real destination. The
+  // SMTP relay is operator configuration and is not filtered. Default empty: public only.
+  std::vector<IpNetwork> allow_networks;
   // Rows of one tenant held in memory (queued or in flight); the rest wait on disk and are
   // loaded as these finish. Bounds memory under any backlog. Default 256.
   size_t max_loaded_per_tenant = 256;

@@ -136,15 +136,7 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
   TenantMetrics tm = MetricsFor(adm.tenant.id);
   if (!admitted.ok()) {
     tm.rejected->Add(events);
-    HttpResponse r = Error(admitted);
-    if (admitted.code() == StatusCode::kResourceExhausted) {
-      auto wait = static_cast<int64_t>(std::ceil(std::max(adm.retry_after_s, 0.001)));
-      r.headers.emplace_back("Retry-After", std::to_string(wait));
-      r.headers.emplace_back("RateLimit-Limit", fmt::format("{:.0f}", adm.limit));
-      r.headers.emplace_back("RateLimit-Remaining", fmt::format("{:.0f}", adm.remaining));
-      r.headers.emplace_back("RateLimit-Reset", std::to_string(wait));
-    }
-    return done(std::move(r));
+    return done(AdmissionRefused(admitted, adm));
   }
   if (!parsed.ok()) {
     tm.rejected->Add(events);
@@ -179,6 +171,18 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
                  res.headers.emplace_back("RateLimit-Remaining", remaining);
                  done(std::move(res));
                });
+}
+
+HttpResponse Api::AdmissionRefused(const Status& st, const tenancy::IngestAdmission& adm) {
+  HttpResponse r = Error(st);
+  if (st.code() == StatusCode::kResourceExhausted) {
+    auto wait = static_cast<int64_t>(std::ceil(std::max(adm.retry_after_s, 0.001)));
+    r.headers.emplace_back("Retry-After", std::to_string(wait));
+    r.headers.emplace_back("RateLimit-Limit", fmt::format("{:.0f}", adm.limit));
+    r.headers.emplace_back("RateLimit-Remaining", fmt::format("{:.0f}", adm.remaining));
+    r.headers.emplace_back("RateLimit-Reset", std::to_string(wait));
+  }
+  return r;
 }
 
 Status Api::DeleteTenant(const TenantId& id) {

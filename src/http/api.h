@@ -91,6 +91,9 @@ class Api final : public Handler {
   HttpResponse HandleCampaignRoute(const model::TenantConfig& tenant, std::string_view path,
                                    const std::string& method, const std::string& query,
                                    const std::string& body);
+  // The answer to a request refused by tenancy's ingest admission: the error, and for a rate
+  // refusal (ResourceExhausted) Retry-After and the RateLimit headers.
+  static HttpResponse AdmissionRefused(const Status& st, const tenancy::IngestAdmission& adm);
   // The tenant an API key belongs to, or the error response.
   Result<model::TenantConfig> AuthenticateApiKey(const HttpRequest& req);
   Status DeleteTenant(const TenantId& id);

@@ -23,6 +23,7 @@
 #include "common/json_writer.h"
 #include "common/time_format.h"
 #include "http/api.h"
+#include "model/json_limits.h"
 
 namespace fairway::http {
 
@@ -96,7 +97,7 @@ struct TriggerRequest {
 
 Result<TriggerRequest> ParseTrigger(std::string_view body) {
   json::error_code ec;
-  json::value v = json::parse(body, ec);
+  json::value v = json::parse(body, ec, {}, model::JsonParseOptions());
   if (ec || !v.is_object()) return InvalidArgument("body: must be a JSON object with 'leads'");
   TriggerRequest r;
   for (const auto& kv : v.get_object()) {
@@ -188,7 +189,7 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
     std::vector<std::string> ids;
     if (!body.empty()) {
       json::error_code ec;
-      json::value v = json::parse(body, ec);
+      json::value v = json::parse(body, ec, {}, model::JsonParseOptions());
       if (ec || !v.is_object()) return Error(InvalidArgument("body: must be a JSON object"));
       for (const auto& kv : v.get_object()) {
         if (kv.key() != "ids") {
@@ -235,7 +236,7 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
       // The id comes from the body, or is generated.
       std::string id;
       json::error_code ec;
-      json::value v = json::parse(body, ec);
+      json::value v = json::parse(body, ec, {}, model::JsonParseOptions());
       if (!ec && v.is_object()) {
         if (auto* given = v.get_object().if_contains("id")) {
           if (!given->is_string()) return Error(InvalidArgument("id: must be a string"));
@@ -298,6 +299,11 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
     }
     auto req = ParseTrigger(body);
     if (!req.ok()) return Error(req.status());
+    // Requested activities enter the log like ingested ones: through the tenant's ingest
+    // admission (status and rate), one token per lead. A refusal writes nothing.
+    tenancy::IngestAdmission adm;
+    Status admitted = tenants_->AdmitTenantIngest(t, req->leads.size(), &adm);
+    if (!admitted.ok()) return AdmissionRefused(admitted, adm);
     log::AppendRequest append = log::AppendRequestFor(tenant);
     const int64_t now = clock_->NowMillis();
     const std::string nonce = RandomToken("", 12);

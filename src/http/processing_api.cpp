@@ -13,6 +13,7 @@
 #include "common/json_writer.h"
 #include "common/time_format.h"
 #include "http/api.h"
+#include "model/json_limits.h"
 
 namespace fairway::http {
 
@@ -78,7 +79,7 @@ Result<ReplayRequest> ParseReplay(std::string_view body) {
   ReplayRequest r;
   if (body.empty()) return InvalidArgument("body must be a JSON object with 'processor'");
   boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
+  json::value v = json::parse(body, ec, {}, model::JsonParseOptions());
   if (ec || !v.is_object()) return InvalidArgument("body must be a JSON object");
   for (const auto& kv : v.as_object()) {
     if (kv.key() == "processor") {

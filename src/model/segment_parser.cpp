@@ -3,10 +3,14 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include <algorithm>
+#include <memory>
 #include <random>
+#include <vector>
 
 #include "common/json_writer.h"
 #include "common/time_format.h"
+#include "model/json_limits.h"
 
 namespace fairway::model {
 
@@ -16,6 +20,110 @@ using simdjson::dom::element;
 using simdjson::dom::element_type;
 
 constexpr size_t kMaxIdBytes = 1024;
+// A batch's messages sit two levels below its root ({"batch":[...]}).
+constexpr size_t kBatchEnvelopeDepth = 2;
+// simdjson's max_depth admits one level less than Boost.JSON's.
+constexpr size_t kSimdjsonDepthOffset = 1;
+// Longest field path quoted in a nesting error.
+constexpr size_t kMaxQuotedPath = 256;
+
+// A parser per thread and nesting limit: a single message is the root of its body, a batch's
+// messages are two levels deeper.
+simdjson::dom::parser& ParserFor(bool batch) {
+  auto make = [](size_t depth) {
+    auto p = std::make_unique<simdjson::dom::parser>();
+    // Capacity grows on demand, keeping the depth. Out of memory here leaves the parser
+    // without its depth, which ParseSegmentRequest checks.
+    auto err = p->allocate(4096, depth);
+    static_cast<void>(err);
+    return p;
+  };
+  thread_local auto single = make(kMaxJsonDepth + kSimdjsonDepthOffset);
+  thread_local auto in_batch = make(kMaxJsonDepth + kBatchEnvelopeDepth + kSimdjsonDepthOffset);
+  return batch ? *in_batch : *single;
+}
+
+// Nesting of `v` as Boost.JSON counts it (0 for a scalar, 1 for a flat object), at most
+// `cap` + 1: deeper is not examined.
+size_t Nesting(element v, size_t cap) {
+  if (cap == 0) return v.is_array() || v.is_object() ? 1 : 0;
+  size_t deepest = 0;
+  if (v.is_object()) {
+    simdjson::dom::object members = v.get_object().value_unsafe();
+    for (auto field : members) deepest = std::max(deepest, Nesting(field.value, cap - 1));
+    return deepest + 1;
+  }
+  if (v.is_array()) {
+    simdjson::dom::array elements = v.get_array().value_unsafe();
+    for (element e : elements) deepest = std::max(deepest, Nesting(e, cap - 1));
+    return deepest + 1;
+  }
+  return 0;
+}
+
+// After simdjson refused `body` for its depth: the path of the first object or array nested
+// deeper than a message may be ("batch[3].properties.a.b", "traits.x[0]"), found by a scan of
+// the text that keeps at most the allowed number of levels. Empty if none is found.
+std::string TooDeepPath(std::string_view body, bool batch) {
+  struct Frame {
+    bool object;
+    std::string_view key;  // current member of an object
+    size_t index = 0;      // current element of an array
+  };
+  std::vector<Frame> stack;
+  auto path_of = [&](size_t parents) {
+    std::string out;
+    for (size_t f = 0; f < parents && out.size() <= kMaxQuotedPath; ++f) {
+      if (stack[f].object) {
+        if (!out.empty()) out.push_back('.');
+        out.append(stack[f].key);
+      } else {
+        out.append(fmt::format("[{}]", stack[f].index));
+      }
+    }
+    if (out.size() > kMaxQuotedPath) out = out.substr(0, kMaxQuotedPath) + "...";
+    return out;
+  };
+  for (size_t i = 0; i < body.size(); ++i) {
+    char c = body[i];
+    if (c == '"') {
+      size_t j = i + 1;
+      while (j < body.size() && body[j] != '"') j += body[j] == '\\' ? 2 : 1;
+      j = std::min(j, body.size());
+      std::string_view text = body.substr(i + 1, j - i - 1);
+      size_t k = j + 1;
+      while (k < body.size() &&
+             (body[k] == ' ' || body[k] == '\t' || body[k] == '\n' || body[k] == '\r')) {
+        ++k;
+      }
+      if (k < body.size() && body[k] == ':' && !stack.empty() && stack.back().object) {
+        stack.back().key = text;
+      }
+      i = j;
+    } else if (c == '{' || c == '[') {
+      stack.push_back({c == '{', {}, 0});
+      bool in_message = batch && stack.size() > kBatchEnvelopeDepth && stack[0].key == "batch" &&
+                        !stack[1].object;
+      size_t allowed = kMaxJsonDepth + (in_message ? kBatchEnvelopeDepth : 0);
+      if (stack.size() > allowed) return path_of(stack.size() - 1);
+    } else if (c == '}' || c == ']') {
+      if (!stack.empty()) stack.pop_back();
+    } else if (c == ',') {
+      if (!stack.empty() && !stack.back().object) stack.back().index++;
+    }
+  }
+  return {};
+}
+
+Status TooDeep(std::string_view field) {
+  if (field.empty()) {
+    return InvalidArgument(
+        fmt::format("body is nested deeper than {} levels of objects and arrays", kMaxJsonDepth));
+  }
+  return InvalidArgument(fmt::format(
+      "field '{}' is nested deeper than {} levels of objects and arrays (counted from its message)",
+      field, kMaxJsonDepth));
+}
 
 const char* TypeWord(element_type t) {
   switch (t) {
@@ -245,9 +353,14 @@ std::string GenerateMessageId() {
 Result<ParsedRequest> ParseSegmentRequest(std::string_view body,
                                           std::optional<ActivityType> endpoint,
                                           int64_t received_at_ms, const SegmentLimits& limits) {
-  thread_local simdjson::dom::parser parser;
+  simdjson::dom::parser& parser = ParserFor(/*batch=*/!endpoint);
+  if (parser.max_depth() !=
+      kMaxJsonDepth + kSimdjsonDepthOffset + (endpoint ? 0 : kBatchEnvelopeDepth)) {
+    return Unavailable("the JSON parser could not allocate its buffers (out of memory)");
+  }
   element root;
   auto err = parser.parse(body.data(), body.size(), true).get(root);
+  if (err == simdjson::DEPTH_ERROR) return TooDeep(TooDeepPath(body, /*batch=*/!endpoint));
   if (err) {
     return InvalidArgument(fmt::format("body is not valid JSON: {}", simdjson::error_message(err)));
   }
@@ -284,6 +397,8 @@ Result<ParsedRequest> ParseSegmentRequest(std::string_view body,
   }
   if (!obj["context"].get(v) && !v.is_null()) {
     if (!v.is_object()) return InvalidArgument("field 'context' must be an object");
+    // Copied into every message, where it sits one level below the message's root.
+    if (1 + Nesting(v, kMaxJsonDepth) > kMaxJsonDepth) return TooDeep("context");
     env.context_json = simdjson::minify(v);
   }
   auto arr = batch.get_array().value_unsafe();

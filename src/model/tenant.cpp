@@ -6,6 +6,8 @@
 #include <boost/json.hpp>
 #include <cmath>
 
+#include "model/json_limits.h"
+
 namespace fairway::model {
 
 namespace json = boost::json;
@@ -35,7 +37,7 @@ namespace {
 
 Result<json::object> ParseObject(std::string_view body) {
   json::error_code ec;
-  json::value v = json::parse(body, ec);
+  json::value v = json::parse(body, ec, {}, model::JsonParseOptions());
   if (ec) return InvalidArgument(fmt::format("body is not valid JSON: {}", ec.message()));
   if (!v.is_object()) return InvalidArgument("body must be a JSON object");
   return std::move(v.as_object());
@@ -195,7 +197,7 @@ Status ApplyTenantPatch(std::string_view body, TenantConfig* config) {
 
 Status ParseQuotasJson(std::string_view body, Quotas* base) {
   json::error_code ec;
-  json::value v = json::parse(body, ec);
+  json::value v = json::parse(body, ec, {}, model::JsonParseOptions());
   if (ec) return InvalidArgument(fmt::format("quotas are not valid JSON: {}", ec.message()));
   return ApplyQuotas(v, "quotas", base);
 }

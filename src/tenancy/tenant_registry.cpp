@@ -146,7 +146,18 @@ Status TenantRegistry::AdmitIngest(std::string_view write_key, size_t events,
   std::shared_lock lock(mu_);
   auto it = by_write_hash_.find(hash);
   if (it == by_write_hash_.end()) return Unauthenticated("unknown write key");
-  Entry* e = it->second;
+  return Admit(it->second, events, admission);
+}
+
+Status TenantRegistry::AdmitTenantIngest(const TenantId& tenant, size_t events,
+                                         IngestAdmission* admission) {
+  std::shared_lock lock(mu_);
+  auto it = by_id_.find(tenant.str());
+  if (it == by_id_.end()) return NotFound(fmt::format("tenant '{}' not found", tenant.str()));
+  return Admit(it->second.get(), events, admission);
+}
+
+Status TenantRegistry::Admit(Entry* e, size_t events, IngestAdmission* admission) {
   admission->tenant = e->config;
   if (e->config.status == TenantStatus::kSuspended) {
     return PermissionDenied(fmt::format("tenant '{}' is suspended", e->config.id.str()));

@@ -62,6 +62,10 @@ class TenantRegistry {
   // tokens from its bucket. Unauthenticated, PermissionDenied (suspended/deleting) or
   // ResourceExhausted (rate; admission.retry_after_s says how long to wait).
   Status AdmitIngest(std::string_view write_key, size_t events, IngestAdmission* admission);
+  // The same admission for activities a tenant adds through its API key (campaign requests):
+  // one bucket and one set of rules for every way activities enter the log. NotFound if the
+  // tenant is unknown; otherwise as AdmitIngest.
+  Status AdmitTenantIngest(const TenantId& tenant, size_t events, IngestAdmission* admission);
   // Read path: the tenant an API key belongs to. Unauthenticated if none.
   Result<model::TenantConfig> AuthenticateApiKey(std::string_view api_key) const;
 
@@ -73,6 +77,8 @@ class TenantRegistry {
   };
   TenantRegistry(storage::Store* store, const Clock* clock) : store_(store), clock_(clock) {}
   Status Persist(const model::TenantConfig& config);
+  // Requires: mu_ held (shared).
+  Status Admit(Entry* e, size_t events, IngestAdmission* admission);
   void IndexKeys(Entry* e);
   void UnindexKeys(const Entry& e);
 

@@ -15,12 +15,14 @@ this one included, and "arrived" is its arrival number (1, 2, ...).
 Behaviours, chosen by the longest matching rule prefix; built-in prefixes:
   /ok            200
   /bad           400
+  /redirect      302 to http://169.254.169.254/latest/meta-data/
+  /leak          500 with a body that must never reach a tenant ("SECRET-INTERNAL-ANSWER")
   /fail-N...     503 for the first N requests of that exact path, then 200
   /throttle-S... 429 with "Retry-After: S" for the first request of that exact path, then 200
   /slow          no answer until the connection is closed, POST /__control/release, or 60 s;
                  then 200
 Other paths get 404. Rules from --rule or the control endpoint take precedence; BEHAVIOUR is
-one of ok, bad, slow, fail-N, throttle-S.
+one of ok, bad, leak, redirect, slow, fail-N, throttle-S.
 
 Control endpoint (not recorded):
   POST /__control/rule     body {"prefix": "/x", "behaviour": "ok"}
@@ -36,7 +38,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-BUILTIN = {"/ok": "ok", "/bad": "bad", "/slow": "slow"}
+BUILTIN = {"/ok": "ok", "/bad": "bad", "/leak": "leak", "/redirect": "redirect", "/slow": "slow"}
 
 lock = threading.Condition()
 rules = {}  # prefix -> behaviour, from the command line and the control endpoint
@@ -138,6 +140,10 @@ class Handler(BaseHTTPRequestHandler):
             return 200, (), b"ok"
         if behaviour == "bad":
             return 400, (), b"bad request"
+        if behaviour == "redirect":
+            return 302, [("Location", "http://169.254.169.254/latest/meta-data/")], b"moved"
+        if behaviour == "leak":
+            return 500, (), b"SECRET-INTERNAL-ANSWER db_password=hunter2"
         if behaviour == "slow":
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:

@@ -43,6 +43,27 @@ TEST(ConfigTest, ErrorsNameTheKey) {
   EXPECT_FALSE(SetListen("127.0.0.1:99999", &cfg).ok());
 }
 
+TEST(ConfigTest, AllowNetworksIsEmptyByDefaultAndParsedFromFileOrEnvironment) {
+  TempDir dir;
+  std::string path = dir.Sub("fairway.toml");
+  std::ofstream(path) << "[server]\nio_threads = 2\n";
+  auto c = LoadConfig(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->dispatch.allow_networks.empty());
+  std::ofstream(path) << "[dispatch]\nallow_networks = \"10.1.0.0/16, ::1/128\"\n";
+  c = LoadConfig(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->dispatch.allow_networks.size(), 2u);
+  EXPECT_EQ(dispatch::NetworkText(c->dispatch.allow_networks[0]), "10.1.0.0/16");
+  EXPECT_EQ(dispatch::NetworkText(c->dispatch.allow_networks[1]), "::1/128");
+  ::setenv("FAIRWAY_DISPATCH_ALLOW_NETWORKS", "127.0.0.0/33", 1);
+  c = LoadConfig(path);
+  ::unsetenv("FAIRWAY_DISPATCH_ALLOW_NETWORKS");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("dispatch.allow_networks"), std::string::npos)
+      << c.status().message();
+}
+
 TEST(ConfigTest, ReferenceListsEveryKey) {
   std::string md = ConfigReferenceMarkdown();
   for (const char* key : {"server.listen", "log.sync", "admin.token", "FAIRWAY_DATA_DIR"}) {

@@ -12,6 +12,7 @@
 #include "engine/engine.h"
 #include "identity/lead_processor.h"
 #include "log/embedded_log.h"
+#include "model/json_limits.h"
 #include "storage/schema.h"
 #include "storage/tests/temp_dir.h"
 
@@ -559,6 +560,55 @@ TEST_F(CampaignPipelineTest, EmailTriggersMatchTheSubjectOrTheId) {
           Track("o3", "u1", "Email Opened", R"("properties":{"email_id":"other"})")});
   Settle();
   EXPECT_EQ(Stat("opened", "qualified"), 2);
+}
+
+}  // namespace
+}  // namespace fairway::campaigns
+
+namespace fairway::campaigns {
+namespace {
+
+// `{"a":{"a":...{"x":"hit"}}}` with `levels` objects named a: as the properties of a message,
+// its innermost object is nested 2 + levels deep (message, properties, a...).
+std::string NestedProperties(size_t levels) {
+  std::string s;
+  for (size_t i = 0; i < levels; ++i) s += R"({"a":)";
+  s += R"({"x":"hit"})";
+  s.append(levels, '}');
+  return s;
+}
+
+TEST_F(CampaignPipelineTest, PropertiesAtTheDeepestAllowedLevelTriggerAndDeeperOnesDeadLetter) {
+  const size_t levels = model::kMaxJsonDepth - 2;  // innermost object at the limit
+  std::string path;
+  for (size_t i = 0; i < levels; ++i) path += "a.";
+  path += "x";
+  Create("deep", fmt::format(R"({{"name": "Deep", "status": "active",
+    "triggers": [{{"type": "track", "event": "Deep",
+                   "where": [{{"property": "{}", "op": "is", "value": "hit"}}]}}],
+    "qualification": {{"rule": "every_time"}},
+    "flow": [{{"action": "add_tag", "tag": "deep"}}]}})",
+                             path));
+  Ingest({Track("d1", "u1", "Deep", R"("properties":)" + NestedProperties(levels)),
+          Track("d2", "u2", "Deep", R"("properties":)" + NestedProperties(levels - 1))});
+  Settle();
+  EXPECT_EQ(Stat("deep", "triggered"), 1);  // u2's x is one level higher: another property
+  EXPECT_EQ(Stat("deep", "completed"), 1);
+  auto dead = engine_->ListDeadLetters(kTenant, "campaigns", "", 10);
+  ASSERT_TRUE(dead.ok());
+  EXPECT_TRUE(dead->items.empty());
+
+  // Deeper than ingest accepts (it reached the log some other way): not read as "no
+  // properties" but dead-lettered with the reason.
+  Ingest({Track("d3", "u3", "Deep", R"("properties":)" + NestedProperties(levels + 1))});
+  Settle();
+  EXPECT_EQ(Stat("deep", "triggered"), 1);
+  dead = engine_->ListDeadLetters(kTenant, "campaigns", "", 10);
+  ASSERT_TRUE(dead.ok());
+  ASSERT_EQ(dead->items.size(), 1u);
+  EXPECT_EQ(dead->items[0].activity.message_id.str(), "d3");
+  EXPECT_NE(dead->items[0].reason.find("cannot be parsed"), std::string::npos)
+      << dead->items[0].reason;
 }
 
 }  // namespace

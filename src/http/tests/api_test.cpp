@@ -705,5 +705,85 @@ TEST_F(ApiTest, CampaignsAreManagedAndValidatedWithTheApiKey) {
   EXPECT_EQ(call("GET", "/v1/campaigns/welcome", {}, k.api).status, 404);
 }
 
+TEST_F(ApiTest, CampaignRequestsGoThroughTheTenantsIngestAdmission) {
+  const std::string def = R"({"id":"promo","name":"Promo",
+      "triggers":[{"type":"campaign_requested"}],"flow":[{"action":"add_tag","tag":"x"}]})";
+  auto leads = [](const std::string& prefix, int n) {
+    std::string body = R"({"leads":[)";
+    for (int i = 0; i < n; ++i) body += (i ? ",\"" : "\"") + prefix + std::to_string(i) + "\"";
+    return body + "]}";
+  };
+  Keys k = CreateTenant("acme", R"({"ingest_rate":1,"ingest_burst":5})");
+  auto call = [&](const Keys& keys, const std::string& path, const std::string& body) {
+    return client_->Request("POST", path, body, {BearerAuth(keys.api)});
+  };
+  ASSERT_EQ(call(k, "/v1/campaigns", def).status, 201);
+  ASSERT_EQ(call(k, "/v1/campaigns/promo/activate", {}).status, 200);
+  // The burst admits 5 requested leads; 5 more a moment later are over the rate of 1/s.
+  auto first = call(k, "/v1/campaigns/promo/trigger", leads("a", 5));
+  ASSERT_EQ(first.status, 202) << first.body;
+  auto refused = call(k, "/v1/campaigns/promo/trigger", leads("b", 5));
+  ASSERT_EQ(refused.status, 429) << refused.body;
+  EXPECT_GE(std::stoi(refused.headers["retry-after"]), 1);
+  EXPECT_EQ(refused.headers["ratelimit-limit"], "5");
+  EXPECT_NE(refused.body.find("ingest rate"), std::string::npos) << refused.body;
+  // Nothing of the refused request was written.
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(Activities(k.api, "lead=b" + std::to_string(i))["data"].size(), 0u) << i;
+  }
+  EXPECT_EQ(Activities(k.api, "lead=a0&type=fairway")["data"].size(), 1u);
+  // One bucket: ingest is refused too after the requests spent it.
+  auto ingest = Ingest(k.write, "track", R"({"userId":"u","event":"E"})");
+  EXPECT_EQ(ingest.status, 429) << ingest.body;
+
+  // A flood of large requests (the way around the quota before) gets one request through: a
+  // request larger than the burst is admitted only when the bucket is full, as for ingest.
+  Keys f = CreateTenant("flood", R"({"ingest_rate":1,"ingest_burst":5})");
+  ASSERT_EQ(call(f, "/v1/campaigns", def).status, 201);
+  ASSERT_EQ(call(f, "/v1/campaigns/promo/activate", {}).status, 200);
+  std::string thousand = leads("l", 1000);
+  int accepted = 0, limited = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto r = call(f, "/v1/campaigns/promo/trigger", thousand);
+    accepted += r.status == 202;
+    limited += r.status == 429;
+  }
+  EXPECT_EQ(accepted, 1);
+  EXPECT_EQ(limited, 9);
+  // A suspended tenant requests nothing, as it ingests nothing.
+  ASSERT_EQ(Admin("POST", "/admin/v1/tenants/flood/suspend").status, 200);
+  EXPECT_EQ(call(f, "/v1/campaigns/promo/trigger", leads("s", 1)).status, 403);
+}
+
+TEST_F(ApiTest, IngestRefusesMessagesNestedDeeperThanEveryReaderAcceptsNamingTheField) {
+  Keys k = CreateTenant("acme");
+  auto nested = [](size_t levels) {  // innermost object at 2 + levels below the message
+    std::string s;
+    for (size_t i = 0; i < levels; ++i) s += R"({"a":)";
+    return s + R"({"x":1})" + std::string(levels, '}');
+  };
+  auto track = [&](const std::string& user, size_t levels) {
+    return R"({"type":"track","userId":")" + user + R"(","event":"E","properties":)" +
+           nested(levels) + "}";
+  };
+  EXPECT_EQ(Ingest(k.write, "track", track("ok", 30)).status, 200);
+  auto single = Ingest(k.write, "track", track("deep", 31));
+  EXPECT_EQ(single.status, 400) << single.body;
+  EXPECT_NE(single.body.find("field 'properties.a.a."), std::string::npos) << single.body;
+  auto batch =
+      Ingest(k.write, "batch", R"({"batch":[)" + track("b1", 1) + "," + track("b2", 31) + "]}");
+  EXPECT_EQ(batch.status, 400) << batch.body;
+  EXPECT_NE(batch.body.find("field 'batch[1].properties.a."), std::string::npos) << batch.body;
+  auto huge = Ingest(k.write, "track",
+                     R"({"userId":"h","event":"E","properties":{"p":)" + std::string(1000, '[') +
+                         std::string(1000, ']') + "}}");
+  EXPECT_EQ(huge.status, 400) << huge.body.substr(0, 300);
+  // A rejected request stores nothing.
+  EXPECT_EQ(StoredCount(k.api, "ok"), 1u);
+  EXPECT_EQ(StoredCount(k.api, "deep"), 0u);
+  EXPECT_EQ(StoredCount(k.api, "b1"), 0u);
+  EXPECT_EQ(StoredCount(k.api, "h"), 0u);
+}
+
 }  // namespace
 }  // namespace fairway::http

@@ -1,7 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+#include <chrono>
+
 #include "common/time_format.h"
 #include "model/activity.h"
+#include "model/json_limits.h"
 #include "model/segment_parser.h"
 #include "model/tenant.h"
 
@@ -115,6 +119,123 @@ TEST(SegmentParserTest, WriteKeyInBodyIsNotStored) {
   EXPECT_EQ(r->body_write_key, "wk_x");
   ASSERT_EQ(r->activities.size(), 1u);
   EXPECT_EQ(r->activities[0].fields_json.find("wk_x"), std::string::npos);
+}
+
+// `{"a":{"a":...{"x":"hit"}}}` with `levels` objects named a. As a message's properties, its
+// innermost object is nested 2 + levels deep (message, properties, a...).
+std::string Nested(size_t levels) {
+  std::string s;
+  for (size_t i = 0; i < levels; ++i) s += R"({"a":)";
+  s += R"({"x":"hit"})";
+  s.append(levels, '}');
+  return s;
+}
+
+std::string TrackWith(const std::string& properties) {
+  return R"({"type":"track","userId":"u","event":"e","properties":)" + properties + "}";
+}
+
+// The path of the object that is one level too deep under `prefix` + "properties".
+std::string TooDeepPath(const std::string& prefix) {
+  std::string path = prefix + "properties";
+  for (size_t i = 0; i + 2 < kMaxJsonDepth + 1; ++i) path += ".a";
+  return path;
+}
+
+constexpr size_t kDeepest = kMaxJsonDepth - 2;  // levels whose innermost object is at the limit
+
+TEST(SegmentParserTest, MessagesNestedToTheLimitAreAcceptedAndReadableDownstream) {
+  for (bool batch : {false, true}) {
+    SCOPED_TRACE(batch ? "batch" : "track");
+    std::string msg = TrackWith(Nested(kDeepest));
+    auto r = batch ? Parse(R"({"batch":[)" + msg + "]}", std::nullopt)
+                   : Parse(msg, ActivityType::kTrack);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_TRUE(r->errors.empty());
+    ASSERT_EQ(r->activities.size(), 1u);
+    // Every later parse (Boost.JSON with the shared limit) reads what ingest accepted.
+    boost::json::error_code ec;
+    auto v =
+        boost::json::parse("{" + r->activities[0].fields_json + "}", ec, {}, JsonParseOptions());
+    ASSERT_FALSE(ec) << ec.message();
+    const boost::json::value* cur = &v.at("properties");
+    for (size_t i = 0; i < kDeepest; ++i) cur = &cur->at("a");
+    EXPECT_EQ(cur->at("x").as_string(), "hit");
+  }
+  // One level more is what Boost.JSON refuses: the limits are the same.
+  boost::json::error_code ec;
+  boost::json::parse(R"({"properties":)" + Nested(kDeepest + 1) + "}", ec, {}, JsonParseOptions());
+  EXPECT_TRUE(ec);
+}
+
+TEST(SegmentParserTest, DeeperMessagesAreRejectedNamingTheField) {
+  auto single = Parse(TrackWith(Nested(kDeepest + 1)), ActivityType::kTrack);
+  ASSERT_FALSE(single.ok());
+  EXPECT_EQ(single.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(single.status().message().find("field '" + TooDeepPath("") + "' is nested deeper"),
+            std::string::npos)
+      << single.status().message();
+
+  // In a batch, messages count from their own object, and the path names the message.
+  std::string ok = TrackWith(Nested(kDeepest));
+  auto batch =
+      Parse(R"({"batch":[)" + ok + "," + TrackWith(Nested(kDeepest + 1)) + "]}", std::nullopt);
+  ASSERT_FALSE(batch.ok());
+  EXPECT_NE(batch.status().message().find("field '" + TooDeepPath("batch[1].") + "'"),
+            std::string::npos)
+      << batch.status().message();
+
+  // Arrays count as levels too, and the path goes through them.
+  std::string arrays = R"({"list":[1,{"deep":)" + std::string(kMaxJsonDepth, '[') +
+                       std::string(kMaxJsonDepth, ']') + "}]}";
+  auto in_array = Parse(TrackWith(arrays), ActivityType::kTrack);
+  ASSERT_FALSE(in_array.ok());
+  EXPECT_NE(in_array.status().message().find("field 'properties.list[1].deep"), std::string::npos)
+      << in_array.status().message();
+
+  // A batch's shared context is copied into each message: it obeys the same limit.
+  auto context =
+      Parse(R"({"batch":[)" + ok + R"(],"context":)" + Nested(kDeepest + 1) + "}", std::nullopt);
+  ASSERT_FALSE(context.ok());
+  EXPECT_NE(context.status().message().find("field 'context'"), std::string::npos)
+      << context.status().message();
+  EXPECT_TRUE(
+      Parse(R"({"batch":[)" + ok + R"(],"context":)" + Nested(kDeepest) + "}", std::nullopt).ok());
+}
+
+TEST(SegmentParserTest, HugelyNestedBodiesAreRejectedFast) {
+  for (size_t depth : {size_t{1'000}, size_t{200'000}}) {
+    SCOPED_TRACE(depth);
+    std::string body = R"({"userId":"u","event":"e","properties":{"p":)" + std::string(depth, '[') +
+                       std::string(depth, ']') + "}}";
+    auto start = std::chrono::steady_clock::now();
+    auto single = Parse(body, ActivityType::kTrack);
+    auto batch = Parse(R"({"batch":[)" + body + "]}", std::nullopt);
+    auto took = std::chrono::steady_clock::now() - start;
+    ASSERT_FALSE(single.ok());
+    ASSERT_FALSE(batch.ok());
+    EXPECT_NE(single.status().message().find("field 'properties.p[0][0]"), std::string::npos)
+        << single.status().message().substr(0, 300);
+    EXPECT_NE(batch.status().message().find("field 'batch[0].properties.p[0]"), std::string::npos)
+        << batch.status().message().substr(0, 300);
+    EXPECT_LT(took, std::chrono::milliseconds(500));
+  }
+  // Unterminated nesting is refused as well.
+  EXPECT_FALSE(Parse(std::string(100'000, '['), ActivityType::kTrack).ok());
+}
+
+TEST(SegmentParserTest, NestingLimitHoldsAfterTheParserGrowsForALargeBody) {
+  std::string blob(30'000, 'x');
+  std::string batch = R"({"batch":[)";
+  for (int i = 0; i < 15; ++i) {
+    batch += (i ? "," : "") + TrackWith(R"({"blob":")" + blob + "\"}");
+  }
+  auto big = Parse(batch + "]}", std::nullopt);  // ~450 KB: the parser reallocates
+  ASSERT_TRUE(big.ok()) << big.status().ToString();
+  EXPECT_EQ(big->activities.size(), 15u);
+  EXPECT_FALSE(Parse(R"({"batch":[)" + TrackWith(Nested(kDeepest + 1)) + "]}", std::nullopt).ok());
+  EXPECT_FALSE(Parse(TrackWith(Nested(kDeepest + 1)), ActivityType::kTrack).ok());
+  EXPECT_TRUE(Parse(TrackWith(Nested(kDeepest)), ActivityType::kTrack).ok());
 }
 
 TEST(ActivityCodecTest, RoundTripAndJson) {

@@ -22,6 +22,7 @@ struct Config {
   engine::EngineOptions engine;
   dispatch::DispatchOptions dispatch;
   std::string admin_token;
+  std::string metrics_token;
   model::TenantConfig tenant_defaults;
   int retention_interval_seconds = 3600;
 };

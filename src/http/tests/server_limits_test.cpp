@@ -1,0 +1,700 @@
+// The server's limits against abusive or broken clients, through raw sockets on loopback:
+// connection limit, accept back-off when descriptors run out, request deadlines (408), the
+// buffered-bytes budget, Content-Encoding, Retry-After on every 503, and the API's per-tenant
+// ingest shares and metrics token.
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "common/crypto.h"
+#include "http/api.h"
+#include "http/content_encoding.h"
+#include "http/ingest_shares.h"
+#include "http/server.h"
+#include "log/embedded_log.h"
+#include "storage/schema.h"
+#include "storage/tests/temp_dir.h"
+
+namespace fairway::http {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Answers 200 with the request body (so tests see what the handler received); the target
+// "/unavailable" answers 503 without a Retry-After header of its own.
+class EchoHandler final : public Handler {
+ public:
+  void Handle(HttpRequest request, Responder respond) override {
+    HttpResponse r;
+    if (request.target == "/unavailable") {
+      r.status = 503;
+      r.body = R"({"success":false})";
+    } else {
+      r.body = std::move(request.body);
+    }
+    respond(std::move(r));
+  }
+};
+
+// A connected loopback socket; every read gives up after `timeout`.
+int Connect(uint16_t port, std::chrono::seconds timeout = std::chrono::seconds(10)) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  timeval tv{static_cast<time_t>(timeout.count()), 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool SendAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// Reads one response (header and Content-Length body), or whatever arrives until EOF or the
+// socket's read timeout.
+std::string ReadResponse(int fd) {
+  std::string in;
+  char buf[65536];
+  while (true) {
+    auto end = in.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      auto cl = in.find("Content-Length: ");
+      if (cl != std::string::npos && cl < end) {
+        size_t len = std::stoul(in.substr(cl + 16));
+        if (in.size() >= end + 4 + len) return in;
+      }
+    }
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return in;
+    in.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// True when the peer has closed the connection (EOF or reset) within the read timeout.
+bool PeerClosed(int fd) {
+  char c;
+  ssize_t n = ::recv(fd, &c, 1, 0);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+int StatusOf(const std::string& response) {
+  if (response.size() < 12 || response.rfind("HTTP/1.1 ", 0) != 0) return 0;
+  return std::stoi(response.substr(9, 3));
+}
+
+bool HasHeader(const std::string& response, std::string_view header) {
+  return response.substr(0, response.find("\r\n\r\n")).find(header) != std::string::npos;
+}
+
+std::string Post(std::string_view target, std::string_view body,
+                 std::string_view extra_headers = "") {
+  return fmt::format("POST {} HTTP/1.1\r\nHost: t\r\n{}Content-Length: {}\r\n\r\n{}", target,
+                     extra_headers, body.size(), body);
+}
+
+std::string Exchange(uint16_t port, const std::string& request) {
+  int fd = Connect(port);
+  if (fd < 0) return {};
+  SendAll(fd, request);
+  std::string r = ReadResponse(fd);
+  ::close(fd);
+  return r;
+}
+
+// Waits until `pred` holds (polling a server counter), at most `limit`.
+template <typename Pred>
+bool WaitFor(Pred pred, std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
+  auto deadline = Clock::now() + limit;
+  while (!pred()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+std::string Compress(std::string_view data, int window_bits) {
+  z_stream zs{};
+  EXPECT_EQ(deflateInit2(&zs, 9, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string out(deflateBound(&zs, data.size()) + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = static_cast<uInt>(data.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+class ServerLimitsTest : public ::testing::Test {
+ protected:
+  void StartServer(ServerOptions opts) {
+    opts.port = 0;
+    server_ = std::make_unique<HttpServer>(opts, &handler_);
+    ASSERT_TRUE(server_->Start().ok());
+    port_ = server_->port();
+  }
+  void TearDown() override {
+    for (int fd : fds_) ::close(fd);
+    if (server_) server_->Stop();
+  }
+  int Open() {
+    int fd = Connect(port_);
+    if (fd >= 0) fds_.push_back(fd);
+    return fd;
+  }
+
+  EchoHandler handler_;
+  std::unique_ptr<HttpServer> server_;
+  uint16_t port_ = 0;
+  std::vector<int> fds_;
+};
+
+TEST_F(ServerLimitsTest, OptionsOutOfRangeAreRejectedByName) {
+  struct Case {
+    const char* name;
+    void (*set)(ServerOptions*);
+  } cases[] = {
+      {"read_timeout_seconds", [](ServerOptions* o) { o->read_timeout_seconds = 0; }},
+      {"idle_timeout_seconds", [](ServerOptions* o) { o->idle_timeout_seconds = -1; }},
+      {"max_connections", [](ServerOptions* o) { o->max_connections = 0; }},
+      {"max_buffered_bytes", [](ServerOptions* o) { o->max_buffered_bytes = 0; }},
+      {"accept_backoff_ms", [](ServerOptions* o) { o->accept_backoff_ms = 0; }},
+  };
+  for (const auto& c : cases) {
+    ServerOptions o;
+    o.port = 0;
+    c.set(&o);
+    HttpServer s(o, &handler_);
+    Status st = s.Start();
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << c.name;
+    EXPECT_NE(st.message().find(c.name), std::string::npos) << st.message();
+  }
+}
+
+TEST_F(ServerLimitsTest, ConnectionLimitIsCappedByTheFileDescriptorLimit) {
+  ServerOptions o;
+  o.max_connections = 100'000'000;
+  StartServer(o);
+  rlimit rl{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  EXPECT_LT(static_cast<rlim_t>(server_->max_connections()), rl.rlim_cur);
+  EXPECT_GE(server_->max_connections(), 1);
+}
+
+TEST_F(ServerLimitsTest, ConnectionsPastTheLimitGetAFast503WithRetryAfter) {
+  ServerOptions o;
+  o.max_connections = 5;
+  StartServer(o);
+  for (int i = 0; i < 5; ++i) ASSERT_GE(Open(), 0);
+  ASSERT_TRUE(WaitFor([&] { return server_->open_connections() == 5; }));
+  // The sixth is answered at once, without sending anything, and closed.
+  auto start = Clock::now();
+  int extra = Open();
+  ASSERT_GE(extra, 0);
+  std::string r = ReadResponse(extra);
+  EXPECT_EQ(StatusOf(r), 503) << r;
+  EXPECT_TRUE(HasHeader(r, "Retry-After: 1")) << r;
+  EXPECT_NE(r.find("limit of 5 connections"), std::string::npos) << r;
+  EXPECT_TRUE(PeerClosed(extra));
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
+  // The idle ones still work, and once one leaves, a new client is served.
+  ASSERT_TRUE(SendAll(fds_[0], Post("/a", "hello")));
+  EXPECT_EQ(StatusOf(ReadResponse(fds_[0])), 200);
+  ::close(fds_[1]);
+  fds_.erase(fds_.begin() + 1);
+  ASSERT_TRUE(WaitFor([&] { return server_->open_connections() <= 4; }));
+  EXPECT_EQ(StatusOf(Exchange(port_, Post("/b", "x"))), 200);
+}
+
+TEST_F(ServerLimitsTest, StalledHeaderGets408WithinTheReadTimeout) {
+  ServerOptions o;
+  o.read_timeout_seconds = 1;
+  StartServer(o);
+  int fd = Open();
+  auto start = Clock::now();
+  ASSERT_TRUE(SendAll(fd, "POST /v1/track HTTP/1.1\r\nHost: t\r\nContent-Le"));
+  std::string r = ReadResponse(fd);
+  auto took = Clock::now() - start;
+  EXPECT_EQ(StatusOf(r), 408) << r;
+  EXPECT_NE(r.find("\"request_timeout\""), std::string::npos) << r;
+  EXPECT_TRUE(PeerClosed(fd));
+  EXPECT_GE(took, std::chrono::milliseconds(900));
+  EXPECT_LT(took, std::chrono::seconds(3));
+}
+
+TEST_F(ServerLimitsTest, BodyShorterThanContentLengthGets408) {
+  ServerOptions o;
+  o.read_timeout_seconds = 1;
+  StartServer(o);
+  int fd = Open();
+  auto start = Clock::now();
+  ASSERT_TRUE(
+      SendAll(fd, "POST /v1/track HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"a\":1"));
+  std::string r = ReadResponse(fd);
+  EXPECT_EQ(StatusOf(r), 408) << r;
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
+  EXPECT_TRUE(PeerClosed(fd));
+  EXPECT_EQ(server_->buffered_bytes(), 0u);
+}
+
+TEST_F(ServerLimitsTest, IdleConnectionIsClosedWithoutAnAnswer) {
+  ServerOptions o;
+  o.idle_timeout_seconds = 1;
+  o.read_timeout_seconds = 1;
+  StartServer(o);
+  int fd = Open();
+  // A complete request first: the deadline applies between requests too.
+  ASSERT_TRUE(SendAll(fd, Post("/a", "x")));
+  EXPECT_EQ(StatusOf(ReadResponse(fd)), 200);
+  auto start = Clock::now();
+  EXPECT_EQ(ReadResponse(fd), "");  // EOF, no 408 for a connection between requests
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
+}
+
+TEST_F(ServerLimitsTest, BufferedBytesBudgetRefusesBeforeReadingTheBody) {
+  ServerOptions o;
+  o.max_body_bytes = 600'000;
+  o.max_buffered_bytes = 5'000'000;
+  StartServer(o);
+  // Fifty clients stall inside 510 KB bodies: only what fits the budget is held; the others
+  // are refused at once with 503 + Retry-After.
+  constexpr size_t kBody = 510'000;
+  std::string head =
+      fmt::format("POST /v1/batch HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", kBody);
+  std::string part(1000, 'x');
+  int refused = 0, held = 0;
+  for (int i = 0; i < 50; ++i) {
+    int fd = Open();
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(SendAll(fd, head + part));
+    pollfd p{fd, POLLIN, 0};
+    // A refusal is immediate; a held request answers nothing.
+    if (::poll(&p, 1, 200) == 1) {
+      std::string r = ReadResponse(fd);
+      EXPECT_EQ(StatusOf(r), 503) << r;
+      EXPECT_TRUE(HasHeader(r, "Retry-After: 1")) << r;
+      ++refused;
+    } else {
+      ++held;
+    }
+  }
+  EXPECT_EQ(held, 9);  // 9 x 510 KB <= 5 MB < 10 x 510 KB
+  EXPECT_EQ(refused, 41);
+  EXPECT_LE(server_->buffered_bytes(), o.max_buffered_bytes);
+  // When the held ones go away, their bytes are released and a new request is served.
+  for (int fd : fds_) ::close(fd);
+  fds_.clear();
+  ASSERT_TRUE(WaitFor([&] { return server_->buffered_bytes() == 0; }));
+  EXPECT_EQ(StatusOf(Exchange(port_, Post("/a", std::string(kBody, 'y')))), 200);
+}
+
+TEST_F(ServerLimitsTest, OneRequestIsAdmittedEvenWhenLargerThanTheBudget) {
+  ServerOptions o;
+  o.max_buffered_bytes = 10;
+  StartServer(o);
+  std::string r = Exchange(port_, Post("/a", std::string(1000, 'z')));
+  EXPECT_EQ(StatusOf(r), 200) << r;
+  // (Released once the answer is written, which the client may see first.)
+  EXPECT_TRUE(WaitFor([&] { return server_->buffered_bytes() == 0; }));
+}
+
+TEST_F(ServerLimitsTest, Every503CarriesRetryAfter) {
+  StartServer(ServerOptions{});
+  std::string r = Exchange(port_, Post("/unavailable", "{}"));
+  EXPECT_EQ(StatusOf(r), 503) << r;
+  EXPECT_TRUE(HasHeader(r, "Retry-After: 1")) << r;
+}
+
+TEST_F(ServerLimitsTest, GzipAndDeflateBodiesAreDecoded) {
+  StartServer(ServerOptions{});
+  std::string body = R"({"userId":"u1","event":"Signed Up","properties":{"plan":"pro"}})";
+  struct Case {
+    const char* encoding;
+    int window_bits;
+  } cases[] = {{"gzip", 16 + MAX_WBITS},
+               {"x-gzip", 16 + MAX_WBITS},
+               {"deflate", MAX_WBITS},
+               {"deflate", -MAX_WBITS},
+               {"GZip", 16 + MAX_WBITS}};
+  for (const auto& c : cases) {
+    std::string r = Exchange(port_, Post("/v1/track", Compress(body, c.window_bits),
+                                         fmt::format("Content-Encoding: {}\r\n", c.encoding)));
+    EXPECT_EQ(StatusOf(r), 200) << c.encoding << " " << c.window_bits;
+    EXPECT_NE(r.find(body), std::string::npos) << c.encoding << ": " << r;
+  }
+  std::string r = Exchange(port_, Post("/v1/track", body, "Content-Encoding: identity\r\n"));
+  EXPECT_EQ(StatusOf(r), 200);
+  EXPECT_NE(r.find(body), std::string::npos);
+}
+
+TEST_F(ServerLimitsTest, UnknownEncodingGets415NamingIt) {
+  StartServer(ServerOptions{});
+  for (const char* enc : {"br", "compress", "gzip, br", "zstd"}) {
+    std::string r =
+        Exchange(port_, Post("/v1/track", "abc", fmt::format("Content-Encoding: {}\r\n", enc)));
+    EXPECT_EQ(StatusOf(r), 415) << enc << ": " << r;
+    EXPECT_NE(r.find(fmt::format("'{}'", enc)), std::string::npos) << r;
+  }
+}
+
+TEST_F(ServerLimitsTest, ZipBombGets413AndCorruptDataGets400) {
+  ServerOptions o;
+  o.max_body_bytes = 500 * 1024;
+  StartServer(o);
+  std::string bomb = Compress(std::string(20u << 20, '0'), 16 + MAX_WBITS);
+  ASSERT_LT(bomb.size(), 100'000u);
+  std::string r = Exchange(port_, Post("/v1/batch", bomb, "Content-Encoding: gzip\r\n"));
+  EXPECT_EQ(StatusOf(r), 413) << r;
+  // Exactly at the limit is fine; one byte over is not.
+  r = Exchange(port_, Post("/v1/batch", Compress(std::string(o.max_body_bytes, 'a'), MAX_WBITS),
+                           "Content-Encoding: deflate\r\n"));
+  EXPECT_EQ(StatusOf(r), 200);
+  r = Exchange(port_, Post("/v1/batch", Compress(std::string(o.max_body_bytes + 1, 'a'), MAX_WBITS),
+                           "Content-Encoding: deflate\r\n"));
+  EXPECT_EQ(StatusOf(r), 413);
+  r = Exchange(port_, Post("/v1/track", "not gzip at all", "Content-Encoding: gzip\r\n"));
+  EXPECT_EQ(StatusOf(r), 400) << r;
+  std::string truncated = Compress("{\"a\":\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"}", 16 + MAX_WBITS);
+  truncated.resize(truncated.size() / 2);
+  r = Exchange(port_, Post("/v1/track", truncated, "Content-Encoding: gzip\r\n"));
+  EXPECT_EQ(StatusOf(r), 400) << r;
+  EXPECT_TRUE(WaitFor([&] { return server_->buffered_bytes() == 0; }));
+}
+
+TEST(ContentEncodingTest, EmptyBodiesAndNames) {
+  EXPECT_EQ(ParseContentEncoding(""), ContentEncoding::kIdentity);
+  EXPECT_EQ(ParseContentEncoding(" Identity "), ContentEncoding::kIdentity);
+  EXPECT_EQ(ParseContentEncoding("deflate"), ContentEncoding::kDeflate);
+  EXPECT_EQ(ParseContentEncoding("gzip,gzip"), ContentEncoding::kUnsupported);
+  auto empty = DecodeBody(ContentEncoding::kGzip, Compress("", 16 + MAX_WBITS), 10);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(*empty, "");
+  EXPECT_FALSE(DecodeBody(ContentEncoding::kGzip, "", 10).ok());
+  EXPECT_EQ(DecodeBody(ContentEncoding::kGzip, Compress("ab", 16 + MAX_WBITS), 1).status().code(),
+            StatusCode::kTooLarge);
+}
+
+// The server runs in a child process whose descriptor limit is lowered below the number of
+// clients after it starts, so accept() fails with EMFILE: it must pause accepting instead of
+// spinning, log a bounded number of lines, and serve a fresh client once the flood leaves.
+TEST(ServerFileLimitTest, RunningOutOfDescriptorsPausesAcceptingAndRecovers) {
+  TempDir dir;
+  std::string log_path = dir.path() + "/server.log";
+  int ready[2], quit[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(quit), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(ready[0]);
+    ::close(quit[1]);
+    spdlog::set_default_logger(spdlog::basic_logger_mt("child", log_path));
+    spdlog::flush_on(spdlog::level::info);
+    EchoHandler handler;
+    ServerOptions o;
+    o.port = 0;
+    o.io_threads = 1;
+    HttpServer server(o, &handler);
+    if (!server.Start().ok()) ::_exit(3);
+    // About 20 descriptors left for clients.
+    int open_fds = 0;
+    for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+      (void)e;
+      ++open_fds;
+    }
+    rlimit rl{};
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = static_cast<rlim_t>(open_fds + 20);
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) ::_exit(4);
+    uint16_t port = server.port();
+    if (::write(ready[1], &port, sizeof port) != sizeof port) ::_exit(5);
+    char c;
+    (void)::read(quit[0], &c, 1);
+    server.Stop();
+    spdlog::shutdown();
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  ::close(quit[0]);
+  uint16_t port = 0;
+  ASSERT_EQ(::read(ready[0], &port, sizeof port), static_cast<ssize_t>(sizeof port));
+  auto cpu_seconds = [pid] {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(in, line);
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::string field;
+    long ticks = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+      if (i == 14 || i == 15) ticks += std::stol(field);  // utime, stime
+    }
+    return static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  };
+  std::vector<int> flood;
+  for (int i = 0; i < 200; ++i) {
+    int fd = Connect(port);
+    if (fd >= 0) flood.push_back(fd);
+  }
+  // The flood sits for two seconds: a server spinning on accept() would burn about two CPU
+  // seconds and log thousands of lines.
+  double cpu_before = cpu_seconds();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  double cpu_used = cpu_seconds() - cpu_before;
+  for (int fd : flood) ::close(fd);
+  // A fresh client is served once the flood has gone.
+  std::string r;
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (StatusOf(r) != 200 && Clock::now() < deadline) r = Exchange(port, Post("/a", "fresh"));
+  EXPECT_EQ(StatusOf(r), 200) << r;
+  ASSERT_EQ(::write(quit[1], "q", 1), 1);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_LT(cpu_used, 0.5);
+  std::ifstream log(log_path);
+  int accept_lines = 0;
+  std::string line;
+  while (std::getline(log, line)) accept_lines += line.find("accept failed") != std::string::npos;
+  EXPECT_GE(accept_lines, 1);
+  EXPECT_LE(accept_lines, 4);
+  EXPECT_LT(std::filesystem::file_size(log_path), 4096u);
+}
+
+TEST(IngestSharesTest, AFloodingTenantFillsOnlyItsShare) {
+  IngestShares shares(100);
+  TenantId flood("flood"), good("good"), big("big");
+  // Alone, a tenant may take the whole capacity.
+  EXPECT_EQ(shares.TryAcquire(flood, 1, 60), IngestShares::Verdict::kAdmitted);
+  EXPECT_EQ(shares.TryAcquire(flood, 1, 40), IngestShares::Verdict::kAdmitted);
+  EXPECT_TRUE(shares.OverShare(flood, 1));
+  EXPECT_EQ(shares.TryAcquire(flood, 1, 1), IngestShares::Verdict::kOverShare);
+  // Another tenant is still admitted up to its share (half, with equal weights).
+  EXPECT_FALSE(shares.OverShare(good, 1));
+  EXPECT_EQ(shares.TryAcquire(good, 1, 30), IngestShares::Verdict::kAdmitted);
+  EXPECT_EQ(shares.TryAcquire(good, 1, 20), IngestShares::Verdict::kAdmitted);
+  EXPECT_EQ(shares.TryAcquire(good, 1, 1), IngestShares::Verdict::kOverShare);
+  // Weight 3 of 5: a share of 60; the total stays under twice the capacity.
+  EXPECT_EQ(shares.TryAcquire(big, 3, 50), IngestShares::Verdict::kAdmitted);
+  EXPECT_EQ(shares.TryAcquire(big, 3, 10), IngestShares::Verdict::kFull);
+  EXPECT_EQ(shares.total(), 200u);
+  shares.Release(flood, 100);
+  EXPECT_EQ(shares.InFlight(flood), 0u);
+  EXPECT_EQ(shares.TryAcquire(big, 3, 10), IngestShares::Verdict::kAdmitted);
+  EXPECT_EQ(shares.total(), 110u);
+}
+
+TEST(IngestSharesTest, OneRequestIsAlwaysAdmittedForAnIdleTenant) {
+  IngestShares shares(1);
+  EXPECT_EQ(shares.TryAcquire(TenantId("a"), 1, 500), IngestShares::Verdict::kAdmitted);
+  EXPECT_EQ(shares.TryAcquire(TenantId("a"), 1, 1), IngestShares::Verdict::kOverShare);
+  shares.Release(TenantId("a"), 500);
+  EXPECT_EQ(shares.total(), 0u);
+  EXPECT_EQ(shares.TryAcquire(TenantId("a"), 1, 500), IngestShares::Verdict::kAdmitted);
+}
+
+// An ActivityLog that holds appends until released, so ingest work stays in flight.
+class HoldingLog final : public log::ActivityLog {
+ public:
+  explicit HoldingLog(log::ActivityLog* inner) : inner_(inner) {}
+  void Append(log::AppendRequest request, log::AppendCallback done) override {
+    std::lock_guard lock(mu_);
+    held_.emplace_back(std::move(request), std::move(done));
+  }
+  void ReleaseAll() {
+    std::deque<std::pair<log::AppendRequest, log::AppendCallback>> held;
+    {
+      std::lock_guard lock(mu_);
+      held.swap(held_);
+    }
+    for (auto& [r, d] : held) inner_->Append(std::move(r), std::move(d));
+  }
+  Result<std::vector<log::LogEntry>> Read(const TenantId& t, PartitionId p, Offset from,
+                                          size_t max) override {
+    return inner_->Read(t, p, from, max);
+  }
+  Result<Offset> HighWatermark(const TenantId& t, PartitionId p) override {
+    return inner_->HighWatermark(t, p);
+  }
+  Result<Offset> LowWatermark(const TenantId& t, PartitionId p) override {
+    return inner_->LowWatermark(t, p);
+  }
+  Result<uint64_t> ApplyRetention(const TenantId& t, uint32_t n, int64_t cutoff) override {
+    return inner_->ApplyRetention(t, n, cutoff);
+  }
+  Status DropTenant(const TenantId& t) override { return inner_->DropTenant(t); }
+  Status ReopenTenant(const TenantId& t) override { return inner_->ReopenTenant(t); }
+  void SetAppendListener(log::AppendListener l) override { inner_->SetAppendListener(l); }
+
+ private:
+  log::ActivityLog* inner_;
+  std::mutex mu_;
+  std::deque<std::pair<log::AppendRequest, log::AppendCallback>> held_;
+};
+
+// The Api over a real store and log, called directly (no server).
+class ApiLimitsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage::StoreOptions so;
+    so.path = dir_.path();
+    so.column_families = storage::FairwayColumnFamilies();
+    store_ = std::move(storage::Store::Open(so)).value();
+    log_ = std::make_unique<log::EmbeddedLog>(store_.get(), SystemClock::Default(), &metrics_,
+                                              log::EmbeddedLogOptions{});
+    log_->Start();
+    holding_ = std::make_unique<HoldingLog>(log_.get());
+    tenants_ =
+        std::move(tenancy::TenantRegistry::Open(store_.get(), SystemClock::Default())).value();
+  }
+  void TearDown() override {
+    holding_->ReleaseAll();
+    log_->Stop();
+    if (api_) api_->Stop();
+  }
+  void MakeApi(ApiOptions ao) {
+    api_ = std::make_unique<Api>(ao, tenants_.get(), holding_.get(), log_.get(), nullptr, nullptr,
+                                 SystemClock::Default(), &metrics_);
+  }
+  std::string CreateTenant(const std::string& id, uint32_t weight = 1) {
+    model::TenantConfig c;
+    c.id = TenantId(id);
+    c.quotas.processing_weight = weight;
+    auto created = tenants_->Create(c);
+    EXPECT_TRUE(created.ok()) << created.status().ToString();
+    return created->keys.write_key;
+  }
+  // Sends a request; the future is ready once the Api answers.
+  std::future<HttpResponse> Send(HttpRequest req) {
+    auto p = std::make_shared<std::promise<HttpResponse>>();
+    auto f = p->get_future();
+    api_->Handle(std::move(req), [p](HttpResponse r) { p->set_value(std::move(r)); });
+    return f;
+  }
+  std::future<HttpResponse> Batch(const std::string& write_key, int events) {
+    std::string body = R"({"batch":[)";
+    for (int i = 0; i < events; ++i) {
+      body += fmt::format(R"({}{{"type":"track","userId":"u{}","event":"e"}})", i ? "," : "", i);
+    }
+    body += "]}";
+    HttpRequest req;
+    req.method = "POST";
+    req.target = "/v1/batch";
+    req.authorization = "Basic " + Base64Encode(write_key + ":");
+    req.body = std::move(body);
+    return Send(std::move(req));
+  }
+  static bool Ready(std::future<HttpResponse>& f) {
+    return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+  }
+  static std::string Header(const HttpResponse& r, const std::string& name) {
+    for (const auto& [k, v] : r.headers) {
+      if (k == name) return v;
+    }
+    return "";
+  }
+
+  TempDir dir_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<log::EmbeddedLog> log_;
+  std::unique_ptr<HoldingLog> holding_;
+  std::unique_ptr<tenancy::TenantRegistry> tenants_;
+  std::unique_ptr<Api> api_;
+};
+
+TEST_F(ApiLimitsTest, AFloodingTenantGets429WhileAnotherIsStillAdmitted) {
+  ApiOptions ao;
+  ao.ingest_queue_events = 10;
+  MakeApi(ao);
+  std::string flood = CreateTenant("flood");
+  std::string good = CreateTenant("good");
+  // The flood's first two batches wait for disk and fill its share.
+  auto f1 = Batch(flood, 5);
+  auto f2 = Batch(flood, 5);
+  EXPECT_FALSE(Ready(f1));
+  EXPECT_FALSE(Ready(f2));
+  auto f3 = Batch(flood, 5);
+  ASSERT_TRUE(Ready(f3));
+  HttpResponse r3 = f3.get();
+  EXPECT_EQ(r3.status, 429) << r3.body;
+  EXPECT_EQ(Header(r3, "Retry-After"), "1");
+  EXPECT_NE(r3.body.find("share of the ingest queue"), std::string::npos) << r3.body;
+  // The other tenant is admitted (its batch waits for disk like any other).
+  auto g1 = Batch(good, 5);
+  EXPECT_FALSE(Ready(g1));
+  holding_->ReleaseAll();
+  EXPECT_EQ(f1.get().status, 200);
+  EXPECT_EQ(f2.get().status, 200);
+  EXPECT_EQ(g1.get().status, 200);
+  // With nothing in flight, the flood is admitted again.
+  auto f4 = Batch(flood, 5);
+  holding_->ReleaseAll();
+  EXPECT_EQ(f4.get().status, 200);
+}
+
+TEST_F(ApiLimitsTest, MetricsNeedTheMetricsTokenWhenOneIsSet) {
+  ApiOptions ao;
+  ao.metrics_token = "m-secret";
+  MakeApi(ao);
+  HttpRequest req;
+  req.method = "GET";
+  req.target = "/metrics";
+  EXPECT_EQ(Send(req).get().status, 401);
+  req.authorization = "Bearer wrong";
+  EXPECT_EQ(Send(req).get().status, 401);
+  req.authorization = "Bearer m-secret";
+  HttpResponse ok = Send(req).get();
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_NE(ok.body.find("fairway_"), std::string::npos);
+  // Without a token, /metrics stays open.
+  MakeApi(ApiOptions{});
+  req.authorization.clear();
+  EXPECT_EQ(Send(req).get().status, 200);
+}
+
+TEST_F(ApiLimitsTest, UnavailableAndNotReadyCarryRetryAfter) {
+  MakeApi(ApiOptions{});
+  HttpRequest req;
+  req.method = "GET";
+  req.target = "/readyz";
+  HttpResponse r = Send(req).get();
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(Header(r, "Retry-After"), "1");
+  HttpResponse e = Error(Unavailable("storage write failed"));
+  EXPECT_EQ(e.status, 503);
+  EXPECT_EQ(Header(e, "Retry-After"), "1");
+}
+
+}  // namespace
+}  // namespace fairway::http

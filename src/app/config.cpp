@@ -86,6 +86,15 @@ const std::vector<Key>& Keys() {
          return ParseNumber<size_t>("server.max_buffered_bytes", v, 1u << 20, size_t{1} << 40,
                                     &c->server.max_buffered_bytes);
        }},
+      {"server.ingest_queue_events", "FAIRWAY_INGEST_QUEUE_EVENTS", "4000",
+       "Events accepted by ingest and not yet durable that tenants share by "
+       "quotas.processing_weight: a tenant holding its share gets 429 with Retry-After (before "
+       "its body is read). Small keeps a flood from queueing ahead of other tenants (each waits "
+       "behind at most this many events); at most half of log.max_queued_events is used.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<size_t>("server.ingest_queue_events", v, 100, 50'000'000,
+                                    &c->ingest_queue_events);
+       }},
       {"server.metrics_token", "FAIRWAY_METRICS_TOKEN", "(none)",
        "When set, GET /metrics needs 'Authorization: Bearer <token>' (401 otherwise). Without "
        "it /metrics is open and lists tenant ids.",

@@ -178,7 +178,8 @@ int Serve(Config config) {
   ao.metrics_token = config.metrics_token;
   // Twice the fair-share capacity stays within the log's queue, so ingest meets 429 per tenant
   // before anyone meets the log's overload 503.
-  ao.ingest_queue_events = std::max<size_t>(1, config.log.max_queued_events / 2);
+  ao.ingest_queue_events =
+      std::min(config.ingest_queue_events, std::max<size_t>(1, config.log.max_queued_events / 2));
   http::Api api(ao, tenants->get(), &log, &log, &engine, &leads, clock, &metrics);
   api.SetCampaignServices({&campaign_registry, &timers, &dispatcher, store->get()});
   if (Status st = api.ResumeDeletions(); !st.ok()) {

@@ -116,6 +116,19 @@ void Api::Handle(HttpRequest req, Responder respond) {
   timed(Error(NotFound(fmt::format("no route for {} {}", req.method, path))));
 }
 
+std::optional<HttpResponse> Api::Screen(const HttpRequest& head) {
+  if (head.method != "POST" || !head.target.starts_with("/v1/")) return std::nullopt;
+  auto write_key = BasicUser(head.authorization);
+  if (!write_key || write_key->empty()) return std::nullopt;
+  tenancy::IngestAdmission pre;
+  if (!tenants_->AdmitIngest(*write_key, 0, &pre).ok()) return std::nullopt;
+  if (!ingest_shares_.OverShare(pre.tenant.id, pre.tenant.quotas.processing_weight)) {
+    return std::nullopt;
+  }
+  MetricsFor(pre.tenant.id).rejected->Add();
+  return OverShare(pre.tenant);
+}
+
 void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endpoint,
                        Responder respond, int64_t start_ns) {
   auto done = [this, start_ns, respond = std::move(respond)](HttpResponse r) {

@@ -52,7 +52,7 @@ struct ApiOptions {
   // Events accepted by ingest and not yet durable that the tenants share by processing weight
   // (IngestShares): a tenant past its share gets 429, and past twice this in all, 503. Keep
   // twice this at most the log's queue bound.
-  size_t ingest_queue_events = 250'000;
+  size_t ingest_queue_events = 4'000;
 };
 
 class Api final : public Handler {
@@ -64,6 +64,9 @@ class Api final : public Handler {
   ~Api() override;
 
   void Handle(HttpRequest request, Responder respond) override;
+  // Refuses, before its body is read, an ingest request of a tenant that holds its share of
+  // the ingest queue (429).
+  std::optional<HttpResponse> Screen(const HttpRequest& head) override;
 
   // Finishes and joins the admin task thread. Call before destroying the HttpServer: pending
   // tasks hold connections, which must be released while the server still exists.

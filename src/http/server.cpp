@@ -163,6 +163,12 @@ class Session : public std::enable_shared_from_this<Session> {
           fmt::format("Content-Encoding '{}' is not supported; use gzip, deflate or identity",
                       SafeText(header[bhttp::field::content_encoding]))));
     }
+    HttpRequest head;
+    head.method = std::string(header.method_string());
+    head.target = std::string(header.target());
+    head.authorization = std::string(header[bhttp::field::authorization]);
+    head.content_type = std::string(header[bhttp::field::content_type]);
+    if (auto refusal = state_->handler->Screen(head)) return Reject(std::move(*refusal));
     // Bytes this request will hold: its body, the decoded body, or the most a chunked body may
     // take.
     size_t body = parser_->content_length() ? static_cast<size_t>(*parser_->content_length())

@@ -52,6 +52,14 @@ class EchoHandler final : public Handler {
     }
     respond(std::move(r));
   }
+  // "/screened" is refused from its header alone.
+  std::optional<HttpResponse> Screen(const HttpRequest& head) override {
+    if (head.target != "/screened") return std::nullopt;
+    HttpResponse r;
+    r.status = 429;
+    r.body = R"({"success":false})";
+    return r;
+  }
 };
 
 // A connected loopback socket; every read gives up after `timeout`.
@@ -327,6 +335,18 @@ TEST_F(ServerLimitsTest, OneRequestIsAdmittedEvenWhenLargerThanTheBudget) {
   EXPECT_EQ(StatusOf(r), 200) << r;
   // (Released once the answer is written, which the client may see first.)
   EXPECT_TRUE(WaitFor([&] { return server_->buffered_bytes() == 0; }));
+}
+
+TEST_F(ServerLimitsTest, AScreenedRequestIsRefusedBeforeItsBodyIsRead) {
+  StartServer(ServerOptions{});
+  int fd = Open();
+  // Only the header is sent: the answer cannot wait for the body.
+  ASSERT_TRUE(SendAll(fd, "POST /screened HTTP/1.1\r\nHost: t\r\nContent-Length: 400000\r\n\r\n"));
+  std::string r = ReadResponse(fd);
+  EXPECT_EQ(StatusOf(r), 429) << r;
+  EXPECT_TRUE(HasHeader(r, "Retry-After: 1")) << r;
+  EXPECT_TRUE(HasHeader(r, "Connection: close")) << r;
+  EXPECT_EQ(server_->buffered_bytes(), 0u);
 }
 
 TEST_F(ServerLimitsTest, Every503CarriesRetryAfter) {
@@ -650,6 +670,16 @@ TEST_F(ApiLimitsTest, AFloodingTenantGets429WhileAnotherIsStillAdmitted) {
   EXPECT_EQ(r3.status, 429) << r3.body;
   EXPECT_EQ(Header(r3, "Retry-After"), "1");
   EXPECT_NE(r3.body.find("share of the ingest queue"), std::string::npos) << r3.body;
+  // The same refusal comes before the body is read, from the header alone.
+  HttpRequest head;
+  head.method = "POST";
+  head.target = "/v1/batch";
+  head.authorization = "Basic " + Base64Encode(flood + ":");
+  auto screened = api_->Screen(head);
+  ASSERT_TRUE(screened.has_value());
+  EXPECT_EQ(screened->status, 429);
+  head.authorization = "Basic " + Base64Encode(good + ":");
+  EXPECT_FALSE(api_->Screen(head).has_value());
   // The other tenant is admitted (its batch waits for disk like any other).
   auto g1 = Batch(good, 5);
   EXPECT_FALSE(Ready(g1));

@@ -95,6 +95,19 @@ const std::vector<Key>& Keys() {
          return ParseNumber<size_t>("server.ingest_queue_events", v, 100, 50'000'000,
                                     &c->ingest_queue_events);
        }},
+      {"server.tls_cert_file", "FAIRWAY_TLS_CERT_FILE", "(none)",
+       "PEM certificate chain: with server.tls_key_file, the listener speaks TLS (1.2 and "
+       "later) only. Without them it speaks plain HTTP and warns when not on loopback.",
+       [](const std::string& v, Config* c) {
+         c->server.tls_cert_file = v;
+         return Status::Ok();
+       }},
+      {"server.tls_key_file", "FAIRWAY_TLS_KEY_FILE", "(none)",
+       "PEM private key of server.tls_cert_file.",
+       [](const std::string& v, Config* c) {
+         c->server.tls_key_file = v;
+         return Status::Ok();
+       }},
       {"server.metrics_token", "FAIRWAY_METRICS_TOKEN", "(none)",
        "When set, GET /metrics needs 'Authorization: Bearer <token>' (401 otherwise). Without "
        "it /metrics is open and lists tenant ids.",

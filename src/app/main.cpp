@@ -210,7 +210,9 @@ int Serve(Config config) {
     return 1;
   }
   api.SetReady(true);
-  std::string url = fmt::format("http://{}:{}", config.server.host, server.port());
+  std::string url =
+      fmt::format("{}://{}:{}", config.server.tls_cert_file.empty() ? "http" : "https",
+                  config.server.host, server.port());
   spdlog::info("fairway listening on {} (data in {})", url, config.data_dir);
   if (config.admin_token.empty()) {
     std::cout << fmt::format(

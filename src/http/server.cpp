@@ -13,6 +13,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <optional>
 #include <thread>
@@ -78,12 +79,22 @@ struct ServerState {
   void Release(size_t n) { buffered.fetch_sub(n, std::memory_order_relaxed); }
 };
 
-// One client connection. Runs on its own strand; requests on it are handled one at a time.
-// Counted in ServerState::connections from construction to destruction.
-class Session : public std::enable_shared_from_this<Session> {
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// One client connection, plain (Stream = beast::tcp_stream) or TLS (TlsStream). Runs on its own
+// strand; requests on it are handled one at a time. Counted in ServerState::connections from
+// construction to destruction.
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+  using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
+  using std::enable_shared_from_this<Session<Stream>>::weak_from_this;
+
  public:
-  Session(tcp::socket socket, ServerState* state)
-      : stream_(std::move(socket)), deadline_(stream_.get_executor()), state_(state) {
+  // `tls` (the server's TLS context) only for TlsStream.
+  template <class... Tls>
+  Session(tcp::socket socket, ServerState* state, Tls&... tls)
+      : stream_(std::move(socket), tls...), deadline_(stream_.get_executor()), state_(state) {
     buffer_.reserve(kReadBufferBytes);
   }
   ~Session() {
@@ -93,7 +104,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->WaitForRequest(); });
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      self->Handshake([self] { self->WaitForRequest(); });
+    });
   }
 
   // Answers `res` at once without reading a request, then closes (a connection past the
@@ -103,12 +116,29 @@ class Session : public std::enable_shared_from_this<Session> {
     state_->refusing.fetch_add(1, std::memory_order_relaxed);
     net::dispatch(stream_.get_executor(), [self = shared_from_this(), res = std::move(res)]() {
       self->keep_alive_ = false;
-      self->Write(res);
+      self->Handshake([self, res] { self->Write(res); });
     });
   }
 
  private:
   const ServerOptions& options() const { return state_->options; }
+  beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
+
+  // TLS: the handshake must complete within the read timeout; then `next`. Plain: `next` now.
+  template <class Next>
+  void Handshake(Next next) {
+    if constexpr (kTls) {
+      ArmDeadline(std::chrono::seconds(options().read_timeout_seconds));
+      stream_.async_handshake(net::ssl::stream_base::server,
+                              [self = shared_from_this(), next](beast::error_code ec) {
+                                self->DisarmDeadline();
+                                if (ec) return self->Close();
+                                next();
+                              });
+    } else {
+      next();
+    }
+  }
 
   // The deadline of the current read. On expiry the read is cancelled (the socket stays open,
   // so a 408 can still be written). A generation number ignores expiries of earlier deadlines.
@@ -121,7 +151,7 @@ class Session : public std::enable_shared_from_this<Session> {
       auto self = weak.lock();
       if (!self || gen != self->deadline_gen_) return;
       self->timed_out_ = true;
-      self->stream_.cancel();
+      self->tcp().cancel();
     });
   }
   void DisarmDeadline() {
@@ -273,10 +303,10 @@ class Session : public std::enable_shared_from_this<Session> {
     msg->body() = std::move(res.body);
     msg->keep_alive(keep_alive_);
     msg->prepare_payload();
-    stream_.expires_after(kWriteTimeout);
+    tcp().expires_after(kWriteTimeout);
     bhttp::async_write(stream_, *msg,
                        [self = shared_from_this(), msg](beast::error_code ec, size_t) {
-                         self->stream_.expires_never();
+                         self->tcp().expires_never();
                          self->ReleaseBudget();
                          if (ec) return self->Close();
                          if (!self->keep_alive_) return self->Linger();
@@ -289,7 +319,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // has not read yet.
   void Linger() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return Close();
     if (!lingering_) {
       lingering_ = true;
@@ -309,8 +339,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Close() {
     DisarmDeadline();
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.socket().close(ec);
+    tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
+    tcp().socket().close(ec);
   }
 
   void ReleaseBudget() {
@@ -328,7 +358,7 @@ class Session : public std::enable_shared_from_this<Session> {
     return out;
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   net::steady_timer deadline_;
   uint64_t deadline_gen_ = 0;
   bool timed_out_ = false;
@@ -379,6 +409,7 @@ bool IsLoopback(const net::ip::address& a) {
 
 struct HttpServer::Impl {
   ServerState state;
+  std::optional<net::ssl::context> tls;
   net::io_context ioc;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   tcp::acceptor acceptor{ioc};
@@ -396,18 +427,26 @@ struct HttpServer::Impl {
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
       int open = state.connections.fetch_add(1, std::memory_order_relaxed);
-      auto session = std::make_shared<Session>(std::move(socket), &state);
-      if (open < state.max_connections) {
-        session->Start();
-      } else if (state.refusing.load(std::memory_order_relaxed) < kMaxRefusing) {
-        // Over the limit: a fast 503 (or, when already refusing many, an immediate close as
-        // `session` goes out of scope).
-        session->Refuse(RetryLater(
-            fmt::format("the server has reached its limit of {} connections; retry later",
-                        state.max_connections)));
+      if (tls) {
+        Admit(std::make_shared<Session<TlsStream>>(std::move(socket), &state, *tls), open);
+      } else {
+        Admit(std::make_shared<Session<beast::tcp_stream>>(std::move(socket), &state), open);
       }
       Accept();
     });
+  }
+
+  template <class S>
+  void Admit(const std::shared_ptr<S>& session, int open) {
+    if (open < state.max_connections) {
+      session->Start();
+    } else if (state.refusing.load(std::memory_order_relaxed) < kMaxRefusing) {
+      // Over the limit: a fast 503 (or, when already refusing many, an immediate close as
+      // `session` goes out of scope).
+      session->Refuse(
+          RetryLater(fmt::format("the server has reached its limit of {} connections; retry later",
+                                 state.max_connections)));
+    }
   }
 
   // Never a busy loop: a failing accept waits (longer when descriptors or memory ran out)
@@ -459,6 +498,25 @@ Status HttpServer::Start() {
     return InvalidArgument(
         fmt::format("listen address '{}' is not an IP address: {}", o.host, ec.message()));
   }
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    return InvalidArgument("server options 'tls_cert_file' and 'tls_key_file' go together");
+  }
+  if (!o.tls_cert_file.empty()) {
+    auto& ctx = impl_->tls.emplace(net::ssl::context::tls_server);
+    ctx.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                    net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                    net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use);
+    ctx.use_certificate_chain_file(o.tls_cert_file, ec);
+    if (ec) {
+      return InvalidArgument(
+          fmt::format("server option 'tls_cert_file' ('{}'): {}", o.tls_cert_file, ec.message()));
+    }
+    ctx.use_private_key_file(o.tls_key_file, net::ssl::context::pem, ec);
+    if (ec) {
+      return InvalidArgument(
+          fmt::format("server option 'tls_key_file' ('{}'): {}", o.tls_key_file, ec.message()));
+    }
+  }
   impl_->state.max_connections = CapConnectionsByFileLimit(o.max_connections);
   tcp::endpoint endpoint(address, o.port);
   auto& acc = impl_->acceptor;
@@ -470,10 +528,10 @@ Status HttpServer::Start() {
     return Unavailable(fmt::format("cannot listen on {}:{}: {}", o.host, o.port, ec.message()));
   }
   impl_->port = acc.local_endpoint().port();
-  if (!IsLoopback(address)) {
+  if (!IsLoopback(address) && !impl_->tls) {
     spdlog::warn(
-        "listening on {}:{} without TLS: credentials and data cross the network in clear; put "
-        "a TLS-terminating proxy in front or listen on a loopback address",
+        "listening on {}:{} without TLS: credentials and data cross the network in clear; set "
+        "server.tls_cert_file and server.tls_key_file, or listen on a loopback address",
         o.host, impl_->port);
   }
   impl_->work.emplace(impl_->ioc.get_executor());

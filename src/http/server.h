@@ -9,7 +9,8 @@
 // out (logged at most once per 10 s), a deadline for each request's header and body (408), and
 // a global budget of buffered request bytes (503 before the body is read). Every 503 and 429
 // carries Retry-After. Bodies sent with Content-Encoding gzip or deflate are inflated (within
-// the body limit); other encodings get 415.
+// the body limit); other encodings get 415. With a certificate and key, connections are TLS
+// (Beast over OpenSSL; TLS 1.2 and later).
 
 #include <cstddef>
 #include <cstdint>
@@ -45,6 +46,10 @@ struct ServerOptions {
   // Retry-After before its body is read. A request is always admitted when nothing else is
   // buffered, so this never refuses everything.
   size_t max_buffered_bytes = size_t{256} << 20;
+  // TLS: a PEM certificate chain and its private key. Both empty: plain HTTP (a warning is
+  // logged when the address is not loopback).
+  std::string tls_cert_file;
+  std::string tls_key_file;
   // How long accepting pauses when accept() fails for lack of file descriptors or memory.
   int accept_backoff_ms = 100;
 };

@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -410,6 +411,60 @@ TEST_F(ServerLimitsTest, ZipBombGets413AndCorruptDataGets400) {
   r = Exchange(port_, Post("/v1/track", truncated, "Content-Encoding: gzip\r\n"));
   EXPECT_EQ(StatusOf(r), 400) << r;
   EXPECT_TRUE(WaitFor([&] { return server_->buffered_bytes() == 0; }));
+}
+
+// Runs a shell command; its exit status.
+int Shell(const std::string& command) {
+  int rc = std::system(command.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+TEST_F(ServerLimitsTest, TlsListenerServesCurlWithTheTestCa) {
+  if (Shell("command -v openssl >/dev/null && command -v curl >/dev/null") != 0) {
+    GTEST_SKIP() << "openssl or curl is not installed";
+  }
+  TempDir dir;
+  std::string d = dir.path();
+  // A test CA and a server certificate for 127.0.0.1 that it signs.
+  std::ofstream(d + "/ext.cnf") << "subjectAltName=IP:127.0.0.1\n";
+  std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  ASSERT_EQ(
+      Shell(fmt::format("cd {0} && openssl req -x509 {1} -keyout ca.key -out ca.pem "
+                        "-subj /CN=fairway-test-ca -days 1 2>/dev/null && "
+                        "openssl req {1} -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 "
+                        "2>/dev/null && openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key "
+                        "-CAcreateserial -out srv.pem -days 1 -extfile ext.cnf 2>/dev/null",
+                        d, ec)),
+      0);
+  ServerOptions o;
+  o.tls_cert_file = d + "/srv.pem";
+  o.tls_key_file = d + "/srv.key";
+  StartServer(o);
+  std::string url = fmt::format("https://127.0.0.1:{}/echo", port_);
+  std::string out = d + "/out.txt";
+  EXPECT_EQ(Shell(fmt::format("curl -sS --max-time 10 --cacert {}/ca.pem -d tls-body -o {} {}", d,
+                              out, url)),
+            0);
+  std::ifstream in(out);
+  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(body, "tls-body");
+  // Without the test CA the certificate is not trusted (curl exit 60); plain HTTP gets nothing.
+  EXPECT_EQ(Shell(fmt::format("curl -s --max-time 10 -o /dev/null {} 2>/dev/null", url)), 60);
+  EXPECT_EQ(StatusOf(Exchange(port_, Post("/echo", "plain"))), 0);
+}
+
+TEST_F(ServerLimitsTest, TlsNeedsReadableCertificateAndKey) {
+  ServerOptions o;
+  o.port = 0;
+  o.tls_cert_file = "/nonexistent/cert.pem";
+  o.tls_key_file = "/nonexistent/key.pem";
+  HttpServer s(o, &handler_);
+  Status st = s.Start();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("tls_cert_file"), std::string::npos) << st.message();
+  o.tls_key_file.clear();
+  HttpServer half(o, &handler_);
+  EXPECT_EQ(half.Start().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(ContentEncodingTest, EmptyBodiesAndNames) {

@@ -4,7 +4,7 @@ BUILD_DIR := build/$(PRESET)
 DATA_DIR ?= ./data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test build configure bootstrap bench bench-engine bench-campaigns clean format-check config-doc
+.PHONY: run test build configure bootstrap bench bench-engine bench-campaigns bench-overload clean format-check config-doc
 
 run: build
 	$(BUILD_DIR)/src/app/fairway serve --data-dir $(DATA_DIR) --listen $(LISTEN)
@@ -38,6 +38,10 @@ bench-campaigns: build
 	$(BUILD_DIR)/bench/fairway_campaign_bench match
 	$(BUILD_DIR)/bench/fairway_campaign_bench steps
 	$(BUILD_DIR)/bench/fairway_campaign_bench latency
+
+# One tenant floods with 1,200 connections while another sends 50 requests/s (bench/README.md).
+bench-overload: build
+	SKIP_BUILD=1 bench/run_overload.sh
 
 config-doc: build
 	$(BUILD_DIR)/src/app/fairway config-reference > docs/config.md

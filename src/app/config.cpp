@@ -60,7 +60,8 @@ const std::vector<Key>& Keys() {
                                     &c->server.max_body_bytes);
        }},
       {"server.read_timeout_seconds", "FAIRWAY_READ_TIMEOUT_SECONDS", "30",
-       "A request must arrive in full within this time; protects against slow clients.",
+       "From its first byte, a request's header and body must arrive within this time, or "
+       "the client gets 408 and the connection closes (slow or short-bodied clients).",
        [](const std::string& v, Config* c) {
          return ParseNumber("server.read_timeout_seconds", v, 1, 3600,
                             &c->server.read_timeout_seconds);
@@ -70,6 +71,49 @@ const std::vector<Key>& Keys() {
        [](const std::string& v, Config* c) {
          return ParseNumber("server.idle_timeout_seconds", v, 1, 3600,
                             &c->server.idle_timeout_seconds);
+       }},
+      {"server.max_connections", "FAIRWAY_MAX_CONNECTIONS", "10000",
+       "Most client connections open at once; past it a connection gets 503 with Retry-After "
+       "and is closed. Lowered at start to leave a quarter of the file descriptor limit "
+       "(RLIMIT_NOFILE, raised to its hard limit) to the store.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber("server.max_connections", v, 1, 1'000'000, &c->server.max_connections);
+       }},
+      {"server.max_buffered_bytes", "FAIRWAY_MAX_BUFFERED_BYTES", "268435456",
+       "Request bytes all connections together may hold in memory; a request whose "
+       "Content-Length would exceed it gets 503 with Retry-After before its body is read.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<size_t>("server.max_buffered_bytes", v, 1u << 20, size_t{1} << 40,
+                                    &c->server.max_buffered_bytes);
+       }},
+      {"server.ingest_queue_events", "FAIRWAY_INGEST_QUEUE_EVENTS", "4000",
+       "Events accepted by ingest and not yet durable that tenants share by "
+       "quotas.processing_weight: a tenant holding its share gets 429 with Retry-After (before "
+       "its body is read). Small keeps a flood from queueing ahead of other tenants (each waits "
+       "behind at most this many events); at most half of log.max_queued_events is used.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<size_t>("server.ingest_queue_events", v, 100, 50'000'000,
+                                    &c->ingest_queue_events);
+       }},
+      {"server.tls_cert_file", "FAIRWAY_TLS_CERT_FILE", "(none)",
+       "PEM certificate chain: with server.tls_key_file, the listener speaks TLS (1.2 and "
+       "later) only. Without them it speaks plain HTTP and warns when not on loopback.",
+       [](const std::string& v, Config* c) {
+         c->server.tls_cert_file = v;
+         return Status::Ok();
+       }},
+      {"server.tls_key_file", "FAIRWAY_TLS_KEY_FILE", "(none)",
+       "PEM private key of server.tls_cert_file.",
+       [](const std::string& v, Config* c) {
+         c->server.tls_key_file = v;
+         return Status::Ok();
+       }},
+      {"server.metrics_token", "FAIRWAY_METRICS_TOKEN", "(none)",
+       "When set, GET /metrics needs 'Authorization: Bearer <token>' (401 otherwise). Without "
+       "it /metrics is open and lists tenant ids.",
+       [](const std::string& v, Config* c) {
+         c->metrics_token = v;
+         return Status::Ok();
        }},
       {"storage.data_dir", "FAIRWAY_DATA_DIR", "./data",
        "Directory of the embedded store (RocksDB files) and the generated admin token.",

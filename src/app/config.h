@@ -22,6 +22,8 @@ struct Config {
   engine::EngineOptions engine;
   dispatch::DispatchOptions dispatch;
   std::string admin_token;
+  std::string metrics_token;
+  size_t ingest_queue_events = 4'000;
   model::TenantConfig tenant_defaults;
   int retention_interval_seconds = 3600;
 };

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <condition_variable>
 #include <csignal>
 #include <cstdlib>
@@ -174,6 +175,11 @@ int Serve(Config config) {
   http::ApiOptions ao;
   ao.admin_token = *token;
   ao.tenant_defaults = config.tenant_defaults;
+  ao.metrics_token = config.metrics_token;
+  // Twice the fair-share capacity stays within the log's queue, so ingest meets 429 per tenant
+  // before anyone meets the log's overload 503.
+  ao.ingest_queue_events =
+      std::min(config.ingest_queue_events, std::max<size_t>(1, config.log.max_queued_events / 2));
   http::Api api(ao, tenants->get(), &log, &log, &engine, &leads, clock, &metrics);
   api.SetCampaignServices({&campaign_registry, &timers, &dispatcher, store->get()});
   if (Status st = api.ResumeDeletions(); !st.ok()) {
@@ -204,7 +210,9 @@ int Serve(Config config) {
     return 1;
   }
   api.SetReady(true);
-  std::string url = fmt::format("http://{}:{}", config.server.host, server.port());
+  std::string url =
+      fmt::format("{}://{}:{}", config.server.tls_cert_file.empty() ? "http" : "https",
+                  config.server.host, server.port());
   spdlog::info("fairway listening on {} (data in {})", url, config.data_dir);
   if (config.admin_token.empty()) {
     std::cout << fmt::format(

@@ -26,6 +26,7 @@ Api::Api(ApiOptions options, tenancy::TenantRegistry* tenants, log::ActivityLog*
       leads_(leads),
       clock_(clock),
       metrics_(metrics),
+      ingest_shares_(options_.ingest_queue_events),
       admin_tasks_(std::make_unique<TaskQueue>()) {
   ingest_latency_ = metrics->GetHistogram("fairway_http_request_seconds",
                                           "HTTP request latency, receipt to response.",
@@ -34,6 +35,9 @@ Api::Api(ApiOptions options, tenancy::TenantRegistry* tenants, log::ActivityLog*
                                          {{"route", "other"}});
   unauthenticated_ = metrics->GetCounter("fairway_ingest_unauthenticated_total",
                                          "Ingest requests refused for a bad or missing write key.");
+  over_share_ = metrics->GetCounter(
+      "fairway_ingest_over_share_total",
+      "Ingest requests refused because their tenant held its share of the ingest queue.");
 }
 
 Api::~Api() { admin_tasks_->Stop(); }
@@ -89,16 +93,40 @@ void Api::Handle(HttpRequest req, Responder respond) {
   }
   if (path == "/healthz") return timed(Json(200, R"({"status":"ok"})"));
   if (path == "/readyz") {
-    return timed(ready_ ? Json(200, R"({"status":"ready"})")
-                        : Json(503, R"({"status":"starting"})"));
+    if (ready_) return timed(Json(200, R"({"status":"ready"})"));
+    HttpResponse r = Json(503, R"({"status":"starting"})");
+    r.headers.emplace_back("Retry-After", "1");
+    return timed(std::move(r));
   }
   if (path == "/metrics") {
+    if (!options_.metrics_token.empty()) {
+      auto token = BearerToken(req.authorization);
+      if (!token || !ConstantTimeEquals(*token, options_.metrics_token)) {
+        HttpResponse r =
+            Error(Unauthenticated("/metrics needs 'Authorization: Bearer <metrics token>'"));
+        r.headers = {{"WWW-Authenticate", "Bearer realm=\"fairway-metrics\""}};
+        return timed(std::move(r));
+      }
+    }
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4";
     r.body = metrics_->RenderPrometheus();
     return timed(std::move(r));
   }
   timed(Error(NotFound(fmt::format("no route for {} {}", req.method, path))));
+}
+
+std::optional<HttpResponse> Api::Screen(const HttpRequest& head) {
+  if (head.method != "POST" || !head.target.starts_with("/v1/")) return std::nullopt;
+  auto write_key = BasicUser(head.authorization);
+  if (!write_key || write_key->empty()) return std::nullopt;
+  tenancy::IngestAdmission pre;
+  if (!tenants_->AdmitIngest(*write_key, 0, &pre).ok()) return std::nullopt;
+  if (!ingest_shares_.OverShare(pre.tenant.id, pre.tenant.quotas.processing_weight)) {
+    return std::nullopt;
+  }
+  MetricsFor(pre.tenant.id).rejected->Add();
+  return OverShare(pre.tenant);
 }
 
 void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endpoint,
@@ -114,6 +142,15 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
       unauthenticated_->Add();
       return done(Error(
           Unauthenticated("Authorization must be HTTP Basic with the write key as user name")));
+    }
+  }
+  // A tenant that already holds its share of the ingest queue is refused before its body is
+  // parsed, so a flood costs the server little.
+  if (write_key) {
+    tenancy::IngestAdmission pre;
+    if (tenants_->AdmitIngest(*write_key, 0, &pre).ok() &&
+        ingest_shares_.OverShare(pre.tenant.id, pre.tenant.quotas.processing_weight)) {
+      return done(OverShare(pre.tenant));
     }
   }
   auto parsed =
@@ -157,20 +194,42 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
     w.EndArray().EndObject();
     return done(Json(400, w.Take()));
   }
+  size_t queued = parsed->activities.size();
+  switch (ingest_shares_.TryAcquire(adm.tenant.id, adm.tenant.quotas.processing_weight, queued)) {
+    case IngestShares::Verdict::kAdmitted:
+      break;
+    case IngestShares::Verdict::kOverShare:
+      tm.rejected->Add(events);
+      return done(OverShare(adm.tenant));
+    case IngestShares::Verdict::kFull:
+      tm.rejected->Add(events);
+      return done(Error(Unavailable("the ingest queue is full; retry later")));
+  }
   log::AppendRequest append = log::AppendRequestFor(adm.tenant);
   append.activities = std::move(parsed->activities);
   std::string remaining = fmt::format("{:.0f}", adm.remaining);
   std::string limit = fmt::format("{:.0f}", adm.limit);
-  log_->Append(std::move(append),
-               [tm, done = std::move(done), remaining, limit](Result<log::AppendResult> r) mutable {
-                 if (!r.ok()) return done(Error(r.status()));
-                 tm.accepted->Add(r->stored);
-                 tm.duplicate->Add(r->duplicates);
-                 HttpResponse res = Json(200, R"({"success":true})");
-                 res.headers.emplace_back("RateLimit-Limit", limit);
-                 res.headers.emplace_back("RateLimit-Remaining", remaining);
-                 done(std::move(res));
-               });
+  log_->Append(std::move(append), [this, tenant = adm.tenant.id, queued, tm, done = std::move(done),
+                                   remaining, limit](Result<log::AppendResult> r) mutable {
+    ingest_shares_.Release(tenant, queued);
+    if (!r.ok()) return done(Error(r.status()));
+    tm.accepted->Add(r->stored);
+    tm.duplicate->Add(r->duplicates);
+    HttpResponse res = Json(200, R"({"success":true})");
+    res.headers.emplace_back("RateLimit-Limit", limit);
+    res.headers.emplace_back("RateLimit-Remaining", remaining);
+    done(std::move(res));
+  });
+}
+
+HttpResponse Api::OverShare(const model::TenantConfig& tenant) {
+  over_share_->Add();
+  HttpResponse r = Error(ResourceExhausted(fmt::format(
+      "tenant '{}' has {} events waiting to be stored, its share of the ingest queue (quotas."
+      "processing_weight {}); retry later",
+      tenant.id.str(), ingest_shares_.InFlight(tenant.id), tenant.quotas.processing_weight)));
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
 }
 
 HttpResponse Api::AdmissionRefused(const Status& st, const tenancy::IngestAdmission& adm) {

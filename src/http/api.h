@@ -22,6 +22,7 @@
 #include "dispatch/outbox_dispatcher.h"
 #include "engine/engine.h"
 #include "http/handler.h"
+#include "http/ingest_shares.h"
 #include "http/responses.h"
 #include "identity/lead_store.h"
 #include "log/activity_log.h"
@@ -46,6 +47,12 @@ struct ApiOptions {
   // Settings a new tenant gets when its creation body leaves them out.
   model::TenantConfig tenant_defaults;
   model::SegmentLimits segment_limits;
+  // When not empty, GET /metrics needs 'Authorization: Bearer <metrics_token>' (401 otherwise).
+  std::string metrics_token;
+  // Events accepted by ingest and not yet durable that the tenants share by processing weight
+  // (IngestShares): a tenant past its share gets 429, and past twice this in all, 503. Keep
+  // twice this at most the log's queue bound.
+  size_t ingest_queue_events = 4'000;
 };
 
 class Api final : public Handler {
@@ -57,6 +64,9 @@ class Api final : public Handler {
   ~Api() override;
 
   void Handle(HttpRequest request, Responder respond) override;
+  // Refuses, before its body is read, an ingest request of a tenant that holds its share of
+  // the ingest queue (429).
+  std::optional<HttpResponse> Screen(const HttpRequest& head) override;
 
   // Finishes and joins the admin task thread. Call before destroying the HttpServer: pending
   // tasks hold connections, which must be released while the server still exists.
@@ -97,6 +107,8 @@ class Api final : public Handler {
   // The tenant an API key belongs to, or the error response.
   Result<model::TenantConfig> AuthenticateApiKey(const HttpRequest& req);
   Status DeleteTenant(const TenantId& id);
+  // 429 + Retry-After for a tenant holding its share of the ingest queue.
+  HttpResponse OverShare(const model::TenantConfig& tenant);
 
   struct TenantMetrics {
     Counter* accepted;
@@ -118,6 +130,8 @@ class Api final : public Handler {
   Histogram* ingest_latency_;
   Histogram* other_latency_;
   Counter* unauthenticated_;
+  Counter* over_share_;
+  IngestShares ingest_shares_;
   std::mutex tenant_metrics_mu_;
   std::unordered_map<std::string, TenantMetrics> tenant_metrics_;
   std::unique_ptr<TaskQueue> admin_tasks_;

@@ -3,6 +3,7 @@
 // request and response structs and an asynchronous handler, so no other file sees Beast.
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,10 @@ class Handler {
   virtual ~Handler() = default;
   // Runs on an I/O thread: must not block. Hands blocking work elsewhere and responds later.
   virtual void Handle(HttpRequest request, Responder respond) = 0;
+  // Called once a request's header has arrived, before its body is read (`head.body` is
+  // empty). An answer here refuses the request cheaply: the body is never read and the
+  // connection is closed. Runs on an I/O thread: must not block.
+  virtual std::optional<HttpResponse> Screen(const HttpRequest& head) { return std::nullopt; }
 };
 
 }  // namespace fairway::http

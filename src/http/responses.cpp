@@ -36,6 +36,8 @@ HttpResponse Error(const Status& st) {
   if (st.code() == StatusCode::kUnauthenticated) {
     r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"fairway\"");
   }
+  // Unavailable is transient by definition: say when to retry.
+  if (st.code() == StatusCode::kUnavailable) r.headers.emplace_back("Retry-After", "1");
   return r;
 }
 

@@ -64,6 +64,32 @@ TEST(ConfigTest, AllowNetworksIsEmptyByDefaultAndParsedFromFileOrEnvironment) {
       << c.status().message();
 }
 
+TEST(ConfigTest, ServerLimitsAreReadAndZeroIsRejected) {
+  TempDir dir;
+  std::string path = dir.Sub("limits.toml");
+  std::ofstream(path) << "[server]\nmax_connections = 500\nmax_buffered_bytes = 1048576\n"
+                         "read_timeout_seconds = 1\nmetrics_token = \"m\"\n"
+                         "ingest_queue_events = 100\n";
+  auto c = LoadConfig(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->server.max_connections, 500);
+  EXPECT_EQ(c->server.max_buffered_bytes, 1048576u);
+  EXPECT_EQ(c->server.read_timeout_seconds, 1);
+  EXPECT_EQ(c->metrics_token, "m");
+  EXPECT_EQ(c->ingest_queue_events, 100u);
+  for (const char* bad :
+       {"read_timeout_seconds = 0", "idle_timeout_seconds = 0", "max_connections = 0",
+        "max_buffered_bytes = 1000", "ingest_queue_events = 0", "max_connections = -5",
+        "read_timeout_seconds = \"soon\""}) {
+    std::ofstream(path) << "[server]\n" << bad << "\n";
+    auto r = LoadConfig(path);
+    ASSERT_FALSE(r.ok()) << bad;
+    std::string key = std::string(bad).substr(0, std::string(bad).find(' '));
+    EXPECT_NE(r.status().message().find("server." + key), std::string::npos)
+        << r.status().message();
+  }
+}
+
 TEST(ConfigTest, ReferenceListsEveryKey) {
   std::string md = ConfigReferenceMarkdown();
   for (const char* key : {"server.listen", "log.sync", "admin.token", "FAIRWAY_DATA_DIR"}) {

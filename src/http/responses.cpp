@@ -36,6 +36,10 @@ HttpResponse Error(const Status& st) {
   if (st.code() == StatusCode::kUnauthenticated) {
     r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"fairway\"");
   }
+  if (st.code() == StatusCode::kUnavailable) {
+    // Overload, shutdown or storage trouble: all pass; tell the client when to try again.
+    r.headers.emplace_back("Retry-After", "1");
+  }
   return r;
 }
 

@@ -264,6 +264,7 @@ Status RocksStore::TryResume() {
   FAIRWAY_RETURN_IF_ERROR(FromRocks(probe.Put(handles_[0], "fairway.store.probe", "ok"), "probe"));
   rocksdb::WriteOptions wo;
   wo.sync = true;
+  wo.no_slowdown = true;  // a stalled probe would stall recovery: fail and try again later
   FAIRWAY_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &probe), "probe write"));
   if (*wal_space_low_) return Unavailable("no space left on device for the write-ahead log");
   if (options_.reserve_bytes > 0) {

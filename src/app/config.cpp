@@ -127,6 +127,21 @@ const std::vector<Key>& Keys() {
        [](const std::string& v, Config* c) {
          return ParseNumber<size_t>("storage.block_cache_mb", v, 8, 1u << 20, &c->block_cache_mb);
        }},
+      {"storage.reserve_mb", "FAIRWAY_STORAGE_RESERVE_MB", "128",
+       "Disk space held in a preallocated file in the data directory so that a full disk never "
+       "stops the server from starting: it is given back at start for the replay of the "
+       "write-ahead log (capped at half of it) and taken again after. Writes are refused "
+       "(503) while it cannot be held. 0 turns it off.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<uint64_t>("storage.reserve_mb", v, 0, 1u << 20, &c->reserve_mb);
+       }},
+      {"storage.recovery_interval_ms", "FAIRWAY_STORAGE_RECOVERY_INTERVAL_MS", "1000",
+       "After a storage error (such as a full disk) writes are refused with 503; this is how "
+       "often the server tries to resume them by itself.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber("storage.recovery_interval_ms", v, 10, 3'600'000,
+                            &c->recovery_interval_ms);
+       }},
       {"log.sync", "FAIRWAY_LOG_SYNC", "true",
        "fsync each group commit before acknowledging. false loses acknowledged events on power "
        "loss: for throwaway environments only.",

@@ -3,6 +3,7 @@
 // from environment variables. One table (config.cpp) drives parsing, overrides and the
 // generated docs/config.md, so the three never disagree.
 
+#include <cstdint>
 #include <string>
 
 #include "common/status.h"
@@ -18,6 +19,9 @@ struct Config {
   http::ServerOptions server;
   std::string data_dir = "./data";
   size_t block_cache_mb = 128;
+  // storage::StoreOptions::reserve_bytes, in MiB.
+  uint64_t reserve_mb = 128;
+  int recovery_interval_ms = 1000;
   log::EmbeddedLogOptions log;
   engine::EngineOptions engine;
   dispatch::DispatchOptions dispatch;

@@ -1,16 +1,20 @@
 // fairway: the server and its command-line tools.
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -34,8 +38,8 @@
 namespace fairway::app {
 namespace {
 
-// Reads the admin token from the config, or from <data_dir>/admin_token, creating it (0600)
-// on first start.
+// Reads the admin token from the config, or from <data_dir>/admin_token, creating it (0600
+// from its first byte: a temporary file opened with that mode, then renamed) on first start.
 Result<std::string> ResolveAdminToken(const Config& config, bool* generated) {
   *generated = false;
   if (!config.admin_token.empty()) return config.admin_token;
@@ -47,12 +51,17 @@ Result<std::string> ResolveAdminToken(const Config& config, bool* generated) {
   std::filesystem::create_directories(config.data_dir, ec);
   token = RandomToken("adm_");
   std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return Unavailable(fmt::format("cannot write '{}'", tmp));
-    out << token << "\n";
+  ::unlink(tmp.c_str());  // left over by a crash: it may have another owner or mode
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Unavailable(fmt::format("cannot write '{}': {}", tmp, std::strerror(errno)));
+  std::string line = token + "\n";
+  bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+                 ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written) {
+    ::unlink(tmp.c_str());
+    return Unavailable(fmt::format("cannot write '{}': {}", tmp, std::strerror(errno)));
   }
-  ::chmod(tmp.c_str(), 0600);
   std::filesystem::rename(tmp, path, ec);
   if (ec) return Unavailable(fmt::format("cannot write '{}': {}", path, ec.message()));
   *generated = true;
@@ -113,6 +122,15 @@ int Serve(Config config) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // threads started below inherit the mask
 
+  // Everything the server creates (store files, the admin token, directories) is for its own
+  // user only: files 0600, directories 0700.
+  ::umask(077);
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(config.data_dir, ec);
+    std::filesystem::permissions(config.data_dir, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, ec);
+  }
   bool generated = false;
   auto token = ResolveAdminToken(config, &generated);
   if (!token.ok()) {
@@ -125,6 +143,17 @@ int Serve(Config config) {
   so.path = config.data_dir + "/store";
   so.column_families = storage::FairwayColumnFamilies();
   so.block_cache_bytes = config.block_cache_mb << 20;
+  so.reserve_bytes = config.reserve_mb << 20;
+  so.recovery_interval_ms = config.recovery_interval_ms;
+  // One line when writes stop, one when they resume.
+  so.on_health_change = [](const storage::StorageHealth& health) {
+    if (health.writable) {
+      spdlog::info("storage recovered: accepting writes again");
+    } else {
+      spdlog::error("storage failed: refusing writes (503) until it recovers by itself: {}",
+                    health.reason);
+    }
+  };
   auto store = storage::Store::Open(so);
   if (!store.ok()) {
     spdlog::error("{}", store.status().message());
@@ -182,6 +211,13 @@ int Serve(Config config) {
       std::min(config.ingest_queue_events, std::max<size_t>(1, config.log.max_queued_events / 2));
   http::Api api(ao, tenants->get(), &log, &log, &engine, &leads, clock, &metrics);
   api.SetCampaignServices({&campaign_registry, &timers, &dispatcher, store->get()});
+  api.SetReadinessCheck([store = store->get()]() -> Status {
+    auto health = store->Health();
+    if (health.writable) return Status::Ok();
+    std::string why = "storage refuses writes: " + health.reason;
+    if (!health.last_resume_error.empty()) why += "; resuming failed: " + health.last_resume_error;
+    return Unavailable(std::move(why));
+  });
   if (Status st = api.ResumeDeletions(); !st.ok()) {
     spdlog::error("finishing interrupted tenant deletions: {}", st.ToString());
     return 1;

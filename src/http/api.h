@@ -8,6 +8,7 @@
 // changes are passed on to the processing engine as they happen.
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -78,6 +79,9 @@ class Api final : public Handler {
 
   // /readyz answers 200 only after this.
   void SetReady(bool ready) { ready_ = ready; }
+  // Once ready, /readyz also asks `check`: a non-OK status answers 503 with its message as the
+  // reason (e.g. storage that refuses writes). Before serving; called on I/O threads.
+  void SetReadinessCheck(std::function<Status()> check) { readiness_check_ = std::move(check); }
 
   // Finishes deleting tenants left in the `deleting` state (by a crash mid-delete).
   Status ResumeDeletions();
@@ -127,6 +131,7 @@ class Api final : public Handler {
   const Clock* clock_;
   MetricsRegistry* metrics_;
   std::atomic<bool> ready_{false};
+  std::function<Status()> readiness_check_;
   Histogram* ingest_latency_;
   Histogram* other_latency_;
   Counter* unauthenticated_;

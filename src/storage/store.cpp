@@ -3,15 +3,21 @@
 #include <fmt/format.h>
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "common/coding.h"
+#include "storage/store_env.h"
 
 namespace fairway::storage {
 
@@ -96,16 +102,43 @@ class RocksIterator final : public Iterator {
 
 class RocksStore final : public Store {
  public:
-  RocksStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
+  RocksStore(const StoreOptions& options, std::shared_ptr<std::atomic<bool>> wal_space_low,
+             std::unique_ptr<rocksdb::Env> env, std::unique_ptr<rocksdb::DB> db,
+             std::vector<rocksdb::ColumnFamilyHandle*> handles,
              std::vector<std::unique_ptr<TtlCompactionFilter>> filters)
-      : filters_(std::move(filters)), db_(std::move(db)), handles_(std::move(handles)) {}
+      : options_(options),
+        wal_space_low_(std::move(wal_space_low)),
+        env_(std::move(env)),
+        filters_(std::move(filters)),
+        db_(std::move(db)),
+        handles_(std::move(handles)) {}
 
   ~RocksStore() override {
+    {
+      std::lock_guard lock(health_mu_);
+      stopping_ = true;
+    }
+    health_cv_.notify_all();
+    if (recovery_.joinable()) recovery_.join();
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     db_->Close().PermitUncheckedError();
   }
 
+  // Takes the reserve (or enters the failed state when it cannot) and starts the recovery
+  // thread. Once, right after opening.
+  void Start() {
+    if (options_.reserve_bytes > 0) {
+      Status held = CreateReserve(options_.path, options_.reserve_bytes, options_.disk_full_probe);
+      if (!held.ok()) EnterFailed(std::string(held.message()));
+    }
+    recovery_ = std::thread([this] { RunRecovery(); });
+  }
+
   Status Write(WriteBatch& batch, bool sync) override;
+  StorageHealth Health() const override {
+    std::lock_guard lock(health_mu_);
+    return health_;
+  }
   Result<std::optional<std::string>> Get(ColumnFamily cf, std::string_view key) override {
     std::string value;
     auto s = db_->Get(rocksdb::ReadOptions(), handles_.at(cf + 1), ToSlice(key), &value);
@@ -178,11 +211,94 @@ class RocksStore final : public Store {
   void InjectWriteFailures(int n) override { injected_failures_.store(n); }
 
  private:
+  // Refuses writes from now on and wakes the recovery thread. Any thread.
+  void EnterFailed(std::string reason);
+  // Runs on recovery_: while failed, tries every recovery_interval_ms to resume.
+  void RunRecovery();
+  // One attempt: resume RocksDB, write a synced probe, hold the reserve again.
+  Status TryResume();
+
+  const StoreOptions options_;
+  // Set by the write-ahead log's files when the disk has no room ahead of the log.
+  std::shared_ptr<std::atomic<bool>> wal_space_low_;
+  std::unique_ptr<rocksdb::Env> env_;                          // outlives db_
   std::vector<std::unique_ptr<TtlCompactionFilter>> filters_;  // outlive db_
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // [0] is "default"
   std::atomic<int> injected_failures_{0};
+
+  // Writes fail fast while set; a copy of !health_.writable readable without the lock.
+  std::atomic<bool> failed_{false};
+  mutable std::mutex health_mu_;
+  std::condition_variable health_cv_;
+  StorageHealth health_;   // guarded by health_mu_
+  bool stopping_ = false;  // guarded by health_mu_
+  std::thread recovery_;
 };
+
+void RocksStore::EnterFailed(std::string reason) {
+  StorageHealth changed;
+  {
+    std::lock_guard lock(health_mu_);
+    if (!health_.writable) return;
+    health_ = {false, std::move(reason), {}};
+    failed_ = true;
+    changed = health_;
+  }
+  health_cv_.notify_all();
+  if (options_.on_health_change) options_.on_health_change(changed);
+}
+
+Status RocksStore::TryResume() {
+  // OK at once when RocksDB holds no background error; otherwise retries its flush.
+  FAIRWAY_RETURN_IF_ERROR(FromRocks(db_->Resume(), "resume"));
+  if (*wal_space_low_) {
+    // Let the probe find out whether the log has room again.
+    uint64_t free_bytes = 0;
+    if (env_->GetFreeSpace(options_.path, &free_bytes).ok() && free_bytes < kWalLookAhead) {
+      return Unavailable(fmt::format("waiting for free space: {} MiB left", free_bytes >> 20));
+    }
+    *wal_space_low_ = false;
+  }
+  rocksdb::WriteBatch probe;
+  FAIRWAY_RETURN_IF_ERROR(FromRocks(probe.Put(handles_[0], "fairway.store.probe", "ok"), "probe"));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  wo.no_slowdown = true;  // a stalled probe would stall recovery: fail and try again later
+  FAIRWAY_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &probe), "probe write"));
+  if (*wal_space_low_) return Unavailable("no space left on device for the write-ahead log");
+  if (options_.reserve_bytes > 0) {
+    FAIRWAY_RETURN_IF_ERROR(
+        CreateReserve(options_.path, options_.reserve_bytes, options_.disk_full_probe));
+  }
+  return Status::Ok();
+}
+
+void RocksStore::RunRecovery() {
+  std::unique_lock lock(health_mu_);
+  while (!stopping_) {
+    if (health_.writable) {
+      health_cv_.wait(lock, [&] { return stopping_ || !health_.writable; });
+      continue;
+    }
+    health_cv_.wait_for(lock, std::chrono::milliseconds(options_.recovery_interval_ms),
+                        [&] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    Status resumed = TryResume();
+    lock.lock();
+    if (!resumed.ok()) {
+      health_.last_resume_error = std::string(resumed.message());
+      continue;
+    }
+    health_ = {};
+    failed_ = false;
+    StorageHealth changed = health_;
+    lock.unlock();
+    if (options_.on_health_change) options_.on_health_change(changed);
+    lock.lock();
+  }
+}
 
 }  // namespace
 
@@ -254,9 +370,29 @@ Status RocksStore::Write(WriteBatch& batch, bool sync) {
       return Unavailable("write: injected storage failure");
     }
   }
+  if (failed_) {
+    return Unavailable(
+        fmt::format("storage refuses writes until it recovers from: {}", Health().reason));
+  }
   rocksdb::WriteOptions wo;
   wo.sync = sync;
-  return FromRocks(db_->Write(wo, WriteBatchAccess::Native(batch)), "write");
+  if (*wal_space_low_) {
+    EnterFailed("no space left on device for the write-ahead log to grow");
+    return Unavailable(
+        fmt::format("storage refuses writes until it recovers from: {}", Health().reason));
+  }
+  auto s = db_->Write(wo, WriteBatchAccess::Native(batch));
+  if (s.ok() && *wal_space_low_) {
+    // This write fitted; the next may not.
+    EnterFailed("no space left on device for the write-ahead log to grow");
+  }
+  if (!s.ok() && !s.IsInvalidArgument() && !s.IsNotSupported() && !s.IsBusy() && !s.IsTryAgain()) {
+    // RocksDB has stopped writes (a background error) or the write-ahead log is broken: send
+    // nothing more its way until the recovery thread has resumed it. Writing again to a log
+    // writer that saw an error aborts the process in RocksDB builds with assertions on.
+    EnterFailed(s.ToString());
+  }
+  return FromRocks(s, "write");
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
@@ -266,14 +402,27 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     return Unavailable(
         fmt::format("cannot create data directory '{}': {}", options.path, ec.message()));
   }
+  auto wal_space_low = std::make_shared<std::atomic<bool>>(false);
+  std::unique_ptr<rocksdb::Env> env = NewStoreEnv(options.disk_full_probe, wal_space_low.get());
+  if (options.reserve_bytes > 0) {
+    // Give the reserve back before opening: replaying the write-ahead log may need its room.
+    ::unlink(ReservePath(options.path).c_str());
+    ::unlink((ReservePath(options.path) + ".tmp").c_str());
+  }
   rocksdb::DBOptions db_opts;
+  db_opts.env = env.get();
   db_opts.create_if_missing = true;
   db_opts.create_missing_column_families = true;
   db_opts.max_background_jobs = options.background_jobs;
   db_opts.bytes_per_sync = 1 << 20;
   db_opts.wal_bytes_per_sync = 0;
-  db_opts.max_total_wal_size = 256u << 20;
-  db_opts.keep_log_file_num = 3;
+  // The write-ahead log is replayed into new table files at open: with a reserve, cap it so
+  // that the replay fits in the reserve's room even when the disk is otherwise full.
+  db_opts.max_total_wal_size = options.reserve_bytes > 0
+                                   ? std::max<uint64_t>(options.reserve_bytes / 2, 1u << 20)
+                                   : 256u << 20;
+  db_opts.info_log = NewStderrRocksLogger();
+  db_opts.listeners.push_back(NewManualRecoveryListener());
   db_opts.max_open_files = 1024;
 
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
@@ -319,8 +468,10 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
                                   options.path, handles[i]->GetName(), handles[i]->GetID(), i));
     }
   }
-  return std::unique_ptr<Store>(
-      new RocksStore(std::move(db), std::move(handles), std::move(filters)));
+  auto store = std::make_unique<RocksStore>(options, std::move(wal_space_low), std::move(env),
+                                            std::move(db), std::move(handles), std::move(filters));
+  store->Start();
+  return std::unique_ptr<Store>(std::move(store));
 }
 
 std::string EncodeCounter(int64_t value) {

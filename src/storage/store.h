@@ -7,7 +7,9 @@
 // Thread-safe: any thread may read, write or iterate. One Store per data directory (RocksDB
 // holds a lock on it).
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +37,21 @@ struct ColumnFamilySpec {
   bool counters = false;
 };
 
+// Whether a Store accepts writes.
+struct StorageHealth {
+  bool writable = true;
+  // Why writes are refused (the storage error that started it), empty while writable.
+  std::string reason;
+  // Why the latest attempt to resume failed; empty before the first attempt.
+  std::string last_resume_error;
+};
+
+// A switch that makes every file write of a Store fail with "no space left on device", as a
+// full disk would, until it is turned off. For tests of the failed state and its recovery.
+struct DiskFullProbe {
+  std::atomic<bool> full{false};
+};
+
 struct StoreOptions {
   std::string path;
   // Column families besides "default", in a fixed order: the handle of the i-th is `i`.
@@ -45,7 +62,24 @@ struct StoreOptions {
   int background_jobs = 2;
   // Time source for TTL expiry (not owned; must outlive the Store).
   const Clock* clock = SystemClock::Default();
+  // Bytes held in a preallocated file (kReserveFileName) in the store directory, so that a
+  // full disk never leaves the store without room to start. The file is deleted just before
+  // the store opens, giving the replay of the write-ahead log room, and re-created after; the
+  // write-ahead log is capped at half of it (RocksDB's max_total_wal_size) so that its replay
+  // fits. Writes are accepted only while the reserve is held. 0: no reserve, and a 256 MiB
+  // write-ahead log cap.
+  uint64_t reserve_bytes = 0;
+  // How often a store that refuses writes after a storage error tries to resume.
+  int recovery_interval_ms = 1000;
+  // Told of every change of Health() (entering and leaving the failed state), on the thread
+  // that saw it. Must not call into the Store.
+  std::function<void(const StorageHealth&)> on_health_change;
+  // Test probe (not owned; must outlive the Store): file writes fail while it is set.
+  DiskFullProbe* disk_full_probe = nullptr;
 };
+
+// The name of the reserve file (StoreOptions::reserve_bytes) in the store directory.
+inline constexpr char kReserveFileName[] = "FAIRWAY-RESERVE";
 
 // Index into StoreOptions::column_families.
 using ColumnFamily = uint32_t;
@@ -100,8 +134,15 @@ class Store {
   virtual ~Store() = default;
 
   // Applies `batch` atomically. With `sync`, returns only once the write-ahead log is on disk
-  // (fsync): the write survives power loss.
+  // (fsync): the write survives power loss. A write that fails is not applied at all.
+  //
+  // A storage error (a full disk, an I/O error) puts the store in a failed state: from then on
+  // every write fails fast with Unavailable, without reaching RocksDB, until a background
+  // thread has resumed RocksDB (DB::Resume), written a synced probe and re-created the reserve
+  // file; then writes are accepted again. Reads keep working throughout.
   virtual Status Write(WriteBatch& batch, bool sync) = 0;
+  // Whether writes are accepted now, and why not.
+  virtual StorageHealth Health() const = 0;
   virtual Result<std::optional<std::string>> Get(ColumnFamily cf, std::string_view key) = 0;
   // Looks up many keys at once; results[i] answers keys[i].
   virtual Status MultiGet(ColumnFamily cf, const std::vector<std::string_view>& keys,

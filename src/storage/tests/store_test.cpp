@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 
 #include "storage/tests/temp_dir.h"
 
@@ -147,6 +149,128 @@ TEST_F(StoreTest, CompactionDropsExpiredTtlValues) {
   ASSERT_TRUE(store_->CompactRange(kTtl, "", "").ok());
   EXPECT_FALSE(store_->Get(kTtl, "old")->has_value());
   EXPECT_TRUE(store_->Get(kTtl, "new")->has_value());
+}
+
+// A store on a disk that fills up (DiskFullProbe) and empties again.
+class StoreHealthTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+  void Reopen(uint64_t reserve_bytes = 0) {
+    store_.reset();
+    StoreOptions opts;
+    opts.path = dir_.path();
+    opts.column_families = {{.name = "data"}};
+    opts.reserve_bytes = reserve_bytes;
+    opts.recovery_interval_ms = 5;
+    opts.disk_full_probe = &probe_;
+    opts.on_health_change = [this](const StorageHealth& h) {
+      std::lock_guard lock(mu_);
+      changes_.push_back(h);
+      cv_.notify_all();
+    };
+    auto s = Store::Open(opts);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+  }
+  Status Put(const std::string& key) {
+    WriteBatch b;
+    b.Put(kData, key, "v");
+    b.Put(kData, key + ".twin", "v");
+    return store_->Write(b, /*sync=*/true);
+  }
+  bool Has(const std::string& key) {
+    auto v = store_->Get(kData, key);
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    return v.ok() && v->has_value();
+  }
+  // Waits (bounded) until `n` health changes were reported.
+  bool WaitForChanges(size_t n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return changes_.size() >= n; });
+  }
+  std::vector<StorageHealth> Changes() {
+    std::lock_guard lock(mu_);
+    return changes_;
+  }
+
+  TempDir dir_;
+  DiskFullProbe probe_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<StorageHealth> changes_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreHealthTest, FullDiskRefusesWritesUntilSpaceReturnsThenResumesByItself) {
+  ASSERT_TRUE(Put("before").ok());
+  EXPECT_TRUE(store_->Health().writable);
+
+  probe_.full = true;
+  Status failed = Put("during");
+  EXPECT_EQ(failed.code(), StatusCode::kUnavailable) << failed.ToString();
+  EXPECT_FALSE(store_->Health().writable);
+  EXPECT_NE(store_->Health().reason.find("space"), std::string::npos) << store_->Health().reason;
+  // Later writes fail fast without reaching RocksDB, and reads keep working.
+  for (int i = 0; i < 20; ++i) {
+    Status again = Put("refused" + std::to_string(i));
+    EXPECT_EQ(again.code(), StatusCode::kUnavailable);
+    EXPECT_NE(again.message().find("refuses writes"), std::string::npos) << again.ToString();
+  }
+  EXPECT_TRUE(Has("before"));
+  EXPECT_FALSE(Has("during"));
+  EXPECT_FALSE(Has("during.twin"));
+  ASSERT_TRUE(WaitForChanges(1));
+  ASSERT_EQ(Changes().size(), 1u) << "one report per state change";
+  EXPECT_FALSE(Changes()[0].writable);
+
+  probe_.full = false;
+  ASSERT_TRUE(WaitForChanges(2)) << "did not resume after space returned";
+  EXPECT_TRUE(Changes()[1].writable);
+  EXPECT_TRUE(store_->Health().writable);
+  ASSERT_TRUE(Put("after").ok());
+
+  Reopen();
+  EXPECT_TRUE(Has("before"));
+  EXPECT_TRUE(Has("after"));
+  EXPECT_FALSE(Has("during"));
+  EXPECT_FALSE(Has("during.twin"));
+  EXPECT_EQ(Changes().size(), 2u);
+}
+
+TEST_F(StoreHealthTest, RepeatedFullDiskCyclesReportEachChangeOnce) {
+  for (int cycle = 0; cycle < 20; ++cycle) {
+    SCOPED_TRACE(cycle);
+    ASSERT_TRUE(Put("k" + std::to_string(cycle)).ok());
+    probe_.full = true;
+    EXPECT_FALSE(Put("x" + std::to_string(cycle)).ok());
+    ASSERT_TRUE(WaitForChanges(2 * cycle + 1));
+    probe_.full = false;
+    ASSERT_TRUE(WaitForChanges(2 * cycle + 2));
+  }
+  EXPECT_EQ(Changes().size(), 40u);
+  for (int cycle = 0; cycle < 20; ++cycle) {
+    EXPECT_TRUE(Has("k" + std::to_string(cycle)));
+    EXPECT_FALSE(Has("x" + std::to_string(cycle)));
+  }
+}
+
+TEST_F(StoreHealthTest, ReserveIsHeldWhileOpenAndRetakenAfterRecovery) {
+  constexpr uint64_t kReserve = 2u << 20;
+  Reopen(kReserve);
+  std::string reserve = dir_.path() + "/" + kReserveFileName;
+  ASSERT_TRUE(std::filesystem::exists(reserve));
+  EXPECT_EQ(std::filesystem::file_size(reserve), kReserve);
+  EXPECT_EQ(std::filesystem::status(reserve).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  ASSERT_TRUE(Put("a").ok());
+
+  probe_.full = true;
+  EXPECT_FALSE(Put("b").ok());
+  ASSERT_TRUE(WaitForChanges(1));
+  probe_.full = false;
+  ASSERT_TRUE(WaitForChanges(2));
+  EXPECT_EQ(std::filesystem::file_size(reserve), kReserve);
+  ASSERT_TRUE(Put("c").ok());
 }
 
 }  // namespace

@@ -89,6 +89,10 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
 
   std::vector<std::string> outbox_keys;
   bool committed = false;
+  // The processor succeeded but its commit failed: retried as it is after
+  // EngineOptions::storage_retry, without counting as an attempt, a failure or a breaker
+  // outcome, so a storage outage never dead-letters activities or opens breakers.
+  bool storage_failed = false;
   if (!error) {
     storage::WriteBatch batch;
     item->txn_.AppendTo(&batch);
@@ -119,6 +123,8 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
       dropped = true;
       outbox_keys.clear();
     } else {
+      // The storage refuses writes (a full disk, an I/O error): not the activities' fault.
+      storage_failed = true;
       error = ProcessError{ErrorClass::kRetryLater, "commit failed: " + st.message()};
       outbox_keys.clear();
     }
@@ -130,7 +136,7 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
   }
 
   bool dead_lettered = false;
-  if (error && item->solo_) {
+  if (error && item->solo_ && !storage_failed) {
     uint32_t attempts = item->attempts_[0] + 1;
     if (error->error_class == ErrorClass::kPermanent || attempts >= spec.retry.max_attempts) {
       const log::LogEntry& e = item->entries_[0];
@@ -175,15 +181,17 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
     s->in_flight_items--;
     s->in_flight_events -= static_cast<uint32_t>(n);
     s->progress++;
-    // Breaker bookkeeping: every attempt counts.
-    bool should_open = s->breaker.Record(error.has_value(), spec.breaker);
+    // Breaker bookkeeping: every attempt of the processor counts.
+    bool should_open = !storage_failed && s->breaker.Record(error.has_value(), spec.breaker);
     if (error) {
-      s->failures->Add();
+      if (!storage_failed) s->failures->Add();
       s->last_error = error->message;
     }
     if (item->probe_) {
       s->breaker.probe_in_flight = false;
-      if (error) {
+      if (storage_failed) {
+        // Not an outcome: the next probe tries again once the retry is due.
+      } else if (error) {
         s->breaker.reopens++;
         OpenBreaker(s, now_ns);
       } else {
@@ -226,14 +234,16 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
       for (size_t i = n; i-- > 0;) {
         Pending* p = pool.Get();
         p->entry = std::move(item->entries_[i]);
-        p->attempts = item->attempts_[i] + (item->solo_ ? 1 : 0);
+        p->attempts = item->attempts_[i] + (item->solo_ && !storage_failed ? 1 : 0);
         p->replay = item->replay_[i] != 0;
         p->bytes = item->bytes_[i];
         item->leads_[i]->PushFront(p);
-        item->leads_[i]->solo++;
+        if (!storage_failed) item->leads_[i]->solo++;
       }
       int64_t delay_ms = spec.retry.retry_now_delay.count();
-      if (item->solo_ && error->error_class != ErrorClass::kRetryNow) {
+      if (storage_failed) {
+        delay_ms = options.storage_retry.count();
+      } else if (item->solo_ && error->error_class != ErrorClass::kRetryNow) {
         uint32_t attempts = item->attempts_[0] + 1;
         delay_ms = spec.retry.initial_backoff.count();
         for (uint32_t a = 1; a < attempts && delay_ms < spec.retry.max_backoff.count(); ++a) {

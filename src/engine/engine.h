@@ -57,6 +57,10 @@ struct EngineOptions {
   // breaker. Zero turns the watchdog off. A processor that legitimately holds a work item
   // longer than this needs a larger value.
   std::chrono::milliseconds stall_timeout{60'000};
+  // A work item whose commit fails (the storage refuses writes: a full disk, an I/O error) is
+  // retried whole after this long, as often as it takes. Such failures are not the activities'
+  // fault: they count neither as attempts nor as breaker failures, and never dead-letter.
+  std::chrono::milliseconds storage_retry{1'000};
 };
 
 // What the API shows about one processor of one tenant.

@@ -128,7 +128,13 @@ class TestProcessor final : public Processor {
   // Caller holds mu_ (inside WaitFor predicates).
   size_t held_unlocked() const { return held_.size(); }
   size_t seen_unlocked() const { return seen_.size(); }
+  size_t attempts_unlocked() const { return attempts_; }
   const std::vector<Seen>& seen_unlocked_ref() const { return seen_; }
+  // Activities handed to Process() and run (not held), counting every attempt.
+  size_t attempts() {
+    std::lock_guard lock(mu_);
+    return attempts_;
+  }
   size_t max_held_events() {
     std::lock_guard lock(mu_);
     return max_held_events_;
@@ -887,6 +893,36 @@ TEST_F(EngineTest, TheWatchdogOpensTheBreakerOfAStreamThatMakesNoProgress) {
   ExpectExactlyOnceInOrder(seen, "alpha", 20);
   ExpectExactlyOnceInOrder(seen, "beta", 30);
   EXPECT_EQ(WatchdogTrips(), 1u);
+}
+
+// The storage refuses writes for a while (a full disk, an I/O error): every commit fails, the
+// work is retried as it is, and once writes succeed again everything is processed exactly once,
+// with no attempt, failure, breaker opening or dead letter charged to the activities.
+TEST_F(EngineTest, AStorageOutageIsWaitedOutWithoutDeadLettersOrBreakers) {
+  auto a = Tenant("alpha");
+  ProcessorSpec spec = Spec();
+  spec.breaker = BreakerPolicy{};  // the default: opens after 20 failures in 50 attempts
+  EngineOptions options;
+  options.storage_retry = 2ms;
+  std::promise<void> gate;
+  TestProcessor* p = StartEngine(spec, {a}, options);
+  p->SetGate(gate.get_future().share());
+  Append(a, 100, 10);
+  constexpr int kFailedCommits = 300;  // far past max_attempts (3) and the breaker's 20
+  store_->InjectWriteFailures(kFailedCommits);
+  gate.set_value();
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  // Each failed commit was one more run of a work item of at least one activity.
+  EXPECT_GE(p->attempts(), 100u + kFailedCommits);
+  StreamStatus after = StatusOf("alpha");
+  EXPECT_EQ(after.state, "idle");
+  EXPECT_EQ(after.processed_total, 100u);
+  EXPECT_EQ(after.failures_total, 0u);
+  EXPECT_EQ(after.dead_letters_total, 0u);
+  EXPECT_THAT(after.last_error, ::testing::HasSubstr("commit failed"));
+  for (int lead = 0; lead < 10; ++lead) {
+    EXPECT_EQ(StateCount("alpha", fmt::format("lead{}", lead)), 10u);
+  }
 }
 
 TEST_F(EngineTest, TenantsComeGoPauseAndResumeWhileRunning) {

@@ -848,8 +848,10 @@ TEST_F(EngineTest, ProcessingRateChangesTakeEffectWhileThrottled) {
   a.quotas.processing_rate = 0.001;
   ASSERT_TRUE(engine_->UpsertTenant(a).ok());
   Append(a, 2, 1);
-  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() == 301; }));
-  EXPECT_EQ(StatusOf("alpha").lag_events, 1u);
+  ASSERT_TRUE(StatusBecomes("alpha", [](const StreamStatus& st) {
+    return st.processed_total == 301 && st.lag_events == 1;
+  }));
+  EXPECT_EQ(p->seen_count(), 301u);
   EXPECT_EQ(StatusOf("alpha").state, "running");
 }
 

@@ -93,11 +93,14 @@ void Api::Handle(HttpRequest req, Responder respond) {
   }
   if (path == "/healthz") return timed(Json(200, R"({"status":"ok"})"));
   if (path == "/readyz") {
-    if (!ready_) return timed(Json(503, R"({"status":"starting"})"));
     Status healthy = readiness_check_ ? readiness_check_() : Status::Ok();
-    if (healthy.ok()) return timed(Json(200, R"({"status":"ready"})"));
+    if (ready_ && healthy.ok()) return timed(Json(200, R"({"status":"ready"})"));
     JsonWriter w;
-    w.BeginObject().Key("status").String("unavailable").Key("reason").String(healthy.message());
+    if (!ready_) {
+      w.BeginObject().Key("status").String("starting");
+    } else {
+      w.BeginObject().Key("status").String("unavailable").Key("reason").String(healthy.message());
+    }
     w.EndObject();
     HttpResponse r = Json(503, w.Take());
     r.headers.emplace_back("Retry-After", "1");

@@ -72,12 +72,18 @@ std::optional<std::string_view> V6Range(const uint8_t* b) {
   if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) {  // 2001:db8::/32
     return "reserved";
   }
+  if (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0x00 &&
+      b[5] == 0x01) {
+    return "reserved";  // 64:ff9b:1::/48, local-use NAT64 (RFC 8215): may reach any IPv4
+  }
   // IPv6 forms that carry an IPv4 destination: judged by that address.
   std::optional<uint32_t> embedded;
   if (AllZero(b, 12)) {
     embedded = V4At(b + 12);  // ::a.b.c.d (IPv4-compatible, deprecated)
   } else if (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && AllZero(b + 4, 8)) {
     embedded = V4At(b + 12);  // 64:ff9b::/96 NAT64
+  } else if (AllZero(b, 8) && b[8] == 0xff && b[9] == 0xff && b[10] == 0 && b[11] == 0) {
+    embedded = V4At(b + 12);  // ::ffff:0:a.b.c.d (IPv4-translated, RFC 2765)
   } else if (b[0] == 0x20 && b[1] == 0x02) {
     embedded = V4At(b + 2);  // 2002::/16 6to4
   }

@@ -123,8 +123,10 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
       dropped = true;
       outbox_keys.clear();
     } else {
-      // The storage refuses writes (a full disk, an I/O error): not the activities' fault.
-      storage_failed = true;
+      // Unavailable: the storage refuses writes (a full disk, an I/O error), not the
+      // activities' fault. Anything else (corruption, a bad batch) is retried and dead-lettered
+      // like a processing failure, so it cannot loop forever.
+      storage_failed = st.code() == StatusCode::kUnavailable;
       error = ProcessError{ErrorClass::kRetryLater, "commit failed: " + st.message()};
       outbox_keys.clear();
     }

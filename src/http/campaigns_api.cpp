@@ -299,11 +299,6 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
     }
     auto req = ParseTrigger(body);
     if (!req.ok()) return Error(req.status());
-    // Requested activities enter the log like ingested ones: through the tenant's ingest
-    // admission (status and rate), one token per lead. A refusal writes nothing.
-    tenancy::IngestAdmission adm;
-    Status admitted = tenants_->AdmitTenantIngest(t, req->leads.size(), &adm);
-    if (!admitted.ok()) return AdmissionRefused(admitted, adm);
     log::AppendRequest append = log::AppendRequestFor(tenant);
     const int64_t now = clock_->NowMillis();
     const std::string nonce = RandomToken("", 12);
@@ -330,6 +325,12 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
       a.fields_json = std::move(f);
       append.activities.push_back(std::move(a));
     }
+    // Requested activities enter the log like ingested ones: through the tenant's ingest
+    // admission (status and rate), one token per lead, taken once nothing but the append can
+    // fail. A refusal writes nothing.
+    tenancy::IngestAdmission adm;
+    Status admitted = tenants_->AdmitTenantIngest(t, req->leads.size(), &adm);
+    if (!admitted.ok()) return AdmissionRefused(admitted, adm);
     std::promise<Status> done;
     log_->Append(std::move(append),
                  [&done](Result<log::AppendResult> r) { done.set_value(r.status()); });

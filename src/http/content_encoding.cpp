@@ -52,10 +52,16 @@ Result<std::string> Inflate(std::string_view in, int window_bits, size_t max_byt
       return InvalidArgument(fmt::format("request body is truncated {} data", name));
     }
   }
+  const bool trailing = rc == Z_STREAM_END && zs.avail_in != 0;
   inflateEnd(&zs);
   if (out.size() > max_bytes) {
     return TooLarge(
         fmt::format("decoded request body is larger than the limit of {} bytes", max_bytes));
+  }
+  if (trailing) {
+    // A second gzip member or bytes after the stream: refuse rather than drop data silently.
+    return InvalidArgument(
+        fmt::format("request body has data after the end of its {} stream", name));
   }
   return out;
 }

@@ -1,5 +1,6 @@
 #include "storage/store.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
@@ -8,10 +9,13 @@
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -105,8 +109,9 @@ class RocksStore final : public Store {
   RocksStore(const StoreOptions& options, std::shared_ptr<std::atomic<bool>> wal_space_low,
              std::unique_ptr<rocksdb::Env> env, std::unique_ptr<rocksdb::DB> db,
              std::vector<rocksdb::ColumnFamilyHandle*> handles,
-             std::vector<std::unique_ptr<TtlCompactionFilter>> filters)
-      : options_(options),
+             std::vector<std::unique_ptr<TtlCompactionFilter>> filters, int lock_fd)
+      : lock_fd_(lock_fd),
+        options_(options),
         wal_space_low_(std::move(wal_space_low)),
         env_(std::move(env)),
         filters_(std::move(filters)),
@@ -122,6 +127,7 @@ class RocksStore final : public Store {
     if (recovery_.joinable()) recovery_.join();
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     db_->Close().PermitUncheckedError();
+    ::close(lock_fd_);
   }
 
   // Takes the reserve (or enters the failed state when it cannot) and starts the recovery
@@ -218,6 +224,8 @@ class RocksStore final : public Store {
   // One attempt: resume RocksDB, write a synced probe, hold the reserve again.
   Status TryResume();
 
+  // Holds an exclusive flock on kLockFileName for the store's lifetime.
+  const int lock_fd_;
   const StoreOptions options_;
   // Set by the write-ahead log's files when the disk has no room ahead of the log.
   std::shared_ptr<std::atomic<bool>> wal_space_low_;
@@ -402,6 +410,28 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     return Unavailable(
         fmt::format("cannot create data directory '{}': {}", options.path, ec.message()));
   }
+  // Exclusive use of the directory before anything in it changes: a second process started on
+  // it by mistake must not give the reserve of the running one back.
+  const std::string lock_path = options.path + "/" + kLockFileName;
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) {
+    return Unavailable(fmt::format("cannot open '{}': {}", lock_path, std::strerror(errno)));
+  }
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(lock_fd);
+    if (err == EWOULDBLOCK) {
+      return FailedPrecondition(
+          fmt::format("data directory '{}' is in use by another process", options.path));
+    }
+    return Unavailable(fmt::format("cannot lock '{}': {}", lock_path, std::strerror(err)));
+  }
+  struct LockGuard {
+    int fd;
+    ~LockGuard() {
+      if (fd >= 0) ::close(fd);
+    }
+  } lock_guard{lock_fd};
   auto wal_space_low = std::make_shared<std::atomic<bool>>(false);
   std::unique_ptr<rocksdb::Env> env = NewStoreEnv(options.disk_full_probe, wal_space_low.get());
   if (options.reserve_bytes > 0) {
@@ -468,8 +498,10 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
                                   options.path, handles[i]->GetName(), handles[i]->GetID(), i));
     }
   }
-  auto store = std::make_unique<RocksStore>(options, std::move(wal_space_low), std::move(env),
-                                            std::move(db), std::move(handles), std::move(filters));
+  auto store =
+      std::make_unique<RocksStore>(options, std::move(wal_space_low), std::move(env), std::move(db),
+                                   std::move(handles), std::move(filters), lock_fd);
+  lock_guard.fd = -1;  // owned by the store now
   store->Start();
   return std::unique_ptr<Store>(std::move(store));
 }

@@ -78,6 +78,10 @@ struct StoreOptions {
   DiskFullProbe* disk_full_probe = nullptr;
 };
 
+// A file in the store directory on which an open Store holds an exclusive flock: a second
+// process cannot open the same directory (FailedPrecondition).
+inline constexpr char kLockFileName[] = "FAIRWAY.lock";
+
 // The name of the reserve file (StoreOptions::reserve_bytes) in the store directory.
 inline constexpr char kReserveFileName[] = "FAIRWAY-RESERVE";
 
@@ -134,7 +138,10 @@ class Store {
   virtual ~Store() = default;
 
   // Applies `batch` atomically. With `sync`, returns only once the write-ahead log is on disk
-  // (fsync): the write survives power loss. A write that fails is not applied at all.
+  // (fsync): the write survives power loss. A failed write is applied whole or not at all:
+  // never in part. It may still be applied (its log record was written, the sync failed, and
+  // the next open replays it), so callers retry idempotently: ingest deduplicates by
+  // messageId, the engine commits a work item's state and offsets together.
   //
   // A storage error (a full disk, an I/O error) puts the store in a failed state: from then on
   // every write fails fast with Unavailable, without reaching RocksDB, until a background

@@ -77,8 +77,12 @@ TEST(DestinationFilterTest, RefusesEveryNonPublicRangeIncludingItsEdges) {
       {"::2", "unspecified"},                // IPv4-compatible 0.0.0.2
       {"64:ff9b::a9fe:a9fe", "link-local"},  // NAT64 of 169.254.169.254
       {"64:ff9b::7f00:1", "loopback"},
-      {"2002:7f00:1::1", "loopback"},  // 6to4 of 127.0.0.1
-      {"2002:a00:1::", "private"},     // 6to4 of 10.0.0.1
+      {"2002:7f00:1::1", "loopback"},      // 6to4 of 127.0.0.1
+      {"2002:a00:1::", "private"},         // 6to4 of 10.0.0.1
+      {"::ffff:0:127.0.0.1", "loopback"},  // IPv4-translated
+      {"::ffff:0:a00:1", "private"},       // IPv4-translated 10.0.0.1
+      {"64:ff9b:1::a00:1", "reserved"},    // local-use NAT64
+      {"64:ff9b:1:ffff::808:808", "reserved"},
   };
   DestinationFilter filter;
   for (const auto& [ip, range] : refused) {

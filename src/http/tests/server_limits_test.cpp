@@ -472,6 +472,16 @@ TEST(ContentEncodingTest, EmptyBodiesAndNames) {
   EXPECT_FALSE(DecodeBody(ContentEncoding::kGzip, "", 10).ok());
   EXPECT_EQ(DecodeBody(ContentEncoding::kGzip, Compress("ab", 16 + MAX_WBITS), 1).status().code(),
             StatusCode::kTooLarge);
+  // Data after the end of the stream (a second gzip member, stray bytes) is refused, not dropped.
+  std::string one = Compress(R"({"a":1})", 16 + MAX_WBITS);
+  auto two = DecodeBody(ContentEncoding::kGzip, one + one, 1000);
+  EXPECT_EQ(two.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(two.status().message().find("after the end"), std::string::npos);
+  EXPECT_EQ(DecodeBody(ContentEncoding::kDeflate, Compress("x", MAX_WBITS) + "junk", 1000)
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(DecodeBody(ContentEncoding::kGzip, one, 1000).ok());
 }
 
 // The server runs in a child process whose descriptor limit is lowered below the number of

@@ -4,7 +4,7 @@ BUILD_DIR := build/$(PRESET)
 DATA_DIR ?= ./data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test build configure bootstrap bench bench-engine bench-campaigns bench-overload clean format-check config-doc
+.PHONY: run test build configure bootstrap bench bench-engine bench-campaigns bench-overload clean format-check config-doc fuzz
 
 run: build
 	$(BUILD_DIR)/src/app/fairway serve --data-dir $(DATA_DIR) --listen $(LISTEN)
@@ -42,6 +42,12 @@ bench-campaigns: build
 # One tenant floods with 1,200 connections while another sends 50 requests/s (bench/README.md).
 bench-overload: build
 	SKIP_BUILD=1 bench/run_overload.sh
+
+# The libFuzzer targets (docs/fuzzing.md), FUZZ_SECONDS each; new corpus entries and crashing
+# inputs are kept in build/fuzz/work. `make test` runs them briefly (the fuzz_smoke test).
+FUZZ_SECONDS ?= 120
+fuzz: bootstrap
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_WORK=build/fuzz/work scripts/fuzz
 
 config-doc: build
 	$(BUILD_DIR)/src/app/fairway config-reference > docs/config.md

@@ -4,11 +4,50 @@
 
 namespace fairway {
 
+namespace {
+
+// Length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, at
+// most U+10FFFF) that starts `s`, whose first byte is at least 0x80; 0 if there is none.
+size_t Utf8SequenceLength(std::string_view s) {
+  auto b = [&s](size_t i) { return static_cast<unsigned char>(s[i]); };
+  auto cont = [&](size_t i) { return i < s.size() && (b(i) & 0xC0) == 0x80; };
+  unsigned char c = b(0);
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
+    if (c == 0xED && b(1) >= 0xA0) return 0;  // surrogate
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if (c == 0xF0 && b(1) < 0x90) return 0;   // overlong
+    if (c == 0xF4 && b(1) >= 0x90) return 0;  // above U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+}  // namespace
+
 void AppendJsonString(std::string* out, std::string_view s) {
   static const char kHex[] = "0123456789abcdef";
   out->push_back('"');
-  for (char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
     auto u = static_cast<unsigned char>(c);
+    if (u >= 0x80) {
+      // JSON text is UTF-8: a byte that starts no valid sequence (request bytes echoed in an
+      // error message) becomes U+FFFD instead of making the whole document invalid.
+      size_t n = Utf8SequenceLength(s.substr(i));
+      if (n == 0) {
+        out->append("\\ufffd");
+      } else {
+        out->append(s.substr(i, n));
+        i += n - 1;
+      }
+      continue;
+    }
     switch (c) {
       case '"':
         out->append("\\\"");

@@ -10,7 +10,8 @@
 
 namespace fairway {
 
-// Appends `s` to `out` as a JSON string literal, quotes included.
+// Appends `s` to `out` as a JSON string literal, quotes included. Bytes that are not valid
+// UTF-8 are written as U+FFFD, so the result is always valid JSON.
 void AppendJsonString(std::string* out, std::string_view s);
 
 class JsonWriter {

@@ -391,7 +391,10 @@ void Api::HandleActivities(HttpRequest& req, std::string_view query, Responder r
   q.tenant = tenant->id;
   auto params = ParseQuery(query);
   if (!params.ok()) return respond(Error(params.status()));
-  for (auto& [key, value] : *params) {
+  // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+  for (auto& param : *params) {
+    const std::string& key = param.first;
+    std::string& value = param.second;
     auto parse_time = [&](int64_t* out) -> Status {
       if (auto ms = ParseIso8601Millis(value)) {
         *out = *ms;

@@ -34,12 +34,15 @@ bool LaterMembership(int64_t t1, bool m1, int64_t t0, bool m0) {
   return t1 != t0 ? t1 > t0 : (m1 && !m0);
 }
 
-// The first entry not before (kind, name), in a const or mutable vector.
+// The first entry not before (kind, name), in a const or mutable vector. The keys compare as
+// string_views: clang 14 with libstdc++ 12 cannot compare a tuple of `const std::string&` with
+// one of `std::string_view&` (the fuzz build uses clang).
 template <typename Vector>
 auto FindMembershipIt(Vector& v, MembershipKind kind, std::string_view name) {
-  return std::lower_bound(
-      v.begin(), v.end(), std::tie(kind, name),
-      [](const MembershipEntry& e, const auto& key) { return std::tie(e.kind, e.name) < key; });
+  return std::lower_bound(v.begin(), v.end(), std::tie(kind, name),
+                          [](const MembershipEntry& e, const auto& key) {
+                            return std::make_tuple(e.kind, std::string_view(e.name)) < key;
+                          });
 }
 
 Status Corrupt(std::string_view what) {
@@ -82,9 +85,10 @@ bool LeadProfile::MergeAccount(std::string_view id, int64_t time_ms) {
 void LeadProfile::AddCount(model::ActivityType type, std::string_view name, int64_t day,
                            uint64_t n) {
   if (n == 0) return;
-  auto it = std::lower_bound(
-      counters.begin(), counters.end(), std::tie(type, name),
-      [](const CounterSeries& s, const auto& key) { return std::tie(s.type, s.name) < key; });
+  auto it = std::lower_bound(counters.begin(), counters.end(), std::tie(type, name),
+                             [](const CounterSeries& s, const auto& key) {
+                               return std::make_tuple(s.type, std::string_view(s.name)) < key;
+                             });
   if (it == counters.end() || it->type != type || it->name != name) {
     it = counters.insert(it, CounterSeries{type, std::string(name), {}});
   }
@@ -116,9 +120,10 @@ void LeadProfile::PruneCounters(uint32_t counter_days) {
 
 bool LeadProfile::MergeLink(IdKind kind, std::string_view id, int64_t time_ms,
                             std::string_view message_id) {
-  auto it = std::lower_bound(
-      links.begin(), links.end(), std::tie(kind, id),
-      [](const LinkEntry& l, const auto& key) { return std::tie(l.kind, l.id) < key; });
+  auto it = std::lower_bound(links.begin(), links.end(), std::tie(kind, id),
+                             [](const LinkEntry& l, const auto& key) {
+                               return std::make_tuple(l.kind, std::string_view(l.id)) < key;
+                             });
   if (it != links.end() && it->kind == kind && it->id == id) {
     if (!Later(time_ms, message_id, it->time_ms, it->message_id)) return false;
     it->time_ms = time_ms;
@@ -183,16 +188,18 @@ const TraitEntry* LeadProfile::FindTrait(std::string_view name) const {
 
 const CounterSeries* LeadProfile::FindCounter(model::ActivityType type,
                                               std::string_view name) const {
-  auto it = std::lower_bound(
-      counters.begin(), counters.end(), std::tie(type, name),
-      [](const CounterSeries& s, const auto& key) { return std::tie(s.type, s.name) < key; });
+  auto it = std::lower_bound(counters.begin(), counters.end(), std::tie(type, name),
+                             [](const CounterSeries& s, const auto& key) {
+                               return std::make_tuple(s.type, std::string_view(s.name)) < key;
+                             });
   return it != counters.end() && it->type == type && it->name == name ? &*it : nullptr;
 }
 
 const LinkEntry* LeadProfile::FindLink(IdKind kind, std::string_view id) const {
-  auto it = std::lower_bound(
-      links.begin(), links.end(), std::tie(kind, id),
-      [](const LinkEntry& l, const auto& key) { return std::tie(l.kind, l.id) < key; });
+  auto it = std::lower_bound(links.begin(), links.end(), std::tie(kind, id),
+                             [](const LinkEntry& l, const auto& key) {
+                               return std::make_tuple(l.kind, std::string_view(l.id)) < key;
+                             });
   return it != links.end() && it->kind == kind && it->id == id ? &*it : nullptr;
 }
 

@@ -77,7 +77,11 @@ Status DecodeBlock(std::string_view block, std::string* scratch,
   FAIRWAY_RETURN_IF_ERROR(ParseHeader(&d, &h, &codec, &raw_size));
   std::string_view payload = d.rest();
   if (codec == kCodecLz4) {
-    if (raw_size > (1u << 30)) return Internal("log block: implausible size");
+    // LZ4 expands at most ~255:1, so a larger raw size is corruption, not a reason to allocate
+    // up to a gigabyte for a block of a few bytes.
+    if (raw_size > (1u << 30) || raw_size > payload.size() * 255 + 64) {
+      return Internal("log block: implausible size");
+    }
     scratch->resize(raw_size);
     int n = LZ4_decompress_safe(payload.data(), scratch->data(), static_cast<int>(payload.size()),
                                 static_cast<int>(raw_size));
@@ -88,6 +92,9 @@ Status DecodeBlock(std::string_view block, std::string* scratch,
   } else if (codec != kCodecNone) {
     return Internal("log block: unknown codec");
   }
+  // Every record takes at least its one-byte length: a larger count is corruption (and must
+  // not size the reservation below).
+  if (h.count > payload.size()) return Internal("log block: count exceeds payload");
   records->clear();
   records->reserve(h.count);
   Decoder p(payload);

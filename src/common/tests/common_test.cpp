@@ -172,6 +172,28 @@ TEST(JsonWriterTest, EscapesAndSeparates) {
   EXPECT_EQ(w.str(), R"({"a":"x\"y\n\u0001","b":[-1,2,true,null],"c":{"d":1}})");
 }
 
+// Found by the HTTP fuzzer: a 404 for a path with bytes such as 0xC0 echoed them into the JSON
+// error body, which was then not valid JSON (JSON text is UTF-8).
+TEST(JsonWriterTest, InvalidUtf8BecomesReplacementCharacters) {
+  auto json = [](std::string_view s) {
+    std::string out;
+    AppendJsonString(&out, s);
+    return out;
+  };
+  // Valid sequences of 2, 3 and 4 bytes stay as they are.
+  EXPECT_EQ(json("M\xC3\xBCller \xE2\x82\xAC \xF0\x9D\x84\x9E"),
+            "\"M\xC3\xBCller \xE2\x82\xAC \xF0\x9D\x84\x9E\"");
+  EXPECT_EQ(json("/\xC0\xC0x"), R"("/\ufffd\ufffdx")");                  // never valid
+  EXPECT_EQ(json("\xFF"), R"("\ufffd")");                                // never valid
+  EXPECT_EQ(json("\xE2\x82"), R"("\ufffd\ufffd")");                      // truncated at the end
+  EXPECT_EQ(json("\xE2\x82x"), R"("\ufffd\ufffdx")");                    // truncated
+  EXPECT_EQ(json("\xE0\x80\x80"), R"("\ufffd\ufffd\ufffd")");            // overlong
+  EXPECT_EQ(json("\xED\xA0\x80"), R"("\ufffd\ufffd\ufffd")");            // surrogate
+  EXPECT_EQ(json("\xF4\x90\x80\x80"), R"("\ufffd\ufffd\ufffd\ufffd")");  // above U+10FFFF
+  EXPECT_EQ(json("\x80"), R"("\ufffd")");                                // lone continuation
+  EXPECT_EQ(json(""), R"("")");
+}
+
 TEST(MetricsTest, RendersPrometheusText) {
   MetricsRegistry reg;
   reg.GetCounter("fairway_events_total", "Events.", {{"tenant", "acme"}})->Add(3);

@@ -342,5 +342,31 @@ TEST(BlockTest, CompressedRoundTripAndCorruption) {
   EXPECT_FALSE(DecodeBlock(block, &scratch, &records).ok());
 }
 
+// Found by the block fuzzer: a corrupt header sized allocations from its own claims (a count
+// of 2^32 reserved 64 GB; an LZ4 raw size of 1 GiB was allocated for a 20-byte block).
+TEST(BlockTest, CorruptHeadersAreErrorsWithoutHugeAllocations) {
+  // version 1, codec none, count UINT32_MAX, max_received_at 0, raw size 1, one record "a".
+  std::string count_too_large = {1, 0, '\xff', '\xff', '\xff', '\xff', '\x0f', 0, 1, 1, 'a'};
+  std::string scratch;
+  std::vector<std::string_view> records;
+  EXPECT_FALSE(DecodeBlock(count_too_large, &scratch, &records).ok());
+  EXPECT_LT(records.capacity(), 1024u);
+
+  // version 1, codec LZ4, count 1, max_received_at 0, raw size 2^30, a 4-byte payload.
+  std::string raw_too_large = {1, 1, 1, 0, '\x80', '\x80', '\x80', '\x80', '\x04', 0, 0, 0, 0};
+  EXPECT_FALSE(DecodeBlock(raw_too_large, &scratch, &records).ok());
+  EXPECT_LT(scratch.capacity(), 1u << 20);
+
+  // The real encoder's blocks still decode, with their count, compressed or not.
+  for (size_t compress_min : {size_t{0}, SIZE_MAX}) {
+    BlockBuilder b;
+    for (int i = 0; i < 1000; ++i) b.Add("", 1);  // empty records: one byte each
+    b.Add(std::string(100'000, 'z'), 2);          // compresses far beyond 100:1
+    ASSERT_TRUE(DecodeBlock(b.Finish(compress_min), &scratch, &records).ok());
+    EXPECT_EQ(records.size(), 1001u);
+    EXPECT_EQ(records.back().size(), 100'000u);
+  }
+}
+
 }  // namespace
 }  // namespace fairway::log

@@ -412,8 +412,11 @@ struct HttpServer::Impl {
   std::optional<net::ssl::context> tls;
   net::io_context ioc;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
-  tcp::acceptor acceptor{ioc};
-  net::steady_timer accept_backoff{ioc};
+  // The accept chain (acceptor, back-off timer, the counters below) runs on one strand, and so
+  // does Stop()'s close: with several I/O threads they would otherwise race.
+  net::strand<net::io_context::executor_type> accept_strand{net::make_strand(ioc)};
+  tcp::acceptor acceptor{accept_strand};
+  net::steady_timer accept_backoff{accept_strand};
   std::vector<std::thread> threads;
   uint16_t port = 0;
   // Rate-limited logging of failing accepts (only the accept chain touches these).
@@ -556,7 +559,7 @@ size_t HttpServer::buffered_bytes() const {
 
 void HttpServer::Stop() {
   if (impl_->threads.empty()) return;
-  net::post(impl_->ioc, [this] {
+  net::post(impl_->accept_strand, [this] {
     beast::error_code ec;
     impl_->acceptor.close(ec);
     impl_->accept_backoff.cancel();

@@ -128,12 +128,15 @@ std::optional<HttpResponse> Api::Screen(const HttpRequest& head) {
   if (head.method != "POST" || !head.target.starts_with("/v1/")) return std::nullopt;
   auto write_key = BasicUser(head.authorization);
   if (!write_key || write_key->empty()) return std::nullopt;
+  return RefuseOverShare(*write_key);
+}
+
+std::optional<HttpResponse> Api::RefuseOverShare(std::string_view write_key) {
   tenancy::IngestAdmission pre;
-  if (!tenants_->AdmitIngest(*write_key, 0, &pre).ok()) return std::nullopt;
+  if (!tenants_->AdmitIngest(write_key, 0, &pre).ok()) return std::nullopt;
   if (!ingest_shares_.OverShare(pre.tenant.id, pre.tenant.quotas.processing_weight)) {
     return std::nullopt;
   }
-  MetricsFor(pre.tenant.id).rejected->Add();
   return OverShare(pre.tenant);
 }
 
@@ -155,11 +158,7 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
   // A tenant that already holds its share of the ingest queue is refused before its body is
   // parsed, so a flood costs the server little.
   if (write_key) {
-    tenancy::IngestAdmission pre;
-    if (tenants_->AdmitIngest(*write_key, 0, &pre).ok() &&
-        ingest_shares_.OverShare(pre.tenant.id, pre.tenant.quotas.processing_weight)) {
-      return done(OverShare(pre.tenant));
-    }
+    if (auto refused = RefuseOverShare(*write_key)) return done(std::move(*refused));
   }
   auto parsed =
       model::ParseSegmentRequest(req.body, endpoint, clock_->NowMillis(), options_.segment_limits);

@@ -113,6 +113,10 @@ class Api final : public Handler {
   Status DeleteTenant(const TenantId& id);
   // 429 + Retry-After for a tenant holding its share of the ingest queue.
   HttpResponse OverShare(const model::TenantConfig& tenant);
+  // The 429 for a write key whose tenant already holds its share of the ingest queue (checked
+  // before the body is parsed, by Screen from the header and again by HandleIngest for
+  // requests that reach it without Screen); nullopt to go on.
+  std::optional<HttpResponse> RefuseOverShare(std::string_view write_key);
 
   struct TenantMetrics {
     Counter* accepted;

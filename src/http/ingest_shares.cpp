@@ -25,6 +25,12 @@ IngestShares::Verdict IngestShares::TryAcquire(const TenantId& tenant, uint32_t 
   std::lock_guard lock(mu_);
   auto it = tenants_.find(tenant.str());
   bool active = it != tenants_.end();
+  if (active && it->second.weight != std::max<uint32_t>(1, weight)) {
+    // The tenant's weight changed while it had events in flight: the total follows at once.
+    active_weight_ -= it->second.weight;
+    it->second.weight = std::max<uint32_t>(1, weight);
+    active_weight_ += it->second.weight;
+  }
   if (active && it->second.events + events > ShareLocked(weight, true)) return Verdict::kOverShare;
   if (total_ > 0 && total_ + events > 2 * capacity_) return Verdict::kFull;
   if (!active) {

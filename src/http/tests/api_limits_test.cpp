@@ -51,6 +51,29 @@ TEST(IngestSharesTest, OneRequestIsAlwaysAdmittedForAnIdleTenant) {
   EXPECT_EQ(shares.TryAcquire(TenantId("a"), 1, 500), IngestShares::Verdict::kAdmitted);
 }
 
+// A weight changed (PATCH) while the tenant has events in flight counts at once, and releasing
+// its events afterwards leaves the total weight right: an idle server gives a lone tenant all.
+TEST(IngestSharesTest, AWeightChangedInFlightCountsAtOnce) {
+  IngestShares shares(100);
+  TenantId a("a"), b("b");
+  ASSERT_EQ(shares.TryAcquire(a, 1, 10), IngestShares::Verdict::kAdmitted);
+  ASSERT_EQ(shares.TryAcquire(b, 1, 10), IngestShares::Verdict::kAdmitted);
+  // Equal weights: a's share is 50.
+  EXPECT_EQ(shares.TryAcquire(a, 1, 41), IngestShares::Verdict::kOverShare);
+  // Weight 3 of 4: 75.
+  EXPECT_EQ(shares.TryAcquire(a, 3, 65), IngestShares::Verdict::kAdmitted);
+  EXPECT_TRUE(shares.OverShare(a, 3));
+  // Back to 1 (while 75 are in flight): b's share is half again.
+  EXPECT_EQ(shares.TryAcquire(a, 1, 1), IngestShares::Verdict::kOverShare);
+  EXPECT_EQ(shares.TryAcquire(b, 1, 40), IngestShares::Verdict::kAdmitted);
+  shares.Release(a, 75);
+  shares.Release(b, 50);
+  EXPECT_EQ(shares.total(), 0u);
+  EXPECT_EQ(shares.TryAcquire(b, 1, 60), IngestShares::Verdict::kAdmitted);
+  EXPECT_EQ(shares.TryAcquire(b, 1, 40), IngestShares::Verdict::kAdmitted);
+  EXPECT_EQ(shares.TryAcquire(b, 1, 1), IngestShares::Verdict::kOverShare);
+}
+
 // An ActivityLog that holds appends until released, so ingest work stays in flight.
 class HoldingLog final : public log::ActivityLog {
  public:

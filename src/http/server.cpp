@@ -94,9 +94,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   // `tls` (the server's TLS context) only for TlsStream.
   template <class... Tls>
   Session(tcp::socket socket, ServerState* state, Tls&... tls)
-      : stream_(std::move(socket), tls...), deadline_(stream_.get_executor()), state_(state) {
-    buffer_.reserve(kReadBufferBytes);
-  }
+      : stream_(std::move(socket), tls...), deadline_(stream_.get_executor()), state_(state) {}
   ~Session() {
     ReleaseBudget();
     if (refusal_) state_->refusing.fetch_sub(1, std::memory_order_relaxed);
@@ -159,10 +157,32 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     deadline_.cancel();
   }
 
-  // Idle: waits for the first byte of the next request within the idle timeout.
+  // Idle: waits for the first byte of the next request within the idle timeout. A plain
+  // connection holds no read buffer while idle (thousands of idle keep-alive connections
+  // would otherwise hold kReadBufferBytes each): it waits until the socket is readable, then
+  // takes the buffer. TLS may hold decrypted bytes the socket does not show, so a TLS
+  // connection reads at once.
   void WaitForRequest() {
     if (buffer_.size() > 0) return ReadHeader();  // pipelined: already here
     ArmDeadline(std::chrono::seconds(options().idle_timeout_seconds));
+    if constexpr (!kTls) {
+      buffer_.shrink_to_fit();
+      tcp().socket().async_wait(tcp::socket::wait_read,
+                                [self = shared_from_this()](beast::error_code ec) {
+                                  if (ec) {
+                                    self->DisarmDeadline();
+                                    return self->Close();  // idle timeout, reset
+                                  }
+                                  self->ReadFirstBytes();
+                                });
+    } else {
+      ReadFirstBytes();
+    }
+  }
+
+  // The first bytes of a request, into a buffer of kReadBufferBytes (fewer syscalls per batch).
+  // Runs under the idle deadline armed by WaitForRequest.
+  void ReadFirstBytes() {
     stream_.async_read_some(buffer_.prepare(kReadBufferBytes),
                             [self = shared_from_this()](beast::error_code ec, size_t n) {
                               self->DisarmDeadline();

@@ -52,19 +52,10 @@ fi
 [[ -x $LOADGEN_BIN ]] || die "$LOADGEN_BIN was not built (is libpq-dev installed?)"
 
 # --- scratch space and cleanup ----------------------------------------------------------
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 TMP=$(mktemp -d)
 PIDS=()
-stop_pid() {  # stop_pid PID [SIGNAL]: signal, wait up to 10 s, then SIGKILL
-  local pid=$1 sig=${2:-TERM}
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -"$sig" "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 stop_postgres() {  # fast shutdown of the postmaster, then of the process that started it
   if [[ -f "$TMP/pg/data/postmaster.pid" ]]; then
     stop_pid "$(head -1 "$TMP/pg/data/postmaster.pid")" INT
@@ -81,22 +72,6 @@ cleanup() {  # newest first: load generators before the servers they load
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_until TRIES DESCRIPTION PID COMMAND...: poll COMMAND every 0.2 s while PID lives.
-wait_until() {
-  local tries=$1 what=$2 pid=$3
-  shift 3
-  for _ in $(seq "$tries"); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    kill -0 "$pid" 2>/dev/null || die "$what exited during start-up"
-    sleep 0.2
-  done
-  die "$what did not come up"
-}
 
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"

@@ -41,19 +41,10 @@ fi
 # The flood needs a descriptor per connection, in the load generator and in the server.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 TMP=$(mktemp -d)
 PIDS=()
-stop_pid() {
-  local pid=$1
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   trap - EXIT INT TERM
   local i
@@ -63,18 +54,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+port=$(free_port)
 token=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
 log "starting fairway on 127.0.0.1:$port"
 FAIRWAY_ADMIN_TOKEN=$token "$FAIRWAY_BIN" serve --data-dir "$TMP/fairway" \
   --listen "127.0.0.1:$port" >"$TMP/fairway.log" 2>&1 &
 fairway_pid=$!
 PIDS+=("$fairway_pid")
-for _ in $(seq 150); do
-  [[ $(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]] && break
-  kill -0 "$fairway_pid" 2>/dev/null || die "fairway exited during start-up"
-  sleep 0.2
-done
+wait_until 150 fairway "$fairway_pid" curl -sf --max-time 2 -o /dev/null "http://127.0.0.1:$port/readyz"
 
 # Two tenants with ingest quotas out of the way: what protects the good tenant here is the
 # per-tenant share of the ingest queue, not the rate limit.

@@ -90,6 +90,29 @@ TEST(ConfigTest, ServerLimitsAreReadAndZeroIsRejected) {
   }
 }
 
+// The watchdog's stall timeout: the default, 0 (off), the largest value, and what is refused.
+TEST(ConfigTest, StallTimeoutIsReadWithZeroMeaningOff) {
+  TempDir dir;
+  std::string path = dir.Sub("engine.toml");
+  std::ofstream(path) << "[engine]\nthreads = 2\n";
+  auto c = LoadConfig(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->engine.stall_timeout, std::chrono::seconds(60));
+  for (auto [text, seconds] : {std::pair{"0", 0}, std::pair{"1", 1}, std::pair{"86400", 86'400}}) {
+    std::ofstream(path) << "[engine]\nstall_timeout_seconds = " << text << "\n";
+    c = LoadConfig(path);
+    ASSERT_TRUE(c.ok()) << text << ": " << c.status().ToString();
+    EXPECT_EQ(c->engine.stall_timeout, std::chrono::seconds(seconds)) << text;
+  }
+  for (const char* bad : {"-1", "86401", "\"soon\"", "1.5"}) {
+    std::ofstream(path) << "[engine]\nstall_timeout_seconds = " << bad << "\n";
+    c = LoadConfig(path);
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("engine.stall_timeout_seconds"), std::string::npos)
+        << c.status().message();
+  }
+}
+
 TEST(ConfigTest, ReferenceListsEveryKey) {
   std::string md = ConfigReferenceMarkdown();
   for (const char* key : {"server.listen", "log.sync", "admin.token", "FAIRWAY_DATA_DIR"}) {

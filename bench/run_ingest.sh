@@ -7,6 +7,8 @@
 #   DURATION=20      measured seconds per run        CONNECTIONS=32   concurrent connections
 #   TENANTS=1000     tenants the requests cycle over  BATCH=100        events per request
 #   WARMUP=2         unmeasured seconds before each  THREADS=1        loadgen event-loop threads
+#   SUSTAIN_SECONDS=30  length of each run that looks for the rate processing keeps up with
+#   SUSTAIN_RUNS=3      how many such runs (a bisection; 0 skips it)
 #   TARGETS="fairway redis postgres"                 which targets to run
 #   SKIP_BUILD=1     use the binaries already in build/release
 #   FAIRWAY_BIN=...  server binary to benchmark (default build/release/src/app/fairway)
@@ -18,6 +20,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 BATCH=${BATCH:-100}
 WARMUP=${WARMUP:-2}
 THREADS=${THREADS:-1}
+SUSTAIN_SECONDS=${SUSTAIN_SECONDS:-30}
+SUSTAIN_RUNS=${SUSTAIN_RUNS:-3}
 TARGETS=${TARGETS:-"fairway redis postgres"}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -113,6 +117,30 @@ if wants fairway; then
     [[ $(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]]
   }
   wait_until 150 fairway "$fairway_pid" ready
+  # engine_lag: the largest lag of any tenant's processor, "<events> events, <seconds> s".
+  engine_lag() {
+    curl -s --max-time 10 "http://127.0.0.1:$port/metrics" | python3 -c '
+import sys
+events = seconds = 0.0
+for line in sys.stdin:
+    if line.startswith("fairway_engine_lag_events{"):
+        events += float(line.rsplit(" ", 1)[1])
+    elif line.startswith("fairway_engine_lag_seconds{"):
+        seconds = max(seconds, float(line.rsplit(" ", 1)[1]))
+print("%d events, %.2f s" % (events, seconds))'
+  }
+  # lag_below N events|seconds: true when the total lag (events) or the largest (seconds) < N,
+  # or (N = 0) is zero.
+  lag_below() {
+    local lag
+    lag=$(engine_lag) || return 1
+    python3 -c '
+import sys
+events, seconds = float(sys.argv[1].split()[0]), float(sys.argv[1].split()[2])
+n, unit = float(sys.argv[2]), sys.argv[3]
+v = events if unit == "events" else seconds
+sys.exit(0 if (v == 0 if n == 0 else v < n) else 1)' "$lag" "$1" "$2"
+  }
 
   log "fairway: closed loop, full speed"
   loadgen fairway --target fairway --port "$port" --admin-token "$token" \
@@ -125,6 +153,31 @@ if wants fairway; then
   else
     log "fairway: no throughput at full speed, skipping the half-load run"
   fi
+
+  # The rate at which processing keeps up: open-loop runs of SUSTAIN_SECONDS, each starting
+  # with nothing to process, that end with every processor less than a second behind. A
+  # bisection between 0 and the acknowledgement-only rate, SUSTAIN_RUNS runs.
+  full=$(python3 -c 'import json, sys; r = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["label"] == "fairway"]; print("%.2f" % r[-1]["requests_per_s"])' "$RESULTS")
+  lo=0 hi=$full rate=$(python3 -c "print('%.2f' % ($full / 2))")
+  for ((run = 1; run <= SUSTAIN_RUNS; run++)); do
+    wait_until 1500 "fairway processing to catch up" "$fairway_pid" lag_below 0 events
+    log "fairway: processing keeps up at $rate requests/s? (run $run of $SUSTAIN_RUNS)"
+    DURATION=$SUSTAIN_SECONDS loadgen "sustain-$run" --target fairway --port "$port" \
+      --admin-token "$token" --keys-file "$TMP/keys.txt" --rate "$rate"
+    if lag_below 1 seconds; then lo=$rate; keeps=yes; else hi=$rate; keeps=no; fi
+    log "fairway: at $rate requests/s processing $( [[ $keeps == yes ]] && echo kept up || echo fell behind) ($(engine_lag))"
+    python3 - "$RESULTS" "sustain-$run" "$keeps" "$(engine_lag)" <<'EOF2'
+import json, sys
+path, label, keeps, lag = sys.argv[1:]
+rows = [json.loads(l) for l in open(path) if l.strip()]
+for r in rows:
+    if r["label"] == label:
+        r["kept_up"] = keeps == "yes"
+        r["lag_at_end"] = lag
+open(path, "w").write("".join(json.dumps(r) + "\n" for r in rows))
+EOF2
+    rate=$(python3 -c "print('%.2f' % (($lo + $hi) / 2))")
+  done
   stop_pid "$fairway_pid"
 fi
 
@@ -175,17 +228,31 @@ echo
 python3 - "$RESULTS" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-names = {"fairway": "Fairway (full speed)", "fairway-half": "Fairway (half load)",
+names = {"fairway": "Fairway (ack only)", "fairway-half": "Fairway (half load)",
          "redis": "Redis AOF fsync always", "postgres": "PostgreSQL COPY"}
-print("%-26s %12s %10s %10s %8s" % ("target", "events/s", "p50 ms", "p99 ms", "errors"))
+print("%-30s %12s %10s %10s %8s  %s" % ("target", "events/s", "p50 ms", "p99 ms", "errors", "processing"))
 for r in rows:
-    print("%-26s %12.0f %10.2f %10.2f %8d" % (names.get(r["label"], r["label"]),
-          r["events_per_s"], r["p50_ms"], r["p99_ms"], r["errors"]))
+    label = names.get(r["label"], r["label"])
+    if r["label"].startswith("sustain-"):
+        label = "Fairway (open loop, run %s)" % r["label"][8:]
+    kept = ""
+    if "kept_up" in r:
+        kept = ("kept up" if r["kept_up"] else "fell behind") + " (" + r["lag_at_end"] + ")"
+    print("%-30s %12.0f %10.2f %10.2f %8d  %s" % (label, r["events_per_s"], r["p50_ms"],
+          r["p99_ms"], r["errors"], kept))
 by = {r["label"]: r for r in rows}
 fw = by.get("fairway")
+kept = [r for r in rows if r.get("kept_up")]
+sustained = max(kept, key=lambda r: r["events_per_s"]) if kept else None
 for peer, name in (("redis", "Redis"), ("postgres", "PostgreSQL")):
-    if fw and peer in by and by[peer]["events_per_s"] > 0:
-        print("Fairway / %s throughput: %.2fx" % (name, fw["events_per_s"] / by[peer]["events_per_s"]))
+    if peer in by and by[peer]["events_per_s"] > 0:
+        if fw:
+            print("Fairway ack-only / %s: %.2fx" % (name, fw["events_per_s"] / by[peer]["events_per_s"]))
+        if sustained:
+            print("Fairway with processing keeping up / %s: %.2fx" %
+                  (name, sustained["events_per_s"] / by[peer]["events_per_s"]))
+if fw and any("kept_up" in r for r in rows) and not sustained:
+    print("Processing kept up in none of the open-loop runs")
 print()
 print("JSON lines:")
 for r in rows:

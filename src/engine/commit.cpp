@@ -29,7 +29,7 @@ std::string EncodeDeadLetter(ErrorClass cls, uint32_t attempts, int64_t failed_a
 Status Engine::Impl::Commit(Stream* s, storage::WriteBatch* batch,
                             const std::vector<log::LogEntry>& entries,
                             const std::vector<uint8_t>& counts_as_done,
-                            const std::string* replay_key) {
+                            const std::string* replay_key, const log::AppendRequest* generated) {
   // (partition, offset) of the entries whose offsets this commit completes, coalesced into runs.
   std::vector<std::pair<uint32_t, uint64_t>> positions;
   positions.reserve(entries.size());
@@ -61,8 +61,17 @@ Status Engine::Impl::Commit(Stream* s, storage::WriteBatch* batch,
     batch->Put(storage::kEngineOffsets, PartitionKey(s->key_prefix, p), c.Encode());
     updated.emplace_back(p, std::move(c));
   }
-  if (batch->Count() == 0) return Status::Ok();
-  FAIRWAY_RETURN_IF_ERROR(store->Write(*batch, /*sync=*/false));
+  if (generated != nullptr && !generated->activities.empty()) {
+    // The generated activities join the log in this same write.
+    Status st = log->AppendInWrite(*generated, batch, [this](storage::WriteBatch* b) {
+      return store->Write(*b, /*sync=*/false);
+    });
+    if (st.code() == StatusCode::kNotFound) return Aborted("tenant removed");
+    FAIRWAY_RETURN_IF_ERROR(st);
+  } else {
+    if (batch->Count() == 0) return Status::Ok();
+    FAIRWAY_RETURN_IF_ERROR(store->Write(*batch, /*sync=*/false));
+  }
   for (auto& [p, c] : updated) {
     s->partitions[p].committed = std::move(c);
     s->PublishCommitted(p);
@@ -103,20 +112,34 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
                                  item->entries_[i].offset.value()));
       }
     }
-    std::string record;
-    for (size_t i = 0; i < item->emitted_.size(); ++i) {
-      model::Activity& a = item->emitted_[i];
+    for (model::Activity& a : item->emitted_) {
       if (a.received_at_ms == 0) a.received_at_ms = now_ms;
       if (a.timestamp_ms == 0) a.timestamp_ms = now_ms;
-      std::string key = PositionKey(s->key_prefix, item->entries_[0].partition.value(),
-                                    item->entries_[0].offset.value());
-      PutFixed32BE(&key, static_cast<uint32_t>(i));
-      record.clear();
-      model::EncodeActivity(a, &record);
-      batch.Put(storage::kOutbox, key, record);
-      outbox_keys.push_back(std::move(key));
     }
-    Status st = Commit(s, &batch, item->entries_, done, replay_key ? &*replay_key : nullptr);
+    std::optional<log::AppendRequest> generated;
+    if (!item->emitted_.empty() && log->AppendsInWrite()) {
+      // The log shares the store: the generated activities are appended in the commit itself.
+      {
+        std::lock_guard lock(mu);
+        generated = log::AppendRequestFor(s->tenant->config);
+      }
+      generated->activities = std::move(item->emitted_);
+      item->emitted_.clear();
+    } else {
+      // Otherwise they wait in the outbox, written with the commit, until the log has them.
+      std::string record;
+      for (size_t i = 0; i < item->emitted_.size(); ++i) {
+        std::string key = PositionKey(s->key_prefix, item->entries_[0].partition.value(),
+                                      item->entries_[0].offset.value());
+        PutFixed32BE(&key, static_cast<uint32_t>(i));
+        record.clear();
+        model::EncodeActivity(item->emitted_[i], &record);
+        batch.Put(storage::kOutbox, key, record);
+        outbox_keys.push_back(std::move(key));
+      }
+    }
+    Status st = Commit(s, &batch, item->entries_, done, replay_key ? &*replay_key : nullptr,
+                       generated ? &*generated : nullptr);
     if (st.ok()) {
       committed = true;
     } else if (st.code() == StatusCode::kAborted) {

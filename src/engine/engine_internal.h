@@ -431,9 +431,10 @@ struct Engine::Impl {
   // Writes `batch` plus the offsets of `done` entries, atomically, in commit order.
   // `replay_key`, when set, is the dead letter being replayed: the commit is Aborted if it is
   // no longer there (replayed already), so a replay is applied once.
+  // `generated`, when set, is appended to the log in the same write (ActivityLog::AppendInWrite).
   Status Commit(Stream* s, storage::WriteBatch* batch, const std::vector<log::LogEntry>& entries,
-                const std::vector<uint8_t>& counts_as_done,
-                const std::string* replay_key = nullptr);
+                const std::vector<uint8_t>& counts_as_done, const std::string* replay_key = nullptr,
+                const log::AppendRequest* generated = nullptr);
   // Requires: outbox_in_flight was incremented for this append (under mu).
   void ForwardOutbox(const model::TenantConfig& tenant, std::vector<std::string> keys,
                      std::vector<model::Activity> activities);

@@ -16,6 +16,7 @@
 #include "common/status.h"
 #include "model/activity.h"
 #include "model/tenant.h"
+#include "storage/store.h"
 
 namespace fairway::log {
 
@@ -102,6 +103,20 @@ class ActivityLog {
   virtual Status DropTenant(const TenantId& tenant) = 0;
   // Accepts appends again for a tenant id that was dropped (the id is being reused).
   virtual Status ReopenTenant(const TenantId& tenant) = 0;
+
+  // Whether AppendInWrite works: the log is kept in the same store as the caller's state.
+  virtual bool AppendsInWrite() const { return false; }
+  // Appends `request`'s activities as part of the caller's own atomic write: adds their records
+  // to `batch` and calls `write(batch)` (which must write it, once), serialised with every other
+  // append, so the activities are stored exactly when the caller's other writes are, with no
+  // second write and no dedup check (the caller's atomic write is what makes a repeat
+  // impossible). Returns write's error, or NotFound for a dropped tenant (nothing written).
+  // The append listener hears of the records after the write. Unimplemented unless
+  // AppendsInWrite().
+  virtual Status AppendInWrite(const AppendRequest& request, storage::WriteBatch* batch,
+                               const std::function<Status(storage::WriteBatch*)>& write) {
+    return FailedPrecondition("this activity log cannot append inside another write");
+  }
 
   // Tells `listener` about every commit from now on (consumers wake up on it instead of
   // polling). One listener; set it before appends start.

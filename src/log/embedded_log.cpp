@@ -248,6 +248,78 @@ Result<uint64_t> EmbeddedLog::NextOffset(const std::string& partition_prefix) {
   return loaded;
 }
 
+void EmbeddedLog::AddToBlock(Blocks* blocks, const AppendRequest& req, const model::Activity& a,
+                             size_t dedup_key, std::string* record) {
+  PartitionId partition = PartitionFor(a.LeadKey(), req.partitions);
+  std::string prefix = PartitionPrefix(req.tenant, partition);
+  auto [it, inserted] = blocks->try_emplace(std::move(prefix));
+  BlockBuild& b = it->second;
+  if (inserted) {
+    b.tenant = &req.tenant;
+    b.partition = partition.value();
+  }
+  record->clear();
+  model::EncodeActivity(a, record);
+  b.block.Add(*record, a.received_at_ms);
+  b.members.push_back({&a, &req, dedup_key});
+}
+
+Status EmbeddedLog::StageBlocks(Blocks& blocks, std::vector<std::string>* dedup_keys, int64_t now,
+                                storage::WriteBatch* batch,
+                                std::vector<PartitionAdvance>* advances) {
+  // Index and dedup entries are added in key order: RocksDB's memtable skip list reuses its
+  // insert position for ordered keys, which makes the commit's inserts markedly cheaper.
+  struct Entry {
+    std::string key;
+    std::string value;
+    bool operator<(const Entry& o) const { return key < o.key; }
+  };
+  std::vector<Entry> index_entries, dedup_entries;
+  std::string key;
+  for (auto& [prefix, b] : blocks) {
+    FAIRWAY_ASSIGN_OR_RETURN(b.base, NextOffset(prefix));
+    key = prefix;
+    PutFixed64BE(&key, b.base);
+    batch->Put(kLogBlocks, key, b.block.Finish(options_.compress_min_bytes));
+    char position[12];
+    for (size_t i = 0; i < b.members.size(); ++i) {
+      const model::Activity& a = *b.members[i].activity;
+      const AppendRequest& req = *b.members[i].request;
+      uint64_t offset = b.base + i;
+      for (int j = 0; j < 4; ++j) position[j] = static_cast<char>(b.partition >> (24 - 8 * j));
+      for (int j = 0; j < 8; ++j) position[4 + j] = static_cast<char>(offset >> (56 - 8 * j));
+      std::string_view pos(position, sizeof position);
+      if (req.dedup_window_ms > 0 && b.members[i].dedup_key != kNoDedupKey) {
+        dedup_entries.push_back({std::move((*dedup_keys)[b.members[i].dedup_key]),
+                                 storage::EncodeTtlValue(now + req.dedup_window_ms, pos)});
+      }
+      const int64_t index_expiry = req.retention_ms > 0 ? now + req.retention_ms : 0;
+      std::string value = storage::EncodeTtlValue(index_expiry, "");
+      value.push_back(static_cast<char>(a.type));
+      value.append(a.event);
+      for (const std::string* lead : {&a.user_id, &a.anonymous_id}) {
+        if (lead->empty() || (lead == &a.anonymous_id && a.anonymous_id == a.user_id)) continue;
+        Entry e{LeadPrefix(req.tenant, *lead), value};
+        PutFixed64BE(&e.key, OrderedTime(a.timestamp_ms));
+        e.key.append(pos);
+        index_entries.push_back(std::move(e));
+      }
+    }
+    advances->push_back({*b.tenant, PartitionId(b.partition), Offset(b.base + b.members.size())});
+  }
+  std::sort(index_entries.begin(), index_entries.end());
+  std::sort(dedup_entries.begin(), dedup_entries.end());
+  for (const auto& e : dedup_entries) batch->Put(kLogDedup, e.key, e.value);
+  for (const auto& e : index_entries) batch->Put(kLogLeadIndex, e.key, e.value);
+  return Status::Ok();
+}
+
+void EmbeddedLog::Publish(const std::vector<PartitionAdvance>& advances) {
+  for (const auto& a : advances) {
+    next_offsets_[PartitionPrefix(a.tenant, a.partition)] = a.next.value();
+  }
+}
+
 void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
   const int64_t now = clock_->NowMillis();
   const int64_t start_ns = clock_->MonotonicNanos();
@@ -262,19 +334,14 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
   std::vector<std::optional<std::string>> found;
   Status st = store_->MultiGet(kLogDedup, key_views, &found);
 
-  // 2. Assign offsets and build one block per tenant partition.
-  struct PartitionBuild {
-    BlockBuilder block;
-    uint64_t base = 0;
-    std::vector<std::pair<const model::Activity*, size_t>> members;  // activity, dedup key idx
-    const AppendRequest* request = nullptr;
-  };
-  std::map<std::string, PartitionBuild> builds;
+  // 2. Build one block per request and partition.
+  Blocks blocks;
   std::vector<AppendResult> results(group.size());
   std::unordered_set<std::string_view> seen;
   std::string record;
   size_t key_index = 0;
   std::vector<Status> refused(group.size());
+  std::unique_lock write_lock(write_mu_);
   for (size_t r = 0; r < group.size() && st.ok(); ++r) {
     const AppendRequest& req = group[r].request;
     if (dropped_.count(req.tenant.str())) {
@@ -282,7 +349,6 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
       key_index += req.activities.size();
       continue;
     }
-    std::vector<std::string> prefixes(req.partitions);  // built on first use
     for (const auto& a : req.activities) {
       size_t k = key_index++;
       bool duplicate = false;
@@ -298,90 +364,20 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
         continue;
       }
       ++results[r].stored;
-      std::string& prefix = prefixes[PartitionFor(a.LeadKey(), req.partitions).value()];
-      if (prefix.empty()) {
-        prefix = PartitionPrefix(req.tenant, PartitionFor(a.LeadKey(), req.partitions));
-      }
-      auto& b = builds[prefix];
-      b.request = &req;
-      record.clear();
-      model::EncodeActivity(a, &record);
-      b.block.Add(record, a.received_at_ms);
-      b.members.emplace_back(&a, k);
+      AddToBlock(&blocks, req, a, k, &record);
     }
   }
 
+  // 3. Offsets, blocks, index and dedup entries in one atomic write.
   storage::WriteBatch batch;
-  // Index and dedup entries are added in key order: RocksDB's memtable skip list reuses its
-  // insert position for ordered keys, which makes the commit's inserts markedly cheaper.
-  struct Entry {
-    std::string key;
-    std::string value;
-    bool operator<(const Entry& o) const { return key < o.key; }
-  };
-  std::vector<Entry> index_entries, dedup_entries;
-  index_entries.reserve(key_index);
-  dedup_entries.reserve(key_index);
-  std::string key;
-  for (auto& [prefix, b] : builds) {
-    if (!st.ok()) break;
-    auto next = NextOffset(prefix);
-    if (!next.ok()) {
-      st = next.status();
-      break;
-    }
-    b.base = *next;
-    key = prefix;
-    PutFixed64BE(&key, b.base);
-    batch.Put(kLogBlocks, key, b.block.Finish(options_.compress_min_bytes));
-    const AppendRequest& req = *b.request;
-    const int64_t index_expiry = req.retention_ms > 0 ? now + req.retention_ms : 0;
-    const int64_t dedup_expiry = now + req.dedup_window_ms;
-    uint32_t partition = DecodeFixed32BE(prefix.data() + prefix.size() - 4);
-    char position[12];
-    for (size_t i = 0; i < b.members.size(); ++i) {
-      const model::Activity& a = *b.members[i].first;
-      uint64_t offset = b.base + i;
-      for (int j = 0; j < 4; ++j) position[j] = static_cast<char>(partition >> (24 - 8 * j));
-      for (int j = 0; j < 8; ++j) position[4 + j] = static_cast<char>(offset >> (56 - 8 * j));
-      std::string_view pos(position, sizeof position);
-      if (req.dedup_window_ms > 0) {
-        dedup_entries.push_back({std::move(dedup_keys[b.members[i].second]),
-                                 storage::EncodeTtlValue(dedup_expiry, pos)});
-      }
-      std::string value = storage::EncodeTtlValue(index_expiry, "");
-      value.push_back(static_cast<char>(a.type));
-      value.append(a.event);
-      for (const std::string* lead : {&a.user_id, &a.anonymous_id}) {
-        if (lead->empty() || (lead == &a.anonymous_id && a.anonymous_id == a.user_id)) continue;
-        Entry e{LeadPrefix(req.tenant, *lead), value};
-        PutFixed64BE(&e.key, OrderedTime(a.timestamp_ms));
-        e.key.append(pos);
-        index_entries.push_back(std::move(e));
-      }
-    }
-    next_offsets_[prefix] = b.base + b.members.size();
-  }
   std::vector<PartitionAdvance> advances;
-  if (listener_) {
-    advances.reserve(builds.size());
-    for (auto& [prefix, b] : builds) {
-      advances.push_back({b.request->tenant,
-                          PartitionId(DecodeFixed32BE(prefix.data() + prefix.size() - 4)),
-                          Offset(b.base + b.members.size())});
-    }
-  }
-  std::sort(index_entries.begin(), index_entries.end());
-  std::sort(dedup_entries.begin(), dedup_entries.end());
-  for (const auto& e : dedup_entries) batch.Put(kLogDedup, e.key, e.value);
-  for (const auto& e : index_entries) batch.Put(kLogLeadIndex, e.key, e.value);
-
+  if (st.ok()) st = StageBlocks(blocks, &dedup_keys, now, &batch, &advances);
   if (st.ok() && batch.Count() > 0) st = store_->Write(batch, options_.sync);
+  if (st.ok()) Publish(advances);
+  write_lock.unlock();
   const int64_t end_ns = clock_->MonotonicNanos();
   size_t events = key_index;
   if (!st.ok()) {
-    // Offsets handed out for this group were not used: reload them from the store.
-    next_offsets_.clear();
     commit_failures_->Add();
     Status failure = Unavailable(fmt::format("storage write failed: {}", st.message()));
     for (auto& p : group) p.done(failure);
@@ -399,6 +395,27 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
       group[r].done(results[r]);
     }
   }
+}
+
+Status EmbeddedLog::AppendInWrite(const AppendRequest& request, storage::WriteBatch* batch,
+                                  const std::function<Status(storage::WriteBatch*)>& write) {
+  if (request.activities.empty()) return write(batch);
+  const int64_t now = clock_->NowMillis();
+  Blocks blocks;
+  std::string record;
+  std::vector<PartitionAdvance> advances;
+  {
+    std::lock_guard write_lock(write_mu_);
+    if (dropped_.count(request.tenant.str())) {
+      return NotFound(fmt::format("tenant '{}' was deleted", request.tenant.str()));
+    }
+    for (const auto& a : request.activities) AddToBlock(&blocks, request, a, kNoDedupKey, &record);
+    FAIRWAY_RETURN_IF_ERROR(StageBlocks(blocks, nullptr, now, batch, &advances));
+    FAIRWAY_RETURN_IF_ERROR(write(batch));
+    Publish(advances);
+  }
+  if (listener_) listener_(advances);
+  return Status::Ok();
 }
 
 void EmbeddedLog::SetAppendListener(AppendListener listener) { listener_ = std::move(listener); }
@@ -496,6 +513,7 @@ Status EmbeddedLog::DropTenant(const TenantId& tenant) {
     for (auto cf : {kLogBlocks, kLogDedup, kLogLeadIndex, kLogMeta}) {
       batch.DeleteRange(cf, begin, end);
     }
+    std::lock_guard write_lock(write_mu_);
     FAIRWAY_RETURN_IF_ERROR(store_->Write(batch, options_.sync));
     dropped_.insert(tenant.str());
     std::erase_if(next_offsets_,
@@ -506,6 +524,7 @@ Status EmbeddedLog::DropTenant(const TenantId& tenant) {
 
 Status EmbeddedLog::ReopenTenant(const TenantId& tenant) {
   return RunControl([&]() -> Status {
+    std::lock_guard write_lock(write_mu_);
     dropped_.erase(tenant.str());
     return Status::Ok();
   });

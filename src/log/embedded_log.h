@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -20,6 +21,7 @@
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "log/activity_log.h"
+#include "log/block.h"
 #include "storage/store.h"
 
 namespace fairway::log {
@@ -59,6 +61,9 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
   Status DropTenant(const TenantId& tenant) override;
   Status ReopenTenant(const TenantId& tenant) override;
   void SetAppendListener(AppendListener listener) override;
+  bool AppendsInWrite() const override { return true; }
+  Status AppendInWrite(const AppendRequest& request, storage::WriteBatch* batch,
+                       const std::function<Status(storage::WriteBatch*)>& write) override;
 
   Result<ActivityPage> Query(const ActivityQuery& query) override;
 
@@ -81,8 +86,34 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
     std::unique_ptr<ControlOp> control;
   };
 
+  // The activities of one group commit (or one AppendInWrite) bound for one partition, keyed
+  // by the partition's key prefix: they become one block.
+  static constexpr size_t kNoDedupKey = SIZE_MAX;
+  struct BlockMember {
+    const model::Activity* activity;
+    const AppendRequest* request;
+    size_t dedup_key;  // index into the group's dedup keys, or kNoDedupKey
+  };
+  struct BlockBuild {
+    BlockBuilder block;
+    const TenantId* tenant = nullptr;
+    uint32_t partition = 0;
+    uint64_t base = 0;
+    std::vector<BlockMember> members;
+  };
+  using Blocks = std::map<std::string, BlockBuild>;
+
   void RunWriter();
   void CommitAppends(std::vector<PendingAppend>& group);
+  static void AddToBlock(Blocks* blocks, const AppendRequest& req, const model::Activity& a,
+                         size_t dedup_key, std::string* record);
+  // Assigns the blocks their offsets and adds them, their lead-index entries and (for members
+  // with a dedup key) their dedup entries to `batch`; `advances` gets each partition's new end.
+  // Requires write_mu_.
+  Status StageBlocks(Blocks& blocks, std::vector<std::string>* dedup_keys, int64_t now,
+                     storage::WriteBatch* batch, std::vector<PartitionAdvance>* advances);
+  // Records the partitions' new ends once their write succeeded. Requires write_mu_.
+  void Publish(const std::vector<PartitionAdvance>& advances);
   Status RunControl(std::function<Status()> fn);
   // Next offset of a partition; loaded from the store on first use. Writer thread only.
   Result<uint64_t> NextOffset(const std::string& partition_prefix);
@@ -101,10 +132,13 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
   bool running_ = false;
   std::thread writer_;
 
-  // Writer-thread state: partition prefix -> next offset.
+  // Serialises the writes that add records (group commits, AppendInWrite) and tenant drops:
+  // each partition's offsets are handed out and written in order.
+  std::mutex write_mu_;
+  // Partition prefix -> next offset (guarded by write_mu_).
   std::unordered_map<std::string, uint64_t> next_offsets_;
   AppendListener listener_;
-  // Writer-thread state: tenants dropped since start (and not reopened); appends fail.
+  // Tenants dropped since start (and not reopened); appends fail (guarded by write_mu_).
   std::unordered_set<std::string> dropped_;
 
   Counter* commits_;

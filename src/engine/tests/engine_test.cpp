@@ -1177,3 +1177,104 @@ TEST_F(EngineTest, ADeadLetterInTheUpstreamReleasesTheDownstream) {
 
 }  // namespace
 }  // namespace fairway::engine
+
+namespace fairway::engine {
+namespace {
+
+TEST_F(EngineTest, ATrippedProcessorHoldsOnlyItselfAndCatchesUpLosingNothing) {
+  auto a = Tenant("alpha", 1, 2);
+  ProcessorSpec up_spec = Spec();
+  up_spec.name = "up";
+  ProcessorSpec down_spec = Spec();
+  down_spec.name = "down";
+  down_spec.after = "up";
+  down_spec.retry.max_attempts = 1'000;
+  down_spec.breaker.window = 20;
+  down_spec.breaker.min_failures = 10;
+  down_spec.breaker.failure_rate = 0.5;
+  down_spec.breaker.open_for = 3'600'000ms;  // no probe during the test: resumed by call
+  auto up = std::make_unique<TestProcessor>(up_spec);
+  auto down = std::make_unique<TestProcessor>(down_spec);
+  TestProcessor* up_raw = up.get();
+  TestProcessor* down_raw = down.get();
+  std::atomic<bool> down_broken{true};
+  down->SetFail([&](const TenantId&, const log::LogEntry&) -> std::optional<ProcessError> {
+    if (down_broken) return ProcessError{ErrorClass::kRetryNow, "peer down"};
+    return std::nullopt;
+  });
+  engine_ = std::make_unique<Engine>(store_.get(), log_.get(), SystemClock::Default(),
+                                     metrics_.get(), EngineOptions{});
+  engine_->AddProcessor(std::move(up));
+  engine_->AddProcessor(std::move(down));
+  engine_->Start();
+  log_->Start();
+  log_started_ = true;
+  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
+
+  Append(a, 200, 20);
+  // The downstream's breaker opens; the upstream processes everything meanwhile.
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  auto status = engine_->GetStatus(TenantId("alpha"));
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->at(0).state, "idle");
+  EXPECT_EQ(status->at(0).processed_total, 200u);
+  EXPECT_EQ(status->at(1).state, "breaker_open");
+  EXPECT_EQ(status->at(1).lag_events, 200u);
+  ExpectExactlyOnceInOrder(up_raw->seen(), "alpha", 200);
+  EXPECT_EQ(down_raw->seen_count(), 0u);
+  // More arrives while it is tripped: the upstream keeps going.
+  Append(a, 100, 20);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(up_raw->seen_count(), 300u);
+  EXPECT_EQ(down_raw->seen_count(), 0u);
+
+  // Repaired and resumed, the downstream catches up from its own offsets: each activity once,
+  // per lead in log order, nothing lost.
+  down_broken = false;
+  ASSERT_TRUE(engine_->ResumeProcessor(TenantId("alpha"), "down").ok());
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  ExpectExactlyOnceInOrder(down_raw->seen(), "alpha", 300);
+  EXPECT_EQ(up_raw->seen_count(), 300u);
+  status = engine_->GetStatus(TenantId("alpha"));
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->at(1).state, "idle");
+  EXPECT_EQ(status->at(1).lag_events, 0u);
+  auto page = engine_->ListDeadLetters(TenantId("alpha"), "down", "", 10);
+  EXPECT_TRUE(page.ok() && page->items.empty());
+}
+
+TEST_F(EngineTest, GeneratedActivitiesJoinTheLogInTheCommitThatCausedThem) {
+  auto a = Tenant("alpha", 1, 2);
+  TestProcessor* p = StartEngine(Spec(), {a});
+  p->SetEmit(true);
+  auto* group_commits = metrics_->GetCounter("fairway_log_commits_total", "");
+  const uint64_t before = group_commits->value();
+  Append(a, 100, 10);
+  ASSERT_TRUE(p->WaitFor([&] { return p->seen_unlocked() == 200; }));
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  // Only the test's own append took a group commit (and its fsync): the generated activities
+  // went into the log in the engine's commits, and never through the outbox.
+  EXPECT_EQ(group_commits->value() - before, 1u);
+  auto it = store_->NewIterator(storage::kOutbox, "alpha", "alpha\x01");
+  it->SeekToFirst();
+  EXPECT_FALSE(it->Valid());
+  // Each generated activity sits in its lead's partition, after its cause.
+  std::map<std::string, std::pair<uint32_t, uint64_t>> where;
+  for (uint32_t part = 0; part < 2; ++part) {
+    auto entries = log_->Read(TenantId("alpha"), PartitionId(part), Offset(0), 1'000);
+    ASSERT_TRUE(entries.ok());
+    for (const auto& e : *entries) {
+      where[e.activity.message_id.str()] = {e.partition.value(), e.offset.value()};
+    }
+  }
+  ASSERT_EQ(where.size(), 200u);
+  for (const auto& [id, pos] : where) {
+    if (!id.starts_with("gen-")) continue;
+    auto cause = where.at(id.substr(4));
+    EXPECT_EQ(pos.first, cause.first) << id;
+    EXPECT_GT(pos.second, cause.second) << id;
+  }
+}
+
+}  // namespace
+}  // namespace fairway::engine

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "common/time_format.h"
 #include "log/block.h"
@@ -306,6 +308,92 @@ TEST_F(EmbeddedLogTest, DropTenantRemovesOnlyThatTenant) {
   auto entries = log_->Read(TenantId("acme"), PartitionFor("u", 4), Offset(0), 10);
   ASSERT_EQ(entries->size(), 1u);
   EXPECT_EQ((*entries)[0].offset.value(), 0u);
+}
+
+TEST_F(EmbeddedLogTest, AppendInWriteStoresRecordsWithTheCallersWritesOrNeither) {
+  ASSERT_TRUE(log_->AppendsInWrite());
+  std::vector<PartitionAdvance> heard;
+  std::mutex heard_mu;
+  log_->SetAppendListener([&](const std::vector<PartitionAdvance>& advances) {
+    std::lock_guard lock(heard_mu);
+    heard.insert(heard.end(), advances.begin(), advances.end());
+  });
+  ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity("a", "u", 1)}, 1)).ok());
+  auto write = [&](storage::WriteBatch* b) { return store_->Write(*b, false); };
+
+  // The caller's row and the records land in one write.
+  storage::WriteBatch batch;
+  batch.Put(storage::kEngineState, "acme-row", "1");
+  ASSERT_TRUE(log_->AppendInWrite(
+                      Request("acme", {MakeActivity("g1", "u", 2), MakeActivity("g2", "u", 3)}, 1),
+                      &batch, write)
+                  .ok());
+  EXPECT_EQ(ReadAllIds("acme", 1), (std::vector<std::string>{"a", "g1", "g2"}));
+  EXPECT_EQ(*store_->Get(storage::kEngineState, "acme-row"), std::optional<std::string>("1"));
+  EXPECT_EQ(log_->HighWatermark(TenantId("acme"), PartitionId(0))->value(), 3u);
+  {
+    std::lock_guard lock(heard_mu);
+    ASSERT_EQ(heard.size(), 2u);
+    EXPECT_EQ(heard[1].next.value(), 3u);
+  }
+  // Found by lead like any record.
+  ActivityQuery q;
+  q.tenant = TenantId("acme");
+  q.lead = "u";
+  EXPECT_EQ(log_->Query(q)->entries.size(), 3u);
+
+  // A failed write stores neither the caller's row nor the records, and uses no offsets.
+  storage::WriteBatch failing;
+  failing.Put(storage::kEngineState, "acme-row-2", "1");
+  store_->InjectWriteFailures(1);
+  EXPECT_FALSE(
+      log_->AppendInWrite(Request("acme", {MakeActivity("g3", "u", 4)}, 1), &failing, write).ok());
+  EXPECT_FALSE(store_->Get(storage::kEngineState, "acme-row-2")->has_value());
+  ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity("b", "u", 5)}, 1)).ok());
+  auto r = log_->Read(TenantId("acme"), PartitionId(0), Offset(0), 10);
+  ASSERT_EQ(r->size(), 4u);
+  EXPECT_EQ((*r)[3].activity.message_id.str(), "b");
+  EXPECT_EQ((*r)[3].offset.value(), 3u);
+
+  // A dropped tenant: nothing is written, the caller's write is not run.
+  ASSERT_TRUE(log_->DropTenant(TenantId("acme")).ok());
+  bool wrote = false;
+  storage::WriteBatch late;
+  Status st = log_->AppendInWrite(Request("acme", {MakeActivity("g4", "u", 6)}, 1), &late,
+                                  [&](storage::WriteBatch*) {
+                                    wrote = true;
+                                    return Status::Ok();
+                                  });
+  EXPECT_EQ(st.code(), StatusCode::kNotFound);
+  EXPECT_FALSE(wrote);
+}
+
+TEST_F(EmbeddedLogTest, AppendsInWriteAndGroupCommitsInterleaveWithContiguousOffsets) {
+  constexpr int kRounds = 200;
+  std::thread engine([&] {
+    for (int i = 0; i < kRounds; ++i) {
+      storage::WriteBatch b;
+      EXPECT_TRUE(
+          log_->AppendInWrite(Request("acme", {MakeActivity(fmt::format("g{}", i), "u", i)}, 1), &b,
+                              [&](storage::WriteBatch* w) { return store_->Write(*w, false); })
+              .ok());
+    }
+  });
+  for (int i = 0; i < kRounds; ++i) {
+    ASSERT_TRUE(AppendSync(Request("acme", {MakeActivity(fmt::format("i{}", i), "u", i)}, 1)).ok());
+  }
+  engine.join();
+  auto r = log_->Read(TenantId("acme"), PartitionId(0), Offset(0), 10'000);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 2u * kRounds);
+  std::set<std::string> ids;
+  for (size_t i = 0; i < r->size(); ++i) {
+    EXPECT_EQ((*r)[i].offset.value(), i);
+    ids.insert((*r)[i].activity.message_id.str());
+  }
+  EXPECT_EQ(ids.size(), 2u * kRounds);
+  Reopen();
+  EXPECT_EQ(log_->HighWatermark(TenantId("acme"), PartitionId(0))->value(), 2u * kRounds);
 }
 
 TEST_F(EmbeddedLogTest, RefusesAppendsBeyondTheQueueBound) {

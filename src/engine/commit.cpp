@@ -27,7 +27,7 @@ std::string EncodeDeadLetter(ErrorClass cls, uint32_t attempts, int64_t failed_a
 // Completion and commit
 
 Status Engine::Impl::Commit(Stream* s, storage::WriteBatch* batch,
-                            const std::vector<log::LogEntry>& entries,
+                            const std::vector<const log::LogEntry*>& entries,
                             const std::vector<uint8_t>& counts_as_done,
                             const std::string* replay_key, const log::AppendRequest* generated) {
   // (partition, offset) of the entries whose offsets this commit completes, coalesced into runs.
@@ -35,7 +35,7 @@ Status Engine::Impl::Commit(Stream* s, storage::WriteBatch* batch,
   positions.reserve(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
     if (counts_as_done[i]) {
-      positions.emplace_back(entries[i].partition.value(), entries[i].offset.value());
+      positions.emplace_back(entries[i]->partition.value(), entries[i]->offset.value());
     }
   }
   std::sort(positions.begin(), positions.end());
@@ -90,8 +90,8 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
   // A replay runs alone (Dispatch): its dead letter must still exist when it commits.
   std::optional<std::string> replay_key;
   if (n == 1 && item->replay_[0]) {
-    replay_key = PositionKey(s->key_prefix, item->entries_[0].partition.value(),
-                             item->entries_[0].offset.value());
+    replay_key = PositionKey(s->key_prefix, item->entries_[0]->partition.value(),
+                             item->entries_[0]->offset.value());
   }
   // Nothing to apply: the replay was applied already, or the tenant is gone.
   bool dropped = false;
@@ -108,8 +108,8 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
     for (size_t i = 0; i < n; ++i) {
       if (item->replay_[i]) {
         batch.Delete(storage::kDeadLetters,
-                     PositionKey(s->key_prefix, item->entries_[i].partition.value(),
-                                 item->entries_[i].offset.value()));
+                     PositionKey(s->key_prefix, item->entries_[i]->partition.value(),
+                                 item->entries_[i]->offset.value()));
       }
     }
     for (model::Activity& a : item->emitted_) {
@@ -129,8 +129,8 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
       // Otherwise they wait in the outbox, written with the commit, until the log has them.
       std::string record;
       for (size_t i = 0; i < item->emitted_.size(); ++i) {
-        std::string key = PositionKey(s->key_prefix, item->entries_[0].partition.value(),
-                                      item->entries_[0].offset.value());
+        std::string key = PositionKey(s->key_prefix, item->entries_[0]->partition.value(),
+                                      item->entries_[0]->offset.value());
         PutFixed32BE(&key, static_cast<uint32_t>(i));
         record.clear();
         model::EncodeActivity(item->emitted_[i], &record);
@@ -164,7 +164,7 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
   if (error && item->solo_ && !storage_failed) {
     uint32_t attempts = item->attempts_[0] + 1;
     if (error->error_class == ErrorClass::kPermanent || attempts >= spec.retry.max_attempts) {
-      const log::LogEntry& e = item->entries_[0];
+      const log::LogEntry& e = *item->entries_[0];
       storage::WriteBatch batch;
       batch.Put(storage::kDeadLetters,
                 PositionKey(s->key_prefix, e.partition.value(), e.offset.value()),
@@ -193,7 +193,7 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
       ++processed;
       if (!item->replay_[i]) {
         s->latency->Observe(
-            static_cast<double>(now_ms - item->entries_[i].activity.received_at_ms) / 1e3);
+            static_cast<double>(now_ms - item->entries_[i]->activity.received_at_ms) / 1e3);
       }
     }
   }
@@ -231,8 +231,8 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
     if (!retry) {
       for (size_t i = 0; i < n; ++i) {
         if (item->replay_[i]) {
-          s->replaying.erase(fmt::format("{}-{}", item->entries_[i].partition.value(),
-                                         item->entries_[i].offset.value()));
+          s->replaying.erase(fmt::format("{}-{}", item->entries_[i]->partition.value(),
+                                         item->entries_[i]->offset.value()));
         }
       }
       if (dead_lettered) s->dead_letters->Add();
@@ -258,7 +258,8 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
       // failed batch, each is retried alone so the failing one is found.
       for (size_t i = n; i-- > 0;) {
         Pending* p = pool.Get();
-        p->entry = std::move(item->entries_[i]);
+        p->entry = item->entries_[i];
+        p->chunk = std::move(item->chunks_[i]);
         p->attempts = item->attempts_[i] + (item->solo_ && !storage_failed ? 1 : 0);
         p->replay = item->replay_[i] != 0;
         p->bytes = item->bytes_[i];
@@ -418,9 +419,7 @@ void Engine::Impl::MaybeReleaseBuffers(Stream* s) {
   }
   for (auto& [key, lead] : s->leads) {
     while (!lead->empty()) {
-      Pending* p = lead->PopFront();
-      p->entry = log::LogEntry{};
-      pool.Put(p);
+      pool.Put(lead->PopFront());
     }
   }
   s->leads.clear();

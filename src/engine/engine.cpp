@@ -300,6 +300,7 @@ Status Engine::RemoveTenant(const TenantId& tenant) {
       im.global_buffered -= s->buffered_bytes;
       s->buffered_bytes = 0;
     }
+    im.chunks.DropTenant(t.get());
     im.tenants.erase(tenant.str());
     im.Unstarve();
     im.done_cv.notify_all();
@@ -458,15 +459,19 @@ Result<size_t> Engine::ReplayDeadLetters(const TenantId& tenant, std::string_vie
   }
   std::lock_guard lock(im.mu);
   if (s->tenant->removing) return NotFound(fmt::format("tenant '{}' not found", tenant.str()));
-  std::vector<log::LogEntry> entries;
+  auto chunk = std::make_shared<Chunk>();
   for (auto& d : letters) {
     if (!s->replaying.emplace(d.id, true).second) continue;  // already queued
-    entries.push_back({PartitionId(d.partition), Offset(d.offset), std::move(d.activity)});
+    chunk->entries.push_back({PartitionId(d.partition), Offset(d.offset), std::move(d.activity)});
   }
-  size_t queued = entries.size();
+  size_t queued = chunk->entries.size();
   std::vector<uint64_t> keys;
-  for (const auto& e : entries) keys.push_back(OrderingKey(s->spec->ordering, e));
-  im.InsertFetched(s.get(), std::move(entries), keys, im.clock->MonotonicNanos(),
+  std::vector<const log::LogEntry*> entries;
+  for (const auto& e : chunk->entries) {
+    keys.push_back(OrderingKey(s->spec->ordering, e));
+    entries.push_back(&e);
+  }
+  im.InsertFetched(s.get(), chunk, entries, keys, im.clock->MonotonicNanos(),
                    /*replay=*/true);
   im.Activate(s.get());
   im.work_cv.notify_all();

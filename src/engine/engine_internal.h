@@ -12,8 +12,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -32,9 +34,19 @@ inline constexpr int64_t kNsPerSec = 1'000'000'000;
 inline constexpr size_t kMaxIdleLeads = 8'192;
 inline constexpr size_t kSpareLeads = 1'024;
 
+// A stretch of one partition's log (contiguous offsets), read and decoded once and shared,
+// read-only, by every stream of the tenant and by the work items holding its entries.
+struct Chunk {
+  std::vector<log::LogEntry> entries;
+  size_t bytes = 0;
+};
+using ChunkRef = std::shared_ptr<const Chunk>;
+
 // A buffered activity waiting for (or in) processing; a node of its lead's queue.
 struct Pending {
-  log::LogEntry entry;
+  const log::LogEntry* entry = nullptr;
+  // Keeps *entry alive.
+  ChunkRef chunk;
   // Failed attempts of this activity processed alone.
   uint32_t attempts = 0;
   // Taken from the dead-letter store (its offset is already committed).
@@ -45,9 +57,47 @@ struct Pending {
 
 inline size_t EntryBytes(const log::LogEntry& e) {
   const auto& a = e.activity;
-  return sizeof(Pending) + a.message_id.str().capacity() + a.user_id.capacity() +
-         a.anonymous_id.capacity() + a.event.capacity() + a.fields_json.capacity();
+  return sizeof(Pending) + sizeof(log::LogEntry) + a.message_id.str().capacity() +
+         a.user_id.capacity() + a.anonymous_id.capacity() + a.event.capacity() +
+         a.fields_json.capacity();
 }
+
+struct Tenant;
+
+// The chunks read lately, so that a tenant's other streams take their entries from memory
+// instead of reading and decoding the log again. A chunk leaves once each of the tenant's
+// other streams has taken it to its end, or, oldest first, when the cache is over its bound
+// (a stream that is parked or far behind then reads the log itself). Thread-safe.
+class ChunkCache {
+ public:
+  explicit ChunkCache(size_t limit_bytes) : limit_(limit_bytes) {}
+  // A cached chunk of (tenant, partition) holding offset `from`, and from's index in it.
+  std::pair<ChunkRef, size_t> Find(const Tenant* t, uint32_t p, uint64_t from);
+  // Keeps `chunk` for `readers` more streams.
+  void Add(const Tenant* t, uint32_t p, const ChunkRef& chunk, uint32_t readers);
+  // A stream took `chunk` (found by Find) up to its end: one reader less.
+  void Consumed(const Tenant* t, uint32_t p, const ChunkRef& chunk);
+  void DropTenant(const Tenant* t);
+  size_t bytes() const {
+    std::lock_guard lock(mu_);
+    return bytes_;
+  }
+
+ private:
+  using Key = std::tuple<const Tenant*, uint32_t, uint64_t>;  // tenant, partition, begin
+  struct Entry {
+    uint64_t end = 0;
+    ChunkRef chunk;
+    uint32_t readers = 0;
+  };
+  void Erase(std::map<Key, Entry>::iterator it);
+  mutable std::mutex mu_;
+  const size_t limit_;
+  size_t bytes_ = 0;
+  std::map<Key, Entry> chunks_;
+  // Insertion order, for eviction; may name chunks already gone.
+  std::deque<Key> order_;
+};
 
 // Recycles queue nodes: at hundreds of thousands of activities a second, allocating one per
 // activity shows in the profile.
@@ -67,6 +117,8 @@ class PendingPool {
   }
   void Put(Pending* p) {
     p->next = nullptr;
+    p->entry = nullptr;
+    p->chunk.reset();
     p->attempts = 0;
     p->replay = false;
     p->bytes = 0;
@@ -332,13 +384,20 @@ class ItemImpl;
 struct Engine::Impl {
   Impl(storage::Store* store, log::ActivityLog* log, const Clock* clock, MetricsRegistry* metrics,
        EngineOptions options)
-      : store(store), log(log), clock(clock), metrics(metrics), options(options) {}
+      : store(store),
+        log(log),
+        clock(clock),
+        metrics(metrics),
+        options(options),
+        chunks(options.global_buffer_bytes) {}
 
   storage::Store* store;
   log::ActivityLog* log;
   const Clock* clock;
   MetricsRegistry* metrics;
   EngineOptions options;
+  // Reads shared by the streams of a tenant; bounded by a quarter of the global read-ahead.
+  ChunkCache chunks;
 
   std::vector<std::unique_ptr<ProcessorSlot>> processors;
 
@@ -385,7 +444,8 @@ struct Engine::Impl {
   std::unique_ptr<ItemImpl> NextItem(int64_t now_ns);
   std::unique_ptr<ItemImpl> Dispatch(Stream* s, uint32_t cap, int64_t now_ns);
   // `keys` are the entries' ordering keys (computed before taking the lock).
-  void InsertFetched(Stream* s, std::vector<log::LogEntry> entries,
+  void InsertFetched(Stream* s, const ChunkRef& chunk,
+                     std::span<const log::LogEntry* const> entries,
                      const std::vector<uint64_t>& keys, int64_t now_ns, bool replay = false);
   void SweepIdleLeads(Stream* s);
   void RunDueTimers(int64_t now_ns);
@@ -432,7 +492,8 @@ struct Engine::Impl {
   // `replay_key`, when set, is the dead letter being replayed: the commit is Aborted if it is
   // no longer there (replayed already), so a replay is applied once.
   // `generated`, when set, is appended to the log in the same write (ActivityLog::AppendInWrite).
-  Status Commit(Stream* s, storage::WriteBatch* batch, const std::vector<log::LogEntry>& entries,
+  Status Commit(Stream* s, storage::WriteBatch* batch,
+                const std::vector<const log::LogEntry*>& entries,
                 const std::vector<uint8_t>& counts_as_done, const std::string* replay_key = nullptr,
                 const log::AppendRequest* generated = nullptr);
   // Requires: outbox_in_flight was incremented for this append (under mu).
@@ -448,7 +509,7 @@ class ItemImpl final : public WorkItem {
       : engine_(engine), stream_(std::move(stream)), txn_(engine->store, stream_->key_prefix) {}
 
   const TenantId& tenant() const override { return stream_->tenant_id; }
-  std::span<const log::LogEntry> entries() const override { return entries_; }
+  EntryView entries() const override { return EntryView(entries_); }
   StateTxn& state() override { return txn_; }
   uint32_t attempt() const override { return attempt_; }
   void Emit(model::Activity activity) override { emitted_.push_back(std::move(activity)); }
@@ -458,8 +519,9 @@ class ItemImpl final : public WorkItem {
   Engine::Impl* engine_;
   std::shared_ptr<Stream> stream_;
   StateTxn txn_;
-  std::vector<log::LogEntry> entries_;
+  std::vector<const log::LogEntry*> entries_;
   // Parallel to entries_.
+  std::vector<ChunkRef> chunks_;
   std::vector<Lead*> leads_;
   std::vector<uint32_t> attempts_;
   std::vector<uint8_t> replay_;

@@ -9,6 +9,7 @@
 // or wholly redone, never applied twice.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -150,6 +151,48 @@ std::string StateKeyPrefix(const TenantId& tenant, std::string_view processor);
 
 class WorkItem;
 
+// The activities of a work item, in order: a range of const log::LogEntry& over entries the
+// engine shares between the processors of a tenant (each stretch of the log is read and
+// decoded once). Valid as long as the work item.
+class EntryView {
+ public:
+  class Iterator {
+   public:
+    using value_type = log::LogEntry;
+    using difference_type = std::ptrdiff_t;
+    Iterator() = default;
+    explicit Iterator(const log::LogEntry* const* p) : p_(p) {}
+    const log::LogEntry& operator*() const { return **p_; }
+    const log::LogEntry* operator->() const { return *p_; }
+    Iterator& operator++() {
+      ++p_;
+      return *this;
+    }
+    Iterator operator++(int) {
+      Iterator old = *this;
+      ++p_;
+      return old;
+    }
+    bool operator==(const Iterator&) const = default;
+
+   private:
+    const log::LogEntry* const* p_ = nullptr;
+  };
+
+  EntryView() = default;
+  explicit EntryView(std::span<const log::LogEntry* const> entries) : entries_(entries) {}
+  Iterator begin() const { return Iterator(entries_.data()); }
+  Iterator end() const { return Iterator(entries_.data() + entries_.size()); }
+  size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  const log::LogEntry& operator[](size_t i) const { return *entries_[i]; }
+  const log::LogEntry& front() const { return *entries_.front(); }
+  const log::LogEntry& back() const { return *entries_.back(); }
+
+ private:
+  std::span<const log::LogEntry* const> entries_;
+};
+
 class Processor {
  public:
   virtual ~Processor() = default;
@@ -166,7 +209,7 @@ class WorkItem {
  public:
   virtual ~WorkItem() = default;
   virtual const TenantId& tenant() const = 0;
-  virtual std::span<const log::LogEntry> entries() const = 0;
+  virtual EntryView entries() const = 0;
   virtual StateTxn& state() = 0;
   // 1 for a first attempt.
   virtual uint32_t attempt() const = 0;

@@ -150,6 +150,7 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
 
   auto item = std::make_unique<ItemImpl>(this, s->self.lock());
   item->entries_.reserve(cap);
+  item->chunks_.reserve(cap);
   item->leads_.reserve(cap);
   item->attempts_.reserve(cap);
   item->replay_.reserve(cap);
@@ -158,7 +159,8 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
     for (uint32_t i = 0; i < n && !l->empty(); ++i) {
       if (i > 0 && l->head->replay) break;  // replays run alone
       Pending* p = l->PopFront();
-      item->entries_.push_back(std::move(p->entry));
+      item->entries_.push_back(p->entry);
+      item->chunks_.push_back(std::move(p->chunk));
       item->leads_.push_back(l);
       item->attempts_.push_back(p->attempts);
       item->replay_.push_back(p->replay ? 1 : 0);
@@ -204,7 +206,8 @@ std::unique_ptr<ItemImpl> Engine::Impl::Dispatch(Stream* s, uint32_t cap, int64_
   return item;
 }
 
-void Engine::Impl::InsertFetched(Stream* s, std::vector<log::LogEntry> entries,
+void Engine::Impl::InsertFetched(Stream* s, const ChunkRef& chunk,
+                                 std::span<const log::LogEntry* const> entries,
                                  const std::vector<uint64_t>& keys, int64_t now_ns, bool replay) {
   for (size_t i = 0; i < entries.size(); ++i) {
     auto [it, inserted] = s->leads.try_emplace(keys[i]);
@@ -223,14 +226,64 @@ void Engine::Impl::InsertFetched(Stream* s, std::vector<log::LogEntry> entries,
       s->idle_leads--;
     }
     Pending* p = pool.Get();
-    p->bytes = EntryBytes(entries[i]);
+    p->bytes = EntryBytes(*entries[i]);
     p->replay = replay;
-    p->entry = std::move(entries[i]);
+    p->entry = entries[i];
+    p->chunk = chunk;
     s->buffered_bytes += p->bytes;
     global_buffered += p->bytes;
     l->PushBack(p);
     MakeReady(s, l, now_ns);
   }
+}
+
+std::pair<ChunkRef, size_t> ChunkCache::Find(const Tenant* t, uint32_t p, uint64_t from) {
+  std::lock_guard lock(mu_);
+  auto it = chunks_.upper_bound(Key{t, p, from});
+  if (it == chunks_.begin()) return {};
+  --it;
+  const auto& [tenant, partition, begin] = it->first;
+  if (tenant != t || partition != p || from >= it->second.end) return {};
+  return {it->second.chunk, static_cast<size_t>(from - begin)};
+}
+
+void ChunkCache::Add(const Tenant* t, uint32_t p, const ChunkRef& chunk, uint32_t readers) {
+  if (chunk->entries.empty() || readers == 0 || chunk->bytes > limit_) return;
+  std::lock_guard lock(mu_);
+  while (bytes_ + chunk->bytes > limit_ && !order_.empty()) {
+    auto it = chunks_.find(order_.front());
+    order_.pop_front();
+    if (it != chunks_.end()) Erase(it);
+  }
+  Key key{t, p, chunk->entries.front().offset.value()};
+  auto [it, inserted] = chunks_.try_emplace(key);
+  if (!inserted) return;  // another stream read the same stretch meanwhile
+  it->second = Entry{chunk->entries.back().offset.value() + 1, chunk, readers};
+  bytes_ += chunk->bytes;
+  order_.push_back(key);
+}
+
+void ChunkCache::Consumed(const Tenant* t, uint32_t p, const ChunkRef& chunk) {
+  std::lock_guard lock(mu_);
+  auto it = chunks_.find(Key{t, p, chunk->entries.front().offset.value()});
+  if (it == chunks_.end() || it->second.chunk != chunk) return;
+  if (--it->second.readers == 0) Erase(it);
+}
+
+void ChunkCache::DropTenant(const Tenant* t) {
+  std::lock_guard lock(mu_);
+  auto it = chunks_.lower_bound(Key{t, 0, 0});
+  while (it != chunks_.end() && std::get<0>(it->first) == t) {
+    auto next = std::next(it);
+    Erase(it);
+    it = next;
+  }
+}
+
+void ChunkCache::Erase(std::map<Key, Entry>::iterator it) {
+  bytes_ -= it->second.chunk->bytes;
+  chunks_.erase(it);
+  if (chunks_.empty()) order_.clear();
 }
 
 void Engine::Impl::SweepIdleLeads(Stream* s) {
@@ -335,23 +388,51 @@ void Engine::Impl::WorkerLoop() {
 void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t from,
                          uint64_t hwm) {
   const TenantId& tenant = s->tenant_id;
-  auto read = log->Read(tenant, PartitionId(partition), Offset(from),
-                        static_cast<size_t>(std::min<uint64_t>(options.fetch_records, hwm - from)));
-  std::vector<log::LogEntry> entries;
+  Tenant* t = s->tenant.get();
+  const bool shared = t->streams.size() > 1;
+  // Another stream of the tenant may have read this stretch already.
+  auto [chunk, first_index] =
+      shared ? chunks.Find(t, partition, from) : std::pair<ChunkRef, size_t>{};
+  const bool cached = chunk != nullptr;
+  Status read_status;
+  uint64_t removed_below = from;
+  if (!chunk) {
+    auto read =
+        log->Read(tenant, PartitionId(partition), Offset(from),
+                  static_cast<size_t>(std::min<uint64_t>(options.fetch_records, hwm - from)));
+    if (read.ok()) {
+      auto fresh = std::make_shared<Chunk>();
+      fresh->entries = std::move(read).value();
+      // `hwm` is the read limit: an upstream processor may not have committed what follows.
+      std::erase_if(fresh->entries,
+                    [&](const log::LogEntry& e) { return e.offset.value() >= hwm; });
+      for (const auto& e : fresh->entries) fresh->bytes += EntryBytes(e);
+      // Records removed by retention before they were processed: nothing is left to do for
+      // them. Only offsets below the log's start count as removed; a short read is just short.
+      uint64_t first = fresh->entries.empty() ? hwm : fresh->entries.front().offset.value();
+      if (first > from) {
+        auto start = log->LowWatermark(tenant, PartitionId(partition));
+        if (start.ok()) removed_below = std::min(first, start->value());
+      }
+      chunk = std::move(fresh);
+      first_index = 0;
+      if (shared) {
+        chunks.Add(t, partition, chunk, static_cast<uint32_t>(t->streams.size() - 1));
+      }
+    } else {
+      read_status = read.status();
+    }
+  }
+  std::vector<const log::LogEntry*> entries;
   uint64_t next = from;
   bool skipped_removed = false;
-  if (read.ok()) {
-    entries = std::move(read).value();
-    // `hwm` is the read limit: an upstream processor may not have committed what follows.
-    std::erase_if(entries, [&](const log::LogEntry& e) { return e.offset.value() >= hwm; });
-    // Records removed by retention before they were processed: nothing is left to do for them.
-    // Only offsets below the log's start count as removed; a short read is just short.
-    uint64_t first = entries.empty() ? hwm : entries.front().offset.value();
-    uint64_t removed_below = from;
-    if (first > from) {
-      auto start = log->LowWatermark(tenant, PartitionId(partition));
-      if (start.ok()) removed_below = std::min(first, start->value());
+  if (chunk) {
+    size_t i = first_index;
+    for (; i < chunk->entries.size(); ++i) {
+      if (chunk->entries[i].offset.value() >= hwm) break;
+      entries.push_back(&chunk->entries[i]);
     }
+    if (cached && i == chunk->entries.size()) chunks.Consumed(t, partition, chunk);
     std::lock_guard commit_lock(s->commit_mu);
     auto& committed = s->partitions[partition].committed;
     if (removed_below > from) {
@@ -363,22 +444,22 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
       s->PublishCommitted(partition);
       skipped_removed = true;
     }
-    next = entries.empty() ? removed_below : entries.back().offset.value() + 1;
+    next = entries.empty() ? removed_below : entries.back()->offset.value() + 1;
     if (committed.ranges() > 0 || committed.low_water_mark() > from) {
       // After a restart: skip work committed out of order before it.
       std::erase_if(entries,
-                    [&](const log::LogEntry& e) { return committed.IsDone(e.offset.value()); });
+                    [&](const log::LogEntry* e) { return committed.IsDone(e->offset.value()); });
     }
   }
   std::vector<uint64_t> keys;
   keys.reserve(entries.size());
-  for (const auto& e : entries) keys.push_back(OrderingKey(s->spec->ordering, e));
+  for (const auto* e : entries) keys.push_back(OrderingKey(s->spec->ordering, *e));
   std::lock_guard lock(mu);
   s->fetching = false;
   auto& ps = s->partitions[partition];
-  if (!read.ok() || (entries.empty() && next == from && from < hwm)) {
+  if (!chunk || (entries.empty() && next == from && from < hwm)) {
     s->fetch_error =
-        read.ok() ? "the log returned nothing below its high watermark" : read.status().ToString();
+        chunk ? "the log returned nothing below its high watermark" : read_status.ToString();
     spdlog::warn("engine: reading {} partition {}: {}", tenant.str(), partition, s->fetch_error);
     std::weak_ptr<Stream> weak = s;
     AddTimer(clock->MonotonicNanos() + kNsPerSec, [this, weak] {
@@ -391,7 +472,7 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
   s->fetch_error.clear();
   if (skipped_removed) WakeDownstream(s.get());
   ps.next_fetch = std::max(ps.next_fetch, next);
-  InsertFetched(s.get(), std::move(entries), keys, clock->MonotonicNanos());
+  InsertFetched(s.get(), chunk, entries, keys, clock->MonotonicNanos());
   Activate(s.get());
   MaybeQueueFetch(s);
   MaybeReleaseBuffers(s.get());

@@ -43,10 +43,11 @@ class FakeWorkItem : public engine::WorkItem {
     for (auto& a : activities) {
       entries_.push_back(log::LogEntry{PartitionId(0), Offset(offset++), std::move(a)});
     }
+    for (const auto& e : entries_) entry_ptrs_.push_back(&e);
   }
 
   const TenantId& tenant() const override { return tenant_; }
-  std::span<const log::LogEntry> entries() const override { return entries_; }
+  engine::EntryView entries() const override { return engine::EntryView(entry_ptrs_); }
   engine::StateTxn& state() override { return txn_; }
   uint32_t attempt() const override { return 1; }
   void Emit(model::Activity activity) override { emitted_.push_back(std::move(activity)); }
@@ -71,6 +72,7 @@ class FakeWorkItem : public engine::WorkItem {
   storage::Store* store_;
   TenantId tenant_;
   std::vector<log::LogEntry> entries_;
+  std::vector<const log::LogEntry*> entry_ptrs_;
   engine::StateTxn txn_;
   std::vector<Activity> emitted_;
   std::vector<std::function<void()>> after_commit_;

@@ -298,12 +298,6 @@ std::string PendingPrefix(const TenantId& tenant) { return TenantPrefix(tenant) 
 
 std::string DeadPrefix(const TenantId& tenant) { return TenantPrefix(tenant) + 'd'; }
 
-std::string PrefixEnd(std::string prefix) {
-  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
-  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
-  return prefix;
-}
-
 std::string PendingKey(const TenantId& tenant, int64_t created_ms, std::string_view id) {
   std::string k = PendingPrefix(tenant);
   PutFixed64BE(&k, static_cast<uint64_t>(created_ms));

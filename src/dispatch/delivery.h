@@ -93,12 +93,10 @@ Result<int64_t> PeekNextAttempt(std::string_view in);
 std::string PendingKey(const TenantId& tenant, int64_t created_ms, std::string_view id);
 std::string DeadKey(const TenantId& tenant, std::string_view id);
 // The key ranges of one tenant: all its rows, its pending rows, its dead rows. Each is a prefix;
-// PrefixEnd gives the exclusive upper bound.
+// storage::PrefixEnd gives the exclusive upper bound.
 std::string TenantPrefix(const TenantId& tenant);
 std::string PendingPrefix(const TenantId& tenant);
 std::string DeadPrefix(const TenantId& tenant);
-// The smallest key greater than every key that starts with `prefix`.
-std::string PrefixEnd(std::string prefix);
 
 // Adds the pending row for `d` to `batch`. Used by producers inside their atomic commit; the
 // caller validates first (ValidateDelivery) and sets `created_ms`. The state fields of `d` are

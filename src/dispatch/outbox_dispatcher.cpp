@@ -22,6 +22,7 @@
 #include "common/hash.h"
 #include "dispatch/failure_text.h"
 #include "dispatch/mail_message.h"
+#include "storage/keys.h"
 #include "storage/schema.h"
 
 namespace fairway::dispatch {
@@ -324,7 +325,7 @@ Tenant* OutboxDispatcher::Impl::GetTenant(const TenantId& id) {
     slot = std::make_unique<Tenant>();
     slot->id = id;
     slot->pending_prefix = PendingPrefix(id);
-    slot->pending_end = PrefixEnd(slot->pending_prefix);
+    slot->pending_end = storage::PrefixEnd(slot->pending_prefix);
     Labels base = {{"tenant", id.str()}};
     auto with_outcome = [&](const char* outcome) {
       Labels l = base;
@@ -434,7 +435,7 @@ void OutboxDispatcher::Impl::FinishRemovals(bool force) {
 Status OutboxDispatcher::Impl::DeleteTenantRows(const TenantId& tenant) {
   std::string begin = TenantPrefix(tenant);
   storage::WriteBatch batch;
-  batch.DeleteRange(storage::kDeliveries, begin, PrefixEnd(begin));
+  batch.DeleteRange(storage::kDeliveries, begin, storage::PrefixEnd(begin));
   FAIRWAY_RETURN_IF_ERROR(store->Write(batch, /*sync=*/true));
   metrics->RemoveSeriesWithLabel("tenant", tenant.str());
   return Status::Ok();
@@ -1090,7 +1091,7 @@ void OutboxDispatcher::Start() {
     std::string pending = PendingPrefix(tenant);
     it->Seek(pending);
     if (it->Valid() && it->key().starts_with(pending)) found.push_back(tenant.str());
-    it->Seek(PrefixEnd(TenantPrefix(tenant)));
+    it->Seek(storage::PrefixEnd(TenantPrefix(tenant)));
   }
   if (!it->status().ok()) {
     spdlog::error("dispatch: scanning the outbox at start failed: {}", it->status().ToString());
@@ -1139,7 +1140,7 @@ Result<OutboxDispatcher::Page> OutboxDispatcher::List(const TenantId& tenant, bo
     lower += *suffix;
     lower.push_back('\0');  // strictly after the cursor's row
   }
-  auto it = impl_->store->NewIterator(storage::kDeliveries, lower, PrefixEnd(prefix));
+  auto it = impl_->store->NewIterator(storage::kDeliveries, lower, storage::PrefixEnd(prefix));
   Page page;
   std::string last_key;
   for (it->Seek(lower); it->Valid(); it->Next()) {
@@ -1166,7 +1167,7 @@ Result<size_t> OutboxDispatcher::Retry(const TenantId& tenant,
   std::vector<std::pair<std::string, Delivery>> rows;  // dead key, row
   if (ids.empty()) {
     std::string prefix = DeadPrefix(tenant);
-    auto it = im.store->NewIterator(storage::kDeliveries, prefix, PrefixEnd(prefix));
+    auto it = im.store->NewIterator(storage::kDeliveries, prefix, storage::PrefixEnd(prefix));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       auto d = DecodeDelivery(it->value());
       if (!d.ok()) {

@@ -15,6 +15,7 @@
 #include "common/time_format.h"
 #include "engine/processor.h"
 #include "identity/lead_keys.h"
+#include "storage/keys.h"
 #include "storage/schema.h"
 
 namespace fairway::identity {
@@ -40,13 +41,6 @@ std::string Lower(std::string_view s) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   return out;
-}
-
-// The smallest string greater than every string starting with `prefix` ("" when none is).
-std::string PrefixEnd(std::string prefix) {
-  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
-  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
-  return prefix;
 }
 
 constexpr char kHexDigits[] = "0123456789abcdef";
@@ -283,7 +277,7 @@ class LeadReader {
     std::string lower = prefix_;
     lower.append(kind == IdKind::kUser ? keys::kUserProfiles : keys::kAnonymousProfiles);
     const size_t strip = lower.size();
-    std::string upper = PrefixEnd(lower);
+    std::string upper = storage::PrefixEnd(lower);
     std::string start = lower;
     if (!after.empty()) {
       start.append(after);

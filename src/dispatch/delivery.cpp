@@ -9,7 +9,6 @@
 #include <memory>
 
 #include "common/coding.h"
-#include "storage/schema.h"
 
 namespace fairway::dispatch {
 namespace {
@@ -309,10 +308,6 @@ std::string DeadKey(const TenantId& tenant, std::string_view id) {
   std::string k = DeadPrefix(tenant);
   k.append(id);
   return k;
-}
-
-void EnqueueDelivery(const TenantId& tenant, const Delivery& d, storage::WriteBatch* batch) {
-  batch->Put(storage::kDeliveries, PendingKey(tenant, d.created_ms, d.id), EncodeDelivery(d));
 }
 
 Result<std::string> WebhookOrigin(std::string_view url) {

@@ -6,10 +6,10 @@
 //   tenant \0 'd' id                   -> dead delivery (gave up; revived by
 //                                         OutboxDispatcher::Retry)
 //
-// Producers (the campaigns processor) validate a delivery with ValidateDelivery and add it with
-// EnqueueDelivery to the same atomic write as the step that causes it, then call
-// OutboxDispatcher::Notify once that write is committed. The OutboxDispatcher owns the rows from
-// then on. Everything here is a pure function: thread-safe.
+// Producers (the campaigns processor) validate a delivery with ValidateDelivery and put its
+// pending row (PendingKey -> EncodeDelivery) in the same atomic write as the step that causes
+// it, then call OutboxDispatcher::Notify once that write is committed. The OutboxDispatcher
+// owns the rows from then on. Everything here is a pure function: thread-safe.
 
 #include <cstdint>
 #include <string>
@@ -19,7 +19,6 @@
 
 #include "common/ids.h"
 #include "common/status.h"
-#include "storage/store.h"
 
 namespace fairway::dispatch {
 
@@ -97,11 +96,6 @@ std::string DeadKey(const TenantId& tenant, std::string_view id);
 std::string TenantPrefix(const TenantId& tenant);
 std::string PendingPrefix(const TenantId& tenant);
 std::string DeadPrefix(const TenantId& tenant);
-
-// Adds the pending row for `d` to `batch`. Used by producers inside their atomic commit; the
-// caller validates first (ValidateDelivery) and sets `created_ms`. The state fields of `d` are
-// stored as given (normally zero).
-void EnqueueDelivery(const TenantId& tenant, const Delivery& d, storage::WriteBatch* batch);
 
 // Checks a delivery before it is enqueued. InvalidArgument naming the field at fault ("id",
 // "method", "url", "header name", "header 'X-A'", "mail_to", "subject", ...). Rejects CR or LF in

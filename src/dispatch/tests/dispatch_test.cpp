@@ -31,6 +31,11 @@ constexpr milliseconds kWait{30'000};
 const TenantId kAcme("acme");
 const TenantId kBeta("beta");
 
+// Adds the pending row of `d` to `batch`, as a producer does in its commit.
+void PutPending(const TenantId& tenant, const Delivery& d, storage::WriteBatch* batch) {
+  batch->Put(storage::kDeliveries, PendingKey(tenant, d.created_ms, d.id), EncodeDelivery(d));
+}
+
 // Polls `pred` until it holds or `timeout` (real time) passes. Waiting for a condition, not
 // sleeping to synchronise.
 bool WaitFor(const std::function<bool()>& pred, milliseconds timeout = kWait) {
@@ -144,7 +149,7 @@ class DispatchTest : public ::testing::Test {
       if (d.created_ms == 0) d.created_ms = clock_.NowMillis();
       Status valid = ValidateDelivery(d);
       ASSERT_TRUE(valid.ok()) << valid.ToString();
-      EnqueueDelivery(tenant, d, &batch);
+      PutPending(tenant, d, &batch);
     }
     ASSERT_TRUE(store_->Write(batch, /*sync=*/true).ok());
     if (dispatcher_) dispatcher_->Notify(tenant);
@@ -682,7 +687,7 @@ TEST_F(DispatchTest, RowThatFailsValidationIsDeadInsteadOfSent) {
   d.headers = {{"X-A", "a\r\nX-Injected: yes"}};
   d.created_ms = clock_.NowMillis();
   storage::WriteBatch batch;
-  EnqueueDelivery(kAcme, d, &batch);  // bypasses ValidateDelivery, as a buggy producer might
+  PutPending(kAcme, d, &batch);  // bypasses ValidateDelivery, as a buggy producer might
   ASSERT_TRUE(store_->Write(batch, true).ok());
   Delivery e = Webhook("e1", "/ok/e1");
   e.kind = DeliveryKind::kEmail;

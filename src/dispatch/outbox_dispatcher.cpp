@@ -20,6 +20,7 @@
 
 #include "common/crypto.h"
 #include "common/hash.h"
+#include "common/hex.h"
 #include "dispatch/failure_text.h"
 #include "dispatch/mail_message.h"
 #include "storage/keys.h"
@@ -47,34 +48,6 @@ std::vector<double> DeliveryLatencyBuckets() {
 }
 
 std::once_flag curl_init_once;
-
-std::string HexEncode(std::string_view in) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(in.size() * 2);
-  for (unsigned char c : in) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 0xf]);
-  }
-  return out;
-}
-
-std::optional<std::string> HexDecode(std::string_view in) {
-  if (in.size() % 2 != 0) return std::nullopt;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve(in.size() / 2);
-  for (size_t i = 0; i < in.size(); i += 2) {
-    int hi = nibble(in[i]), lo = nibble(in[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out.push_back(static_cast<char>(hi << 4 | lo));
-  }
-  return out;
-}
 
 bool IEqualsPrefix(std::string_view line, std::string_view name) {
   if (line.size() < name.size()) return false;

@@ -1,14 +1,14 @@
 #pragma once
 // Delivery: one external effect (a webhook request or an email) waiting in a tenant's durable
-// outbox, the `deliveries` column family (storage/schema.h):
+// delivery rows, the `deliveries` column family (storage/schema.h):
 //
 //   tenant \0 'p' created_ms(be64) id  -> pending delivery (EncodeDelivery)
 //   tenant \0 'd' id                   -> dead delivery (gave up; revived by
-//                                         OutboxDispatcher::Retry)
+//                                         DeliveryDispatcher::Retry)
 //
 // Producers (the campaigns processor) validate a delivery with ValidateDelivery and put its
 // pending row (PendingKey -> EncodeDelivery) in the same atomic write as the step that causes
-// it, then call OutboxDispatcher::Notify once that write is committed. The OutboxDispatcher
+// it, then call DeliveryDispatcher::Notify once that write is committed. The DeliveryDispatcher
 // owns the rows from then on. Everything here is a pure function: thread-safe.
 
 #include <cstdint>

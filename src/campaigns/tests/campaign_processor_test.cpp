@@ -223,7 +223,7 @@ constexpr std::string_view kPricing = R"({
   "tokens": {"offer": "20% off"}
 })";
 
-TEST_F(CampaignPipelineTest, ATriggeredCampaignRunsItsFlowOnceWithEffectsInTheOutbox) {
+TEST_F(CampaignPipelineTest, ATriggeredCampaignRunsItsFlowOnceWithItsDeliveriesPending) {
   Create("pricing", kPricing);
   Ingest({Identify("i1", "u1", R"({"email":"ann@x.test","firstName":"Ann","country":"DE"})"),
           Identify("i2", "u2", R"({"email":"bob@x.test","country":"FR"})"),

@@ -1,4 +1,4 @@
-#include "dispatch/outbox_dispatcher.h"
+#include "dispatch/delivery_dispatcher.h"
 
 #include <curl/curl.h>
 #include <fmt/format.h>
@@ -96,7 +96,7 @@ struct Removal {
   std::promise<Status> done;
 };
 
-// One tenant's outbox as the dispatcher thread sees it. Owned by that thread.
+// One tenant's deliveries as the dispatcher thread sees them. Owned by that thread.
 struct Tenant {
   TenantId id;
   std::string pending_prefix, pending_end;
@@ -200,8 +200,9 @@ size_t ReadPayload(char* buf, size_t size, size_t n, void* user) {
 
 }  // namespace
 
-struct OutboxDispatcher::Impl {
-  Impl(storage::Store* store, const Clock* clock, MetricsRegistry* metrics, DispatchOptions o)
+struct DeliveryDispatcher::Impl {
+  Impl(storage::Store* store, const Clock* clock, MetricsRegistry* metrics,
+       DeliveryDispatcherOptions o)
       : store(store),
         clock(clock),
         metrics(metrics),
@@ -224,7 +225,7 @@ struct OutboxDispatcher::Impl {
   storage::Store* const store;
   const Clock* const clock;
   MetricsRegistry* const metrics;
-  DispatchOptions options;
+  DeliveryDispatcherOptions options;
   const DestinationFilter filter;
   std::function<std::optional<std::string>(const TenantId&)> secrets;
   DeliveryListener* listener = nullptr;
@@ -292,7 +293,7 @@ struct OutboxDispatcher::Impl {
 // ---------------------------------------------------------------------------------------------
 // Inbox and tenants
 
-Tenant* OutboxDispatcher::Impl::GetTenant(const TenantId& id) {
+Tenant* DeliveryDispatcher::Impl::GetTenant(const TenantId& id) {
   auto& slot = tenants[id.str()];
   if (!slot) {
     slot = std::make_unique<Tenant>();
@@ -323,7 +324,7 @@ Tenant* OutboxDispatcher::Impl::GetTenant(const TenantId& id) {
   return slot.get();
 }
 
-void OutboxDispatcher::Impl::DrainInbox() {
+void DeliveryDispatcher::Impl::DrainInbox() {
   std::unordered_set<std::string> notes;
   std::vector<std::shared_ptr<Removal>> rems;
   {
@@ -341,7 +342,7 @@ void OutboxDispatcher::Impl::DrainInbox() {
   for (auto& r : rems) BeginRemoval(std::move(r));
 }
 
-void OutboxDispatcher::Impl::BeginRemoval(std::shared_ptr<Removal> r) {
+void DeliveryDispatcher::Impl::BeginRemoval(std::shared_ptr<Removal> r) {
   auto it = tenants.find(r->tenant.str());
   if (it == tenants.end()) {
     Status st = DeleteTenantRows(r->tenant);
@@ -386,7 +387,7 @@ void OutboxDispatcher::Impl::BeginRemoval(std::shared_ptr<Removal> r) {
   removing.push_back(std::move(r));
 }
 
-void OutboxDispatcher::Impl::FinishRemovals(bool force) {
+void DeliveryDispatcher::Impl::FinishRemovals(bool force) {
   std::vector<std::shared_ptr<Removal>> still;
   for (auto& r : removing) {
     auto it = tenants.find(r->tenant.str());
@@ -405,7 +406,7 @@ void OutboxDispatcher::Impl::FinishRemovals(bool force) {
   removing = std::move(still);
 }
 
-Status OutboxDispatcher::Impl::DeleteTenantRows(const TenantId& tenant) {
+Status DeliveryDispatcher::Impl::DeleteTenantRows(const TenantId& tenant) {
   std::string begin = TenantPrefix(tenant);
   storage::WriteBatch batch;
   batch.DeleteRange(storage::kDeliveries, begin, storage::PrefixEnd(begin));
@@ -417,12 +418,12 @@ Status OutboxDispatcher::Impl::DeleteTenantRows(const TenantId& tenant) {
 // ---------------------------------------------------------------------------------------------
 // Loading rows from disk
 
-bool OutboxDispatcher::Impl::NeedsScan(const Tenant* t, int64_t now_ms) const {
+bool DeliveryDispatcher::Impl::NeedsScan(const Tenant* t, int64_t now_ms) const {
   if (t->removal || t->rows.size() >= options.max_loaded_per_tenant) return false;
   return t->pass_active || t->dirty || t->wake_ms <= now_ms;
 }
 
-void OutboxDispatcher::Impl::Scan(Tenant* t, int64_t now_ms) {
+void DeliveryDispatcher::Impl::Scan(Tenant* t, int64_t now_ms) {
   if (!t->pass_active) {
     t->pass_active = true;
     t->pass_cursor = t->pending_prefix;
@@ -469,7 +470,7 @@ void OutboxDispatcher::Impl::Scan(Tenant* t, int64_t now_ms) {
   }
   t->pass_active = false;
   if (!it->status().ok()) {
-    spdlog::error("dispatch: tenant {}: reading the outbox failed: {}", t->id.str(),
+    spdlog::error("dispatch: tenant {}: reading the pending deliveries failed: {}", t->id.str(),
                   it->status().ToString());
     t->wake_ms = std::min(t->wake_ms, now_ms + 1000);  // a new pass in a second
     return;
@@ -477,7 +478,7 @@ void OutboxDispatcher::Impl::Scan(Tenant* t, int64_t now_ms) {
   t->wake_ms = std::min(t->wake_ms, t->pass_min_due);
 }
 
-Destination* OutboxDispatcher::Impl::GetDestination(Tenant* t, const Delivery& d) {
+Destination* DeliveryDispatcher::Impl::GetDestination(Tenant* t, const Delivery& d) {
   std::string origin;
   if (d.kind == DeliveryKind::kEmail) {
     origin = "smtp|" + options.smtp_url;
@@ -495,7 +496,7 @@ Destination* OutboxDispatcher::Impl::GetDestination(Tenant* t, const Delivery& d
   return slot.get();
 }
 
-void OutboxDispatcher::Impl::Load(Tenant* t, Destination* dest, std::string key, Delivery d) {
+void DeliveryDispatcher::Impl::Load(Tenant* t, Destination* dest, std::string key, Delivery d) {
   auto row = std::make_unique<Row>();
   row->key = std::move(key);
   row->d = std::move(d);
@@ -516,7 +517,7 @@ void OutboxDispatcher::Impl::Load(Tenant* t, Destination* dest, std::string key,
   }
 }
 
-void OutboxDispatcher::Impl::Release(Tenant* t, Row* row) {
+void DeliveryDispatcher::Impl::Release(Tenant* t, Row* row) {
   Destination* dest = row->dest;
   dest->loaded--;
   t->m.loaded->Add(-1);
@@ -530,7 +531,7 @@ void OutboxDispatcher::Impl::Release(Tenant* t, Row* row) {
 // ---------------------------------------------------------------------------------------------
 // Starting transfers
 
-bool OutboxDispatcher::Impl::TakeToken(Destination* d, int64_t now_ns) {
+bool DeliveryDispatcher::Impl::TakeToken(Destination* d, int64_t now_ns) {
   double rate = options.per_destination_rate;
   if (rate <= 0) return true;
   double capacity = std::max(1.0, rate);
@@ -547,7 +548,7 @@ bool OutboxDispatcher::Impl::TakeToken(Destination* d, int64_t now_ns) {
   return false;
 }
 
-void OutboxDispatcher::Impl::StartTransfers(int64_t now_ms, int64_t now_ns) {
+void DeliveryDispatcher::Impl::StartTransfers(int64_t now_ms, int64_t now_ns) {
   token_wait_ns = kNever;
   // Round robin: each tenant with queued rows starts at most one transfer per turn of the ring;
   // stop when a whole ring started nothing or the global cap is reached.
@@ -565,7 +566,7 @@ void OutboxDispatcher::Impl::StartTransfers(int64_t now_ms, int64_t now_ns) {
   }
 }
 
-bool OutboxDispatcher::Impl::StartOne(Tenant* t, int64_t now_ms, int64_t now_ns) {
+bool DeliveryDispatcher::Impl::StartOne(Tenant* t, int64_t now_ms, int64_t now_ns) {
   for (size_t n = t->ready.size(); n > 0; --n) {
     Destination* d = t->ready.front();
     t->ready.pop_front();
@@ -590,7 +591,7 @@ bool OutboxDispatcher::Impl::StartOne(Tenant* t, int64_t now_ms, int64_t now_ns)
   return false;
 }
 
-void OutboxDispatcher::Impl::Launch(Tenant* t, Row* row, int64_t now_ms) {
+void DeliveryDispatcher::Impl::Launch(Tenant* t, Row* row, int64_t now_ms) {
   Status valid = ValidateDelivery(row->d);
   if (!valid.ok()) {
     Fail(t, row, /*permanent=*/true, "invalid delivery: " + valid.message(), 0, now_ms);
@@ -632,7 +633,7 @@ void OutboxDispatcher::Impl::Launch(Tenant* t, Row* row, int64_t now_ms) {
   in_flight++;
 }
 
-Status OutboxDispatcher::Impl::SetUpWebhook(Transfer* x, int64_t now_ms) {
+Status DeliveryDispatcher::Impl::SetUpWebhook(Transfer* x, int64_t now_ms) {
   const Delivery& d = x->row->d;
   CURL* e = x->easy;
   curl_easy_setopt(e, CURLOPT_URL, d.url.c_str());
@@ -689,7 +690,7 @@ Status OutboxDispatcher::Impl::SetUpWebhook(Transfer* x, int64_t now_ms) {
   return Status::Ok();
 }
 
-Status OutboxDispatcher::Impl::SetUpEmail(Transfer* x, int64_t now_ms) {
+Status DeliveryDispatcher::Impl::SetUpEmail(Transfer* x, int64_t now_ms) {
   const Delivery& d = x->row->d;
   CURL* e = x->easy;
   x->payload = BuildMailMessage(d, now_ms);
@@ -714,7 +715,7 @@ Status OutboxDispatcher::Impl::SetUpEmail(Transfer* x, int64_t now_ms) {
 // ---------------------------------------------------------------------------------------------
 // Outcomes
 
-size_t OutboxDispatcher::Impl::CollectCompletions() {
+size_t DeliveryDispatcher::Impl::CollectCompletions() {
   size_t done = 0;
   int left = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
@@ -743,7 +744,7 @@ size_t OutboxDispatcher::Impl::CollectCompletions() {
   return done;
 }
 
-void OutboxDispatcher::Impl::Classify(Transfer* x, CURLcode rc) {
+void DeliveryDispatcher::Impl::Classify(Transfer* x, CURLcode rc) {
   Tenant* t = x->tenant;
   Row* row = x->row;
   long code = 0;
@@ -803,8 +804,8 @@ void OutboxDispatcher::Impl::Classify(Transfer* x, CURLcode rc) {
   }
 }
 
-int64_t OutboxDispatcher::Impl::Backoff(const Tenant* t, const Delivery& d,
-                                        int64_t retry_after_ms) const {
+int64_t DeliveryDispatcher::Impl::Backoff(const Tenant* t, const Delivery& d,
+                                          int64_t retry_after_ms) const {
   int64_t initial = std::max<int64_t>(options.initial_backoff.count(), 0);
   int64_t cap = std::max<int64_t>(options.max_backoff.count(), initial);
   uint32_t n = std::max<uint32_t>(d.attempts, 1) - 1;  // 0 after the first failure
@@ -819,8 +820,8 @@ int64_t OutboxDispatcher::Impl::Backoff(const Tenant* t, const Delivery& d,
   return delay;
 }
 
-void OutboxDispatcher::Impl::Fail(Tenant* t, Row* row, bool permanent, std::string error,
-                                  int64_t retry_after_ms, int64_t started_ms) {
+void DeliveryDispatcher::Impl::Fail(Tenant* t, Row* row, bool permanent, std::string error,
+                                    int64_t retry_after_ms, int64_t started_ms) {
   int64_t now = clock->NowMillis();
   Outcome o{t, row, OutcomeKind::kRetry, row->d};
   Delivery& u = o.updated;
@@ -837,7 +838,7 @@ void OutboxDispatcher::Impl::Fail(Tenant* t, Row* row, bool permanent, std::stri
   outcomes.push_back(std::move(o));
 }
 
-void OutboxDispatcher::Impl::WriteOutcomes(std::vector<Outcome> batch_outcomes) {
+void DeliveryDispatcher::Impl::WriteOutcomes(std::vector<Outcome> batch_outcomes) {
   if (batch_outcomes.empty()) return;
   storage::WriteBatch batch;
   for (const Outcome& o : batch_outcomes) {
@@ -872,7 +873,7 @@ void OutboxDispatcher::Impl::WriteOutcomes(std::vector<Outcome> batch_outcomes) 
   for (const Outcome& o : batch_outcomes) Apply(o);
 }
 
-void OutboxDispatcher::Impl::Apply(const Outcome& o) {
+void DeliveryDispatcher::Impl::Apply(const Outcome& o) {
   Tenant* t = o.tenant;
   int64_t now = clock->NowMillis();
   switch (o.kind) {
@@ -894,7 +895,7 @@ void OutboxDispatcher::Impl::Apply(const Outcome& o) {
   Release(t, o.row);
 }
 
-void OutboxDispatcher::Impl::AbortAll() {
+void DeliveryDispatcher::Impl::AbortAll() {
   // Transfers are dropped without an outcome: their rows stay pending as last written and are
   // sent again after a restart.
   for (Transfer* x : live) {
@@ -912,7 +913,7 @@ void OutboxDispatcher::Impl::AbortAll() {
 // ---------------------------------------------------------------------------------------------
 // The thread
 
-void OutboxDispatcher::Impl::ReapIdle(int64_t now_ns) {
+void DeliveryDispatcher::Impl::ReapIdle(int64_t now_ns) {
   for (auto it = tenants.begin(); it != tenants.end();) {
     Tenant* t = it->second.get();
     for (auto d = t->dests.begin(); d != t->dests.end();) {
@@ -938,7 +939,7 @@ void OutboxDispatcher::Impl::ReapIdle(int64_t now_ns) {
   }
 }
 
-void OutboxDispatcher::Impl::Publish(int64_t now_ms) {
+void DeliveryDispatcher::Impl::Publish(int64_t now_ms) {
   bool now_idle = in_flight == 0 && unwritten.empty() && outcomes.empty() && removing.empty();
   int64_t wake = kNever;
   for (auto& [id, t] : tenants) {
@@ -951,7 +952,7 @@ void OutboxDispatcher::Impl::Publish(int64_t now_ms) {
   cv.notify_all();
 }
 
-int OutboxDispatcher::Impl::PollTimeoutMs(int64_t now_ms, bool freed) const {
+int DeliveryDispatcher::Impl::PollTimeoutMs(int64_t now_ms, bool freed) const {
   if (freed && !rr.empty()) return 0;
   int64_t timeout = kPollMs;
   for (auto& [id, t] : tenants) {
@@ -967,7 +968,7 @@ int OutboxDispatcher::Impl::PollTimeoutMs(int64_t now_ms, bool freed) const {
   return static_cast<int>(timeout);
 }
 
-void OutboxDispatcher::Impl::Loop() {
+void DeliveryDispatcher::Impl::Loop() {
   while (true) {
     {
       std::lock_guard lock(mu);
@@ -1027,20 +1028,20 @@ void OutboxDispatcher::Impl::Loop() {
 // ---------------------------------------------------------------------------------------------
 // Public API
 
-OutboxDispatcher::OutboxDispatcher(storage::Store* store, const Clock* clock,
-                                   MetricsRegistry* metrics, DispatchOptions options)
+DeliveryDispatcher::DeliveryDispatcher(storage::Store* store, const Clock* clock,
+                                       MetricsRegistry* metrics, DeliveryDispatcherOptions options)
     : impl_(std::make_unique<Impl>(store, clock, metrics, std::move(options))) {}
 
-OutboxDispatcher::~OutboxDispatcher() { Stop(); }
+DeliveryDispatcher::~DeliveryDispatcher() { Stop(); }
 
-void OutboxDispatcher::SetSigningSecrets(
+void DeliveryDispatcher::SetSigningSecrets(
     std::function<std::optional<std::string>(const TenantId&)> secrets) {
   impl_->secrets = std::move(secrets);
 }
 
-void OutboxDispatcher::SetListener(DeliveryListener* listener) { impl_->listener = listener; }
+void DeliveryDispatcher::SetListener(DeliveryListener* listener) { impl_->listener = listener; }
 
-void OutboxDispatcher::Start() {
+void DeliveryDispatcher::Start() {
   Impl& im = *impl_;
   std::lock_guard life(im.lifecycle_mu);
   if (im.started) return;
@@ -1067,7 +1068,7 @@ void OutboxDispatcher::Start() {
     it->Seek(storage::PrefixEnd(TenantPrefix(tenant)));
   }
   if (!it->status().ok()) {
-    spdlog::error("dispatch: scanning the outbox at start failed: {}", it->status().ToString());
+    spdlog::error("dispatch: scanning the deliveries at start failed: {}", it->status().ToString());
   }
   {
     std::lock_guard lock(im.mu);
@@ -1077,7 +1078,7 @@ void OutboxDispatcher::Start() {
   im.thread = std::thread([&im] { im.Loop(); });
 }
 
-void OutboxDispatcher::Stop() {
+void DeliveryDispatcher::Stop() {
   Impl& im = *impl_;
   std::lock_guard life(im.lifecycle_mu);
   if (!im.thread.joinable()) return;
@@ -1089,7 +1090,7 @@ void OutboxDispatcher::Stop() {
   im.thread.join();
 }
 
-void OutboxDispatcher::Notify(const TenantId& tenant) {
+void DeliveryDispatcher::Notify(const TenantId& tenant) {
   Impl& im = *impl_;
   {
     std::lock_guard lock(im.mu);
@@ -1100,8 +1101,8 @@ void OutboxDispatcher::Notify(const TenantId& tenant) {
   curl_multi_wakeup(im.multi);
 }
 
-Result<OutboxDispatcher::Page> OutboxDispatcher::List(const TenantId& tenant, bool dead,
-                                                      std::string_view cursor, size_t limit) {
+Result<DeliveryDispatcher::Page> DeliveryDispatcher::List(const TenantId& tenant, bool dead,
+                                                          std::string_view cursor, size_t limit) {
   limit = std::clamp<size_t>(limit, 1, kMaxListLimit);
   std::string prefix = dead ? DeadPrefix(tenant) : PendingPrefix(tenant);
   std::string lower = prefix;
@@ -1134,8 +1135,8 @@ Result<OutboxDispatcher::Page> OutboxDispatcher::List(const TenantId& tenant, bo
   return page;
 }
 
-Result<size_t> OutboxDispatcher::Retry(const TenantId& tenant,
-                                       const std::vector<std::string>& ids) {
+Result<size_t> DeliveryDispatcher::Retry(const TenantId& tenant,
+                                         const std::vector<std::string>& ids) {
   Impl& im = *impl_;
   std::vector<std::pair<std::string, Delivery>> rows;  // dead key, row
   if (ids.empty()) {
@@ -1184,7 +1185,7 @@ Result<size_t> OutboxDispatcher::Retry(const TenantId& tenant,
   return moved;
 }
 
-Status OutboxDispatcher::RemoveTenant(const TenantId& tenant) {
+Status DeliveryDispatcher::RemoveTenant(const TenantId& tenant) {
   Impl& im = *impl_;
   std::unique_lock lock(im.mu);
   if (!im.running) {
@@ -1201,7 +1202,7 @@ Status OutboxDispatcher::RemoveTenant(const TenantId& tenant) {
   return done.get();
 }
 
-bool OutboxDispatcher::WaitIdle(std::chrono::milliseconds timeout) {
+bool DeliveryDispatcher::WaitIdle(std::chrono::milliseconds timeout) {
   Impl& im = *impl_;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock lock(im.mu);

@@ -9,8 +9,8 @@
 //
 // Everything runs in one process on a fresh store in a temporary directory, on the real
 // EmbeddedLog, Engine (2 threads), LeadProcessor, CampaignProcessor, CampaignRegistry, LeadStore
-// and TimerService, wired as the server wires them (no dispatcher: deliveries stay in the
-// outbox). The campaigns are created through CampaignRegistry::Create: tenant t0000 has 5,000
+// and TimerService, wired as the server wires them (no dispatcher: deliveries stay
+// pending). The campaigns are created through CampaignRegistry::Create: tenant t0000 has 5,000
 // active campaigns, 1,000 other tenants have 10 each. Each scenario prints readable lines and
 // one line "RESULT {json}".
 
@@ -422,7 +422,7 @@ class Env {
     engine_->AddProcessor(std::make_unique<identity::LeadProcessor>());
     campaigns::CampaignProcessorOptions po;
     po.on_timers = [this](const TenantId& t, int64_t due) { timers_->Notify(t, due); };
-    po.on_deliveries = [](const TenantId&) {};  // no dispatcher: deliveries stay in the outbox
+    po.on_deliveries = [](const TenantId&) {};  // no dispatcher: deliveries stay pending
     po.tenant_timezone = [](const TenantId&) { return std::string("UTC"); };
     auto cp = std::make_unique<campaigns::CampaignProcessor>(registry_.get(), leads_.get(),
                                                              SystemClock::Default(), po);

@@ -35,7 +35,7 @@
 #include "campaigns/campaign_registry.h"
 #include "campaigns/timer_service.h"
 #include "common/crypto.h"
-#include "dispatch/outbox_dispatcher.h"
+#include "dispatch/delivery_dispatcher.h"
 #include "engine/engine.h"
 #include "http/api.h"
 #include "identity/lead_processor.h"
@@ -94,8 +94,8 @@ class Fixture {
     };
     timers_ =
         std::make_unique<campaigns::TimerService>(store_.get(), log_.get(), clock_, tenant_config);
-    dispatcher_ = std::make_unique<dispatch::OutboxDispatcher>(store_.get(), clock_, &metrics_,
-                                                               dispatch::DispatchOptions{});
+    dispatcher_ = std::make_unique<dispatch::DeliveryDispatcher>(
+        store_.get(), clock_, &metrics_, dispatch::DeliveryDispatcherOptions{});
     engine::EngineOptions eo;
     eo.threads = 1;
     engine_ = std::make_unique<engine::Engine>(store_.get(), log_.get(), clock_, &metrics_, eo);
@@ -227,7 +227,7 @@ class Fixture {
   std::unique_ptr<identity::LeadStore> leads_;
   std::unique_ptr<campaigns::CampaignRegistry> campaigns_;
   std::unique_ptr<campaigns::TimerService> timers_;
-  std::unique_ptr<dispatch::OutboxDispatcher> dispatcher_;
+  std::unique_ptr<dispatch::DeliveryDispatcher> dispatcher_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<http::Api> api_;
   std::string write_key_, api_key_;

@@ -197,7 +197,7 @@ TEST(E2eCampaignsTest, StepsRunExactlyOnceThroughRepeatedSigkill) {
   kill_and_restart();
   EXPECT_EQ(kills, 4);
 
-  // Everything settles: processing caught up, nobody waits, the outbox is empty.
+  // Everything settles: processing caught up, nobody waits, no delivery is pending.
   ASSERT_TRUE(Eventually([&] {
     json s = CampaignsStream(server.url(), "acme");
     json st = Get(server.url(), "/v1/campaigns/onboard/stats", keys.api);

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "dispatch/outbox_dispatcher.h"
+#include "dispatch/delivery_dispatcher.h"
 #include "engine/engine.h"
 #include "http/server.h"
 #include "log/embedded_log.h"
@@ -24,7 +24,7 @@ struct Config {
   int recovery_interval_ms = 1000;
   log::EmbeddedLogOptions log;
   engine::EngineOptions engine;
-  dispatch::DispatchOptions dispatch;
+  dispatch::DeliveryDispatcherOptions dispatch;
   std::string admin_token;
   std::string metrics_token;
   size_t ingest_queue_events = 4'000;

@@ -25,7 +25,7 @@
 #include "campaigns/campaign_stats.h"
 #include "campaigns/timer_service.h"
 #include "common/crypto.h"
-#include "dispatch/outbox_dispatcher.h"
+#include "dispatch/delivery_dispatcher.h"
 #include "engine/engine.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -176,7 +176,7 @@ int Serve(Config config) {
     return *t;
   };
   campaigns::TimerService timers(store->get(), &log, clock, tenant_config);
-  dispatch::OutboxDispatcher dispatcher(store->get(), clock, &metrics, config.dispatch);
+  dispatch::DeliveryDispatcher dispatcher(store->get(), clock, &metrics, config.dispatch);
   campaigns::DeliveryStatsRecorder delivery_stats(store->get(), clock);
   dispatcher.SetListener(&delivery_stats);
   dispatcher.SetSigningSecrets(

@@ -211,48 +211,6 @@ bool ValueTest::Test(const FieldValue& v, int64_t now_ms) const {
   }
 }
 
-std::string_view ActionKindName(ActionKind k) {
-  switch (k) {
-    case ActionKind::kSendEmail:
-      return "send_email";
-    case ActionKind::kSendAlert:
-      return "send_alert";
-    case ActionKind::kChangeScore:
-      return "change_score";
-    case ActionKind::kChangeDataValue:
-      return "change_data_value";
-    case ActionKind::kAddToList:
-      return "add_to_list";
-    case ActionKind::kRemoveFromList:
-      return "remove_from_list";
-    case ActionKind::kAddTag:
-      return "add_tag";
-    case ActionKind::kRemoveTag:
-      return "remove_tag";
-    case ActionKind::kChangeLifecycleStage:
-      return "change_lifecycle_stage";
-    case ActionKind::kChangeOwner:
-      return "change_owner";
-    case ActionKind::kAddToAccount:
-      return "add_to_account";
-    case ActionKind::kWait:
-      return "wait";
-    case ActionKind::kCallWebhook:
-      return "call_webhook";
-    case ActionKind::kRequestCampaign:
-      return "request_campaign";
-    case ActionKind::kRemoveFromFlow:
-      return "remove_from_flow";
-    case ActionKind::kInterestingMoment:
-      return "interesting_moment";
-    case ActionKind::kCreateCrmTask:
-      return "create_crm_task";
-    case ActionKind::kDeleteLead:
-      return "delete_lead";
-  }
-  return "unknown";
-}
-
 bool ValidCampaignId(std::string_view id) {
   if (id.empty() || id.size() > 63) return false;
   auto ok_first = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };

@@ -136,7 +136,6 @@ enum class ActionKind : uint8_t {
   kCreateCrmTask,
   kDeleteLead,
 };
-std::string_view ActionKindName(ActionKind k);
 
 struct Action {
   ActionKind kind = ActionKind::kChangeScore;

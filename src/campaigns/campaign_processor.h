@@ -6,7 +6,7 @@
 //
 // Exactly once: the processor never writes storage or calls anything external itself. Every
 // effect of a step is part of the work item's atomic commit (engine/processor.h): run state,
-// qualification history, communication-limit log, timers (storage::kTimers), outbox deliveries
+// qualification history, communication-limit log, timers (storage::kTimers), deliveries
 // (storage::kDeliveries: emails, webhooks, CRM tasks, alerts), statistics (counters) and
 // generated activities (email_sent, score_changed, ...; message ids derived from (campaign,
 // run, step), so the log stores each once). A redelivered activity after a crash re-runs
@@ -36,7 +36,7 @@ struct CampaignProcessorOptions {
   // After a commit that stored timers: the tenant and the earliest due time among them
   // (TimerService::Notify).
   std::function<void(const TenantId&, int64_t due_ms)> on_timers;
-  // After a commit that stored outbox deliveries (OutboxDispatcher::Notify).
+  // After a commit that stored deliveries (DeliveryDispatcher::Notify).
   std::function<void(const TenantId&)> on_deliveries;
   // The tenant's IANA time zone, for waits "at HH:MM" in the tenant's (or a lead's unknown)
   // time zone. Empty or unset: UTC.

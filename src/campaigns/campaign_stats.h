@@ -1,6 +1,6 @@
 #pragma once
 // Campaign statistics: counters the campaign processor merge-adds in its commits (see
-// campaign_state.h for the keys), and the outcomes of outbox deliveries, read back per day.
+// campaign_state.h for the keys), and the outcomes of deliveries, read back per day.
 //
 // Metrics, per campaign and UTC day: triggered, qualified, not_qualified, filtered_out,
 // already_in_flow, blocked_chain_depth, completed, left_flow, removed_from_flow, lead_deleted,
@@ -17,7 +17,7 @@
 
 #include "common/ids.h"
 #include "common/status.h"
-#include "dispatch/outbox_dispatcher.h"
+#include "dispatch/delivery_dispatcher.h"
 #include "storage/store.h"
 
 namespace fairway::campaigns {

@@ -41,8 +41,6 @@ class ManualClock final : public Clock {
   int64_t NowMillis() const override { return now_ns_.load() / 1'000'000; }
   int64_t MonotonicNanos() const override { return now_ns_.load(); }
   void AdvanceMillis(int64_t ms) { now_ns_ += ms * 1'000'000; }
-  void AdvanceNanos(int64_t ns) { now_ns_ += ns; }
-  void SetMillis(int64_t ms) { now_ns_ = ms * 1'000'000; }
 
  private:
   std::atomic<int64_t> now_ns_;

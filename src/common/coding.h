@@ -83,22 +83,10 @@ class Decoder {
     in_.remove_prefix(8);
     return true;
   }
-  bool GetFixed32BE(uint32_t* v) {
-    if (in_.size() < 4) return false;
-    *v = DecodeFixed32BE(in_.data());
-    in_.remove_prefix(4);
-    return true;
-  }
   bool GetByte(uint8_t* v) {
     if (in_.empty()) return false;
     *v = static_cast<uint8_t>(in_.front());
     in_.remove_prefix(1);
-    return true;
-  }
-  bool GetBytes(size_t n, std::string_view* s) {
-    if (n > in_.size()) return false;
-    *s = in_.substr(0, n);
-    in_.remove_prefix(n);
     return true;
   }
   std::string_view rest() const { return in_; }

@@ -7,18 +7,14 @@
 
 #include <stdexcept>
 
+#include "common/hex.h"
+
 namespace fairway {
 
 namespace {
 
 std::string Hex(const unsigned char* bytes, size_t n) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string out(n * 2, '0');
-  for (size_t i = 0; i < n; ++i) {
-    out[2 * i] = kHex[bytes[i] >> 4];
-    out[2 * i + 1] = kHex[bytes[i] & 0xf];
-  }
-  return out;
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(bytes), n));
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 #include <memory>
 
 #include "common/coding.h"
-#include "storage/schema.h"
 
 namespace fairway::dispatch {
 namespace {
@@ -298,12 +297,6 @@ std::string PendingPrefix(const TenantId& tenant) { return TenantPrefix(tenant) 
 
 std::string DeadPrefix(const TenantId& tenant) { return TenantPrefix(tenant) + 'd'; }
 
-std::string PrefixEnd(std::string prefix) {
-  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
-  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
-  return prefix;
-}
-
 std::string PendingKey(const TenantId& tenant, int64_t created_ms, std::string_view id) {
   std::string k = PendingPrefix(tenant);
   PutFixed64BE(&k, static_cast<uint64_t>(created_ms));
@@ -315,10 +308,6 @@ std::string DeadKey(const TenantId& tenant, std::string_view id) {
   std::string k = DeadPrefix(tenant);
   k.append(id);
   return k;
-}
-
-void EnqueueDelivery(const TenantId& tenant, const Delivery& d, storage::WriteBatch* batch) {
-  batch->Put(storage::kDeliveries, PendingKey(tenant, d.created_ms, d.id), EncodeDelivery(d));
 }
 
 Result<std::string> WebhookOrigin(std::string_view url) {

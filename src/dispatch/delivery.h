@@ -1,15 +1,15 @@
 #pragma once
 // Delivery: one external effect (a webhook request or an email) waiting in a tenant's durable
-// outbox, the `deliveries` column family (storage/schema.h):
+// delivery rows, the `deliveries` column family (storage/schema.h):
 //
 //   tenant \0 'p' created_ms(be64) id  -> pending delivery (EncodeDelivery)
 //   tenant \0 'd' id                   -> dead delivery (gave up; revived by
-//                                         OutboxDispatcher::Retry)
+//                                         DeliveryDispatcher::Retry)
 //
-// Producers (the campaigns processor) validate a delivery with ValidateDelivery and add it with
-// EnqueueDelivery to the same atomic write as the step that causes it, then call
-// OutboxDispatcher::Notify once that write is committed. The OutboxDispatcher owns the rows from
-// then on. Everything here is a pure function: thread-safe.
+// Producers (the campaigns processor) validate a delivery with ValidateDelivery and put its
+// pending row (PendingKey -> EncodeDelivery) in the same atomic write as the step that causes
+// it, then call DeliveryDispatcher::Notify once that write is committed. The DeliveryDispatcher
+// owns the rows from then on. Everything here is a pure function: thread-safe.
 
 #include <cstdint>
 #include <string>
@@ -19,7 +19,6 @@
 
 #include "common/ids.h"
 #include "common/status.h"
-#include "storage/store.h"
 
 namespace fairway::dispatch {
 
@@ -93,17 +92,10 @@ Result<int64_t> PeekNextAttempt(std::string_view in);
 std::string PendingKey(const TenantId& tenant, int64_t created_ms, std::string_view id);
 std::string DeadKey(const TenantId& tenant, std::string_view id);
 // The key ranges of one tenant: all its rows, its pending rows, its dead rows. Each is a prefix;
-// PrefixEnd gives the exclusive upper bound.
+// storage::PrefixEnd gives the exclusive upper bound.
 std::string TenantPrefix(const TenantId& tenant);
 std::string PendingPrefix(const TenantId& tenant);
 std::string DeadPrefix(const TenantId& tenant);
-// The smallest key greater than every key that starts with `prefix`.
-std::string PrefixEnd(std::string prefix);
-
-// Adds the pending row for `d` to `batch`. Used by producers inside their atomic commit; the
-// caller validates first (ValidateDelivery) and sets `created_ms`. The state fields of `d` are
-// stored as given (normally zero).
-void EnqueueDelivery(const TenantId& tenant, const Delivery& d, storage::WriteBatch* batch);
 
 // Checks a delivery before it is enqueued. InvalidArgument naming the field at fault ("id",
 // "method", "url", "header name", "header 'X-A'", "mail_to", "subject", ...). Rejects CR or LF in

@@ -4,7 +4,8 @@
 // link-local, unique-local, site-local, multicast, broadcast and reserved ranges are refused,
 // also when they hide inside IPv6 (IPv4-mapped ::ffff:a.b.c.d, IPv4-compatible ::a.b.c.d, NAT64
 // 64:ff9b::/96, 6to4 2002::/16). An operator can allow listed networks
-// (DispatchOptions::allow_networks), e.g. an internal endpoint or the loopback receivers of tests.
+// (DeliveryDispatcherOptions::allow_networks), e.g. an internal endpoint or the loopback receivers
+// of tests.
 //
 // The dispatcher applies it to the resolved address of every connection attempt (libcurl's
 // open-socket callback), so a host name that resolves, or later re-resolves, to a refused

@@ -23,6 +23,7 @@
 #include "engine/engine.h"
 #include "engine/offsets.h"
 #include "engine/processing_throttle.h"
+#include "storage/keys.h"
 #include "storage/schema.h"
 
 namespace fairway::engine {
@@ -373,11 +374,7 @@ inline std::string PositionKey(const std::string& stream_prefix, uint32_t partit
   return k;
 }
 
-inline std::string PrefixEnd(std::string prefix) {
-  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
-  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
-  return prefix;
-}
+using storage::PrefixEnd;
 
 class ItemImpl;
 

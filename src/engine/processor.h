@@ -123,7 +123,6 @@ class StateTxn {
 
   // Adds the buffered writes to `batch` (done by the engine at commit).
   void AppendTo(storage::WriteBatch* batch) const;
-  size_t pending_writes() const { return writes_.size() + raw_writes_.size(); }
   void Clear() {
     writes_.clear();
     raw_writes_.clear();

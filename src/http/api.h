@@ -20,7 +20,7 @@
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/task_queue.h"
-#include "dispatch/outbox_dispatcher.h"
+#include "dispatch/delivery_dispatcher.h"
 #include "engine/engine.h"
 #include "http/handler.h"
 #include "http/ingest_shares.h"
@@ -38,7 +38,7 @@ namespace fairway::http {
 struct CampaignServices {
   campaigns::CampaignRegistry* registry = nullptr;
   campaigns::TimerService* timers = nullptr;
-  dispatch::OutboxDispatcher* dispatcher = nullptr;
+  dispatch::DeliveryDispatcher* dispatcher = nullptr;
   storage::Store* store = nullptr;
 };
 

@@ -11,10 +11,12 @@
 #include <unordered_map>
 
 #include "common/coding.h"
+#include "common/hex.h"
 #include "common/json_writer.h"
 #include "common/time_format.h"
 #include "engine/processor.h"
 #include "identity/lead_keys.h"
+#include "storage/keys.h"
 #include "storage/schema.h"
 
 namespace fairway::identity {
@@ -42,42 +44,19 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-// The smallest string greater than every string starting with `prefix` ("" when none is).
-std::string PrefixEnd(std::string prefix) {
-  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
-  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
-  return prefix;
-}
-
-constexpr char kHexDigits[] = "0123456789abcdef";
-
 // Cursors: the scan phase ('u' known leads, 'a' anonymous leads) followed by the hex of the
 // last profile id returned or examined.
 std::string EncodeCursor(IdKind phase, std::string_view id) {
-  std::string c(1, static_cast<char>(phase));
-  for (unsigned char b : id) {
-    c.push_back(kHexDigits[b >> 4]);
-    c.push_back(kHexDigits[b & 0xf]);
-  }
-  return c;
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
+  return std::string(1, static_cast<char>(phase)) + HexEncode(id);
 }
 
 Status DecodeCursor(std::string_view cursor, IdKind* phase, std::string* id) {
   Status bad = InvalidArgument("cursor is not a cursor returned by this listing");
   if (cursor.size() < 3 || cursor.size() % 2 == 0 || !IsIdKind(cursor[0])) return bad;
+  auto decoded = HexDecode(cursor.substr(1));
+  if (!decoded) return bad;
   *phase = static_cast<IdKind>(cursor[0]);
-  id->clear();
-  for (size_t i = 1; i < cursor.size(); i += 2) {
-    int hi = HexValue(cursor[i]), lo = HexValue(cursor[i + 1]);
-    if (hi < 0 || lo < 0) return bad;
-    id->push_back(static_cast<char>(hi << 4 | lo));
-  }
+  *id = std::move(*decoded);
   return Status::Ok();
 }
 
@@ -283,7 +262,7 @@ class LeadReader {
     std::string lower = prefix_;
     lower.append(kind == IdKind::kUser ? keys::kUserProfiles : keys::kAnonymousProfiles);
     const size_t strip = lower.size();
-    std::string upper = PrefixEnd(lower);
+    std::string upper = storage::PrefixEnd(lower);
     std::string start = lower;
     if (!after.empty()) {
       start.append(after);

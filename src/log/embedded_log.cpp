@@ -10,6 +10,7 @@
 #include "common/crypto.h"
 #include "common/hash.h"
 #include "log/block.h"
+#include "storage/keys.h"
 #include "storage/schema.h"
 
 namespace fairway::log {
@@ -18,6 +19,7 @@ using storage::kLogBlocks;
 using storage::kLogDedup;
 using storage::kLogLeadIndex;
 using storage::kLogMeta;
+using storage::PrefixEnd;
 
 PartitionId PartitionFor(std::string_view lead_key, uint32_t partitions) {
   return PartitionId(static_cast<uint32_t>(Hash64(lead_key) % std::max<uint32_t>(partitions, 1)));
@@ -32,13 +34,6 @@ std::string PartitionPrefix(const TenantId& tenant, PartitionId p) {
   std::string k = TenantPrefix(tenant);
   PutFixed32BE(&k, p.value());
   return k;
-}
-
-// The upper bound of keys that start with `prefix`: prefix followed by 0xff bytes is enough
-// because what follows a prefix in our keys is at most 12 fixed bytes.
-std::string PrefixEnd(std::string prefix) {
-  prefix.append(16, '\xff');
-  return prefix;
 }
 
 uint64_t OrderedTime(int64_t ms) { return static_cast<uint64_t>(ms) ^ (1ULL << 63); }

@@ -195,13 +195,6 @@ Status ApplyTenantPatch(std::string_view body, TenantConfig* config) {
   return Status::Ok();
 }
 
-Status ParseQuotasJson(std::string_view body, Quotas* base) {
-  json::error_code ec;
-  json::value v = json::parse(body, ec, {}, model::JsonParseOptions());
-  if (ec) return InvalidArgument(fmt::format("quotas are not valid JSON: {}", ec.message()));
-  return ApplyQuotas(v, "quotas", base);
-}
-
 std::string TenantToApiJson(const TenantConfig& t) { return json::serialize(ApiObject(t)); }
 
 std::string TenantToStoredJson(const TenantConfig& t) {

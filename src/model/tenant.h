@@ -58,9 +58,6 @@ Result<TenantConfig> ParseTenantCreate(std::string_view body, const TenantConfig
 // before changing anything.
 Status ApplyTenantPatch(std::string_view body, TenantConfig* config);
 
-// Parses a standalone quotas object (configuration defaults) over `base`.
-Status ParseQuotasJson(std::string_view json, Quotas* base);
-
 // The admin API's view: everything but the key digests.
 std::string TenantToApiJson(const TenantConfig& t);
 // Full form for the tenant store, digests included.

@@ -13,6 +13,7 @@
 #include "identity/lead_processor.h"
 #include "log/embedded_log.h"
 #include "model/json_limits.h"
+#include "storage/keys.h"
 #include "storage/schema.h"
 #include "storage/tests/temp_dir.h"
 
@@ -160,7 +161,7 @@ class CampaignPipelineTest : public ::testing::Test {
   std::vector<dispatch::Delivery> Deliveries() {
     std::vector<dispatch::Delivery> out;
     std::string prefix = dispatch::PendingPrefix(kTenant);
-    auto it = store_->NewIterator(storage::kDeliveries, prefix, dispatch::PrefixEnd(prefix));
+    auto it = store_->NewIterator(storage::kDeliveries, prefix, storage::PrefixEnd(prefix));
     for (it->Seek(prefix); it->Valid(); it->Next()) {
       auto d = dispatch::DecodeDelivery(it->value());
       EXPECT_TRUE(d.ok());
@@ -222,7 +223,7 @@ constexpr std::string_view kPricing = R"({
   "tokens": {"offer": "20% off"}
 })";
 
-TEST_F(CampaignPipelineTest, ATriggeredCampaignRunsItsFlowOnceWithEffectsInTheOutbox) {
+TEST_F(CampaignPipelineTest, ATriggeredCampaignRunsItsFlowOnceWithItsDeliveriesPending) {
   Create("pricing", kPricing);
   Ingest({Identify("i1", "u1", R"({"email":"ann@x.test","firstName":"Ann","country":"DE"})"),
           Identify("i2", "u2", R"({"email":"bob@x.test","country":"FR"})"),

@@ -4,6 +4,7 @@
 #include "common/coding.h"
 #include "common/crypto.h"
 #include "common/hash.h"
+#include "common/hex.h"
 #include "common/ids.h"
 #include "common/json_writer.h"
 #include "common/metrics.h"
@@ -152,6 +153,28 @@ TEST(CryptoTest, Base64) {
   EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
   EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
   EXPECT_FALSE(ConstantTimeEquals("abc", "ab"));
+}
+
+TEST(HexTest, RoundTripsEveryByte) {
+  std::string all;
+  for (int b = 0; b < 256; ++b) all.push_back(static_cast<char>(b));
+  std::string hex = HexEncode(all);
+  EXPECT_EQ(hex.size(), 512u);
+  EXPECT_EQ(hex.substr(0, 6), "000102");
+  EXPECT_EQ(hex.substr(506), "fdfeff");
+  EXPECT_EQ(HexDecode(hex), all);
+  EXPECT_EQ(HexEncode(""), "");
+  EXPECT_EQ(HexDecode(""), "");
+}
+
+TEST(HexTest, DecodeRefusesOddLengthsUpperCaseAndNonDigits) {
+  EXPECT_FALSE(HexDecode("0"));
+  EXPECT_FALSE(HexDecode("abc"));
+  EXPECT_FALSE(HexDecode("AB"));
+  EXPECT_FALSE(HexDecode("0g"));
+  EXPECT_FALSE(HexDecode("g0"));
+  EXPECT_FALSE(HexDecode(" 0"));
+  EXPECT_EQ(HexDecode("7aff"), "z\xff");
 }
 
 TEST(JsonWriterTest, EscapesAndSeparates) {

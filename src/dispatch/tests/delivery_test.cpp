@@ -4,6 +4,7 @@
 
 #include "common/crypto.h"
 #include "dispatch/mail_message.h"
+#include "storage/keys.h"
 
 namespace fairway::dispatch {
 namespace {
@@ -80,9 +81,8 @@ TEST(DeliveryKeysTest, PendingKeysSortByCreationTimeWithinTheTenant) {
   EXPECT_TRUE(DeadKey(acme, "x").starts_with(DeadPrefix(acme)));
   // A tenant whose id extends another's never shares its range.
   EXPECT_FALSE(PendingKey(acme2, 5, "x").starts_with(TenantPrefix(acme)));
-  EXPECT_LT(PendingKey(acme, INT64_MAX, "zzz"), PrefixEnd(PendingPrefix(acme)));
-  EXPECT_LT(DeadKey(acme, "\xff\xff"), PrefixEnd(TenantPrefix(acme)));
-  EXPECT_EQ(PrefixEnd("ab\xff"), "ac");
+  EXPECT_LT(PendingKey(acme, INT64_MAX, "zzz"), storage::PrefixEnd(PendingPrefix(acme)));
+  EXPECT_LT(DeadKey(acme, "\xff\xff"), storage::PrefixEnd(TenantPrefix(acme)));
 }
 
 TEST(DeliveryKeysTest, WebhookOriginNormalisesSchemeHostAndPort) {

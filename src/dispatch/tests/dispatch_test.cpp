@@ -14,7 +14,7 @@
 
 #include "common/crypto.h"
 #include "dispatch/delivery.h"
-#include "dispatch/outbox_dispatcher.h"
+#include "dispatch/delivery_dispatcher.h"
 #include "dispatch/tests/peer_process.h"
 #include "storage/schema.h"
 #include "storage/tests/temp_dir.h"
@@ -30,6 +30,11 @@ using testing::ReadJsonLines;
 constexpr milliseconds kWait{30'000};
 const TenantId kAcme("acme");
 const TenantId kBeta("beta");
+
+// Adds the pending row of `d` to `batch`, as a producer does in its commit.
+void PutPending(const TenantId& tenant, const Delivery& d, storage::WriteBatch* batch) {
+  batch->Put(storage::kDeliveries, PendingKey(tenant, d.created_ms, d.id), EncodeDelivery(d));
+}
 
 // Polls `pred` until it holds or `timeout` (real time) passes. Waiting for a condition, not
 // sleeping to synchronise.
@@ -99,8 +104,8 @@ class DispatchTest : public ::testing::Test {
     OpenStore();
   }
 
-  static DispatchOptions Options() {
-    DispatchOptions o;
+  static DeliveryDispatcherOptions Options() {
+    DeliveryDispatcherOptions o;
     o.per_destination_rate = 0;  // the clock is frozen: a token bucket would never refill
     o.request_timeout = milliseconds(60'000);
     // The receivers of these tests listen on loopback, which webhooks may not reach by default.
@@ -108,8 +113,8 @@ class DispatchTest : public ::testing::Test {
     return o;
   }
 
-  void StartDispatcher(DispatchOptions options = Options()) {
-    dispatcher_ = std::make_unique<OutboxDispatcher>(store_.get(), &clock_, &metrics_, options);
+  void StartDispatcher(DeliveryDispatcherOptions options = Options()) {
+    dispatcher_ = std::make_unique<DeliveryDispatcher>(store_.get(), &clock_, &metrics_, options);
     dispatcher_->SetListener(&listener_);
     dispatcher_->SetSigningSecrets([](const TenantId& t) -> std::optional<std::string> {
       if (t == kAcme) return std::string("acme-secret");
@@ -144,7 +149,7 @@ class DispatchTest : public ::testing::Test {
       if (d.created_ms == 0) d.created_ms = clock_.NowMillis();
       Status valid = ValidateDelivery(d);
       ASSERT_TRUE(valid.ok()) << valid.ToString();
-      EnqueueDelivery(tenant, d, &batch);
+      PutPending(tenant, d, &batch);
     }
     ASSERT_TRUE(store_->Write(batch, /*sync=*/true).ok());
     if (dispatcher_) dispatcher_->Notify(tenant);
@@ -199,7 +204,7 @@ class DispatchTest : public ::testing::Test {
   RecordingListener listener_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<PeerProcess> receiver_;
-  std::unique_ptr<OutboxDispatcher> dispatcher_;
+  std::unique_ptr<DeliveryDispatcher> dispatcher_;
 };
 
 TEST_F(DispatchTest, WebhookCarriesIdempotencyKeyAndAVerifiableSignature) {
@@ -313,7 +318,7 @@ TEST_F(DispatchTest, RetryAfterOnA429WinsOverAShorterBackoff) {
 }
 
 TEST_F(DispatchTest, DeadAfterMaxAttemptsAndRevivedByRetry) {
-  DispatchOptions o = Options();
+  DeliveryDispatcherOptions o = Options();
   o.max_attempts = 3;
   StartDispatcher(o);
   Enqueue(kAcme, {Webhook("m1", "/fail-100/m1")});
@@ -378,7 +383,7 @@ TEST_F(DispatchTest, PermanentFailureIsDeadAtOnceAndRetryAllRevivesIt) {
 }
 
 TEST_F(DispatchTest, RestartDeliversEveryPendingRowIncludingTheOnesInFlight) {
-  DispatchOptions o = Options();
+  DeliveryDispatcherOptions o = Options();
   o.per_destination_concurrency = 1;
   StartDispatcher(o);
   SetRule("/hook", "slow");
@@ -396,7 +401,7 @@ TEST_F(DispatchTest, RestartDeliversEveryPendingRowIncludingTheOnesInFlight) {
   {
     // Nothing was lost or finished: all five rows are still pending on disk (List reads the
     // store; this dispatcher is never started).
-    OutboxDispatcher reader(store_.get(), &clock_, &metrics_, Options());
+    DeliveryDispatcher reader(store_.get(), &clock_, &metrics_, Options());
     auto page = reader.List(kAcme, false, "", 100);
     ASSERT_TRUE(page.ok());
     EXPECT_EQ(page->items.size(), 5u);
@@ -446,7 +451,7 @@ TEST_F(DispatchTest, OutcomeWriteFailureIsRetriedAndTheRowIsSentOnce) {
 }
 
 TEST_F(DispatchTest, SlowEndpointOfOneTenantDoesNotDelayAnother) {
-  DispatchOptions o = Options();
+  DeliveryDispatcherOptions o = Options();
   o.per_destination_concurrency = 4;
   o.tenant_in_flight = 16;
   o.global_in_flight = 6;
@@ -472,7 +477,7 @@ TEST_F(DispatchTest, SlowEndpointOfOneTenantDoesNotDelayAnother) {
 }
 
 TEST_F(DispatchTest, PerDestinationConcurrencyIsCapped) {
-  DispatchOptions o = Options();
+  DeliveryDispatcherOptions o = Options();
   o.per_destination_concurrency = 3;
   StartDispatcher(o);
   std::vector<Delivery> rows;
@@ -493,7 +498,7 @@ TEST_F(DispatchTest, PerDestinationConcurrencyIsCapped) {
 }
 
 TEST_F(DispatchTest, TenantsTakeTurns) {
-  DispatchOptions o = Options();
+  DeliveryDispatcherOptions o = Options();
   o.global_in_flight = 1;
   StartDispatcher(o);
   Enqueue(kAcme, {Webhook("hold", "/slow/hold")});
@@ -522,7 +527,7 @@ TEST_F(DispatchTest, TenantsTakeTurns) {
 }
 
 TEST_F(DispatchTest, TenantInFlightIsCappedAcrossItsDestinations) {
-  DispatchOptions o = Options();
+  DeliveryDispatcherOptions o = Options();
   o.per_destination_concurrency = 4;
   o.tenant_in_flight = 3;
   StartDispatcher(o);
@@ -547,7 +552,7 @@ TEST_F(DispatchTest, TenantInFlightIsCappedAcrossItsDestinations) {
 }
 
 TEST_F(DispatchTest, DestinationWindowKeepsAHungEndpointFromStarvingTheTenantsOthers) {
-  DispatchOptions o = Options();
+  DeliveryDispatcherOptions o = Options();
   o.per_destination_concurrency = 2;
   o.max_loaded_per_tenant = 8;
   o.max_loaded_per_destination = 4;
@@ -573,7 +578,7 @@ TEST_F(DispatchTest, DestinationWindowKeepsAHungEndpointFromStarvingTheTenantsOt
 }
 
 TEST_F(DispatchTest, BacklogLargerThanTheWindowIsRefilledFromDisk) {
-  DispatchOptions o = Options();
+  DeliveryDispatcherOptions o = Options();
   o.max_loaded_per_tenant = 4;
   o.per_destination_concurrency = 2;
   StartDispatcher(o);
@@ -591,7 +596,7 @@ TEST_F(DispatchTest, BacklogLargerThanTheWindowIsRefilledFromDisk) {
 }
 
 TEST_F(DispatchTest, TokenBucketLimitsTheRatePerDestination) {
-  DispatchOptions o = Options();
+  DeliveryDispatcherOptions o = Options();
   o.per_destination_rate = 2;  // burst of 2, then one every 500 ms of the (manual) clock
   StartDispatcher(o);
   std::vector<Delivery> rows;
@@ -682,7 +687,7 @@ TEST_F(DispatchTest, RowThatFailsValidationIsDeadInsteadOfSent) {
   d.headers = {{"X-A", "a\r\nX-Injected: yes"}};
   d.created_ms = clock_.NowMillis();
   storage::WriteBatch batch;
-  EnqueueDelivery(kAcme, d, &batch);  // bypasses ValidateDelivery, as a buggy producer might
+  PutPending(kAcme, d, &batch);  // bypasses ValidateDelivery, as a buggy producer might
   ASSERT_TRUE(store_->Write(batch, true).ok());
   Delivery e = Webhook("e1", "/ok/e1");
   e.kind = DeliveryKind::kEmail;
@@ -714,7 +719,7 @@ std::string HookTo(std::vector<Delivery>* rows, const std::string& url) {
 }
 
 TEST_F(DispatchTest, DestinationsOutsideThePublicInternetAreRefusedByDefault) {
-  DispatchOptions o = Options();
+  DeliveryDispatcherOptions o = Options();
   o.allow_networks.clear();
   StartDispatcher(o);
   const std::string port = std::to_string(receiver_->port());
@@ -755,7 +760,7 @@ TEST_F(DispatchTest, DestinationsOutsideThePublicInternetAreRefusedByDefault) {
 }
 
 TEST_F(DispatchTest, AllowNetworksLetsOnlyTheListedNetworksThrough) {
-  DispatchOptions o = Options();
+  DeliveryDispatcherOptions o = Options();
   o.allow_networks = *ParseNetworks("127.0.0.1/32");
   StartDispatcher(o);
   std::vector<Delivery> rows;
@@ -819,8 +824,8 @@ class EmailTest : public DispatchTest {
     DispatchTest::TearDown();
     sink_.reset();
   }
-  DispatchOptions SmtpOptions() {
-    DispatchOptions o = Options();
+  DeliveryDispatcherOptions SmtpOptions() {
+    DeliveryDispatcherOptions o = Options();
     o.smtp_url = "smtp://127.0.0.1:" + std::to_string(sink_->port());
     return o;
   }
@@ -912,7 +917,7 @@ TEST_F(EmailTest, PermanentRejectionIsDeadTemporaryOneIsRetried) {
 
 TEST_F(EmailTest, AuthenticatesWithConfiguredCredentials) {
   StartSink({"--auth", "fairway:s3cret"});
-  DispatchOptions o = SmtpOptions();
+  DeliveryDispatcherOptions o = SmtpOptions();
   o.smtp_username = "fairway";
   o.smtp_password = "s3cret";
   StartDispatcher(o);
@@ -926,7 +931,7 @@ TEST_F(EmailTest, AuthenticatesWithConfiguredCredentials) {
 
 TEST_F(EmailTest, UnreachableRelayIsRetriedNotDropped) {
   StartSink();
-  DispatchOptions o = SmtpOptions();
+  DeliveryDispatcherOptions o = SmtpOptions();
   int port = sink_->port();
   sink_.reset();  // nothing listens there any more
   o.smtp_url = "smtp://127.0.0.1:" + std::to_string(port);

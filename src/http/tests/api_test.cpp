@@ -75,8 +75,8 @@ class ApiTest : public ::testing::Test {
     // only read and write their rows).
     campaigns_ =
         std::make_unique<campaigns::CampaignRegistry>(store_.get(), SystemClock::Default());
-    dispatcher_ = std::make_unique<dispatch::OutboxDispatcher>(
-        store_.get(), SystemClock::Default(), &metrics_, dispatch::DispatchOptions{});
+    dispatcher_ = std::make_unique<dispatch::DeliveryDispatcher>(
+        store_.get(), SystemClock::Default(), &metrics_, dispatch::DeliveryDispatcherOptions{});
     timers_ = std::make_unique<campaigns::TimerService>(
         store_.get(), log_.get(), SystemClock::Default(),
         [](const TenantId&) -> std::optional<model::TenantConfig> { return std::nullopt; });
@@ -142,7 +142,7 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<tenancy::TenantRegistry> tenants_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<campaigns::CampaignRegistry> campaigns_;
-  std::unique_ptr<dispatch::OutboxDispatcher> dispatcher_;
+  std::unique_ptr<dispatch::DeliveryDispatcher> dispatcher_;
   std::unique_ptr<campaigns::TimerService> timers_;
   std::unique_ptr<HttpServer> server_;
   std::string base_;
@@ -690,7 +690,7 @@ TEST_F(ApiTest, CampaignsAreManagedAndValidatedWithTheApiKey) {
   EXPECT_EQ(bad_trig.status, 400);
   EXPECT_NE(bad_trig.body.find("leads"), std::string::npos);
 
-  // Statistics and the outbox answer, and validate their parameters.
+  // Statistics and the deliveries answer, and validate their parameters.
   auto stats =
       call("GET", "/v1/campaigns/welcome/stats?since=2026-01-01&until=2026-01-31", {}, k.api);
   ASSERT_EQ(stats.status, 200) << stats.body;

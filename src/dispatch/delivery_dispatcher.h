@@ -1,5 +1,5 @@
 #pragma once
-// OutboxDispatcher: delivers the rows of every tenant's durable outbox (storage::kDeliveries,
+// DeliveryDispatcher: delivers every tenant's durable delivery rows (storage::kDeliveries,
 // see delivery.h) to webhooks over HTTP(S) and to an SMTP relay, with retries and dead letters.
 //
 // - One thread, owned by the dispatcher, drives all transfers through one libcurl multi handle;
@@ -9,11 +9,13 @@
 //   per-destination and global in-flight caps and a per-destination token bucket. A destination
 //   is (tenant, scheme://host:port), so a slow or hanging endpoint fills only its own
 //   destination's slots: other destinations and other tenants keep going.
-// - Durable, at least once: a row leaves the outbox only after its outcome is written (deleted
+// - Durable, at least once: a row leaves the pending rows only after its outcome is written
+// (deleted
 //   when delivered, moved to the dead rows when given up, rewritten with its next attempt time
 //   when it will be retried). A crash re-sends at most the transfers in flight, with the same
 //   idempotency key; it never loses a row.
-// - Bounded memory: at most DispatchOptions::max_loaded_per_tenant rows of a tenant are held in
+// - Bounded memory: at most DeliveryDispatcherOptions::max_loaded_per_tenant rows of a tenant are
+// held in
 //   memory; the rest stay on disk and are found by an incremental scan of the tenant's rows.
 // - Time: every schedule (next attempt, back-off, token buckets, signatures, Date headers) reads
 //   the injected Clock, so tests drive it with a ManualClock. The thread wakes at least every
@@ -42,7 +44,7 @@
 
 namespace fairway::dispatch {
 
-struct DispatchOptions {
+struct DeliveryDispatcherOptions {
   // Failed attempts after which a delivery becomes dead (moved to the tenant's dead rows).
   // Permanent failures (HTTP 4xx other than 408/425/429, SMTP 5xx) make it dead at once.
   // Default 8.
@@ -89,26 +91,26 @@ struct DispatchOptions {
 };
 
 // Told about final outcomes. Runs on the dispatcher thread: must not block, and must not call
-// OutboxDispatcher::Stop or RemoveTenant (Notify, List and Retry are fine).
+// DeliveryDispatcher::Stop or RemoveTenant (Notify, List and Retry are fine).
 class DeliveryListener {
  public:
   virtual ~DeliveryListener() = default;
-  // After the delivered row was deleted from the outbox.
+  // After the delivered row was deleted from the pending rows.
   virtual void OnDelivered(const TenantId& tenant, const Delivery& d) = 0;
   // After the row was moved to the dead rows (`d` carries attempts, last_error, dead_at_ms).
   virtual void OnDead(const TenantId& tenant, const Delivery& d) = 0;
 };
 
-class OutboxDispatcher {
+class DeliveryDispatcher {
  public:
   // `store` must be opened with storage::FairwayColumnFamilies(). None of the pointers is owned;
   // all must outlive the dispatcher.
-  OutboxDispatcher(storage::Store* store, const Clock* clock, MetricsRegistry* metrics,
-                   DispatchOptions options);
+  DeliveryDispatcher(storage::Store* store, const Clock* clock, MetricsRegistry* metrics,
+                     DeliveryDispatcherOptions options);
   // Stops the dispatcher if it is running.
-  ~OutboxDispatcher();
-  OutboxDispatcher(const OutboxDispatcher&) = delete;
-  OutboxDispatcher& operator=(const OutboxDispatcher&) = delete;
+  ~DeliveryDispatcher();
+  DeliveryDispatcher(const DeliveryDispatcher&) = delete;
+  DeliveryDispatcher& operator=(const DeliveryDispatcher&) = delete;
 
   // Signing secret of a tenant's webhooks; nullopt leaves them unsigned. With a secret, each
   // request carries `X-Fairway-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
@@ -148,7 +150,7 @@ class OutboxDispatcher {
 
   // Forgets a tenant: stops starting its deliveries, waits for its transfers in flight (at most
   // request_timeout), deletes all its rows, pending and dead (synced), and drops its metric
-  // series. Rows enqueued afterwards are a new outbox. Thread-safe; blocks the caller.
+  // series. Rows enqueued afterwards start afresh. Thread-safe; blocks the caller.
   Status RemoveTenant(const TenantId& tenant);
 
   // For tests and tools: true once nothing is in flight or queued, no row on disk is due now

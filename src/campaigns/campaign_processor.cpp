@@ -16,6 +16,7 @@
 #include "common/json_writer.h"
 #include "common/time_format.h"
 #include "dispatch/delivery.h"
+#include "model/generated_activities.h"
 #include "model/json_limits.h"
 #include "storage/schema.h"
 
@@ -891,8 +892,8 @@ Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, Activit
   r.trigger_fields_json = a.fields_json;
   r.user_id = a.user_id;
   r.anonymous_id = a.anonymous_id;
-  if (a.type == ActivityType::kFairway && a.event == "campaign_requested") {
-    if (auto* t = fields.Property("tokens"); t && t->is_object()) {
+  if (a.type == ActivityType::kFairway && a.event == model::CampaignRequested::kEvent) {
+    if (auto* t = fields.Property(model::CampaignRequested::kTokens); t && t->is_object()) {
       for (const auto& kv : t->get_object()) {
         r.tokens[std::string(kv.key())] = kv.value().is_string()
                                               ? std::string(kv.value().get_string())
@@ -912,9 +913,9 @@ Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, Activit
 
 Status Execution::Resume(const Activity& a, ActivityFields& fields) {
   const std::string lead(a.LeadKey());
-  const json::value* campaign = fields.Property("campaign");
-  const json::value* run_id = fields.Property("run");
-  const json::value* step = fields.Property("step");
+  const json::value* campaign = fields.Property(model::CampaignWaitElapsed::kCampaign);
+  const json::value* run_id = fields.Property(model::CampaignWaitElapsed::kRun);
+  const json::value* step = fields.Property(model::CampaignWaitElapsed::kStep);
   if (!campaign || !campaign->is_string() || !run_id || !run_id->is_string() || !step ||
       !step->is_int64()) {
     return Status::Ok();  // not one of ours: nothing to resume
@@ -947,19 +948,19 @@ Status Execution::Handle(const log::LogEntry& entry) {
   if (a.LeadKey().empty()) return Status::Ok();
   ActivityFields fields(a.fields_json);
   if (a.type == ActivityType::kFairway) {
-    if (a.event == "campaign_wait_elapsed") {
+    if (a.event == model::CampaignWaitElapsed::kEvent) {
       FAIRWAY_RETURN_IF_ERROR(fields.Parse());
       return Resume(a, fields);
     }
-    if (a.event == "lead_deleted") {
+    if (a.event == model::LeadDeleted::kEvent) {
       // Runs started between the deleting step and this activity reaching the log leave too.
       return ForgetLead(std::string(a.LeadKey()));
     }
   }
   refs_.clear();
-  if (a.type == ActivityType::kFairway && a.event == "campaign_requested") {
+  if (a.type == ActivityType::kFairway && a.event == model::CampaignRequested::kEvent) {
     FAIRWAY_RETURN_IF_ERROR(fields.Parse());
-    const json::value* requested = fields.Property("requested");
+    const json::value* requested = fields.Property(model::CampaignRequested::kRequested);
     if (!requested || !requested->is_string()) return Status::Ok();
     snap_.Lookup(a.type, fmt::format("campaign_requested/{}", requested->get_string().c_str()),
                  &refs_);

@@ -212,4 +212,11 @@ Result<Campaign> ParseCampaign(std::string_view json, std::string_view id);
 // Campaign ids: [a-z0-9][a-z0-9_-]{0,62}, like tenant ids.
 bool ValidCampaignId(std::string_view id);
 
+// The trigger name under which campaign `campaign_id` listens for requests
+// (model::CampaignRequested naming it): a request reaches only its campaign.
+std::string RequestTriggerName(std::string_view campaign_id);
+
+// Whether the campaign can be requested (it has a campaign_requested trigger).
+bool AcceptsRequests(const Campaign& c);
+
 }  // namespace fairway::campaigns

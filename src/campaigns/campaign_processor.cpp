@@ -962,8 +962,7 @@ Status Execution::Handle(const log::LogEntry& entry) {
     FAIRWAY_RETURN_IF_ERROR(fields.Parse());
     const json::value* requested = fields.Property(model::CampaignRequested::kRequested);
     if (!requested || !requested->is_string()) return Status::Ok();
-    snap_.Lookup(a.type, fmt::format("campaign_requested/{}", requested->get_string().c_str()),
-                 &refs_);
+    snap_.Lookup(a.type, RequestTriggerName(requested->get_string().c_str()), &refs_);
   } else {
     snap_.Lookup(a.type, a.event, &refs_);
   }

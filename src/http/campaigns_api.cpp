@@ -292,9 +292,7 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
     if (!c->record.active) {
       return Error(FailedPrecondition(fmt::format("campaign '{}' is not active", id)));
     }
-    bool requestable = std::any_of(c->campaign.triggers.begin(), c->campaign.triggers.end(),
-                                   [](const auto& tr) { return tr.kind == "campaign_requested"; });
-    if (!requestable) {
+    if (!campaigns::AcceptsRequests(c->campaign)) {
       return Error(
           FailedPrecondition(fmt::format("campaign '{}' has no campaign_requested trigger", id)));
     }

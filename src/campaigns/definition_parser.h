@@ -9,11 +9,13 @@
 #include <boost/json.hpp>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "campaigns/action.h"
 #include "campaigns/campaign.h"
 #include "common/status.h"
 
@@ -96,5 +98,9 @@ bool CheckAddress(DefinitionParser& p, std::string_view address, const std::stri
 // A trigger (docs/campaigns.md "Triggers"; campaign_triggers.cpp) of campaign `campaign_id`.
 std::optional<Trigger> ParseTrigger(DefinitionParser& p, const json::value& v,
                                     const std::string& path, std::string_view campaign_id);
+
+// An action (docs/campaigns.md "Actions") of a kind in the registry of action.h.
+std::shared_ptr<const Action> ParseAction(DefinitionParser& p, const json::value& v,
+                                          const std::string& path);
 
 }  // namespace fairway::campaigns

@@ -116,63 +116,19 @@ struct Trigger {
   std::vector<PropertyTest> where;
 };
 
-enum class ActionKind : uint8_t {
-  kSendEmail,
-  kSendAlert,
-  kChangeScore,
-  kChangeDataValue,
-  kAddToList,
-  kRemoveFromList,
-  kAddTag,
-  kRemoveTag,
-  kChangeLifecycleStage,
-  kChangeOwner,
-  kAddToAccount,
-  kWait,
-  kCallWebhook,
-  kRequestCampaign,
-  kRemoveFromFlow,
-  kInterestingMoment,
-  kCreateCrmTask,
-  kDeleteLead,
-};
-
-struct Action {
-  ActionKind kind = ActionKind::kChangeScore;
-  // Templates (docs/campaigns.md "Tokens") unless said otherwise.
-  std::string subject, body, from, to;  // email, alert, crm task (subject/body)
-  bool operational = false;             // email: exempt from communication limits
-  int64_t score_change = 0;
-  std::string field;  // data value; lifecycle stage -> "lifecycle_stage"; owner
-  enum class ValueOp : uint8_t { kSet, kIncrement, kClear } value_op = ValueOp::kSet;
-  std::string value_json;  // kSet: JSON value, string values are templates
-  double increment = 0;
-  std::string name;  // list, tag, account id, campaign to request, moment type
-  // Wait: exactly one of duration, until, time of day (wait_kind says which).
-  enum class WaitKind : uint8_t { kDuration, kUntil, kTimeOfDay } wait_kind = WaitKind::kDuration;
-  int64_t wait_ms = 0;
-  int64_t wait_until_ms = 0;
-  int32_t wait_minute_of_day = -1;  // at the next hh:mm ...
-  std::string
-      wait_timezone;  // ... in "lead" (the lead's timezone trait), "tenant", or an IANA name
-  // Webhook.
-  std::string method, url;
-  std::vector<std::pair<std::string, std::string>> headers;  // values are templates
-  std::map<std::string, std::string> tokens;                 // request campaign: tokens passed on
-  std::vector<std::string> campaigns;                        // remove from flow; empty = all others
-  int64_t due_in_days = 0;                                   // crm task
-};
+// A step's action: one of the kinds registered in action.h.
+class Action;
 
 struct Choice {
   Condition when;
-  std::optional<Action> then;  // nullopt: "do nothing" for this choice
+  std::shared_ptr<const Action> then;  // nullptr: "do nothing" for this choice
 };
 
 struct Step {
-  // Either a plain action, or choices (first match wins) with a default.
-  std::optional<Action> action;
+  // Either a plain action, or choices (first match wins) with a default (nullptr: none).
+  std::shared_ptr<const Action> action;
   std::vector<Choice> choices;
-  std::optional<Action> default_action;
+  std::shared_ptr<const Action> default_action;
   bool has_choices() const { return !choices.empty(); }
 };
 
@@ -210,5 +166,12 @@ Result<Campaign> ParseCampaign(std::string_view json, std::string_view id);
 
 // Campaign ids: [a-z0-9][a-z0-9_-]{0,62}, like tenant ids.
 bool ValidCampaignId(std::string_view id);
+
+// The trigger name under which campaign `campaign_id` listens for requests
+// (model::CampaignRequested naming it): a request reaches only its campaign.
+std::string RequestTriggerName(std::string_view campaign_id);
+
+// Whether the campaign can be requested (it has a campaign_requested trigger).
+bool AcceptsRequests(const Campaign& c);
 
 }  // namespace fairway::campaigns

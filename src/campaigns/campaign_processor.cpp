@@ -1,21 +1,21 @@
 #include "campaigns/campaign_processor.h"
 
-#include <date/tz.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <cmath>
 #include <deque>
 #include <set>
 #include <unordered_map>
 
+#include "campaigns/action.h"
 #include "campaigns/campaign_state.h"
 #include "campaigns/template.h"
 #include "common/json_writer.h"
 #include "common/time_format.h"
 #include "dispatch/delivery.h"
+#include "model/generated_activities.h"
 #include "model/json_limits.h"
 #include "storage/schema.h"
 
@@ -54,10 +54,6 @@ FieldValue FromJsonValue(const json::value* v) {
   if (v->is_string()) return FieldValue::String(std::string(v->get_string()));
   if (v->is_double()) return FieldValue::Number(v->get_double());
   return FieldValue::FromJson(json::serialize(*v));  // integers keep their exact text
-}
-
-std::string ValueText(const FieldValue& v) {
-  return v.kind == FieldValue::Kind::kMissing || v.kind == FieldValue::Kind::kNull ? "" : v.text;
 }
 
 // An activity's fields as JSON, parsed on first use.
@@ -137,18 +133,6 @@ bool TriggerMatches(const Trigger& t, ActivityFields& fields, int64_t now_ms) {
   return true;
 }
 
-enum class Outcome { kExecuted, kBlocked, kFailed, kLeadDeleted };
-
-// Changes a run made to its lead in this work item: what later steps must see before the
-// leads processor applies the generated activities.
-struct LeadOverlay {
-  int64_t score_delta = 0;
-  std::map<std::string, std::string> traits;  // name -> JSON ("null" when cleared)
-  std::map<std::string, bool> lists;
-  std::map<std::string, bool> tags;
-  std::optional<std::string> account;
-};
-
 struct LeadContext {
   // Deleted in this work item: it starts and continues nothing more.
   bool deleted = false;
@@ -182,6 +166,7 @@ class Execution {
   bool has_deliveries() const { return has_deliveries_; }
 
  private:
+  friend class StepContext;
   Status TryStart(const CompiledCampaign& c, const Activity& a, ActivityFields& fields,
                   uint32_t depth);
   Status Resume(const Activity& a, ActivityFields& fields);
@@ -206,7 +191,11 @@ class Execution {
   bool Evaluate(const Condition& c, const std::string& lead);
   std::string Render(std::string_view tmpl, const CompiledCampaign& c, const RunState& r,
                      uint32_t step, const std::string& lead, Escape escape);
-  int64_t WaitDue(const Action& a, const std::string& lead);
+  // The tenant's IANA time zone; nullopt without CampaignProcessorOptions::tenant_timezone.
+  std::optional<std::string> TenantTimezone() const {
+    if (!p_->options_.tenant_timezone) return std::nullopt;
+    return p_->options_.tenant_timezone(tenant_);
+  }
 
   // Statistics are summed over the work item and merged once per key at its end (one write
   // per counter per item instead of one per event: the same counts, fewer memtable inserts).
@@ -239,6 +228,55 @@ class Execution {
   std::vector<TenantCampaigns::TriggerRef> refs_;
   Status read_error_;
   std::unordered_map<std::string, int64_t> stats_;
+};
+
+// One step of run `r` of campaign `c` for `lead`, as its action sees it (action.h).
+class StepContext final : public ActionContext {
+ public:
+  StepContext(Execution* exec, const CompiledCampaign& c, const RunState& r, uint32_t step,
+              const std::string& lead)
+      : exec_(exec),
+        c_(c),
+        r_(r),
+        step_(step),
+        lead_(lead),
+        delivery_id_(fmt::format("{}.{}.{}", c.record.id, r.run_id, step)) {}
+
+  int64_t now_ms() const override { return exec_->now_; }
+  const CampaignSettings& settings() const override { return exec_->snap_.settings; }
+  const Campaign& campaign() const override { return c_.campaign; }
+  const std::string& lead() const override { return lead_; }
+  const std::string& delivery_id() const override { return delivery_id_; }
+
+  std::string Render(std::string_view tmpl, Escape escape) override {
+    return exec_->Render(tmpl, c_, r_, step_, lead_, escape);
+  }
+  FieldValue LeadField(std::string_view field) override { return exec_->LeadField(lead_, field); }
+  LeadOverlay& overlay() override { return exec_->Ctx(lead_).overlay; }
+  engine::StateTxn& state() override { return exec_->item_.state(); }
+  std::optional<std::string> TenantTimezone() override { return exec_->TenantTimezone(); }
+
+  void Emit(std::string_view event, std::string_view properties) override {
+    exec_->Emit(c_, r_, step_, event, properties);
+  }
+  Status Enqueue(dispatch::Delivery d) override { return exec_->Enqueue(std::move(d)); }
+  void Stat(std::string_view metric) override { exec_->Stat(c_.record.id, metric); }
+  Status RemoveFromFlows(const std::vector<std::string>& campaigns) override {
+    return exec_->RemoveRuns(lead_, campaigns, c_.record.id, "removed_from_flow");
+  }
+  Outcome Fail(std::string_view why) override {
+    spdlog::debug("campaigns: {} {} step {} for '{}' failed: {}", exec_->tenant_.str(),
+                  c_.record.id, step_ + 1, lead_, why);
+    return Outcome::kFailed;
+  }
+
+ private:
+  Execution* exec_;
+  const CompiledCampaign& c_;
+  const RunState& r_;
+  const uint32_t step_;
+  const std::string& lead_;
+  const std::string delivery_id_;
 };
 
 LeadContext& Execution::Lead(const std::string& lead) {
@@ -396,48 +434,6 @@ std::string Execution::Render(std::string_view tmpl, const CompiledCampaign& c, 
   return RenderTemplate(tmpl, resolve, escape);
 }
 
-int64_t Execution::WaitDue(const Action& a, const std::string& lead) {
-  if (a.wait_kind == Action::WaitKind::kDuration) return now_ + a.wait_ms;
-  if (a.wait_kind == Action::WaitKind::kUntil) return a.wait_until_ms;
-  // At the next HH:MM in a time zone.
-  std::string tz = a.wait_timezone;
-  if (tz == "lead") {
-    FieldValue v = LeadField(lead, "timezone");
-    tz = v.kind == FieldValue::Kind::kString ? v.text : "tenant";
-  }
-  if (tz == "tenant")
-    tz = p_->options_.tenant_timezone ? p_->options_.tenant_timezone(tenant_) : "";
-  if (tz.empty()) tz = "UTC";
-  try {
-    const date::time_zone* zone = nullptr;
-    try {
-      zone = date::locate_zone(tz);
-    } catch (const std::exception&) {
-      zone = date::locate_zone(p_->options_.tenant_timezone ? p_->options_.tenant_timezone(tenant_)
-                                                            : "UTC");
-    }
-    using namespace std::chrono;
-    auto now_tp = date::sys_time<milliseconds>(milliseconds(now_));
-    auto local = date::floor<minutes>(zone->to_local(now_tp));
-    auto candidate = date::floor<date::days>(local) + minutes(a.wait_minute_of_day);
-    // The first occurrence of HH:MM after now. A local time that occurs twice (the repeated
-    // hour when clocks go back) may have its first occurrence past and its second ahead; one
-    // that does not exist (clocks go forward) maps to the moment of the transition.
-    for (int day = 0; day < 3; ++day, candidate += date::days(1)) {
-      for (auto choose : {date::choose::earliest, date::choose::latest}) {
-        auto sys = zone->to_sys(candidate, choose);
-        int64_t ms = duration_cast<milliseconds>(sys.time_since_epoch()).count();
-        if (ms > now_) return ms;
-      }
-    }
-    return now_ + kDayMs;
-  } catch (const std::exception& e) {
-    // A broken zone: an hour later.
-    spdlog::warn("campaigns: wait time of day in '{}': {}", tz, e.what());
-    return now_ + 3'600'000;
-  }
-}
-
 Result<std::optional<RunState>> Execution::GetRun(const std::string& lead,
                                                   std::string_view campaign) {
   FAIRWAY_ASSIGN_OR_RETURN(auto v, item_.state().Get(RunKey(lead, campaign)));
@@ -535,241 +531,8 @@ Status Execution::ForgetLead(const std::string& lead) {
 
 Result<Outcome> Execution::Execute(const CompiledCampaign& c, RunState& r, uint32_t step,
                                    const Action& a, const std::string& lead) {
-  const CampaignSettings& settings = snap_.settings;
-  LeadOverlay& overlay = Ctx(lead).overlay;
-  const std::string delivery_id = fmt::format("{}.{}.{}", c.record.id, r.run_id, step);
-  auto render = [&](std::string_view t, Escape e = Escape::kNone) {
-    return Render(t, c, r, step, lead, e);
-  };
-  auto quoted = [](std::string_view s) {
-    std::string q;
-    AppendJsonString(&q, s);
-    return q;
-  };
-  auto fail = [&](std::string_view why) {
-    spdlog::debug("campaigns: {} {} step {} for '{}' failed: {}", tenant_.str(), c.record.id,
-                  step + 1, lead, why);
-    return Outcome::kFailed;
-  };
-  switch (a.kind) {
-    case ActionKind::kSendEmail:
-    case ActionKind::kSendAlert: {
-      const bool alert = a.kind == ActionKind::kSendAlert;
-      std::string to = render(a.to, Escape::kLine);
-      if (to.find('@') == std::string::npos) {
-        return fail(alert ? "the lead has no owner email" : "the lead has no email address");
-      }
-      std::optional<std::string> mail_log;  // written only if the email is queued
-      if (!alert && !a.operational &&
-          (settings.emails_per_day > 0 || settings.emails_per_week > 0)) {
-        std::vector<int64_t> sends;
-        FAIRWAY_ASSIGN_OR_RETURN(auto log, item_.state().Get(MailKey(lead)));
-        if (log) {
-          FAIRWAY_ASSIGN_OR_RETURN(sends, DecodeMailLog(*log));
-        }
-        std::erase_if(sends, [&](int64_t t) { return t <= now_ - 7 * kDayMs; });
-        auto day =
-            std::count_if(sends.begin(), sends.end(), [&](int64_t t) { return t > now_ - kDayMs; });
-        bool blocked = (settings.emails_per_day > 0 && day >= settings.emails_per_day) ||
-                       (settings.emails_per_week > 0 &&
-                        sends.size() >= static_cast<size_t>(settings.emails_per_week));
-        if (blocked) {
-          Stat(c.record.id, "emails_blocked");
-          Emit(c, r, step, "email_blocked",
-               fmt::format("\"reason\":\"communication_limit\",\"to\":{}", quoted(to)));
-          return Outcome::kBlocked;
-        }
-        sends.push_back(now_);
-        mail_log = EncodeMailLog(sends);
-      }
-      dispatch::Delivery d;
-      d.kind = dispatch::DeliveryKind::kEmail;
-      d.id = delivery_id;
-      d.purpose = alert ? "alert" : "email";
-      d.source = c.record.id;
-      d.mail_from = a.from.empty() ? settings.email_from : render(a.from, Escape::kLine);
-      d.mail_to = to;
-      d.subject = render(a.subject, Escape::kLine);
-      d.text_body = render(a.body);
-      if (Status st = Enqueue(std::move(d)); !st.ok()) return fail(st.message());
-      if (mail_log) item_.state().Put(MailKey(lead), std::move(*mail_log));
-      Stat(c.record.id, alert ? "alerts_queued" : "emails_queued");
-      Emit(c, r, step, alert ? "alert_sent" : "email_sent",
-           fmt::format("\"to\":{},\"subject\":{}", quoted(to),
-                       quoted(render(a.subject, Escape::kLine))));
-      return Outcome::kExecuted;
-    }
-    case ActionKind::kChangeScore:
-      overlay.score_delta += a.score_change;
-      Emit(c, r, step, "score_changed", fmt::format("\"change\":{}", a.score_change));
-      return Outcome::kExecuted;
-    case ActionKind::kChangeDataValue:
-    case ActionKind::kChangeLifecycleStage:
-    case ActionKind::kChangeOwner: {
-      FieldValue from = LeadField(lead, a.field);
-      std::string to_json;
-      if (a.kind != ActionKind::kChangeDataValue) {
-        to_json = quoted(render(a.value_json));
-      } else if (a.value_op == Action::ValueOp::kClear) {
-        to_json = "null";
-      } else if (a.value_op == Action::ValueOp::kIncrement) {
-        double base = from.kind == FieldValue::Kind::kNumber ? from.number : 0;
-        if (from.kind == FieldValue::Kind::kString) {
-          char* end = nullptr;
-          double d = std::strtod(from.text.c_str(), &end);
-          if (end == from.text.c_str() + from.text.size() && std::isfinite(d)) base = d;
-        }
-        double sum = base + a.increment;
-        to_json = std::trunc(sum) == sum && std::abs(sum) < 1e15
-                      ? std::to_string(static_cast<int64_t>(sum))
-                      : json::serialize(json::value(sum));
-      } else if (a.value_json.size() >= 2 && a.value_json.front() == '"') {
-        json::error_code ec;
-        json::value v = json::parse(a.value_json, ec, {}, model::JsonParseOptions());
-        to_json = ec ? a.value_json : quoted(render(v.get_string()));
-      } else {
-        to_json = a.value_json;
-      }
-      std::string from_json =
-          from.kind == FieldValue::Kind::kMissing || from.kind == FieldValue::Kind::kNull ? "null"
-          : from.kind == FieldValue::Kind::kString ? quoted(from.text)
-                                                   : from.text;
-      overlay.traits[a.field] = to_json;
-      Emit(c, r, step, "data_value_changed",
-           fmt::format("\"field\":{},\"from\":{},\"to\":{},\"origin\":\"campaign\"",
-                       quoted(a.field), from_json, to_json));
-      return Outcome::kExecuted;
-    }
-    case ActionKind::kAddToList:
-    case ActionKind::kRemoveFromList: {
-      bool add = a.kind == ActionKind::kAddToList;
-      overlay.lists[a.name] = add;
-      Emit(c, r, step, add ? "added_to_list" : "removed_from_list",
-           fmt::format("\"list\":{}", quoted(a.name)));
-      return Outcome::kExecuted;
-    }
-    case ActionKind::kAddTag:
-    case ActionKind::kRemoveTag: {
-      bool add = a.kind == ActionKind::kAddTag;
-      overlay.tags[a.name] = add;
-      Emit(c, r, step, add ? "tag_added" : "tag_removed",
-           fmt::format("\"tag\":{}", quoted(a.name)));
-      return Outcome::kExecuted;
-    }
-    case ActionKind::kAddToAccount: {
-      std::string account = render(a.name, Escape::kLine);
-      if (account.empty()) return fail("the account id is empty");
-      overlay.account = account;
-      Emit(c, r, step, "added_to_account", fmt::format("\"account_id\":{}", quoted(account)));
-      return Outcome::kExecuted;
-    }
-    case ActionKind::kCallWebhook: {
-      dispatch::Delivery d;
-      d.kind = dispatch::DeliveryKind::kWebhook;
-      d.id = delivery_id;
-      d.purpose = "webhook";
-      d.source = c.record.id;
-      d.method = a.method;
-      bool json_body = false;
-      for (const auto& [k, v] : a.headers) {
-        std::string value = render(v, Escape::kLine);
-        std::string lower = k;
-        std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-        std::string lower_value = value;
-        std::transform(lower_value.begin(), lower_value.end(), lower_value.begin(), ::tolower);
-        if (lower == "content-type" && lower_value.find("json") != std::string::npos) {
-          json_body = true;
-        }
-        d.headers.emplace_back(k, std::move(value));
-      }
-      // Campaign tokens ({{my.*}}) are configuration and go in as written; everything else
-      // is percent-encoded in the URL.
-      d.url = RenderTemplate(
-          a.url,
-          [&](std::string_view path) -> std::optional<std::string> {
-            if (path.starts_with("my.")) {
-              auto it = c.campaign.tokens.find(std::string(path.substr(3)));
-              if (it != c.campaign.tokens.end()) return it->second;
-              return std::nullopt;
-            }
-            std::string v = Render(fmt::format("{{{{{}}}}}", path), c, r, step, lead, Escape::kUrl);
-            return v;
-          },
-          Escape::kNone);
-      d.body = render(a.body, json_body ? Escape::kJson : Escape::kNone);
-      if (Status st = Enqueue(std::move(d)); !st.ok()) return fail(st.message());
-      Stat(c.record.id, "webhooks_queued");
-      return Outcome::kExecuted;
-    }
-    case ActionKind::kCreateCrmTask: {
-      if (settings.crm_url.empty()) return fail("no CRM endpoint is configured (crm_url)");
-      FieldValue email = LeadField(lead, "email");
-      JsonWriter w;
-      w.BeginObject()
-          .Key("type")
-          .String("task")
-          .Key("id")
-          .String(delivery_id)
-          .Key("subject")
-          .String(render(a.subject))
-          .Key("body")
-          .String(render(a.body))
-          .Key("owner")
-          .String(render(a.to))
-          .Key("due_at")
-          .String(FormatIso8601Millis(now_ + a.due_in_days * kDayMs))
-          .Key("lead")
-          .BeginObject()
-          .Key("id")
-          .String(ValueText(LeadField(lead, "id")))
-          .Key("email")
-          .String(ValueText(email))
-          .EndObject()
-          .Key("campaign")
-          .String(c.record.id)
-          .EndObject();
-      dispatch::Delivery d;
-      d.kind = dispatch::DeliveryKind::kWebhook;
-      d.id = delivery_id;
-      d.purpose = "crm_task";
-      d.source = c.record.id;
-      d.method = "POST";
-      d.url = settings.crm_url;
-      d.headers.emplace_back("Content-Type", "application/json");
-      d.body = w.Take();
-      if (Status st = Enqueue(std::move(d)); !st.ok()) return fail(st.message());
-      Emit(c, r, step, "crm_task_created",
-           fmt::format("\"subject\":{}", quoted(render(a.subject))));
-      return Outcome::kExecuted;
-    }
-    case ActionKind::kRequestCampaign: {
-      std::string tokens = "{";
-      for (const auto& [k, v] : a.tokens) {
-        if (tokens.size() > 1) tokens.push_back(',');
-        AppendJsonString(&tokens, k);
-        tokens.push_back(':');
-        AppendJsonString(&tokens, render(v));
-      }
-      tokens.push_back('}');
-      Emit(c, r, step, "campaign_requested",
-           fmt::format("\"requested\":{},\"tokens\":{}", quoted(a.name), tokens));
-      return Outcome::kExecuted;
-    }
-    case ActionKind::kRemoveFromFlow:
-      FAIRWAY_RETURN_IF_ERROR(RemoveRuns(lead, a.campaigns, c.record.id, "removed_from_flow"));
-      return Outcome::kExecuted;
-    case ActionKind::kInterestingMoment:
-      Emit(c, r, step, "interesting_moment",
-           fmt::format("\"moment_type\":{},\"description\":{}", quoted(a.name),
-                       quoted(render(a.body))));
-      return Outcome::kExecuted;
-    case ActionKind::kDeleteLead:
-      Emit(c, r, step, "lead_deleted", "");
-      return Outcome::kLeadDeleted;
-    case ActionKind::kWait:
-      break;  // handled by RunFrom
-  }
-  return Outcome::kExecuted;
+  StepContext ctx(this, c, r, step, lead);
+  return a.Execute(ctx);
 }
 
 Status Execution::RunFrom(const CompiledCampaign& c, RunState& r, const std::string& lead) {
@@ -793,9 +556,10 @@ Status Execution::RunFrom(const CompiledCampaign& c, RunState& r, const std::str
       Stat(c.record.id, step_metric + "skipped");
       continue;
     }
-    if (action->kind == ActionKind::kWait) {
+    if (action->pauses()) {
       Stat(c.record.id, step_metric + "executed");
-      int64_t due = WaitDue(*action, lead);
+      StepContext ctx(this, c, r, i, lead);
+      int64_t due = action->ResumeAt(ctx);
       if (due <= now_) continue;
       r.wait_due_ms = due;
       PutRun(lead, c.record.id, r);
@@ -891,8 +655,8 @@ Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, Activit
   r.trigger_fields_json = a.fields_json;
   r.user_id = a.user_id;
   r.anonymous_id = a.anonymous_id;
-  if (a.type == ActivityType::kFairway && a.event == "campaign_requested") {
-    if (auto* t = fields.Property("tokens"); t && t->is_object()) {
+  if (a.type == ActivityType::kFairway && a.event == model::CampaignRequested::kEvent) {
+    if (auto* t = fields.Property(model::CampaignRequested::kTokens); t && t->is_object()) {
       for (const auto& kv : t->get_object()) {
         r.tokens[std::string(kv.key())] = kv.value().is_string()
                                               ? std::string(kv.value().get_string())
@@ -912,9 +676,9 @@ Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, Activit
 
 Status Execution::Resume(const Activity& a, ActivityFields& fields) {
   const std::string lead(a.LeadKey());
-  const json::value* campaign = fields.Property("campaign");
-  const json::value* run_id = fields.Property("run");
-  const json::value* step = fields.Property("step");
+  const json::value* campaign = fields.Property(model::CampaignWaitElapsed::kCampaign);
+  const json::value* run_id = fields.Property(model::CampaignWaitElapsed::kRun);
+  const json::value* step = fields.Property(model::CampaignWaitElapsed::kStep);
   if (!campaign || !campaign->is_string() || !run_id || !run_id->is_string() || !step ||
       !step->is_int64()) {
     return Status::Ok();  // not one of ours: nothing to resume
@@ -947,22 +711,21 @@ Status Execution::Handle(const log::LogEntry& entry) {
   if (a.LeadKey().empty()) return Status::Ok();
   ActivityFields fields(a.fields_json);
   if (a.type == ActivityType::kFairway) {
-    if (a.event == "campaign_wait_elapsed") {
+    if (a.event == model::CampaignWaitElapsed::kEvent) {
       FAIRWAY_RETURN_IF_ERROR(fields.Parse());
       return Resume(a, fields);
     }
-    if (a.event == "lead_deleted") {
+    if (a.event == model::LeadDeleted::kEvent) {
       // Runs started between the deleting step and this activity reaching the log leave too.
       return ForgetLead(std::string(a.LeadKey()));
     }
   }
   refs_.clear();
-  if (a.type == ActivityType::kFairway && a.event == "campaign_requested") {
+  if (a.type == ActivityType::kFairway && a.event == model::CampaignRequested::kEvent) {
     FAIRWAY_RETURN_IF_ERROR(fields.Parse());
-    const json::value* requested = fields.Property("requested");
+    const json::value* requested = fields.Property(model::CampaignRequested::kRequested);
     if (!requested || !requested->is_string()) return Status::Ok();
-    snap_.Lookup(a.type, fmt::format("campaign_requested/{}", requested->get_string().c_str()),
-                 &refs_);
+    snap_.Lookup(a.type, RequestTriggerName(requested->get_string().c_str()), &refs_);
   } else {
     snap_.Lookup(a.type, a.event, &refs_);
   }

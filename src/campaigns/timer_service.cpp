@@ -8,7 +8,7 @@
 #include "campaigns/campaign_processor.h"
 #include "campaigns/campaign_state.h"
 #include "common/coding.h"
-#include "common/json_writer.h"
+#include "model/generated_activities.h"
 #include "storage/schema.h"
 
 namespace fairway::campaigns {
@@ -117,17 +117,17 @@ int64_t TimerService::ReleaseChunk(const std::string& tenant_str, int64_t now_ms
       }
       model::Activity a;
       a.type = model::ActivityType::kFairway;
-      a.event = "campaign_wait_elapsed";
+      a.event = model::CampaignWaitElapsed::kEvent;
       a.message_id = MessageId(WaitElapsedMessageId(t->campaign, t->run_id, t->step));
       a.user_id = t->user_id;
       a.anonymous_id = t->anonymous_id;
       a.timestamp_ms = now_ms;
       a.received_at_ms = now_ms;
-      std::string f = "\"properties\":{\"campaign\":";
-      AppendJsonString(&f, t->campaign);
-      f.append(",\"run\":");
-      AppendJsonString(&f, t->run_id);
-      f.append(fmt::format(",\"step\":{},\"due\":{}}}", t->step, t->due_ms));
+      std::string f = "\"properties\":{";
+      model::CampaignWaitElapsed{
+          .campaign = t->campaign, .run = t->run_id, .step = t->step, .due_ms = t->due_ms}
+          .AppendProperties(&f);
+      f.push_back('}');
       a.fields_json = std::move(f);
       req.activities.push_back(std::move(a));
     }

@@ -23,6 +23,7 @@
 #include "common/json_writer.h"
 #include "common/time_format.h"
 #include "http/api.h"
+#include "model/generated_activities.h"
 #include "model/json_limits.h"
 
 namespace fairway::http {
@@ -291,9 +292,7 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
     if (!c->record.active) {
       return Error(FailedPrecondition(fmt::format("campaign '{}' is not active", id)));
     }
-    bool requestable = std::any_of(c->campaign.triggers.begin(), c->campaign.triggers.end(),
-                                   [](const auto& tr) { return tr.kind == "campaign_requested"; });
-    if (!requestable) {
+    if (!campaigns::AcceptsRequests(c->campaign)) {
       return Error(
           FailedPrecondition(fmt::format("campaign '{}' has no campaign_requested trigger", id)));
     }
@@ -306,7 +305,7 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
       const std::string& lead = req->leads[i];
       model::Activity a;
       a.type = model::ActivityType::kFairway;
-      a.event = "campaign_requested";
+      a.event = model::CampaignRequested::kEvent;
       a.message_id = MessageId(fmt::format("fw:request:{}:{}:{}", id, nonce, i));
       // A known lead is requested by its userId; anything else as an anonymous visitor.
       auto view = leads_->Find(t, lead);
@@ -319,9 +318,10 @@ HttpResponse Api::HandleCampaignRoute(const model::TenantConfig& tenant, std::st
       }
       a.timestamp_ms = now;
       a.received_at_ms = now;
-      std::string f = "\"properties\":{\"requested\":";
-      AppendJsonString(&f, std::string(id));
-      f.append(",\"tokens\":").append(req->tokens_json).append("}");
+      std::string f = "\"properties\":{";
+      model::CampaignRequested{.requested = id, .tokens_json = req->tokens_json}.AppendProperties(
+          &f);
+      f.push_back('}');
       a.fields_json = std::move(f);
       append.activities.push_back(std::move(a));
     }

@@ -17,6 +17,7 @@
 #include "common/json_writer.h"
 #include "identity/lead_keys.h"
 #include "identity/lead_profile.h"
+#include "model/generated_activities.h"
 
 namespace fairway::identity {
 
@@ -50,16 +51,16 @@ enum class FairwayEvent : uint8_t {
 FairwayEvent ClassifyFairway(const Activity& a) {
   if (a.type != ActivityType::kFairway) return FairwayEvent::kNone;
   static const std::unordered_map<std::string_view, FairwayEvent> kEvents = {
-      {"score_changed", FairwayEvent::kScoreChanged},
-      {"data_value_changed", FairwayEvent::kDataValueChanged},
-      {"added_to_list", FairwayEvent::kAddedToList},
-      {"removed_from_list", FairwayEvent::kRemovedFromList},
-      {"tag_added", FairwayEvent::kTagAdded},
-      {"tag_removed", FairwayEvent::kTagRemoved},
-      {"added_to_account", FairwayEvent::kAddedToAccount},
-      {"lead_deleted", FairwayEvent::kLeadDeleted},
-      {"lead_created", FairwayEvent::kLeadCreated},
-      {"campaign_wait_elapsed", FairwayEvent::kCampaignWaitElapsed},
+      {model::ScoreChanged::kEvent, FairwayEvent::kScoreChanged},
+      {model::DataValueChanged::kEvent, FairwayEvent::kDataValueChanged},
+      {model::ListMembershipChanged::kAddedEvent, FairwayEvent::kAddedToList},
+      {model::ListMembershipChanged::kRemovedEvent, FairwayEvent::kRemovedFromList},
+      {model::TagChanged::kAddedEvent, FairwayEvent::kTagAdded},
+      {model::TagChanged::kRemovedEvent, FairwayEvent::kTagRemoved},
+      {model::AddedToAccount::kEvent, FairwayEvent::kAddedToAccount},
+      {model::LeadDeleted::kEvent, FairwayEvent::kLeadDeleted},
+      {model::LeadCreated::kEvent, FairwayEvent::kLeadCreated},
+      {model::CampaignWaitElapsed::kEvent, FairwayEvent::kCampaignWaitElapsed},
   };
   auto it = kEvents.find(a.event);
   return it == kEvents.end() ? FairwayEvent::kOther : it->second;
@@ -235,7 +236,7 @@ simdjson::error_code ReadProperties(ondemand::value& v, ActivityType type, Fairw
     }
     switch (fw) {
       case FairwayEvent::kScoreChanged:
-        if (key == "change") {
+        if (key == model::ScoreChanged::kChange) {
           ondemand::json_type t;
           if (auto e = value.type().get(t)) return e;
           out->change.reset();
@@ -245,9 +246,9 @@ simdjson::error_code ReadProperties(ondemand::value& v, ActivityType type, Fairw
         }
         break;
       case FairwayEvent::kDataValueChanged:
-        if (key == "field") {
+        if (key == model::DataValueChanged::kField) {
           if (auto e = ReadString(value, &out->field)) return e;
-        } else if (key == "to") {
+        } else if (key == model::DataValueChanged::kTo) {
           ondemand::json_type t;
           if (auto e = value.type().get(t)) return e;
           std::string_view json;
@@ -266,18 +267,18 @@ simdjson::error_code ReadProperties(ondemand::value& v, ActivityType type, Fairw
         break;
       case FairwayEvent::kAddedToList:
       case FairwayEvent::kRemovedFromList:
-        if (key == "list") {
+        if (key == model::ListMembershipChanged::kList) {
           if (auto e = ReadString(value, &out->list)) return e;
         }
         break;
       case FairwayEvent::kTagAdded:
       case FairwayEvent::kTagRemoved:
-        if (key == "tag") {
+        if (key == model::TagChanged::kTag) {
           if (auto e = ReadString(value, &out->tag)) return e;
         }
         break;
       case FairwayEvent::kAddedToAccount:
-        if (key == "account_id") {
+        if (key == model::AddedToAccount::kAccountId) {
           if (auto e = ReadIdText(value, &out->account_id)) return e;
         }
         break;
@@ -530,10 +531,10 @@ void ItemApplier::EmitLeadCreated(const Activity& cause) {
       fmt::format("{}{}:{}", kLeadCreatedIdPrefix, cause.user_id, cause.message_id.view()));
   e.user_id = cause.user_id;
   e.anonymous_id = cause.anonymous_id;
-  e.event = "lead_created";
+  e.event = model::LeadCreated::kEvent;
   e.timestamp_ms = cause.timestamp_ms;
-  e.fields_json = R"("properties":{"user_id":)";
-  AppendJsonString(&e.fields_json, cause.user_id);
+  e.fields_json = R"("properties":{)";
+  model::LeadCreated{.user_id = cause.user_id}.AppendProperties(&e.fields_json);
   e.fields_json.push_back('}');
   AppendFairwayContext(&e.fields_json, cause.message_id.view());
   item_->Emit(std::move(e));
@@ -547,15 +548,15 @@ void ItemApplier::EmitDataValueChanged(const Activity& cause, std::string_view f
       MessageId(fmt::format("{}{}:{}", kDataValueChangedIdPrefix, cause.message_id.view(), field));
   e.user_id = cause.user_id;
   e.anonymous_id = cause.anonymous_id;
-  e.event = "data_value_changed";
+  e.event = model::DataValueChanged::kEvent;
   e.timestamp_ms = cause.timestamp_ms;
-  e.fields_json = R"("properties":{"field":)";
-  AppendJsonString(&e.fields_json, field);
-  e.fields_json.append(R"(,"from":)");
-  e.fields_json.append(from.empty() ? "null" : from);
-  e.fields_json.append(R"(,"to":)");
-  e.fields_json.append(to.empty() ? "null" : to);
-  e.fields_json.append(R"(,"origin":"identify"})");
+  e.fields_json = R"("properties":{)";
+  model::DataValueChanged{.field = field,
+                          .from_json = from,
+                          .to_json = to,
+                          .origin = model::DataValueChanged::Origin::kIdentify}
+      .AppendProperties(&e.fields_json);
+  e.fields_json.push_back('}');
   AppendFairwayContext(&e.fields_json, cause.message_id.view());
   item_->Emit(std::move(e));
 }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "campaigns/action.h"
 #include "campaigns/campaign_state.h"
 #include "campaigns/template.h"
 
@@ -60,12 +61,18 @@ TEST(CampaignParseTest, AFullDefinitionCompiles) {
   EXPECT_EQ(c.filter->children[1].kind, Condition::Kind::kAny);
   EXPECT_EQ(c.filter->children[1].children[1].kind, Condition::Kind::kNot);
   ASSERT_EQ(c.flow.size(), 5u);
-  EXPECT_EQ(c.flow[1].action->wait_ms, 2 * 86'400'000);
+  EXPECT_EQ(ActionJson(*c.flow[1].action), R"({"action":"wait","duration":"2d"})");
   EXPECT_EQ(c.flow[2].choices.size(), 2u);
-  EXPECT_FALSE(c.flow[2].choices[1].then.has_value());
-  EXPECT_EQ(c.flow[2].default_action->to, "{{lead.email}}");
-  EXPECT_EQ(c.flow[3].action->headers.at(0).second, "application/json");
-  EXPECT_EQ(c.flow[4].action->wait_minute_of_day, 9 * 60 + 30);
+  EXPECT_EQ(c.flow[2].choices[1].then, nullptr);
+  EXPECT_EQ(ActionJson(*c.flow[2].default_action),
+            R"({"action":"send_email","subject":"Hi {{lead.firstName|there}}","body":"...",)"
+            R"("to":"{{lead.email}}"})");
+  EXPECT_EQ(ActionJson(*c.flow[3].action), R"({"action":"call_webhook","method":"POST",)"
+                                           R"("url":"https://example.com/hook?lead={{lead.id}}",)"
+                                           R"("headers":{"Content-Type":"application/json"},)"
+                                           R"("body":"{\"lead\":\"{{lead.id}}\"}"})");
+  EXPECT_EQ(ActionJson(*c.flow[4].action),
+            R"({"action":"wait","at":"09:30","timezone":"Europe/Berlin"})");
   EXPECT_EQ(c.qualification, Qualification::kEveryNDays);
   EXPECT_EQ(c.tokens.at("offer"), "20% off");
 }

@@ -5,6 +5,7 @@
 
 #include "common/time_format.h"
 #include "model/activity.h"
+#include "model/generated_activities.h"
 #include "model/json_limits.h"
 #include "model/segment_parser.h"
 #include "model/tenant.h"
@@ -316,6 +317,39 @@ TEST(TenantModelTest, StoredJsonRoundTrip) {
   EXPECT_EQ(back->quotas.retention_days, 3u);
   EXPECT_EQ(back->api_key_hash, "a");
   EXPECT_EQ(TenantToApiJson(t).find("hash"), std::string::npos);
+}
+
+// The properties of generated activities are stored in the log and read back by triggers: their
+// bytes must not change.
+TEST(GeneratedActivitiesTest, PropertiesEncodeToTheStoredBytes) {
+  auto props = [](const auto& p) {
+    std::string out;
+    p.AppendProperties(&out);
+    return out;
+  };
+  EXPECT_EQ(props(LeadCreated{.user_id = "u\"1"}), R"("user_id":"u\"1")");
+  EXPECT_EQ(props(DataValueChanged{.field = "plan", .from_json = "", .to_json = R"("pro")"}),
+            R"("field":"plan","from":null,"to":"pro","origin":"identify")");
+  EXPECT_EQ(props(DataValueChanged{.field = "n",
+                                   .from_json = "1",
+                                   .to_json = "null",
+                                   .origin = DataValueChanged::Origin::kCampaign}),
+            R"("field":"n","from":1,"to":null,"origin":"campaign")");
+  EXPECT_EQ(props(ScoreChanged{.change = -7}), R"("change":-7)");
+  EXPECT_EQ(props(ListMembershipChanged{.list = "l"}), R"("list":"l")");
+  EXPECT_EQ(props(TagChanged{.tag = "t"}), R"("tag":"t")");
+  EXPECT_EQ(props(AddedToAccount{.account_id = "a"}), R"("account_id":"a")");
+  EXPECT_EQ(props(MessageQueued{.to = "a@b.c", .subject = "Hi"}), R"("to":"a@b.c","subject":"Hi")");
+  EXPECT_EQ(props(EmailBlocked{.to = "a@b.c"}), R"("reason":"communication_limit","to":"a@b.c")");
+  EXPECT_EQ(props(CrmTaskCreated{.subject = "s"}), R"("subject":"s")");
+  EXPECT_EQ(props(CampaignRequested{.requested = "c1", .tokens_json = R"({"k":"v"})"}),
+            R"("requested":"c1","tokens":{"k":"v"})");
+  EXPECT_EQ(props(CampaignRequested{.requested = "c1"}), R"("requested":"c1","tokens":{})");
+  EXPECT_EQ(props(InterestingMoment{.moment_type = "milestone", .description = "d"}),
+            R"("moment_type":"milestone","description":"d")");
+  EXPECT_EQ(props(LeadDeleted{}), "");
+  EXPECT_EQ(props(CampaignWaitElapsed{.campaign = "c", .run = "r", .step = 2, .due_ms = 5}),
+            R"("campaign":"c","run":"r","step":2,"due":5)");
 }
 
 }  // namespace

@@ -78,6 +78,8 @@ TEST(IngestSharesTest, AWeightChangedInFlightCountsAtOnce) {
 class HoldingLog final : public log::ActivityLog {
  public:
   explicit HoldingLog(log::ActivityLog* inner) : inner_(inner) {}
+  void Start() override { inner_->Start(); }
+  void Stop() override { inner_->Stop(); }
   void Append(log::AppendRequest request, log::AppendCallback done) override {
     std::lock_guard lock(mu_);
     held_.emplace_back(std::move(request), std::move(done));

@@ -104,7 +104,7 @@ inline auto StatusIs(StatusCode code) { return StatusIs(code, ::testing::_); }
 // moves the value into `lhs`, which may declare a variable: ASSERT_OK_AND_ASSIGN(auto v, F()).
 #define ASSERT_OK_AND_ASSIGN(lhs, rexpr) \
   FAIRWAY_ASSERT_OK_AND_ASSIGN_IMPL_(FAIRWAY_CONCAT(fairway_result_, __LINE__), lhs, rexpr)
-#define FAIRWAY_ASSERT_OK_AND_ASSIGN_IMPL_(tmp, lhs, rexpr)             \
-  auto tmp = (rexpr);                                                   \
-  ASSERT_TRUE(tmp.ok()) << #rexpr << " is " << tmp.status().ToString(); \
+#define FAIRWAY_ASSERT_OK_AND_ASSIGN_IMPL_(tmp, lhs, rexpr)                                \
+  auto tmp = (rexpr);                                                                      \
+  if (!tmp.ok()) FAIL() << #rexpr << " is " << tmp.status().ToString() << ", expected OK"; \
   lhs = std::move(tmp).value()

@@ -22,11 +22,13 @@
 #include "common/crypto.h"
 #include "dispatch/tests/peer_process.h"
 #include "http/tests/test_client.h"
-#include "storage/tests/temp_dir.h"
+#include "testing/temp_dir.h"
 #include "tests/server_process.h"
 
 namespace fairway::e2e {
 namespace {
+
+using ::fairway::testing::TempDir;
 
 using http::BasicAuth;
 using http::BearerAuth;

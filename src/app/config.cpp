@@ -142,21 +142,32 @@ const std::vector<Key>& Keys() {
          return ParseNumber("storage.recovery_interval_ms", v, 10, 3'600'000,
                             &c->recovery_interval_ms);
        }},
+      {"log.backend", "FAIRWAY_LOG_BACKEND", "embedded",
+       "Where the activity log is kept. 'embedded': in the store under storage.data_dir, "
+       "written with group commit; the only backend so far (Kafka is planned). The log.* keys "
+       "below configure the embedded backend.",
+       [](const std::string& v, Config* c) {
+         FAIRWAY_RETURN_IF_ERROR(log::CheckActivityLogBackend(v));
+         c->log.backend = v;
+         return Status::Ok();
+       }},
       {"log.sync", "FAIRWAY_LOG_SYNC", "true",
        "fsync each group commit before acknowledging. false loses acknowledged events on power "
        "loss: for throwaway environments only.",
-       [](const std::string& v, Config* c) { return ParseBool("log.sync", v, &c->log.sync); }},
+       [](const std::string& v, Config* c) {
+         return ParseBool("log.sync", v, &c->log.embedded.sync);
+       }},
       {"log.max_commit_events", "FAIRWAY_LOG_MAX_COMMIT_EVENTS", "20000",
        "Most events in one group commit. Larger commits amortise fsync better but wait longer.",
        [](const std::string& v, Config* c) {
          return ParseNumber<size_t>("log.max_commit_events", v, 1, 1'000'000,
-                                    &c->log.max_commit_events);
+                                    &c->log.embedded.max_commit_events);
        }},
       {"log.max_queued_events", "FAIRWAY_LOG_MAX_QUEUED_EVENTS", "500000",
        "Events waiting for disk beyond which ingest answers 503: bounds memory under overload.",
        [](const std::string& v, Config* c) {
          return ParseNumber<size_t>("log.max_queued_events", v, 1000, 100'000'000,
-                                    &c->log.max_queued_events);
+                                    &c->log.embedded.max_queued_events);
        }},
       {"engine.threads", "FAIRWAY_ENGINE_THREADS", "2",
        "Worker threads of the processing engine (reading the log and running processors).",

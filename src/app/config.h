@@ -10,7 +10,7 @@
 #include "dispatch/delivery_dispatcher.h"
 #include "engine/engine.h"
 #include "http/server.h"
-#include "log/embedded_log.h"
+#include "log/log_factory.h"
 #include "model/tenant.h"
 
 namespace fairway::app {
@@ -22,7 +22,7 @@ struct Config {
   // storage::StoreOptions::reserve_bytes, in MiB.
   uint64_t reserve_mb = 128;
   int recovery_interval_ms = 1000;
-  log::EmbeddedLogOptions log;
+  log::LogConfig log;
   engine::EngineOptions engine;
   dispatch::DeliveryDispatcherOptions dispatch;
   std::string admin_token;

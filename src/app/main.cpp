@@ -31,7 +31,7 @@
 #include "http/server.h"
 #include "identity/lead_processor.h"
 #include "identity/lead_store.h"
-#include "log/embedded_log.h"
+#include "log/log_factory.h"
 #include "storage/schema.h"
 #include "tenancy/tenant_registry.h"
 
@@ -164,7 +164,12 @@ int Serve(Config config) {
     spdlog::error("{}", tenants.status().message());
     return 1;
   }
-  log::EmbeddedLog log(store->get(), clock, &metrics, config.log);
+  auto opened_log = log::OpenActivityLog(config.log, store->get(), clock, &metrics);
+  if (!opened_log.ok()) {
+    spdlog::error("{}", opened_log.status().message());
+    return 1;
+  }
+  log::ActivityLog& log = *opened_log->log;
   // The engine subscribes to the log before the log's writer starts, so it hears of every
   // append; it processes every tenant the registry knows.
   identity::LeadStore leads(store->get());
@@ -207,9 +212,9 @@ int Serve(Config config) {
   ao.metrics_token = config.metrics_token;
   // Twice the fair-share capacity stays within the log's queue, so ingest meets 429 per tenant
   // before anyone meets the log's overload 503.
-  ao.ingest_queue_events =
-      std::min(config.ingest_queue_events, std::max<size_t>(1, config.log.max_queued_events / 2));
-  http::Api api(ao, tenants->get(), &log, &log, &engine, &leads, clock, &metrics);
+  ao.ingest_queue_events = std::min(config.ingest_queue_events,
+                                    std::max<size_t>(1, config.log.embedded.max_queued_events / 2));
+  http::Api api(ao, tenants->get(), &log, opened_log->index, &engine, &leads, clock, &metrics);
   api.SetCampaignServices({&campaign_registry, &timers, &dispatcher, store->get()});
   api.SetReadinessCheck([store = store->get()]() -> Status {
     auto health = store->Health();

@@ -77,6 +77,13 @@ class ActivityLog {
  public:
   virtual ~ActivityLog() = default;
 
+  // Starts the backend's background work (the embedded writer thread). Set the append listener
+  // first: commits before it is set are not reported.
+  virtual void Start() = 0;
+  // Completes every append queued so far, then stops the background work. Appends after Stop
+  // fail with Unavailable.
+  virtual void Stop() = 0;
+
   // Appends a request's activities atomically: all are stored or none. `done` runs once the
   // write is durable (synced to disk), or with the error that prevented it. Concurrent appends
   // share one sync (group commit).

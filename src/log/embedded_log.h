@@ -47,9 +47,9 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
   ~EmbeddedLog() override;
 
   // Starts the writer thread.
-  void Start();
+  void Start() override;
   // Completes everything queued, then stops the writer thread. Appends after Stop fail.
-  void Stop();
+  void Stop() override;
 
   void Append(AppendRequest request, AppendCallback done) override;
   Result<std::vector<LogEntry>> Read(const TenantId& tenant, PartitionId partition, Offset from,

@@ -5,10 +5,15 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "storage/tests/temp_dir.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
 
 namespace fairway::app {
 namespace {
+
+using ::fairway::testing::StatusIs;
+using ::fairway::testing::TempDir;
+using ::testing::HasSubstr;
 
 TEST(ConfigTest, DefaultsFileThenEnvironment) {
   TempDir dir;
@@ -24,7 +29,7 @@ TEST(ConfigTest, DefaultsFileThenEnvironment) {
   EXPECT_EQ(c->server.io_threads, 4);  // environment wins
   EXPECT_EQ(c->tenant_defaults.quotas.ingest_rate, 42);
   EXPECT_EQ(c->data_dir, "./data");
-  EXPECT_TRUE(c->log.sync);
+  EXPECT_TRUE(c->log.embedded.sync);
 }
 
 TEST(ConfigTest, ErrorsNameTheKey) {
@@ -113,9 +118,30 @@ TEST(ConfigTest, StallTimeoutIsReadWithZeroMeaningOff) {
   }
 }
 
+// The activity log's backend: embedded by default; a name this build cannot open is refused,
+// from the file or the environment, with the key named.
+TEST(ConfigTest, LogBackendIsEmbeddedByDefaultAndUnknownNamesAreRefused) {
+  TempDir dir;
+  std::string path = dir.Sub("log.toml");
+  std::ofstream(path) << "[log]\nsync = true\n";
+  ASSERT_OK_AND_ASSIGN(Config c, LoadConfig(path));
+  EXPECT_EQ(c.log.backend, "embedded");
+  std::ofstream(path) << "[log]\nbackend = \"embedded\"\n";
+  ASSERT_OK_AND_ASSIGN(c, LoadConfig(path));
+  EXPECT_EQ(c.log.backend, "embedded");
+  std::ofstream(path) << "[log]\nbackend = \"kafka\"\n";
+  EXPECT_THAT(LoadConfig(path), StatusIs(StatusCode::kInvalidArgument, HasSubstr("log.backend")));
+  std::ofstream(path) << "[log]\nsync = true\n";
+  ::setenv("FAIRWAY_LOG_BACKEND", "rocks", 1);
+  auto from_env = LoadConfig(path);
+  ::unsetenv("FAIRWAY_LOG_BACKEND");
+  EXPECT_THAT(from_env, StatusIs(StatusCode::kInvalidArgument, HasSubstr("'rocks'")));
+}
+
 TEST(ConfigTest, ReferenceListsEveryKey) {
   std::string md = ConfigReferenceMarkdown();
-  for (const char* key : {"server.listen", "log.sync", "admin.token", "FAIRWAY_DATA_DIR"}) {
+  for (const char* key :
+       {"server.listen", "log.backend", "log.sync", "admin.token", "FAIRWAY_DATA_DIR"}) {
     EXPECT_NE(md.find(key), std::string::npos) << key;
   }
 }

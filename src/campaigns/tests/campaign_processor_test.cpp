@@ -15,7 +15,8 @@
 #include "model/json_limits.h"
 #include "storage/keys.h"
 #include "storage/schema.h"
-#include "storage/tests/temp_dir.h"
+#include "testing/status_matchers.h"
+#include "testing/store_and_log.h"
 
 namespace fairway::campaigns {
 namespace {
@@ -28,24 +29,21 @@ constexpr int64_t kDayMs = 86'400'000;
 const TenantId kTenant("acme");
 
 // The whole processing pipeline on a real store: log, engine, the leads and campaigns
-// processors and the timer service. Campaign time comes from a manual clock.
-class CampaignPipelineTest : public ::testing::Test {
+// processors and the timer service. Campaign time comes from the fixture's manual clock; the
+// store, the log and the engine run on real time.
+class CampaignPipelineTest : public ::fairway::testing::StoreAndLogTest {
  protected:
+  // The engine subscribes to the log before the log starts.
+  CampaignPipelineTest()
+      : StoreAndLogTest(
+            {.log = {.sync = false}, .clock = SystemClock::Default(), .start_log = false}) {
+    clock_.SetMillis(1'795'420'800'000);  // 2026-11-23T08:00:00Z
+  }
   void SetUp() override { Open(); }
   void TearDown() override { Close(); }
 
   void Open() {
-    storage::StoreOptions opts;
-    opts.path = dir_.path();
-    opts.column_families = storage::FairwayColumnFamilies();
-    auto s = storage::Store::Open(opts);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    store_ = std::move(s).value();
-    metrics_ = std::make_unique<MetricsRegistry>();
-    log::EmbeddedLogOptions lo;
-    lo.sync = false;
-    log_ = std::make_unique<log::EmbeddedLog>(store_.get(), SystemClock::Default(), metrics_.get(),
-                                              lo);
+    ASSERT_OK(StoreAndLog::Open());
     registry_ = std::make_unique<CampaignRegistry>(store_.get(), &clock_);
     leads_ = std::make_unique<identity::LeadStore>(store_.get());
     tenant_.id = kTenant;
@@ -76,10 +74,9 @@ class CampaignPipelineTest : public ::testing::Test {
     if (log_) log_->Stop();
     timers_.reset();
     engine_.reset();
-    log_.reset();
     registry_.reset();
     leads_.reset();
-    store_.reset();
+    StoreAndLog::Close();
   }
 
   void Reopen() {
@@ -199,12 +196,7 @@ class CampaignPipelineTest : public ::testing::Test {
     return r.ok() ? *r : std::nullopt;
   }
 
-  TempDir dir_;
-  ManualClock clock_{1'795'420'800'000};  // 2026-11-23T08:00:00Z
   model::TenantConfig tenant_;
-  std::unique_ptr<storage::Store> store_;
-  std::unique_ptr<MetricsRegistry> metrics_;
-  std::unique_ptr<log::EmbeddedLog> log_;
   std::unique_ptr<CampaignRegistry> registry_;
   std::unique_ptr<identity::LeadStore> leads_;
   std::unique_ptr<TimerService> timers_;

@@ -17,10 +17,13 @@
 #include "dispatch/delivery_dispatcher.h"
 #include "dispatch/tests/peer_process.h"
 #include "storage/schema.h"
-#include "storage/tests/temp_dir.h"
+#include "testing/status_matchers.h"
+#include "testing/store_and_log.h"
 
 namespace fairway::dispatch {
 namespace {
+
+using ::fairway::testing::TempDir;
 
 using json = nlohmann::json;
 using std::chrono::milliseconds;
@@ -88,13 +91,7 @@ class DispatchTest : public ::testing::Test {
   }
 
   void OpenStore() {
-    storage::StoreOptions opts;
-    opts.path = dir_.Sub("db");
-    opts.column_families = storage::FairwayColumnFamilies();
-    opts.clock = &clock_;
-    auto s = storage::Store::Open(opts);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    store_ = std::move(s).value();
+    ASSERT_OK_AND_ASSIGN(store_, ::fairway::testing::OpenFairwayStore(dir_.Sub("db"), &clock_));
   }
 
   // Stops the dispatcher and reopens the store, as a restart of the process would.

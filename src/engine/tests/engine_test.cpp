@@ -15,7 +15,8 @@
 #include "engine/processing_throttle.h"
 #include "log/embedded_log.h"
 #include "storage/schema.h"
-#include "storage/tests/temp_dir.h"
+#include "testing/status_matchers.h"
+#include "testing/store_and_log.h"
 
 namespace fairway::engine {
 namespace {
@@ -224,24 +225,16 @@ model::TenantConfig Tenant(const std::string& id, uint32_t weight = 1, uint32_t 
   return t;
 }
 
-class EngineTest : public ::testing::Test {
+// The store and log run on real time; the engine subscribes to the log before it starts.
+class EngineTest : public ::fairway::testing::StoreAndLogTest {
  protected:
+  EngineTest()
+      : StoreAndLogTest(
+            {.log = {.sync = false}, .clock = SystemClock::Default(), .start_log = false}) {}
   void SetUp() override { OpenStore(); }
   void TearDown() override { Close(); }
 
-  void OpenStore() {
-    storage::StoreOptions opts;
-    opts.path = dir_.path();
-    opts.column_families = storage::FairwayColumnFamilies();
-    auto s = storage::Store::Open(opts);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    store_ = std::move(s).value();
-    metrics_ = std::make_unique<MetricsRegistry>();
-    log::EmbeddedLogOptions lo;
-    lo.sync = false;
-    log_ = std::make_unique<log::EmbeddedLog>(store_.get(), SystemClock::Default(), metrics_.get(),
-                                              lo);
-  }
+  void OpenStore() { ASSERT_OK(Open()); }
 
   // Builds and starts an engine running `processor` for `tenants`.
   TestProcessor* StartEngine(ProcessorSpec spec, const std::vector<model::TenantConfig>& tenants,
@@ -268,8 +261,7 @@ class EngineTest : public ::testing::Test {
     if (engine_) engine_->Stop();
     if (log_) log_->Stop();
     engine_.reset();
-    log_.reset();
-    store_.reset();
+    StoreAndLog::Close();
   }
 
   // Appends `n` track activities for tenant `t`, spread over `leads` leads; message ids are
@@ -382,10 +374,6 @@ class EngineTest : public ::testing::Test {
     return out;
   }
 
-  TempDir dir_;
-  std::unique_ptr<storage::Store> store_;
-  std::unique_ptr<MetricsRegistry> metrics_;
-  std::unique_ptr<log::EmbeddedLog> log_;
   std::unique_ptr<Engine> engine_;
   bool log_started_ = false;
   std::map<std::string, int> next_seq_;

@@ -1,19 +1,18 @@
 #include <gtest/gtest.h>
 
 #include "engine/processor.h"
-#include "storage/schema.h"
-#include "storage/tests/temp_dir.h"
+#include "testing/status_matchers.h"
+#include "testing/store_and_log.h"
 
 namespace fairway::engine {
 namespace {
 
+using ::fairway::testing::TempDir;
+
 class StateTxnTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    storage::StoreOptions so;
-    so.path = dir_.path();
-    so.column_families = storage::FairwayColumnFamilies();
-    store_ = std::move(storage::Store::Open(so)).value();
+    ASSERT_OK_AND_ASSIGN(store_, ::fairway::testing::OpenFairwayStore(dir_.path()));
   }
   void Commit(StateTxn& txn) {
     storage::WriteBatch b;

@@ -14,7 +14,8 @@
 #include "http/ingest_shares.h"
 #include "log/embedded_log.h"
 #include "storage/schema.h"
-#include "storage/tests/temp_dir.h"
+#include "testing/status_matchers.h"
+#include "testing/store_and_log.h"
 
 namespace fairway::http {
 namespace {
@@ -78,6 +79,8 @@ TEST(IngestSharesTest, AWeightChangedInFlightCountsAtOnce) {
 class HoldingLog final : public log::ActivityLog {
  public:
   explicit HoldingLog(log::ActivityLog* inner) : inner_(inner) {}
+  void Start() override { inner_->Start(); }
+  void Stop() override { inner_->Stop(); }
   void Append(log::AppendRequest request, log::AppendCallback done) override {
     std::lock_guard lock(mu_);
     held_.emplace_back(std::move(request), std::move(done));
@@ -113,17 +116,14 @@ class HoldingLog final : public log::ActivityLog {
   std::deque<std::pair<log::AppendRequest, log::AppendCallback>> held_;
 };
 
-// The Api over a real store and log, called directly (no server).
-class ApiLimitsTest : public ::testing::Test {
+// The Api over a real store and log, called directly (no server), on real time.
+class ApiLimitsTest : public ::fairway::testing::StoreAndLogTest {
  protected:
+  ApiLimitsTest() : StoreAndLogTest({.log = {}, .clock = SystemClock::Default()}) {}
+
   void SetUp() override {
-    storage::StoreOptions so;
-    so.path = dir_.path();
-    so.column_families = storage::FairwayColumnFamilies();
-    store_ = std::move(storage::Store::Open(so)).value();
-    log_ = std::make_unique<log::EmbeddedLog>(store_.get(), SystemClock::Default(), &metrics_,
-                                              log::EmbeddedLogOptions{});
-    log_->Start();
+    StoreAndLogTest::SetUp();
+    if (HasFatalFailure()) return;
     holding_ = std::make_unique<HoldingLog>(log_.get());
     tenants_ =
         std::move(tenancy::TenantRegistry::Open(store_.get(), SystemClock::Default())).value();
@@ -135,7 +135,7 @@ class ApiLimitsTest : public ::testing::Test {
   }
   void MakeApi(ApiOptions ao) {
     api_ = std::make_unique<Api>(ao, tenants_.get(), holding_.get(), log_.get(), nullptr, nullptr,
-                                 SystemClock::Default(), &metrics_);
+                                 SystemClock::Default(), metrics_.get());
   }
   std::string CreateTenant(const std::string& id, uint32_t weight = 1) {
     model::TenantConfig c;
@@ -175,10 +175,6 @@ class ApiLimitsTest : public ::testing::Test {
     return "";
   }
 
-  TempDir dir_;
-  MetricsRegistry metrics_;
-  std::unique_ptr<storage::Store> store_;
-  std::unique_ptr<log::EmbeddedLog> log_;
   std::unique_ptr<HoldingLog> holding_;
   std::unique_ptr<tenancy::TenantRegistry> tenants_;
   std::unique_ptr<Api> api_;

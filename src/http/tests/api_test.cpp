@@ -13,7 +13,8 @@
 #include "identity/lead_processor.h"
 #include "log/embedded_log.h"
 #include "storage/schema.h"
-#include "storage/tests/temp_dir.h"
+#include "testing/status_matchers.h"
+#include "testing/store_and_log.h"
 
 namespace fairway::http {
 namespace {
@@ -46,18 +47,18 @@ class PoisonProcessor final : public engine::Processor {
   engine::ProcessorSpec spec_;
 };
 
-// The real server, API, log and store on a temporary directory and an ephemeral port.
-class ApiTest : public ::testing::Test {
+// The real server, API, log and store on a temporary directory and an ephemeral port, on real
+// time.
+class ApiTest : public ::fairway::testing::StoreAndLogTest {
  protected:
+  // The engine subscribes to the log before the log starts.
+  ApiTest() : StoreAndLogTest({.log = {}, .clock = SystemClock::Default(), .start_log = false}) {}
+
   void SetUp() override {
-    storage::StoreOptions so;
-    so.path = dir_.path();
-    so.column_families = storage::FairwayColumnFamilies();
-    store_ = std::move(storage::Store::Open(so)).value();
-    log_ = std::make_unique<log::EmbeddedLog>(store_.get(), SystemClock::Default(), &metrics_,
-                                              log::EmbeddedLogOptions{});
+    StoreAndLogTest::SetUp();
+    if (HasFatalFailure()) return;
     engine_ = std::make_unique<engine::Engine>(store_.get(), log_.get(), SystemClock::Default(),
-                                               &metrics_, engine::EngineOptions{});
+                                               metrics_.get(), engine::EngineOptions{});
     engine_->AddProcessor(std::make_unique<identity::LeadProcessor>());
     auto poison = std::make_unique<PoisonProcessor>();
     poison_ = poison.get();
@@ -70,13 +71,13 @@ class ApiTest : public ::testing::Test {
     ApiOptions ao;
     ao.admin_token = kAdminToken;
     api_ = std::make_unique<Api>(ao, tenants_.get(), log_.get(), log_.get(), engine_.get(),
-                                 leads_.get(), SystemClock::Default(), &metrics_);
+                                 leads_.get(), SystemClock::Default(), metrics_.get());
     // The campaign routes' services (the dispatcher and timers are not started: the routes
     // only read and write their rows).
     campaigns_ =
         std::make_unique<campaigns::CampaignRegistry>(store_.get(), SystemClock::Default());
     dispatcher_ = std::make_unique<dispatch::DeliveryDispatcher>(
-        store_.get(), SystemClock::Default(), &metrics_, dispatch::DeliveryDispatcherOptions{});
+        store_.get(), SystemClock::Default(), metrics_.get(), dispatch::DeliveryDispatcherOptions{});
     timers_ = std::make_unique<campaigns::TimerService>(
         store_.get(), log_.get(), SystemClock::Default(),
         [](const TenantId&) -> std::optional<model::TenantConfig> { return std::nullopt; });
@@ -132,10 +133,6 @@ class ApiTest : public ::testing::Test {
     return n;
   }
 
-  TempDir dir_;
-  MetricsRegistry metrics_;
-  std::unique_ptr<storage::Store> store_;
-  std::unique_ptr<log::EmbeddedLog> log_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<identity::LeadStore> leads_;
   PoisonProcessor* poison_ = nullptr;
@@ -261,7 +258,7 @@ TEST_F(ApiTest, ResentMessageIdIsStoredOnceAndStillAnswers200) {
   std::string body = R"({"userId":"u","event":"e","messageId":"same"})";
   for (int i = 0; i < 3; ++i) EXPECT_EQ(Ingest(k.write, "track", body).status, 200);
   EXPECT_EQ(StoredCount(k.api, "u"), 1u);
-  std::string text = metrics_.RenderPrometheus();
+  std::string text = metrics_->RenderPrometheus();
   EXPECT_NE(text.find(R"(fairway_ingest_events_total{tenant="acme",outcome="duplicate"} 2)"),
             std::string::npos);
 }

@@ -23,10 +23,12 @@
 
 #include "http/content_encoding.h"
 #include "http/server.h"
-#include "storage/tests/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace fairway::http {
 namespace {
+
+using ::fairway::testing::TempDir;
 
 using Clock = std::chrono::steady_clock;
 

@@ -19,10 +19,13 @@
 #include "log/embedded_log.h"
 #include "model/tenant.h"
 #include "storage/schema.h"
-#include "storage/tests/temp_dir.h"
+#include "testing/status_matchers.h"
+#include "testing/store_and_log.h"
 
 namespace fairway::identity {
 namespace {
+
+using ::fairway::testing::TempDir;
 
 using model::Activity;
 using model::ActivityType;
@@ -140,12 +143,7 @@ class LeadProcessorTest : public ::testing::Test {
   void Reopen(LeadProcessorOptions options = {}) {
     leads_.reset();
     store_.reset();
-    storage::StoreOptions opts;
-    opts.path = dir_.path();
-    opts.column_families = storage::FairwayColumnFamilies();
-    auto s = storage::Store::Open(opts);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    store_ = std::move(s).value();
+    ASSERT_OK_AND_ASSIGN(store_, ::fairway::testing::OpenFairwayStore(dir_.path()));
     processor_ = std::make_unique<LeadProcessor>(options);
     leads_ = std::make_unique<LeadStore>(store_.get());
   }
@@ -1222,18 +1220,12 @@ TEST_F(LeadProcessorTest, LeadDeletedRemovesTheEmailRowOfAFormat1Profile) {
 // The leads processor under the real engine and embedded log: what it emits is appended to the
 // log, comes back to it, is counted, and emits nothing more.
 TEST(LeadProcessorEngineTest, GeneratedActivitiesComeBackThroughTheLogOnce) {
-  TempDir dir;
-  storage::StoreOptions opts;
-  opts.path = dir.path();
-  opts.column_families = storage::FairwayColumnFamilies();
-  auto opened = storage::Store::Open(opts);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  std::unique_ptr<storage::Store> store = std::move(opened).value();
-  MetricsRegistry metrics;
-  log::EmbeddedLogOptions log_options;
-  log_options.sync = false;
-  log::EmbeddedLog log(store.get(), SystemClock::Default(), &metrics, log_options);
-  engine::Engine engine(store.get(), &log, SystemClock::Default(), &metrics, {});
+  // The engine subscribes to the log before the log starts.
+  ::fairway::testing::StoreAndLog env(
+      {.log = {.sync = false}, .clock = SystemClock::Default(), .start_log = false});
+  ASSERT_OK(env.Open());
+  log::EmbeddedLog& log = *env.log();
+  engine::Engine engine(env.store(), &log, SystemClock::Default(), env.metrics(), {});
   engine.AddProcessor(std::make_unique<LeadProcessor>());
   engine.Start();
   log.Start();
@@ -1254,7 +1246,7 @@ TEST(LeadProcessorEngineTest, GeneratedActivitiesComeBackThroughTheLogOnce) {
   ASSERT_TRUE(appended.get_future().get().ok());
 
   // Wait until the echoes are counted (bounded), then until the engine is idle.
-  LeadStore leads(store.get());
+  LeadStore leads(env.store());
   auto generated = [&](std::string_view id, std::string_view event) -> uint64_t {
     auto r = leads.Find(TenantId("t1"), id);
     if (!r.ok() || !r->has_value()) return 0;

@@ -10,8 +10,8 @@
 
 #include "common/time_format.h"
 #include "log/block.h"
-#include "storage/schema.h"
-#include "storage/tests/temp_dir.h"
+#include "testing/status_matchers.h"
+#include "testing/store_and_log.h"
 
 namespace fairway::log {
 namespace {
@@ -32,28 +32,12 @@ Activity MakeActivity(std::string message_id, std::string user, int64_t ts,
   return a;
 }
 
-class EmbeddedLogTest : public ::testing::Test {
+class EmbeddedLogTest : public ::fairway::testing::StoreAndLogTest {
  protected:
-  void SetUp() override { Reopen(); }
-  void TearDown() override {
-    log_.reset();
-    store_.reset();
-  }
+  EmbeddedLogTest() { clock_.SetMillis(1'709'208'000'000); }
 
-  void Reopen(EmbeddedLogOptions options = {}) {
-    log_.reset();
-    store_.reset();
-    storage::StoreOptions opts;
-    opts.path = dir_.path();
-    opts.column_families = storage::FairwayColumnFamilies();
-    opts.clock = &clock_;
-    auto s = storage::Store::Open(opts);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    store_ = std::move(s).value();
-    metrics_ = std::make_unique<MetricsRegistry>();
-    log_ = std::make_unique<EmbeddedLog>(store_.get(), &clock_, metrics_.get(), options);
-    log_->Start();
-  }
+  // Closes the store and the log and opens them again on the same files, with `options`.
+  void Reopen(EmbeddedLogOptions options = {}) { ASSERT_OK(StoreAndLog::Reopen({.log = options})); }
 
   AppendRequest Request(const std::string& tenant, std::vector<Activity> acts,
                         uint32_t partitions = 4) {
@@ -84,12 +68,6 @@ class EmbeddedLogTest : public ::testing::Test {
     std::sort(ids.begin(), ids.end());
     return ids;
   }
-
-  TempDir dir_;
-  ManualClock clock_{1'709'208'000'000};
-  std::unique_ptr<storage::Store> store_;
-  std::unique_ptr<MetricsRegistry> metrics_;
-  std::unique_ptr<EmbeddedLog> log_;
 };
 
 TEST_F(EmbeddedLogTest, AppendsReadBackWithContiguousOffsetsPerPartition) {

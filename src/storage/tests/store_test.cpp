@@ -6,10 +6,12 @@
 #include <filesystem>
 #include <mutex>
 
-#include "storage/tests/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace fairway::storage {
 namespace {
+
+using ::fairway::testing::TempDir;
 
 constexpr ColumnFamily kData = 0;
 constexpr ColumnFamily kTtl = 1;

@@ -2,12 +2,15 @@
 
 #include "common/crypto.h"
 #include "storage/schema.h"
-#include "storage/tests/temp_dir.h"
 #include "tenancy/tenant_registry.h"
 #include "tenancy/token_bucket.h"
+#include "testing/status_matchers.h"
+#include "testing/store_and_log.h"
 
 namespace fairway::tenancy {
 namespace {
+
+using ::fairway::testing::TempDir;
 
 using model::TenantConfig;
 using model::TenantStatus;
@@ -18,10 +21,7 @@ class TenantRegistryTest : public ::testing::Test {
   void Reopen() {
     registry_.reset();
     store_.reset();
-    storage::StoreOptions opts;
-    opts.path = dir_.path();
-    opts.column_families = storage::FairwayColumnFamilies();
-    store_ = std::move(storage::Store::Open(opts)).value();
+    ASSERT_OK_AND_ASSIGN(store_, ::fairway::testing::OpenFairwayStore(dir_.path()));
     auto r = TenantRegistry::Open(store_.get(), &clock_);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     registry_ = std::move(r).value();

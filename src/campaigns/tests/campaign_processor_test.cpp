@@ -37,7 +37,7 @@ class CampaignPipelineTest : public ::fairway::testing::StoreAndLogTest {
   CampaignPipelineTest()
       : StoreAndLogTest(
             {.log = {.sync = false}, .clock = SystemClock::Default(), .start_log = false}) {
-    clock_.SetMillis(1'795'420'800'000);  // 2026-11-23T08:00:00Z
+    clock_.AdvanceMillis(1'795'420'800'000 - clock_.NowMillis());  // 2026-11-23T08:00:00Z
   }
   void SetUp() override { Open(); }
   void TearDown() override { Close(); }

@@ -10,6 +10,7 @@
 
 #include "common/time_format.h"
 #include "log/block.h"
+#include "storage/schema.h"
 #include "testing/status_matchers.h"
 #include "testing/store_and_log.h"
 
@@ -34,7 +35,7 @@ Activity MakeActivity(std::string message_id, std::string user, int64_t ts,
 
 class EmbeddedLogTest : public ::fairway::testing::StoreAndLogTest {
  protected:
-  EmbeddedLogTest() { clock_.SetMillis(1'709'208'000'000); }
+  EmbeddedLogTest() { clock_.AdvanceMillis(1'709'208'000'000 - clock_.NowMillis()); }
 
   // Closes the store and the log and opens them again on the same files, with `options`.
   void Reopen(EmbeddedLogOptions options = {}) { ASSERT_OK(StoreAndLog::Reopen({.log = options})); }

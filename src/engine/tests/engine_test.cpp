@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/coding.h"
+#include "engine/engine_internal.h"
 #include "engine/processing_throttle.h"
 #include "log/embedded_log.h"
 #include "storage/schema.h"
@@ -1262,6 +1263,164 @@ TEST_F(EngineTest, GeneratedActivitiesJoinTheLogInTheCommitThatCausedThem) {
     EXPECT_EQ(pos.first, cause.first) << id;
     EXPECT_GT(pos.second, cause.second) << id;
   }
+}
+
+}  // namespace
+}  // namespace fairway::engine
+
+namespace fairway::engine {
+namespace {
+
+// Passes everything to a real log and counts the records read from it.
+class CountingLog final : public log::ActivityLog {
+ public:
+  explicit CountingLog(log::ActivityLog* inner) : inner_(inner) {}
+  void Start() override { inner_->Start(); }
+  void Stop() override { inner_->Stop(); }
+  void Append(log::AppendRequest r, log::AppendCallback done) override {
+    inner_->Append(std::move(r), std::move(done));
+  }
+  Result<std::vector<log::LogEntry>> Read(const TenantId& t, PartitionId p, Offset from,
+                                          size_t max) override {
+    auto r = inner_->Read(t, p, from, max);
+    if (r.ok()) records_read += r->size();
+    return r;
+  }
+  Result<Offset> HighWatermark(const TenantId& t, PartitionId p) override {
+    return inner_->HighWatermark(t, p);
+  }
+  Result<Offset> LowWatermark(const TenantId& t, PartitionId p) override {
+    return inner_->LowWatermark(t, p);
+  }
+  Result<uint64_t> ApplyRetention(const TenantId& t, uint32_t n, int64_t cutoff) override {
+    return inner_->ApplyRetention(t, n, cutoff);
+  }
+  Status DropTenant(const TenantId& t) override { return inner_->DropTenant(t); }
+  Status ReopenTenant(const TenantId& t) override { return inner_->ReopenTenant(t); }
+  bool AppendsInWrite() const override { return inner_->AppendsInWrite(); }
+  Status AppendInWrite(const log::AppendRequest& r, storage::WriteBatch* b,
+                       const std::function<Status(storage::WriteBatch*)>& write) override {
+    return inner_->AppendInWrite(r, b, write);
+  }
+  void SetAppendListener(log::AppendListener l) override { inner_->SetAppendListener(l); }
+
+  std::atomic<uint64_t> records_read{0};
+
+ private:
+  log::ActivityLog* inner_;
+};
+
+TEST_F(EngineTest, TheTenantsProcessorsShareOneReadOfEachStretchOfTheLog) {
+  auto a = Tenant("alpha", 1, 2);
+  ProcessorSpec up_spec = Spec();
+  up_spec.name = "up";
+  ProcessorSpec down_spec = Spec();
+  down_spec.name = "down";
+  down_spec.after = "up";
+  ProcessorSpec other_spec = Spec();
+  other_spec.name = "other";
+  auto up = std::make_unique<TestProcessor>(up_spec);
+  auto down = std::make_unique<TestProcessor>(down_spec);
+  auto other = std::make_unique<TestProcessor>(other_spec);
+  std::vector<TestProcessor*> procs{up.get(), down.get(), other.get()};
+  CountingLog counting(log_.get());
+  engine_ = std::make_unique<Engine>(store_.get(), &counting, SystemClock::Default(),
+                                     metrics_.get(), EngineOptions{});
+  engine_->AddProcessor(std::move(up));
+  engine_->AddProcessor(std::move(down));
+  engine_->AddProcessor(std::move(other));
+  engine_->Start();
+  log_->Start();
+  log_started_ = true;
+  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
+  constexpr int kActivities = 3'000;
+  for (int i = 0; i < 6; ++i) Append(a, kActivities / 6, 50);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  for (TestProcessor* p : procs) ExpectExactlyOnceInOrder(p->seen(), "alpha", kActivities);
+  // Three processors, and the log was read about once: each read is kept until the tenant's
+  // other processors have taken it (a few records may be read twice where reads interleave).
+  EXPECT_GE(counting.records_read.load(), static_cast<uint64_t>(kActivities));
+  EXPECT_LT(counting.records_read.load(), static_cast<uint64_t>(kActivities) * 3 / 2);
+}
+
+log::LogEntry Entry(uint64_t offset, size_t payload = 10) {
+  log::LogEntry e;
+  e.offset = Offset(offset);
+  e.activity.message_id = MessageId(fmt::format("m{}", offset));
+  e.activity.fields_json = std::string(payload, 'x');
+  return e;
+}
+
+ChunkRef MakeChunk(uint64_t begin, uint64_t end, size_t payload = 10) {
+  auto c = std::make_shared<Chunk>();
+  for (uint64_t o = begin; o < end; ++o) {
+    c->entries.push_back(Entry(o, payload));
+    c->bytes += EntryBytes(c->entries.back());
+  }
+  return c;
+}
+
+TEST(ChunkCacheTest, FindsTheChunkHoldingAnOffsetOfItsTenantAndPartitionOnly) {
+  ChunkCache cache(1 << 20);
+  engine::Tenant t1, t2;
+  auto c = MakeChunk(100, 110);
+  cache.Add(&t1, 0, c, 1);
+  EXPECT_EQ(cache.Find(&t1, 0, 100), std::make_pair(c, size_t{0}));
+  EXPECT_EQ(cache.Find(&t1, 0, 109), std::make_pair(c, size_t{9}));
+  EXPECT_EQ(cache.Find(&t1, 0, 99).first, nullptr);
+  EXPECT_EQ(cache.Find(&t1, 0, 110).first, nullptr);
+  EXPECT_EQ(cache.Find(&t1, 1, 105).first, nullptr);
+  EXPECT_EQ(cache.Find(&t2, 0, 105).first, nullptr);
+  EXPECT_EQ(cache.bytes(), c->bytes);
+}
+
+TEST(ChunkCacheTest, AChunkLeavesOnceEveryOtherReaderTookIt) {
+  ChunkCache cache(1 << 20);
+  engine::Tenant t;
+  auto c = MakeChunk(0, 10);
+  cache.Add(&t, 0, c, 2);
+  cache.Consumed(&t, 0, c);
+  EXPECT_NE(cache.Find(&t, 0, 5).first, nullptr);
+  cache.Consumed(&t, 0, c);
+  EXPECT_EQ(cache.Find(&t, 0, 5).first, nullptr);
+  EXPECT_EQ(cache.bytes(), 0u);
+  // Nobody else reads: nothing is kept. Nor is an empty chunk.
+  cache.Add(&t, 0, MakeChunk(10, 20), 0);
+  cache.Add(&t, 0, MakeChunk(20, 20), 1);
+  EXPECT_EQ(cache.bytes(), 0u);
+}
+
+TEST(ChunkCacheTest, StaysWithinItsBoundDroppingTheOldestFirst) {
+  auto probe = MakeChunk(0, 10, 100);
+  const size_t chunk_bytes = probe->bytes;
+  ChunkCache cache(chunk_bytes * 3);
+  engine::Tenant t;
+  for (uint64_t i = 0; i < 5; ++i) cache.Add(&t, 0, MakeChunk(i * 10, i * 10 + 10, 100), 1);
+  EXPECT_LE(cache.bytes(), chunk_bytes * 3);
+  EXPECT_EQ(cache.Find(&t, 0, 5).first, nullptr);
+  EXPECT_EQ(cache.Find(&t, 0, 15).first, nullptr);
+  EXPECT_NE(cache.Find(&t, 0, 25).first, nullptr);
+  EXPECT_NE(cache.Find(&t, 0, 45).first, nullptr);
+  // A chunk larger than the whole bound is never kept; a bound of 0 keeps nothing.
+  cache.Add(&t, 1, MakeChunk(0, 100, 100), 1);
+  EXPECT_EQ(cache.Find(&t, 1, 0).first, nullptr);
+  ChunkCache none(0);
+  none.Add(&t, 0, MakeChunk(0, 1), 1);
+  EXPECT_EQ(none.bytes(), 0u);
+}
+
+TEST(ChunkCacheTest, DroppingATenantDropsOnlyItsChunks) {
+  ChunkCache cache(1 << 20);
+  engine::Tenant t1, t2;
+  cache.Add(&t1, 0, MakeChunk(0, 10), 1);
+  cache.Add(&t1, 3, MakeChunk(0, 10), 1);
+  auto kept = MakeChunk(0, 10);
+  cache.Add(&t2, 0, kept, 1);
+  cache.DropTenant(&t1);
+  EXPECT_EQ(cache.Find(&t1, 0, 0).first, nullptr);
+  EXPECT_EQ(cache.Find(&t1, 3, 0).first, nullptr);
+  EXPECT_EQ(cache.Find(&t2, 0, 0).first, kept);
+  EXPECT_EQ(cache.bytes(), kept->bytes);
 }
 
 }  // namespace

@@ -182,7 +182,7 @@ int Serve(Config config) {
   };
   campaigns::TimerService timers(store->get(), &log, clock, tenant_config);
   dispatch::DeliveryDispatcher dispatcher(store->get(), clock, &metrics, config.dispatch);
-  campaigns::DeliveryStatsRecorder delivery_stats(store->get(), clock);
+  campaigns::DeliveryStatsRecorder delivery_stats(clock);
   dispatcher.SetListener(&delivery_stats);
   dispatcher.SetSigningSecrets(
       [&campaign_registry](const TenantId& t) -> std::optional<std::string> {

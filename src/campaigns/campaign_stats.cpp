@@ -43,32 +43,31 @@ Status RemoveCampaignStats(storage::Store* store, const TenantId& tenant) {
 }
 
 void DeliveryStatsRecorder::Count(const TenantId& tenant, const dispatch::Delivery& d,
-                                  std::string_view metric) {
+                                  std::string_view metric, storage::WriteBatch* batch) {
   if (d.source.empty()) return;
-  storage::WriteBatch batch;
-  batch.Merge(storage::kCampaignStats,
-              StatsKey(tenant, d.source, static_cast<uint32_t>(DayOf(clock_->NowMillis())), metric),
-              storage::EncodeCounter(1));
-  if (Status st = store_->Write(batch, /*sync=*/false); !st.ok()) {
-    spdlog::warn("campaigns: counting delivery {} of {}: {}", d.id, tenant.str(), st.ToString());
-  }
+  batch->Merge(
+      storage::kCampaignStats,
+      StatsKey(tenant, d.source, static_cast<uint32_t>(DayOf(clock_->NowMillis())), metric),
+      storage::EncodeCounter(1));
 }
 
-void DeliveryStatsRecorder::OnDelivered(const TenantId& tenant, const dispatch::Delivery& d) {
+void DeliveryStatsRecorder::AddDeliveredWrites(const TenantId& tenant, const dispatch::Delivery& d,
+                                               storage::WriteBatch* batch) {
   if (d.purpose == "email") {
-    Count(tenant, d, "emails_sent");
+    Count(tenant, d, "emails_sent", batch);
   } else if (d.purpose == "alert") {
-    Count(tenant, d, "alerts_sent");
+    Count(tenant, d, "alerts_sent", batch);
   } else if (d.purpose == "crm_task") {
-    Count(tenant, d, "crm_tasks_delivered");
+    Count(tenant, d, "crm_tasks_delivered", batch);
   } else {
-    Count(tenant, d, "webhooks_delivered");
+    Count(tenant, d, "webhooks_delivered", batch);
   }
 }
 
-void DeliveryStatsRecorder::OnDead(const TenantId& tenant, const dispatch::Delivery& d) {
-  Count(tenant, d, "deliveries_dead");
-  if (d.purpose == "webhook") Count(tenant, d, "webhooks_failed");
+void DeliveryStatsRecorder::AddDeadWrites(const TenantId& tenant, const dispatch::Delivery& d,
+                                          storage::WriteBatch* batch) {
+  Count(tenant, d, "deliveries_dead", batch);
+  if (d.purpose == "webhook") Count(tenant, d, "webhooks_failed", batch);
 }
 
 }  // namespace fairway::campaigns

@@ -39,18 +39,19 @@ Result<CampaignStatsReport> ReadCampaignStats(storage::Store* store, const Tenan
 Status RemoveCampaignStats(storage::Store* store, const TenantId& tenant);
 
 // Counts delivery outcomes into the statistics of the campaign that caused them
-// (Delivery::source). Its counter writes are separate from the dispatcher's row updates, so a
-// crash at the wrong moment can leave a delivery count off by one (the delivery itself is
-// neither lost nor sent under another idempotency key).
+// (Delivery::source), in the same atomic write as the dispatcher's record of the outcome: each
+// delivery is counted once, whatever crashes.
 class DeliveryStatsRecorder final : public dispatch::DeliveryListener {
  public:
-  DeliveryStatsRecorder(storage::Store* store, const Clock* clock) : store_(store), clock_(clock) {}
-  void OnDelivered(const TenantId& tenant, const dispatch::Delivery& d) override;
-  void OnDead(const TenantId& tenant, const dispatch::Delivery& d) override;
+  explicit DeliveryStatsRecorder(const Clock* clock) : clock_(clock) {}
+  void AddDeliveredWrites(const TenantId& tenant, const dispatch::Delivery& d,
+                          storage::WriteBatch* batch) override;
+  void AddDeadWrites(const TenantId& tenant, const dispatch::Delivery& d,
+                     storage::WriteBatch* batch) override;
 
  private:
-  void Count(const TenantId& tenant, const dispatch::Delivery& d, std::string_view metric);
-  storage::Store* store_;
+  void Count(const TenantId& tenant, const dispatch::Delivery& d, std::string_view metric,
+             storage::WriteBatch* batch);
   const Clock* clock_;
 };
 

@@ -95,10 +95,18 @@ struct DeliveryDispatcherOptions {
 class DeliveryListener {
  public:
   virtual ~DeliveryListener() = default;
+  // Before a final outcome is written: adds the listener's own writes for it (counters) to
+  // `batch`, the same atomic write that records the outcome, so they count each delivery
+  // exactly once whatever crashes. May run more than once for an outcome whose write failed
+  // (each time into a fresh batch).
+  virtual void AddDeliveredWrites(const TenantId& tenant, const Delivery& d,
+                                  storage::WriteBatch* batch) {}
+  virtual void AddDeadWrites(const TenantId& tenant, const Delivery& d,
+                             storage::WriteBatch* batch) {}
   // After the delivered row was deleted from the pending rows.
-  virtual void OnDelivered(const TenantId& tenant, const Delivery& d) = 0;
+  virtual void OnDelivered(const TenantId& tenant, const Delivery& d) {}
   // After the row was moved to the dead rows (`d` carries attempts, last_error, dead_at_ms).
-  virtual void OnDead(const TenantId& tenant, const Delivery& d) = 0;
+  virtual void OnDead(const TenantId& tenant, const Delivery& d) {}
 };
 
 class DeliveryDispatcher {

@@ -152,6 +152,7 @@ void DeliveryDispatcher::Impl::WriteOutcomes(std::vector<Outcome> batch_outcomes
     switch (o.kind) {
       case OutcomeKind::kDelivered:
         batch.Delete(storage::kDeliveries, key);
+        if (listener != nullptr) listener->AddDeliveredWrites(o.tenant->id, o.row->d, &batch);
         break;
       case OutcomeKind::kRetry:
         batch.Put(storage::kDeliveries, key, EncodeDelivery(o.updated));
@@ -160,6 +161,7 @@ void DeliveryDispatcher::Impl::WriteOutcomes(std::vector<Outcome> batch_outcomes
         batch.Delete(storage::kDeliveries, key);
         batch.Put(storage::kDeliveries, DeadKey(o.tenant->id, o.updated.id),
                   EncodeDelivery(o.updated));
+        if (listener != nullptr) listener->AddDeadWrites(o.tenant->id, o.updated, &batch);
         break;
     }
   }

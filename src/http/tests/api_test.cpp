@@ -77,7 +77,8 @@ class ApiTest : public ::fairway::testing::StoreAndLogTest {
     campaigns_ =
         std::make_unique<campaigns::CampaignRegistry>(store_.get(), SystemClock::Default());
     dispatcher_ = std::make_unique<dispatch::DeliveryDispatcher>(
-        store_.get(), SystemClock::Default(), metrics_.get(), dispatch::DeliveryDispatcherOptions{});
+        store_.get(), SystemClock::Default(), metrics_.get(),
+        dispatch::DeliveryDispatcherOptions{});
     timers_ = std::make_unique<campaigns::TimerService>(
         store_.get(), log_.get(), SystemClock::Default(),
         [](const TenantId&) -> std::optional<model::TenantConfig> { return std::nullopt; });

@@ -2,6 +2,7 @@
 #include <map>
 
 #include "engine/processor.h"
+#include "storage/keys.h"
 #include "storage/schema.h"
 
 namespace fairway::engine {
@@ -93,11 +94,7 @@ Status StateTxn::Scan(std::string_view prefix,
                       const std::function<bool(std::string_view, std::string_view)>& fn) {
   std::string lower = prefix_;
   lower.append(prefix);
-  std::string upper = lower;
-  // The smallest key greater than every key with this prefix.
-  while (!upper.empty() && static_cast<unsigned char>(upper.back()) == 0xff) upper.pop_back();
-  if (!upper.empty()) upper.back() = static_cast<char>(upper.back() + 1);
-  auto it = store_->NewIterator(storage::kEngineState, lower, upper);
+  auto it = store_->NewIterator(storage::kEngineState, lower, storage::PrefixEnd(lower));
   for (it->Seek(lower); it->Valid(); it->Next()) {
     std::string_view k = it->key();
     k.remove_prefix(prefix_.size());

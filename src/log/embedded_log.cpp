@@ -363,13 +363,16 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
     }
   }
 
-  // 3. Offsets, blocks, index and dedup entries in one atomic write.
+  // 3. Offsets, blocks, index and dedup entries in one atomic write. The fsync comes after the
+  // write lock is released, so the engine's commits (AppendInWrite) need not wait for it; the
+  // group is acknowledged, and its records announced, only once it is durable.
   storage::WriteBatch batch;
   std::vector<PartitionAdvance> advances;
   if (st.ok()) st = StageBlocks(blocks, &dedup_keys, now, &batch, &advances);
-  if (st.ok() && batch.Count() > 0) st = store_->Write(batch, options_.sync);
+  if (st.ok() && batch.Count() > 0) st = store_->Write(batch, /*sync=*/false);
   if (st.ok()) Publish(advances);
   write_lock.unlock();
+  if (st.ok() && batch.Count() > 0 && options_.sync) st = store_->SyncWal();
   const int64_t end_ns = clock_->MonotonicNanos();
   size_t events = key_index;
   if (!st.ok()) {

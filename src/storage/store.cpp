@@ -141,6 +141,7 @@ class RocksStore final : public Store {
   }
 
   Status Write(WriteBatch& batch, bool sync) override;
+  Status SyncWal() override;
   StorageHealth Health() const override {
     std::lock_guard lock(health_mu_);
     return health_;
@@ -401,6 +402,16 @@ Status RocksStore::Write(WriteBatch& batch, bool sync) {
     EnterFailed(s.ToString());
   }
   return FromRocks(s, "write");
+}
+
+Status RocksStore::SyncWal() {
+  if (failed_) {
+    return Unavailable(
+        fmt::format("storage refuses writes until it recovers from: {}", Health().reason));
+  }
+  auto s = db_->SyncWAL();
+  if (!s.ok() && !s.IsNotSupported() && !s.IsBusy() && !s.IsTryAgain()) EnterFailed(s.ToString());
+  return FromRocks(s, "sync");
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {

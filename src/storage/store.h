@@ -148,6 +148,11 @@ class Store {
   // thread has resumed RocksDB (DB::Resume), written a synced probe and re-created the reserve
   // file; then writes are accepted again. Reads keep working throughout.
   virtual Status Write(WriteBatch& batch, bool sync) = 0;
+  // Makes every write so far durable (fsync of the write-ahead log), as if each had been written
+  // with `sync`. Lets a caller write unsynced under a lock and sync after releasing it, so other
+  // writers need not wait for its fsync. A failure puts the store in the failed state as a
+  // failed Write does.
+  virtual Status SyncWal() = 0;
   // Whether writes are accepted now, and why not.
   virtual StorageHealth Health() const = 0;
   virtual Result<std::optional<std::string>> Get(ColumnFamily cf, std::string_view key) = 0;

@@ -16,6 +16,7 @@
 #include "engine/processing_throttle.h"
 #include "log/embedded_log.h"
 #include "storage/schema.h"
+#include "testing/forwarding_log.h"
 #include "testing/status_matchers.h"
 #include "testing/store_and_log.h"
 
@@ -242,16 +243,27 @@ class EngineTest : public ::fairway::testing::StoreAndLogTest {
                              EngineOptions options = {}, const Clock* clock = nullptr) {
     auto p = std::make_unique<TestProcessor>(std::move(spec));
     TestProcessor* raw = p.get();
-    engine_ = std::make_unique<Engine>(
-        store_.get(), log_.get(), clock ? clock : SystemClock::Default(), metrics_.get(), options);
-    engine_->AddProcessor(std::move(p));
+    std::vector<std::unique_ptr<Processor>> processors;
+    processors.push_back(std::move(p));
+    StartProcessors(std::move(processors), tenants, options, clock);
+    return raw;
+  }
+
+  // Builds and starts an engine over `log` (default: the fixture's) running `processors`, in
+  // order, for `tenants`.
+  void StartProcessors(std::vector<std::unique_ptr<Processor>> processors,
+                       const std::vector<model::TenantConfig>& tenants, EngineOptions options = {},
+                       const Clock* clock = nullptr, log::ActivityLog* log = nullptr) {
+    engine_ =
+        std::make_unique<Engine>(store_.get(), log ? log : log_.get(),
+                                 clock ? clock : SystemClock::Default(), metrics_.get(), options);
+    for (auto& p : processors) engine_->AddProcessor(std::move(p));
     engine_->Start();
     if (!log_started_) {
       log_->Start();
       log_started_ = true;
     }
     for (const auto& t : tenants) EXPECT_TRUE(engine_->UpsertTenant(t).ok());
-    return raw;
   }
 
   void StopEngine() {
@@ -364,14 +376,10 @@ class EngineTest : public ::fairway::testing::StoreAndLogTest {
     auto down = std::make_unique<TestProcessor>(down_spec);
     std::pair<TestProcessor*, TestProcessor*> out{up.get(), down.get()};
     up->SetHold(std::move(hold));
-    engine_ = std::make_unique<Engine>(store_.get(), log_.get(), SystemClock::Default(),
-                                       metrics_.get(), EngineOptions{});
-    engine_->AddProcessor(std::move(up));
-    engine_->AddProcessor(std::move(down));
-    engine_->Start();
-    log_->Start();
-    log_started_ = true;
-    EXPECT_TRUE(engine_->UpsertTenant(t).ok());
+    std::vector<std::unique_ptr<Processor>> processors;
+    processors.push_back(std::move(up));
+    processors.push_back(std::move(down));
+    StartProcessors(std::move(processors), {t});
     return out;
   }
 
@@ -1082,13 +1090,9 @@ TEST_F(EngineTest, SideWritesAndAfterCommitHooksGoWithTheCommitOnly) {
   auto a = Tenant("alpha", 1, 2);
   auto p = std::make_unique<SideWriteProcessor>();
   SideWriteProcessor* raw = p.get();
-  engine_ = std::make_unique<Engine>(store_.get(), log_.get(), SystemClock::Default(),
-                                     metrics_.get(), EngineOptions{});
-  engine_->AddProcessor(std::move(p));
-  engine_->Start();
-  log_->Start();
-  log_started_ = true;
-  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
+  std::vector<std::unique_ptr<Processor>> processors;
+  processors.push_back(std::move(p));
+  StartProcessors(std::move(processors), {a});
   Append(a, 50, 7);
   ASSERT_TRUE(engine_->WaitIdle(kWait));
   EXPECT_GE(raw->failed_.load(), 1);
@@ -1191,14 +1195,10 @@ TEST_F(EngineTest, ATrippedProcessorHoldsOnlyItselfAndCatchesUpLosingNothing) {
     if (down_broken) return ProcessError{ErrorClass::kRetryNow, "peer down"};
     return std::nullopt;
   });
-  engine_ = std::make_unique<Engine>(store_.get(), log_.get(), SystemClock::Default(),
-                                     metrics_.get(), EngineOptions{});
-  engine_->AddProcessor(std::move(up));
-  engine_->AddProcessor(std::move(down));
-  engine_->Start();
-  log_->Start();
-  log_started_ = true;
-  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
+  std::vector<std::unique_ptr<Processor>> processors;
+  processors.push_back(std::move(up));
+  processors.push_back(std::move(down));
+  StartProcessors(std::move(processors), {a});
 
   Append(a, 200, 20);
   // The downstream's breaker opens; the upstream processes everything meanwhile.
@@ -1272,42 +1272,16 @@ namespace fairway::engine {
 namespace {
 
 // Passes everything to a real log and counts the records read from it.
-class CountingLog final : public log::ActivityLog {
+class CountingLog final : public ::fairway::testing::ForwardingLog {
  public:
-  explicit CountingLog(log::ActivityLog* inner) : inner_(inner) {}
-  void Start() override { inner_->Start(); }
-  void Stop() override { inner_->Stop(); }
-  void Append(log::AppendRequest r, log::AppendCallback done) override {
-    inner_->Append(std::move(r), std::move(done));
-  }
+  using ForwardingLog::ForwardingLog;
   Result<std::vector<log::LogEntry>> Read(const TenantId& t, PartitionId p, Offset from,
                                           size_t max) override {
-    auto r = inner_->Read(t, p, from, max);
+    auto r = ForwardingLog::Read(t, p, from, max);
     if (r.ok()) records_read += r->size();
     return r;
   }
-  Result<Offset> HighWatermark(const TenantId& t, PartitionId p) override {
-    return inner_->HighWatermark(t, p);
-  }
-  Result<Offset> LowWatermark(const TenantId& t, PartitionId p) override {
-    return inner_->LowWatermark(t, p);
-  }
-  Result<uint64_t> ApplyRetention(const TenantId& t, uint32_t n, int64_t cutoff) override {
-    return inner_->ApplyRetention(t, n, cutoff);
-  }
-  Status DropTenant(const TenantId& t) override { return inner_->DropTenant(t); }
-  Status ReopenTenant(const TenantId& t) override { return inner_->ReopenTenant(t); }
-  bool AppendsInWrite() const override { return inner_->AppendsInWrite(); }
-  Status AppendInWrite(const log::AppendRequest& r, storage::WriteBatch* b,
-                       const std::function<Status(storage::WriteBatch*)>& write) override {
-    return inner_->AppendInWrite(r, b, write);
-  }
-  void SetAppendListener(log::AppendListener l) override { inner_->SetAppendListener(l); }
-
   std::atomic<uint64_t> records_read{0};
-
- private:
-  log::ActivityLog* inner_;
 };
 
 TEST_F(EngineTest, TheTenantsProcessorsShareOneReadOfEachStretchOfTheLog) {
@@ -1324,15 +1298,11 @@ TEST_F(EngineTest, TheTenantsProcessorsShareOneReadOfEachStretchOfTheLog) {
   auto other = std::make_unique<TestProcessor>(other_spec);
   std::vector<TestProcessor*> procs{up.get(), down.get(), other.get()};
   CountingLog counting(log_.get());
-  engine_ = std::make_unique<Engine>(store_.get(), &counting, SystemClock::Default(),
-                                     metrics_.get(), EngineOptions{});
-  engine_->AddProcessor(std::move(up));
-  engine_->AddProcessor(std::move(down));
-  engine_->AddProcessor(std::move(other));
-  engine_->Start();
-  log_->Start();
-  log_started_ = true;
-  ASSERT_TRUE(engine_->UpsertTenant(a).ok());
+  std::vector<std::unique_ptr<Processor>> processors;
+  processors.push_back(std::move(up));
+  processors.push_back(std::move(down));
+  processors.push_back(std::move(other));
+  StartProcessors(std::move(processors), {a}, {}, nullptr, &counting);
   constexpr int kActivities = 3'000;
   for (int i = 0; i < 6; ++i) Append(a, kActivities / 6, 50);
   ASSERT_TRUE(engine_->WaitIdle(kWait));

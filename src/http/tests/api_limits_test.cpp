@@ -14,6 +14,7 @@
 #include "http/ingest_shares.h"
 #include "log/embedded_log.h"
 #include "storage/schema.h"
+#include "testing/forwarding_log.h"
 #include "testing/status_matchers.h"
 #include "testing/store_and_log.h"
 
@@ -75,12 +76,11 @@ TEST(IngestSharesTest, AWeightChangedInFlightCountsAtOnce) {
   EXPECT_EQ(shares.TryAcquire(b, 1, 1), IngestShares::Verdict::kOverShare);
 }
 
-// An ActivityLog that holds appends until released, so ingest work stays in flight.
-class HoldingLog final : public log::ActivityLog {
+// An ActivityLog that holds appends until released, so ingest work stays in flight. It never
+// appends inside another write, so generated activities would take the outbox path.
+class HoldingLog final : public ::fairway::testing::ForwardingLog {
  public:
-  explicit HoldingLog(log::ActivityLog* inner) : inner_(inner) {}
-  void Start() override { inner_->Start(); }
-  void Stop() override { inner_->Stop(); }
+  using ForwardingLog::ForwardingLog;
   void Append(log::AppendRequest request, log::AppendCallback done) override {
     std::lock_guard lock(mu_);
     held_.emplace_back(std::move(request), std::move(done));
@@ -91,27 +91,11 @@ class HoldingLog final : public log::ActivityLog {
       std::lock_guard lock(mu_);
       held.swap(held_);
     }
-    for (auto& [r, d] : held) inner_->Append(std::move(r), std::move(d));
+    for (auto& [r, d] : held) inner()->Append(std::move(r), std::move(d));
   }
-  Result<std::vector<log::LogEntry>> Read(const TenantId& t, PartitionId p, Offset from,
-                                          size_t max) override {
-    return inner_->Read(t, p, from, max);
-  }
-  Result<Offset> HighWatermark(const TenantId& t, PartitionId p) override {
-    return inner_->HighWatermark(t, p);
-  }
-  Result<Offset> LowWatermark(const TenantId& t, PartitionId p) override {
-    return inner_->LowWatermark(t, p);
-  }
-  Result<uint64_t> ApplyRetention(const TenantId& t, uint32_t n, int64_t cutoff) override {
-    return inner_->ApplyRetention(t, n, cutoff);
-  }
-  Status DropTenant(const TenantId& t) override { return inner_->DropTenant(t); }
-  Status ReopenTenant(const TenantId& t) override { return inner_->ReopenTenant(t); }
-  void SetAppendListener(log::AppendListener l) override { inner_->SetAppendListener(l); }
+  bool AppendsInWrite() const override { return false; }
 
  private:
-  log::ActivityLog* inner_;
   std::mutex mu_;
   std::deque<std::pair<log::AppendRequest, log::AppendCallback>> held_;
 };

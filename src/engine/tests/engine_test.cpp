@@ -218,6 +218,14 @@ ProcessorSpec Spec(Ordering ordering = Ordering::kPerLead) {
   return s;
 }
 
+// Spec() named `name`, running after `after` (none when empty).
+ProcessorSpec Named(std::string name, std::string after = {}) {
+  ProcessorSpec s = Spec();
+  s.name = std::move(name);
+  s.after = std::move(after);
+  return s;
+}
+
 model::TenantConfig Tenant(const std::string& id, uint32_t weight = 1, uint32_t partitions = 4) {
   model::TenantConfig t;
   t.id = TenantId(id);
@@ -366,12 +374,9 @@ class EngineTest : public ::fairway::testing::StoreAndLogTest {
   // held item holds only its own lead).
   std::pair<TestProcessor*, TestProcessor*> StartUpAndDown(const model::TenantConfig& t,
                                                            TestProcessor::HoldFn hold) {
-    ProcessorSpec up_spec = Spec();
-    up_spec.name = "up";
+    ProcessorSpec up_spec = Named("up");
     up_spec.batch_size = 1;
-    ProcessorSpec down_spec = Spec();
-    down_spec.name = "down";
-    down_spec.after = "up";
+    ProcessorSpec down_spec = Named("down", "up");
     auto up = std::make_unique<TestProcessor>(up_spec);
     auto down = std::make_unique<TestProcessor>(down_spec);
     std::pair<TestProcessor*, TestProcessor*> out{up.get(), down.get()};
@@ -1176,11 +1181,8 @@ namespace {
 
 TEST_F(EngineTest, ATrippedProcessorHoldsOnlyItselfAndCatchesUpLosingNothing) {
   auto a = Tenant("alpha", 1, 2);
-  ProcessorSpec up_spec = Spec();
-  up_spec.name = "up";
-  ProcessorSpec down_spec = Spec();
-  down_spec.name = "down";
-  down_spec.after = "up";
+  ProcessorSpec up_spec = Named("up");
+  ProcessorSpec down_spec = Named("down", "up");
   down_spec.retry.max_attempts = 1'000;
   down_spec.breaker.window = 20;
   down_spec.breaker.min_failures = 10;
@@ -1286,16 +1288,9 @@ class CountingLog final : public ::fairway::testing::ForwardingLog {
 
 TEST_F(EngineTest, TheTenantsProcessorsShareOneReadOfEachStretchOfTheLog) {
   auto a = Tenant("alpha", 1, 2);
-  ProcessorSpec up_spec = Spec();
-  up_spec.name = "up";
-  ProcessorSpec down_spec = Spec();
-  down_spec.name = "down";
-  down_spec.after = "up";
-  ProcessorSpec other_spec = Spec();
-  other_spec.name = "other";
-  auto up = std::make_unique<TestProcessor>(up_spec);
-  auto down = std::make_unique<TestProcessor>(down_spec);
-  auto other = std::make_unique<TestProcessor>(other_spec);
+  auto up = std::make_unique<TestProcessor>(Named("up"));
+  auto down = std::make_unique<TestProcessor>(Named("down", "up"));
+  auto other = std::make_unique<TestProcessor>(Named("other"));
   std::vector<TestProcessor*> procs{up.get(), down.get(), other.get()};
   CountingLog counting(log_.get());
   std::vector<std::unique_ptr<Processor>> processors;

@@ -243,11 +243,13 @@ Result<uint64_t> EmbeddedLog::NextOffset(const std::string& partition_prefix) {
   return loaded;
 }
 
-void EmbeddedLog::AddToBlock(Blocks* blocks, const AppendRequest& req, const model::Activity& a,
+void EmbeddedLog::AddToBlock(Blocks* blocks, const AppendRequest& req,
+                             std::vector<std::string>* prefixes, const model::Activity& a,
                              size_t dedup_key, std::string* record) {
   PartitionId partition = PartitionFor(a.LeadKey(), req.partitions);
-  std::string prefix = PartitionPrefix(req.tenant, partition);
-  auto [it, inserted] = blocks->try_emplace(std::move(prefix));
+  std::string& prefix = (*prefixes)[partition.value()];
+  if (prefix.empty()) prefix = PartitionPrefix(req.tenant, partition);
+  auto [it, inserted] = blocks->try_emplace(prefix);
   BlockBuild& b = it->second;
   if (inserted) {
     b.tenant = &req.tenant;
@@ -257,6 +259,10 @@ void EmbeddedLog::AddToBlock(Blocks* blocks, const AppendRequest& req, const mod
   model::EncodeActivity(a, record);
   b.block.Add(*record, a.received_at_ms);
   b.members.push_back({&a, &req, dedup_key});
+}
+
+void EmbeddedLog::FinishBlocks(Blocks& blocks) const {
+  for (auto& [prefix, b] : blocks) b.encoded = b.block.Finish(options_.compress_min_bytes);
 }
 
 Status EmbeddedLog::StageBlocks(Blocks& blocks, std::vector<std::string>* dedup_keys, int64_t now,
@@ -275,7 +281,7 @@ Status EmbeddedLog::StageBlocks(Blocks& blocks, std::vector<std::string>* dedup_
     FAIRWAY_ASSIGN_OR_RETURN(b.base, NextOffset(prefix));
     key = prefix;
     PutFixed64BE(&key, b.base);
-    batch->Put(kLogBlocks, key, b.block.Finish(options_.compress_min_bytes));
+    batch->Put(kLogBlocks, key, b.encoded);
     char position[12];
     for (size_t i = 0; i < b.members.size(); ++i) {
       const model::Activity& a = *b.members[i].activity;
@@ -329,21 +335,18 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
   std::vector<std::optional<std::string>> found;
   Status st = store_->MultiGet(kLogDedup, key_views, &found);
 
-  // 2. Build one block per request and partition.
+  // 2. Build and compress one block per partition, outside the write lock (the engine's
+  // commits take it too).
   Blocks blocks;
   std::vector<AppendResult> results(group.size());
   std::unordered_set<std::string_view> seen;
   std::string record;
   size_t key_index = 0;
   std::vector<Status> refused(group.size());
-  std::unique_lock write_lock(write_mu_);
+  std::vector<std::string> prefixes;
   for (size_t r = 0; r < group.size() && st.ok(); ++r) {
     const AppendRequest& req = group[r].request;
-    if (dropped_.count(req.tenant.str())) {
-      refused[r] = NotFound(fmt::format("tenant '{}' was deleted", req.tenant.str()));
-      key_index += req.activities.size();
-      continue;
-    }
+    prefixes.assign(req.partitions, std::string());
     for (const auto& a : req.activities) {
       size_t k = key_index++;
       bool duplicate = false;
@@ -359,9 +362,20 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
         continue;
       }
       ++results[r].stored;
-      AddToBlock(&blocks, req, a, k, &record);
+      AddToBlock(&blocks, req, &prefixes, a, k, &record);
     }
   }
+  FinishBlocks(blocks);
+
+  // A tenant dropped meanwhile gets nothing written (checked under the lock, as a drop takes it).
+  std::unique_lock write_lock(write_mu_);
+  for (size_t r = 0; r < group.size(); ++r) {
+    if (dropped_.count(group[r].request.tenant.str())) {
+      refused[r] = NotFound(fmt::format("tenant '{}' was deleted", group[r].request.tenant.str()));
+    }
+  }
+  std::erase_if(blocks,
+                [&](const auto& kv) { return dropped_.count(kv.second.tenant->str()) > 0; });
 
   // 3. Offsets, blocks, index and dedup entries in one atomic write. The fsync comes after the
   // write lock is released, so the engine's commits (AppendInWrite) need not wait for it; the
@@ -402,12 +416,16 @@ Status EmbeddedLog::AppendInWrite(const AppendRequest& request, storage::WriteBa
   Blocks blocks;
   std::string record;
   std::vector<PartitionAdvance> advances;
+  std::vector<std::string> prefixes(request.partitions);
+  for (const auto& a : request.activities) {
+    AddToBlock(&blocks, request, &prefixes, a, kNoDedupKey, &record);
+  }
+  FinishBlocks(blocks);
   {
     std::lock_guard write_lock(write_mu_);
     if (dropped_.count(request.tenant.str())) {
       return NotFound(fmt::format("tenant '{}' was deleted", request.tenant.str()));
     }
-    for (const auto& a : request.activities) AddToBlock(&blocks, request, a, kNoDedupKey, &record);
     FAIRWAY_RETURN_IF_ERROR(StageBlocks(blocks, nullptr, now, batch, &advances));
     FAIRWAY_RETURN_IF_ERROR(write(batch));
     Publish(advances);

@@ -96,6 +96,7 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
   };
   struct BlockBuild {
     BlockBuilder block;
+    std::string encoded;  // the finished block
     const TenantId* tenant = nullptr;
     uint32_t partition = 0;
     uint64_t base = 0;
@@ -105,11 +106,16 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
 
   void RunWriter();
   void CommitAppends(std::vector<PendingAppend>& group);
-  static void AddToBlock(Blocks* blocks, const AppendRequest& req, const model::Activity& a,
+  // Adds `a` to its partition's block; `prefixes` caches the request's partition key prefixes
+  // (sized to its partition count).
+  static void AddToBlock(Blocks* blocks, const AppendRequest& req,
+                         std::vector<std::string>* prefixes, const model::Activity& a,
                          size_t dedup_key, std::string* record);
-  // Assigns the blocks their offsets and adds them, their lead-index entries and (for members
-  // with a dedup key) their dedup entries to `batch`; `advances` gets each partition's new end.
-  // Requires write_mu_.
+  // Compresses every block (no lock needed).
+  void FinishBlocks(Blocks& blocks) const;
+  // Assigns the finished blocks their offsets and adds them, their lead-index entries and (for
+  // members with a dedup key) their dedup entries to `batch`; `advances` gets each partition's new
+  // end. Requires write_mu_.
   Status StageBlocks(Blocks& blocks, std::vector<std::string>* dedup_keys, int64_t now,
                      storage::WriteBatch* batch, std::vector<PartitionAdvance>* advances);
   // Records the partitions' new ends once their write succeeded. Requires write_mu_.

@@ -1,12 +1,14 @@
 #pragma once
 // EmbeddedLog: the ActivityLog and ActivityIndex on Fairway's embedded RocksDB store.
 //
-// All writes (appends, retention, tenant drops) run on one writer thread owned by this object.
-// It drains the queue of pending appends into one group commit: it checks messageIds against
-// the dedup window, assigns contiguous offsets per tenant partition, writes one block per
-// partition plus the index and dedup entries in one atomic, fsynced RocksDB write, and then
-// completes every request of the group. Concurrent requests therefore share one fsync.
-// Reads run on the caller's thread against committed data.
+// Appends, retention and tenant drops run on one writer thread owned by this object. It drains
+// the queue of pending appends into one group commit: it checks messageIds against the dedup
+// window, builds one block per partition, then under the write lock assigns contiguous offsets
+// per tenant partition and writes the blocks plus the index and dedup entries in one atomic
+// RocksDB write, fsyncs after releasing the lock, and then completes every request of the group.
+// Concurrent requests therefore share one fsync. AppendInWrite (the engine's generated
+// activities) takes the same write lock on the caller's thread. Reads run on the caller's thread
+// against committed data.
 
 #include <condition_variable>
 #include <deque>

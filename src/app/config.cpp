@@ -169,6 +169,15 @@ const std::vector<Key>& Keys() {
          return ParseNumber<size_t>("log.max_queued_events", v, 1000, 100'000'000,
                                     &c->log.embedded.max_queued_events);
        }},
+      {"log.tail_cache_mb", "FAIRWAY_LOG_TAIL_CACHE_MB", "64",
+       "Memory for the newest committed log blocks, from which processors that keep up read "
+       "without touching the store. 0 turns it off.",
+       [](const std::string& v, Config* c) {
+         size_t mb = 0;
+         Status st = ParseNumber<size_t>("log.tail_cache_mb", v, 0, 1u << 20, &mb);
+         c->log.embedded.tail_cache_bytes = mb << 20;
+         return st;
+       }},
       {"engine.threads", "FAIRWAY_ENGINE_THREADS", "2",
        "Worker threads of the processing engine (reading the log and running processors).",
        [](const std::string& v, Config* c) {

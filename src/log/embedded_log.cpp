@@ -101,7 +101,7 @@ std::optional<std::string> DecodeCursor(std::string_view cursor) {
 
 EmbeddedLog::EmbeddedLog(storage::Store* store, const Clock* clock, MetricsRegistry* metrics,
                          EmbeddedLogOptions options)
-    : store_(store), clock_(clock), options_(options) {
+    : store_(store), clock_(clock), options_(options), tail_(options.tail_cache_bytes) {
   commits_ = metrics->GetCounter("fairway_log_commits_total", "Group commits written.");
   commit_failures_ =
       metrics->GetCounter("fairway_log_commit_failures_total", "Group commits that failed.");
@@ -112,6 +112,14 @@ EmbeddedLog::EmbeddedLog(storage::Store* store, const Clock* clock, MetricsRegis
   sync_seconds_ = metrics->GetHistogram(
       "fairway_log_sync_seconds", "Time to write and fsync one group commit.", LatencyBuckets());
   queue_depth_ = metrics->GetGauge("fairway_log_queued_events", "Events waiting for a commit.");
+  const std::string reads_help = "Partition reads, by where their records came from.";
+  tail_reads_ = metrics->GetCounter("fairway_log_reads_total", reads_help, {{"source", "memory"}});
+  store_reads_ = metrics->GetCounter("fairway_log_reads_total", reads_help, {{"source", "store"}});
+  metrics->SetGaugeFunction(
+      "fairway_log_tail_cache_bytes",
+      "Bytes of the newest committed blocks kept in memory for reads.", [this] {
+        return std::vector<std::pair<Labels, double>>{{{}, static_cast<double>(tail_.bytes())}};
+      });
   metrics->SetGaugeFunction("fairway_log_disk_bytes", "Bytes of the embedded store on disk.",
                             [store] {
                               return std::vector<std::pair<Labels, double>>{
@@ -315,9 +323,14 @@ Status EmbeddedLog::StageBlocks(Blocks& blocks, std::vector<std::string>* dedup_
   return Status::Ok();
 }
 
-void EmbeddedLog::Publish(const std::vector<PartitionAdvance>& advances) {
+void EmbeddedLog::Publish(Blocks& blocks, const std::vector<PartitionAdvance>& advances) {
   for (const auto& a : advances) {
     next_offsets_[PartitionPrefix(a.tenant, a.partition)] = a.next.value();
+  }
+  // Under the write lock, so each partition's blocks reach the tail in offset order.
+  for (auto& [prefix, b] : blocks) {
+    tail_.Add(prefix, {b.base, static_cast<uint32_t>(b.members.size()),
+                       std::make_shared<const std::string>(std::move(b.encoded))});
   }
 }
 
@@ -384,7 +397,7 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
   std::vector<PartitionAdvance> advances;
   if (st.ok()) st = StageBlocks(blocks, &dedup_keys, now, &batch, &advances);
   if (st.ok() && batch.Count() > 0) st = store_->Write(batch, /*sync=*/false);
-  if (st.ok()) Publish(advances);
+  if (st.ok()) Publish(blocks, advances);
   write_lock.unlock();
   if (st.ok() && batch.Count() > 0 && options_.sync) st = store_->SyncWal();
   const int64_t end_ns = clock_->MonotonicNanos();
@@ -428,7 +441,7 @@ Status EmbeddedLog::AppendInWrite(const AppendRequest& request, storage::WriteBa
     }
     FAIRWAY_RETURN_IF_ERROR(StageBlocks(blocks, nullptr, now, batch, &advances));
     FAIRWAY_RETURN_IF_ERROR(write(batch));
-    Publish(advances);
+    Publish(blocks, advances);
   }
   if (listener_) listener_(advances);
   return Status::Ok();
@@ -439,21 +452,12 @@ void EmbeddedLog::SetAppendListener(AppendListener listener) { listener_ = std::
 Result<std::vector<LogEntry>> EmbeddedLog::Read(const TenantId& tenant, PartitionId partition,
                                                 Offset from, size_t max_records) {
   std::string prefix = PartitionPrefix(tenant, partition);
-  FAIRWAY_ASSIGN_OR_RETURN(uint64_t start, LoadStartOffset(prefix));
-  uint64_t offset = std::max(from.value(), start);
   std::vector<LogEntry> out;
-  out.reserve(std::min<size_t>(max_records, 4096));  // consumers read hundreds at a time
-  // Consumers read each block once: keep it out of the read cache.
-  auto it = store_->NewIterator(kLogBlocks, prefix, PrefixEnd(prefix), /*fill_cache=*/false);
-  std::string key = prefix;
-  PutFixed64BE(&key, offset);
-  it->SeekForPrev(key);
-  if (!it->Valid()) it->Seek(key);
   std::string scratch;
   std::vector<std::string_view> records;
-  for (; it->Valid() && out.size() < max_records; it->Next()) {
-    uint64_t base = DecodeFixed64BE(it->key().data() + prefix.size());
-    FAIRWAY_RETURN_IF_ERROR(DecodeBlock(it->value(), &scratch, &records));
+  // Appends the records of `block` (based at `base`) from `offset` on, up to max_records.
+  auto decode = [&](std::string_view block, uint64_t base, uint64_t offset) -> Status {
+    FAIRWAY_RETURN_IF_ERROR(DecodeBlock(block, &scratch, &records));
     for (size_t i = 0; i < records.size() && out.size() < max_records; ++i) {
       if (base + i < offset) continue;
       auto a = model::DecodeActivity(records[i]);
@@ -461,6 +465,30 @@ Result<std::vector<LogEntry>> EmbeddedLog::Read(const TenantId& tenant, Partitio
         return Internal(fmt::format("log record {}: {}", base + i, a.status().message()));
       out.push_back({partition, Offset(base + i), std::move(a).value()});
     }
+    return Status::Ok();
+  };
+  std::vector<TailCache::Block> cached;
+  if (tail_.Read(prefix, from.value(), max_records, &cached)) {
+    tail_reads_->Add();
+    size_t n = 0;
+    for (const auto& b : cached) n += b.count;
+    out.reserve(std::min(n, max_records));
+    for (const auto& b : cached) FAIRWAY_RETURN_IF_ERROR(decode(*b.data, b.base, from.value()));
+    return out;
+  }
+  store_reads_->Add();
+  FAIRWAY_ASSIGN_OR_RETURN(uint64_t start, LoadStartOffset(prefix));
+  uint64_t offset = std::max(from.value(), start);
+  out.reserve(std::min<size_t>(max_records, 4096));  // consumers read hundreds at a time
+  // Consumers read each block once: keep it out of the read cache.
+  auto it = store_->NewIterator(kLogBlocks, prefix, PrefixEnd(prefix), /*fill_cache=*/false);
+  std::string key = prefix;
+  PutFixed64BE(&key, offset);
+  it->SeekForPrev(key);
+  if (!it->Valid()) it->Seek(key);
+  for (; it->Valid() && out.size() < max_records; it->Next()) {
+    uint64_t base = DecodeFixed64BE(it->key().data() + prefix.size());
+    FAIRWAY_RETURN_IF_ERROR(decode(it->value(), base, offset));
   }
   FAIRWAY_RETURN_IF_ERROR(it->status());
   return out;
@@ -500,10 +528,13 @@ Result<uint64_t> EmbeddedLog::ApplyRetention(const TenantId& tenant, uint32_t pa
         std::string v;
         PutFixed64BE(&v, *new_start);
         batch.Put(kLogMeta, prefix, v);
+        new_starts.emplace_back(prefix, *new_start);
       }
     }
     if (batch.Count() == 0) return Status::Ok();
-    return store_->Write(batch, options_.sync);
+    FAIRWAY_RETURN_IF_ERROR(store_->Write(batch, options_.sync));
+    for (const auto& [prefix, start] : new_starts) tail_.DropBelow(prefix, start);
+    return Status::Ok();
   });
   if (!st.ok()) return st;
   return removed;
@@ -532,6 +563,7 @@ Status EmbeddedLog::DropTenant(const TenantId& tenant) {
     std::lock_guard write_lock(write_mu_);
     FAIRWAY_RETURN_IF_ERROR(store_->Write(batch, options_.sync));
     dropped_.insert(tenant.str());
+    tail_.DropPrefix(begin);
     std::erase_if(next_offsets_,
                   [&](const auto& kv) { return kv.first.compare(0, begin.size(), begin) == 0; });
     return Status::Ok();

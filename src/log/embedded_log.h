@@ -24,6 +24,7 @@
 #include "common/metrics.h"
 #include "log/activity_log.h"
 #include "log/block.h"
+#include "log/tail_cache.h"
 #include "storage/store.h"
 
 namespace fairway::log {
@@ -39,6 +40,8 @@ struct EmbeddedLogOptions {
   // Appends beyond this many queued events are refused with Unavailable (HTTP 503): the
   // bound on ingest memory when the disk cannot keep up.
   size_t max_queued_events = 500'000;
+  // Memory for the newest committed blocks, from which consumers that keep up read (0: none).
+  size_t tail_cache_bytes = 64u << 20;
 };
 
 class EmbeddedLog final : public ActivityLog, public ActivityIndex {
@@ -121,7 +124,7 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
   Status StageBlocks(Blocks& blocks, std::vector<std::string>* dedup_keys, int64_t now,
                      storage::WriteBatch* batch, std::vector<PartitionAdvance>* advances);
   // Records the partitions' new ends once their write succeeded. Requires write_mu_.
-  void Publish(const std::vector<PartitionAdvance>& advances);
+  void Publish(Blocks& blocks, const std::vector<PartitionAdvance>& advances);
   Status RunControl(std::function<Status()> fn);
   // Next offset of a partition; loaded from the store on first use. Writer thread only.
   Result<uint64_t> NextOffset(const std::string& partition_prefix);
@@ -148,6 +151,7 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
   AppendListener listener_;
   // Tenants dropped since start (and not reopened); appends fail (guarded by write_mu_).
   std::unordered_set<std::string> dropped_;
+  TailCache tail_;
 
   Counter* commits_;
   Counter* commit_failures_;
@@ -155,6 +159,8 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
   Histogram* commit_requests_;
   Histogram* sync_seconds_;
   Gauge* queue_depth_;
+  Counter* tail_reads_;
+  Counter* store_reads_;
 };
 
 }  // namespace fairway::log

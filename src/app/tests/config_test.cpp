@@ -118,6 +118,29 @@ TEST(ConfigTest, StallTimeoutIsReadWithZeroMeaningOff) {
   }
 }
 
+// The log's tail cache: 64 MiB by default, 0 turns it off, sizes past 1 TiB and non-numbers are
+// refused with the key named.
+TEST(ConfigTest, TailCacheSizeIsReadWithZeroMeaningOff) {
+  TempDir dir;
+  std::string path = dir.Sub("tail.toml");
+  std::ofstream(path) << "[log]\nsync = true\n";
+  auto c = LoadConfig(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->log.embedded.tail_cache_bytes, size_t{64} << 20);
+  for (auto [text, mb] : {std::pair{"0", 0}, std::pair{"1", 1}, std::pair{"1048576", 1 << 20}}) {
+    std::ofstream(path) << "[log]\ntail_cache_mb = " << text << "\n";
+    c = LoadConfig(path);
+    ASSERT_TRUE(c.ok()) << text << ": " << c.status().ToString();
+    EXPECT_EQ(c->log.embedded.tail_cache_bytes, size_t(mb) << 20) << text;
+  }
+  for (const char* bad : {"-1", "1048577", "\"big\"", "0.5"}) {
+    std::ofstream(path) << "[log]\ntail_cache_mb = " << bad << "\n";
+    c = LoadConfig(path);
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_THAT(c.status(), StatusIs(StatusCode::kInvalidArgument, HasSubstr("log.tail_cache_mb")));
+  }
+}
+
 // The activity log's backend: embedded by default; a name this build cannot open is refused,
 // from the file or the environment, with the key named.
 TEST(ConfigTest, LogBackendIsEmbeddedByDefaultAndUnknownNamesAreRefused) {

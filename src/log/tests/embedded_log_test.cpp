@@ -120,6 +120,67 @@ TEST_F(EmbeddedLogTest, ReadFromMiddleOffsetAndAcrossBlocks) {
   EXPECT_EQ(r->back().offset.value(), 37u);
 }
 
+// Consumers that keep up read the newest blocks from memory; what they get is exactly what the
+// store holds, from any offset, across a restart (which empties the cache) and with it off.
+TEST_F(EmbeddedLogTest, ReadsOfTheNewestRecordsComeFromMemoryAndMatchTheStore) {
+  const std::string help = "Partition reads, by where their records came from.";
+  auto reads = [&](const char* source) {
+    return metrics_->GetCounter("fairway_log_reads_total", help, {{"source", source}})->value();
+  };
+  for (int batch = 0; batch < 5; ++batch) {
+    std::vector<Activity> acts;
+    for (int i = 0; i < 10; ++i) {
+      acts.push_back(MakeActivity(fmt::format("b{}-{}", batch, i), "lead", batch * 10 + i));
+    }
+    ASSERT_OK(AppendSync(Request("acme", acts, 1)));
+  }
+  storage::WriteBatch batch;
+  ASSERT_OK(log_->AppendInWrite(
+      Request("acme", {MakeActivity("generated", "lead", 99)}, 1), &batch,
+      [&](storage::WriteBatch* b) { return store_->Write(*b, /*sync=*/false); }));
+  // (from, max) -> "offset:messageId" of every entry read.
+  auto read = [&](uint64_t from, size_t max) {
+    auto r = log_->Read(TenantId("acme"), PartitionId(0), Offset(from), max);
+    EXPECT_OK(r);
+    std::vector<std::string> out;
+    if (r.ok()) {
+      for (const auto& e : *r) {
+        out.push_back(fmt::format("{}:{}", e.offset.value(), e.activity.message_id.str()));
+      }
+    }
+    return out;
+  };
+  const std::vector<std::pair<uint64_t, size_t>> reads_to_make = {
+      {0, 1000}, {23, 15}, {49, 5}, {50, 10}, {51, 10}, {500, 10}, {7, 0}};
+  std::vector<std::vector<std::string>> from_memory;
+  for (auto [from, max] : reads_to_make) from_memory.push_back(read(from, max));
+  EXPECT_EQ(reads("memory"), reads_to_make.size());
+  EXPECT_EQ(reads("store"), 0u);
+  ASSERT_EQ(from_memory[0].size(), 51u);
+  EXPECT_EQ(from_memory[0].back(), "50:generated");
+  EXPECT_EQ(from_memory[1].front(), "23:b2-3");
+  EXPECT_EQ(from_memory[1].size(), 15u);
+  EXPECT_EQ(from_memory[3], std::vector<std::string>{"50:generated"});
+  EXPECT_TRUE(from_memory[4].empty());
+  EXPECT_TRUE(from_memory[6].empty());
+
+  for (size_t cache_bytes : {size_t{64} << 20, size_t{0}}) {
+    EmbeddedLogOptions options;
+    options.tail_cache_bytes = cache_bytes;
+    Reopen(options);
+    for (size_t i = 0; i < reads_to_make.size(); ++i) {
+      auto [from, max] = reads_to_make[i];
+      EXPECT_EQ(read(from, max), from_memory[i]) << "from " << from << ", max " << max;
+    }
+    EXPECT_EQ(reads("memory"), 0u);
+    EXPECT_EQ(reads("store"), reads_to_make.size());
+  }
+  // With the cache off, new records are read from the store too.
+  ASSERT_OK(AppendSync(Request("acme", {MakeActivity("late", "lead", 100)}, 1)));
+  EXPECT_EQ(read(51, 10), std::vector<std::string>{"51:late"});
+  EXPECT_EQ(reads("memory"), 0u);
+}
+
 TEST_F(EmbeddedLogTest, ConcurrentAppendsShareOneGroupCommit) {
   std::promise<void> release;
   log_->PauseWriterUntil(release.get_future().share());

@@ -755,8 +755,7 @@ CampaignProcessor::CampaignProcessor(CampaignRegistry* registry, const identity:
 void CampaignProcessor::Process(engine::WorkItem& item) {
   auto snap = registry_->Snapshot(item.tenant());
   if (!snap.ok()) {
-    item.Finish(engine::ProcessError{engine::ErrorClass::kRetryLater,
-                                     "loading campaigns: " + snap.status().ToString()});
+    item.Finish(Unavailable("loading campaigns: " + snap.status().ToString()));
     return;
   }
   Execution exec(this, item, **snap);
@@ -764,11 +763,10 @@ void CampaignProcessor::Process(engine::WorkItem& item) {
     Status st = exec.Handle(e);
     if (st.ok()) st = exec.read_error();
     if (!st.ok()) {
-      // Storage trouble is worth a retry; a corrupt state row never heals.
-      auto cls = st.code() == StatusCode::kInternal ? engine::ErrorClass::kPermanent
-                                                    : engine::ErrorClass::kRetryLater;
-      item.Finish(engine::ProcessError{
-          cls, fmt::format("activity {}: {}", e.activity.message_id.str(), st.ToString())});
+      // The code decides the retry (engine::RetryClassOf): storage trouble is retried, a
+      // corrupt state row (Internal) never heals and is dead-lettered.
+      item.Finish(Status(
+          st.code(), fmt::format("activity {}: {}", e.activity.message_id.str(), st.message())));
       return;
     }
   }

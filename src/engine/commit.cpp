@@ -10,6 +10,12 @@ namespace fairway::engine {
 
 namespace {
 
+// A failed attempt, as the engine retries it.
+struct Failure {
+  ErrorClass error_class;
+  std::string message;
+};
+
 std::string EncodeDeadLetter(ErrorClass cls, uint32_t attempts, int64_t failed_at_ms,
                              std::string_view reason, const model::Activity& a) {
   std::string v;
@@ -79,8 +85,10 @@ Status Engine::Impl::Commit(Stream* s, storage::WriteBatch* batch,
   return Status::Ok();
 }
 
-void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
+void Engine::Impl::Complete(ItemImpl* raw, Status status) {
   std::unique_ptr<ItemImpl> item(raw);
+  std::optional<Failure> error;
+  if (!status.ok()) error = Failure{RetryClassOf(status.code()), status.message()};
   Stream* s = item->stream_.get();
   const ProcessorSpec& spec = *s->spec;
   const size_t n = item->entries_.size();
@@ -150,7 +158,8 @@ void Engine::Impl::Complete(ItemImpl* raw, std::optional<ProcessError> error) {
       // activities' fault. Anything else (corruption, a bad batch) is retried and dead-lettered
       // like a processing failure, so it cannot loop forever.
       storage_failed = st.code() == StatusCode::kUnavailable;
-      error = ProcessError{ErrorClass::kRetryLater, "commit failed: " + st.message()};
+      // Retried with back-off whatever its code: the store's trouble, not the activities'.
+      error = Failure{ErrorClass::kRetryLater, "commit failed: " + st.message()};
       outbox_keys.clear();
     }
   }

@@ -484,7 +484,7 @@ struct Engine::Impl {
   // --- work ---
   void WorkerLoop();
   void Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t from, uint64_t hwm);
-  void Complete(ItemImpl* item, std::optional<ProcessError> error);
+  void Complete(ItemImpl* item, Status status);
   // Writes `batch` plus the offsets of `done` entries, atomically, in commit order.
   // `replay_key`, when set, is the dead letter being replayed: the commit is Aborted if it is
   // no longer there (replayed already), so a replay is applied once.
@@ -511,7 +511,7 @@ class ItemImpl final : public WorkItem {
   uint32_t attempt() const override { return attempt_; }
   void Emit(model::Activity activity) override { emitted_.push_back(std::move(activity)); }
   void AfterCommit(std::function<void()> fn) override { after_commit_.push_back(std::move(fn)); }
-  void Finish(std::optional<ProcessError> error) override { engine_->Complete(this, error); }
+  void Finish(Status status) override { engine_->Complete(this, std::move(status)); }
 
   Engine::Impl* engine_;
   std::shared_ptr<Stream> stream_;

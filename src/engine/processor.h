@@ -38,7 +38,8 @@ enum class Ordering : uint8_t {
 };
 std::string_view OrderingName(Ordering o);
 
-// How a failed attempt is retried.
+// How a failed attempt is retried: the engine's reading of the Status a processor finishes with
+// (RetryClassOf), never chosen separately.
 enum class ErrorClass : uint8_t {
   // A transient glitch: retry the call at once (a short, fixed pause).
   kRetryNow = 0,
@@ -49,10 +50,12 @@ enum class ErrorClass : uint8_t {
 };
 std::string_view ErrorClassName(ErrorClass c);
 
-struct ProcessError {
-  ErrorClass error_class = ErrorClass::kRetryLater;
-  std::string message;
-};
+// The retry class of a failed attempt, from its status code:
+//   kAborted (a conflict, a timeout that may succeed at once)  -> kRetryNow
+//   kUnavailable, kResourceExhausted (a dependency unwell)     -> kRetryLater
+//   every other code (bad input, a missing resource, a bug)    -> kPermanent
+// An OK status is not a failure; it maps to kPermanent only for completeness.
+ErrorClass RetryClassOf(StatusCode code);
 
 struct RetryPolicy {
   // Attempts of one activity (processed alone) before it is dead-lettered.
@@ -220,8 +223,9 @@ class WorkItem {
   // rows the item wrote (timers, deliveries). Must be quick and must not call Finish.
   virtual void AfterCommit(std::function<void()> fn) = 0;
   // Ends the work: OK commits the state changes, emitted activities and offsets in one atomic
-  // write; an error discards them and retries or dead-letters per the processor's policy.
-  virtual void Finish(std::optional<ProcessError> error = std::nullopt) = 0;
+  // write; an error discards them and retries or dead-letters per the processor's policy and
+  // the status' retry class (RetryClassOf).
+  virtual void Finish(Status status = Status::Ok()) = 0;
 };
 
 }  // namespace fairway::engine

@@ -31,6 +31,18 @@ std::string_view ErrorClassName(ErrorClass c) {
   return "unknown";
 }
 
+ErrorClass RetryClassOf(StatusCode code) {
+  switch (code) {
+    case StatusCode::kAborted:
+      return ErrorClass::kRetryNow;
+    case StatusCode::kUnavailable:
+    case StatusCode::kResourceExhausted:
+      return ErrorClass::kRetryLater;
+    default:
+      return ErrorClass::kPermanent;
+  }
+}
+
 std::string StateKeyPrefix(const TenantId& tenant, std::string_view processor) {
   std::string p;
   p.reserve(tenant.str().size() + processor.size() + 2);

@@ -386,9 +386,9 @@ class ItemApplier {
   ItemApplier(engine::WorkItem* item, const LeadProcessorOptions& options)
       : item_(item), txn_(&item->state()), options_(options) {}
 
-  std::optional<engine::ProcessError> Apply(const Activity& a);
+  Status Apply(const Activity& a);
   // Writes everything the applied activities changed into the txn.
-  std::optional<engine::ProcessError> Commit();
+  Status Commit();
 
  private:
   struct OpenProfile {
@@ -404,12 +404,12 @@ class ItemApplier {
   };
 
   // The in-memory profile of (kind, id), read from the txn on first use.
-  std::optional<engine::ProcessError> Open(IdKind kind, std::string_view id, OpenProfile** out);
+  Status Open(IdKind kind, std::string_view id, OpenProfile** out);
   void Link(OpenProfile* owner, IdKind kind, std::string_view id, const Activity& a);
   // Indexes `email` (raw, any case) for the lead.
   void IndexEmail(OpenProfile* open, std::string_view email, int64_t time_ms);
   // lead_deleted: deletes the lead key's profile and the rows it owns (claims, members, emails).
-  std::optional<engine::ProcessError> Delete(OpenProfile* open);
+  Status Delete(OpenProfile* open);
   void EmitLeadCreated(const Activity& cause);
   void EmitDataValueChanged(const Activity& cause, std::string_view field, std::string_view from,
                             std::string_view to);
@@ -426,17 +426,15 @@ class ItemApplier {
   std::string scratch_;
 };
 
-std::optional<engine::ProcessError> ItemApplier::Open(IdKind kind, std::string_view id,
-                                                      OpenProfile** out) {
+Status ItemApplier::Open(IdKind kind, std::string_view id, OpenProfile** out) {
   keys::Profile(&key_, kind, id);
   if (auto it = profiles_.find(std::string_view(key_)); it != profiles_.end()) {
     *out = &it->second;
-    return std::nullopt;
+    return Status::Ok();
   }
   auto stored = txn_->Get(key_);
   if (!stored.ok()) {
-    return engine::ProcessError{engine::ErrorClass::kRetryLater,
-                                "leads: reading a profile: " + stored.status().ToString()};
+    return Unavailable("leads: reading a profile: " + stored.status().ToString());
   }
   OpenProfile open;
   open.kind = kind;
@@ -444,16 +442,15 @@ std::optional<engine::ProcessError> ItemApplier::Open(IdKind kind, std::string_v
   if (stored->has_value()) {
     auto decoded = LeadProfile::Decode(**stored);
     if (!decoded.ok()) {
-      return engine::ProcessError{
-          engine::ErrorClass::kPermanent,
-          fmt::format("leads: profile of {} '{}': {}", kind == IdKind::kUser ? "user" : "anonymous",
-                      id, decoded.status().message())};
+      return Internal(fmt::format("leads: profile of {} '{}': {}",
+                                  kind == IdKind::kUser ? "user" : "anonymous", id,
+                                  decoded.status().message()));
     }
     open.profile = std::move(decoded).value();
     open.exists = true;
   }
   *out = &profiles_.emplace(key_, std::move(open)).first->second;
-  return std::nullopt;
+  return Status::Ok();
 }
 
 void ItemApplier::Link(OpenProfile* owner, IdKind kind, std::string_view id, const Activity& a) {
@@ -474,7 +471,7 @@ void ItemApplier::IndexEmail(OpenProfile* open, std::string_view email, int64_t 
   open->profile.AddIndexedEmail(lower);
 }
 
-std::optional<engine::ProcessError> ItemApplier::Delete(OpenProfile* open) {
+Status ItemApplier::Delete(OpenProfile* open) {
   keys::Profile(&key_, open->kind, open->id);
   txn_->Delete(key_);
   const LeadProfile& p = open->profile;
@@ -495,8 +492,7 @@ std::optional<engine::ProcessError> ItemApplier::Delete(OpenProfile* open) {
         return true;
       });
       if (!st.ok()) {
-        return engine::ProcessError{engine::ErrorClass::kRetryLater,
-                                    "leads: reading member rows: " + st.ToString()};
+        return Unavailable("leads: reading member rows: " + st.ToString());
       }
     }
     for (const auto& [kind, id] : linked) {
@@ -521,7 +517,7 @@ std::optional<engine::ProcessError> ItemApplier::Delete(OpenProfile* open) {
   open->profile = LeadProfile{};
   open->new_links.clear();
   open->emails.clear();
-  return std::nullopt;
+  return Status::Ok();
 }
 
 void ItemApplier::EmitLeadCreated(const Activity& cause) {
@@ -561,19 +557,19 @@ void ItemApplier::EmitDataValueChanged(const Activity& cause, std::string_view f
   item_->Emit(std::move(e));
 }
 
-std::optional<engine::ProcessError> ItemApplier::Apply(const Activity& a) {
+Status ItemApplier::Apply(const Activity& a) {
   const std::string_view lead = a.LeadKey();
-  if (lead.empty()) return std::nullopt;  // Nobody to attribute it to (the parser forbids it).
+  if (lead.empty()) return Status::Ok();  // Nobody to attribute it to (the parser forbids it).
   const FairwayEvent fw = ClassifyFairway(a);
   // An internal timer of the campaigns processor: nothing about the lead.
-  if (fw == FairwayEvent::kCampaignWaitElapsed) return std::nullopt;
+  if (fw == FairwayEvent::kCampaignWaitElapsed) return Status::Ok();
   const IdKind kind = a.user_id.empty() ? IdKind::kAnonymous : IdKind::kUser;
   OpenProfile* open = nullptr;
-  if (auto err = Open(kind, lead, &open)) return err;
+  if (Status st = Open(kind, lead, &open); !st.ok()) return st;
   if (fw == FairwayEvent::kLeadDeleted) return Delete(open);
   const bool echo = IsEcho(a, fw);
   // The echo of a lead deleted since it was emitted: it must not bring the lead back.
-  if (echo && !open->exists) return std::nullopt;
+  if (echo && !open->exists) return Status::Ok();
   const bool created = !open->exists;
   open->exists = true;
   LeadProfile& p = open->profile;
@@ -582,9 +578,8 @@ std::optional<engine::ProcessError> ItemApplier::Apply(const Activity& a) {
   fields_.Clear();
   if (NeedsFields(a, fw)) {
     if (auto e = ParseFields(a.fields_json, a.type, fw, &fields_)) {
-      return engine::ProcessError{engine::ErrorClass::kPermanent,
-                                  fmt::format("leads: fields_json of message '{}' is corrupt: {}",
-                                              a.message_id.view(), simdjson::error_message(e))};
+      return InvalidArgument(fmt::format("leads: fields_json of message '{}' is corrupt: {}",
+                                         a.message_id.view(), simdjson::error_message(e)));
     }
   }
 
@@ -683,10 +678,10 @@ std::optional<engine::ProcessError> ItemApplier::Apply(const Activity& a) {
     EmitDataValueChanged(a, name, from, after);
     ++emitted;
   }
-  return std::nullopt;
+  return Status::Ok();
 }
 
-std::optional<engine::ProcessError> ItemApplier::Commit() {
+Status ItemApplier::Commit() {
   for (auto& [profile_key, open] : profiles_) {
     // Deleted (its rows are deleted in the txn already), or opened for an echo that was dropped.
     if (!open.exists) continue;
@@ -705,9 +700,7 @@ std::optional<engine::ProcessError> ItemApplier::Commit() {
     for (const auto& [email_key, time_ms] : open.emails) {
       auto stored = txn_->Get(email_key);
       if (!stored.ok()) {
-        return engine::ProcessError{
-            engine::ErrorClass::kRetryLater,
-            "leads: reading the email index: " + stored.status().ToString()};
+        return Unavailable("leads: reading the email index: " + stored.status().ToString());
       }
       if (stored->has_value() && (*stored)->size() == 8 &&
           static_cast<int64_t>(DecodeFixed64BE((*stored)->data())) >= time_ms) {
@@ -718,7 +711,7 @@ std::optional<engine::ProcessError> ItemApplier::Commit() {
       txn_->Put(email_key, scratch_);
     }
   }
-  return std::nullopt;
+  return Status::Ok();
 }
 
 }  // namespace
@@ -743,19 +736,18 @@ void LeadProcessor::Process(engine::WorkItem& item) {
                   a.LeadKey());
   }
   if (Status st = item.state().Prefetch(keys); !st.ok()) {
-    item.Finish(engine::ProcessError{engine::ErrorClass::kRetryLater,
-                                     "leads: reading profiles: " + st.ToString()});
+    item.Finish(Unavailable("leads: reading profiles: " + st.ToString()));
     return;
   }
   ItemApplier applier(&item, options_);
   for (const auto& entry : item.entries()) {
-    if (auto err = applier.Apply(entry.activity)) {
-      item.Finish(std::move(err));
+    if (Status st = applier.Apply(entry.activity); !st.ok()) {
+      item.Finish(std::move(st));
       return;
     }
   }
-  if (auto err = applier.Commit()) {
-    item.Finish(std::move(err));
+  if (Status st = applier.Commit(); !st.ok()) {
+    item.Finish(std::move(st));
     return;
   }
   item.Finish();

@@ -42,7 +42,8 @@ struct Seen {
 // records what it processed, and can fail or hold (finish later) chosen activities.
 class TestProcessor final : public Processor {
  public:
-  using FailFn = std::function<std::optional<ProcessError>(const TenantId&, const log::LogEntry&)>;
+  // OK: process the activity; an error fails its work item with that status.
+  using FailFn = std::function<Status(const TenantId&, const log::LogEntry&)>;
   using HoldFn = std::function<bool(const TenantId&, const log::LogEntry&)>;
 
   explicit TestProcessor(ProcessorSpec spec) : spec_(std::move(spec)) {}
@@ -102,7 +103,7 @@ class TestProcessor final : public Processor {
     for (WorkItem* item : held) Run(*item, fail);
   }
   // Fails every held item with `error`.
-  void FailHeld(ProcessError error) {
+  void FailHeld(const Status& error) {
     std::vector<WorkItem*> held;
     {
       std::lock_guard lock(mu_);
@@ -153,8 +154,8 @@ class TestProcessor final : public Processor {
   void Run(WorkItem& item, const FailFn& fail) {
     if (fail) {
       for (const auto& e : item.entries()) {
-        if (auto err = fail(item.tenant(), e)) {
-          item.Finish(*err);
+        if (Status err = fail(item.tenant(), e); !err.ok()) {
+          item.Finish(std::move(err));
           std::lock_guard lock(mu_);
           cv_.notify_all();
           return;
@@ -340,9 +341,9 @@ class EngineTest : public ::fairway::testing::StoreAndLogTest {
   TestProcessor* DeadLetterOffset5() {
     auto a = Tenant("alpha", 1, 1);
     TestProcessor* p = StartEngine(Spec(), {a});
-    p->SetFail([](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
-      if (e.offset.value() != 5) return std::nullopt;
-      return ProcessError{ErrorClass::kPermanent, "bad"};
+    p->SetFail([](const TenantId&, const log::LogEntry& e) -> Status {
+      if (e.offset.value() != 5) return Status::Ok();
+      return InvalidArgument("bad");
     });
     Append(a, 10, 10);
     EXPECT_TRUE(engine_->WaitIdle(kWait));
@@ -453,9 +454,7 @@ TEST_F(EngineTest, WorkCompletedAboveTheLowWaterMarkIsNotRedoneAfterRestart) {
   EXPECT_EQ(st.partitions[0].committed, 0u);  // offset 0 is lead0's, still in processing
   EXPECT_EQ(st.partitions[0].completed_above, 90u);
   // The held work fails and waits for a retry; the engine stops before retrying it.
-  p->SetFail([](const TenantId&, const log::LogEntry&) {
-    return ProcessError{ErrorClass::kRetryLater, "down"};
-  });
+  p->SetFail([](const TenantId&, const log::LogEntry&) { return Unavailable("down"); });
   p->ReleaseHeld();
   auto first = p->seen();
   StopEngine();
@@ -516,10 +515,10 @@ TEST_F(EngineTest, AFailingActivityIsIsolatedRetriedAndDeadLettered) {
   auto a = Tenant("alpha", 1, 1);
   TestProcessor* p = StartEngine(Spec(), {a});
   std::atomic<int> attempts{0};
-  p->SetFail([&](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
-    if (e.activity.message_id.str() != "alpha-000042") return std::nullopt;
+  p->SetFail([&](const TenantId&, const log::LogEntry& e) -> Status {
+    if (e.activity.message_id.str() != "alpha-000042") return Status::Ok();
     attempts++;
-    return ProcessError{ErrorClass::kRetryLater, "crm answered 500"};
+    return Unavailable("crm answered 500");
   });
   Append(a, 200, 4);  // alpha-000042 belongs to lead2, in a batch with others
   ASSERT_TRUE(engine_->WaitIdle(kWait));
@@ -593,10 +592,10 @@ TEST_F(EngineTest, PermanentErrorsAreDeadLetteredWithoutRetries) {
   auto a = Tenant("alpha", 1, 1);
   TestProcessor* p = StartEngine(Spec(), {a});
   std::atomic<int> attempts{0};
-  p->SetFail([&](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
-    if (e.offset.value() % 10 != 3) return std::nullopt;
+  p->SetFail([&](const TenantId&, const log::LogEntry& e) -> Status {
+    if (e.offset.value() % 10 != 3) return Status::Ok();
     attempts++;
-    return ProcessError{ErrorClass::kPermanent, "unknown event"};
+    return InvalidArgument("unknown event");
   });
   Append(a, 50, 50);
   ASSERT_TRUE(engine_->WaitIdle(kWait));
@@ -622,9 +621,9 @@ TEST_F(EngineTest, CircuitBreakerSuspendsATenantsProcessorAndResumesLosingNothin
   spec.breaker.open_for = 3'600'000ms;  // no probe during the test: resumed by call
   TestProcessor* p = StartEngine(spec, {a, b});
   std::atomic<bool> alpha_down{true};
-  p->SetFail([&](const TenantId& t, const log::LogEntry&) -> std::optional<ProcessError> {
-    if (t.str() == "alpha" && alpha_down) return ProcessError{ErrorClass::kRetryNow, "timeout"};
-    return std::nullopt;
+  p->SetFail([&](const TenantId& t, const log::LogEntry&) -> Status {
+    if (t.str() == "alpha" && alpha_down) return Aborted("timeout");
+    return Status::Ok();
   });
   Append(a, 100, 10);
   Append(b, 100, 10);
@@ -657,9 +656,9 @@ TEST_F(EngineTest, HalfOpenProbeClosesTheBreakerAfterRecovery) {
   spec.breaker.max_open_for = 40ms;
   TestProcessor* p = StartEngine(spec, {a});
   std::atomic<int> failures_left{20};
-  p->SetFail([&](const TenantId&, const log::LogEntry&) -> std::optional<ProcessError> {
-    if (failures_left.fetch_sub(1) > 0) return ProcessError{ErrorClass::kRetryNow, "flaky"};
-    return std::nullopt;
+  p->SetFail([&](const TenantId&, const log::LogEntry&) -> Status {
+    if (failures_left.fetch_sub(1) > 0) return Aborted("flaky");
+    return Status::Ok();
   });
   Append(a, 50, 5);
   // Probes fail until the failures run out; then one succeeds and the breaker closes.
@@ -678,9 +677,9 @@ TEST_F(EngineTest, AnActivityThatFailsEveryProbeIsDeadLetteredInTheEnd) {
   spec.breaker.open_for = 5ms;
   spec.breaker.max_open_for = 10ms;
   TestProcessor* p = StartEngine(spec, {a});
-  p->SetFail([](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
-    if (e.offset.value() != 0) return std::nullopt;
-    return ProcessError{ErrorClass::kRetryNow, "always"};
+  p->SetFail([](const TenantId&, const log::LogEntry& e) -> Status {
+    if (e.offset.value() != 0) return Status::Ok();
+    return Aborted("always");
   });
   Append(a, 100, 10);
   // The breaker opens on offset 0's failures; its probes are attempts of offset 0 too, so it is
@@ -1083,7 +1082,7 @@ class SideWriteProcessor final : public Processor {
     size_t n = item.entries().size();
     item.AfterCommit([this, n] { hooked_ += n; });
     if (item.attempt() == 1 && failed_.fetch_add(1) == 0) {
-      item.Finish(ProcessError{ErrorClass::kRetryNow, "first attempt fails"});
+      item.Finish(Aborted("first attempt fails"));
       return;
     }
     item.Finish();
@@ -1166,9 +1165,9 @@ TEST_F(EngineTest, ADeadLetterInTheUpstreamReleasesTheDownstream) {
   Append(a, 40, 40);  // one activity per lead: nothing follows offset 5 in the upstream
   ASSERT_TRUE(up_raw->WaitFor([&] { return up_raw->seen_unlocked() == 39; }));
   ASSERT_TRUE(down_raw->WaitFor([&] { return down_raw->seen_unlocked() == 5; }));
-  up_raw->SetFail([](const TenantId&, const log::LogEntry& e) -> std::optional<ProcessError> {
-    if (e.offset.value() != 5) return std::nullopt;
-    return ProcessError{ErrorClass::kPermanent, "bad"};
+  up_raw->SetFail([](const TenantId&, const log::LogEntry& e) -> Status {
+    if (e.offset.value() != 5) return Status::Ok();
+    return InvalidArgument("bad");
   });
   up_raw->ReleaseHeld();
   // The downstream then gets everything, the dead-lettered activity included.
@@ -1197,9 +1196,9 @@ TEST_F(EngineTest, ATrippedProcessorHoldsOnlyItselfAndCatchesUpLosingNothing) {
   TestProcessor* up_raw = up.get();
   TestProcessor* down_raw = down.get();
   std::atomic<bool> down_broken{true};
-  down->SetFail([&](const TenantId&, const log::LogEntry&) -> std::optional<ProcessError> {
-    if (down_broken) return ProcessError{ErrorClass::kRetryNow, "peer down"};
-    return std::nullopt;
+  down->SetFail([&](const TenantId&, const log::LogEntry&) -> Status {
+    if (down_broken) return Aborted("peer down");
+    return Status::Ok();
   });
   std::vector<std::unique_ptr<Processor>> processors;
   processors.push_back(std::move(up));

@@ -65,5 +65,26 @@ TEST_F(StateTxnTest, PrefetchAnswersLaterGetsAndYieldsToWrites) {
   EXPECT_EQ(**t.Get("b"), "3");
 }
 
+// A failed attempt's retry class comes from its status code alone: conflicts are retried at
+// once, an unwell dependency after a back-off, everything else never.
+TEST(RetryClassTest, EveryStatusCodeHasOneRetryClass) {
+  const std::vector<std::pair<StatusCode, ErrorClass>> expected = {
+      {StatusCode::kAborted, ErrorClass::kRetryNow},
+      {StatusCode::kUnavailable, ErrorClass::kRetryLater},
+      {StatusCode::kResourceExhausted, ErrorClass::kRetryLater},
+      {StatusCode::kInvalidArgument, ErrorClass::kPermanent},
+      {StatusCode::kNotFound, ErrorClass::kPermanent},
+      {StatusCode::kAlreadyExists, ErrorClass::kPermanent},
+      {StatusCode::kUnauthenticated, ErrorClass::kPermanent},
+      {StatusCode::kPermissionDenied, ErrorClass::kPermanent},
+      {StatusCode::kTooLarge, ErrorClass::kPermanent},
+      {StatusCode::kFailedPrecondition, ErrorClass::kPermanent},
+      {StatusCode::kInternal, ErrorClass::kPermanent},
+  };
+  for (auto [code, cls] : expected) {
+    EXPECT_EQ(RetryClassOf(code), cls) << StatusCodeName(code);
+  }
+}
+
 }  // namespace
 }  // namespace fairway::engine

@@ -36,7 +36,7 @@ class PoisonProcessor final : public engine::Processor {
   void Process(engine::WorkItem& item) override {
     for (const auto& e : item.entries()) {
       if (e.activity.event == "Poison" && !healed) {
-        return item.Finish(engine::ProcessError{engine::ErrorClass::kPermanent, "poisoned"});
+        return item.Finish(InvalidArgument("poisoned"));
       }
     }
     item.Finish();

@@ -55,9 +55,9 @@ class FakeWorkItem : public engine::WorkItem {
   uint32_t attempt() const override { return 1; }
   void Emit(model::Activity activity) override { emitted_.push_back(std::move(activity)); }
   void AfterCommit(std::function<void()> fn) override { after_commit_.push_back(std::move(fn)); }
-  void Finish(std::optional<engine::ProcessError> error) override {
+  void Finish(Status status) override {
     ++finish_calls_;
-    error_ = std::move(error);
+    status_ = std::move(status);
   }
 
   // Writes the txn as the engine would on an OK finish.
@@ -68,7 +68,8 @@ class FakeWorkItem : public engine::WorkItem {
   }
 
   int finish_calls() const { return finish_calls_; }
-  const std::optional<engine::ProcessError>& error() const { return error_; }
+  // What the processor finished with.
+  const Status& status() const { return status_; }
   const std::vector<Activity>& emitted() const { return emitted_; }
 
  private:
@@ -80,7 +81,7 @@ class FakeWorkItem : public engine::WorkItem {
   std::vector<Activity> emitted_;
   std::vector<std::function<void()>> after_commit_;
   int finish_calls_ = 0;
-  std::optional<engine::ProcessError> error_;
+  Status status_;
 };
 
 Activity Make(ActivityType type, std::string message_id, std::string user, std::string anon,
@@ -154,7 +155,7 @@ class LeadProcessorTest : public ::testing::Test {
     FakeWorkItem item(store_.get(), TenantId(tenant), std::move(activities));
     processor_->Process(item);
     ASSERT_EQ(item.finish_calls(), 1);
-    ASSERT_FALSE(item.error().has_value()) << item.error()->message;
+    ASSERT_TRUE(item.status().ok()) << item.status().ToString();
     emitted_ = item.emitted();
     Status st = item.Commit();
     ASSERT_TRUE(st.ok()) << st.ToString();
@@ -553,8 +554,8 @@ TEST_F(LeadProcessorTest, GroupSetsAccountFromTwoLeadsWithoutLostUpdates) {
                       {Group("g2", "u2", kT0 + 10, "acme", R"({"plan":"pro","seats":12})")});
   processor_->Process(first);
   processor_->Process(second);
-  ASSERT_FALSE(first.error().has_value());
-  ASSERT_FALSE(second.error().has_value());
+  ASSERT_TRUE(first.status().ok()) << first.status().ToString();
+  ASSERT_TRUE(second.status().ok()) << second.status().ToString();
   ASSERT_TRUE(second.Commit().ok());
   ASSERT_TRUE(first.Commit().ok());
 
@@ -712,9 +713,9 @@ TEST_F(LeadProcessorTest, CorruptFieldsJsonIsPermanent) {
                      Make(ActivityType::kIdentify, "bad", "u1", "", kT0, "", R"("traits":{"a":)")});
   processor_->Process(item);
   ASSERT_EQ(item.finish_calls(), 1);
-  ASSERT_TRUE(item.error().has_value());
-  EXPECT_EQ(item.error()->error_class, engine::ErrorClass::kPermanent);
-  EXPECT_NE(item.error()->message.find("bad"), std::string::npos);
+  ASSERT_FALSE(item.status().ok());
+  EXPECT_EQ(engine::RetryClassOf(item.status().code()), engine::ErrorClass::kPermanent);
+  EXPECT_NE(item.status().message().find("bad"), std::string::npos);
 }
 
 TEST_F(LeadProcessorTest, ToleratesOddButValidInput) {
@@ -750,8 +751,8 @@ TEST_F(LeadProcessorTest, CorruptStoredProfileIsPermanent) {
 
   FakeWorkItem item(store_.get(), TenantId("t1"), {Page("p1", "u1", "", "/", kT0)});
   processor_->Process(item);
-  ASSERT_TRUE(item.error().has_value());
-  EXPECT_EQ(item.error()->error_class, engine::ErrorClass::kPermanent);
+  ASSERT_FALSE(item.status().ok());
+  EXPECT_EQ(engine::RetryClassOf(item.status().code()), engine::ErrorClass::kPermanent);
   auto r = leads_->Find(TenantId("t1"), "u1");
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
 }
@@ -989,8 +990,8 @@ TEST_F(LeadProcessorTest, PageCountersAreNamedByPath) {
   FakeWorkItem bad(store_.get(), TenantId("t1"),
                    {page("p8", "Docs", R"("properties":{"path":"/x")")});
   processor_->Process(bad);
-  ASSERT_TRUE(bad.error().has_value());
-  EXPECT_EQ(bad.error()->error_class, engine::ErrorClass::kPermanent);
+  ASSERT_FALSE(bad.status().ok());
+  EXPECT_EQ(engine::RetryClassOf(bad.status().code()), engine::ErrorClass::kPermanent);
 }
 
 // ---- Activities the processor emits ----

@@ -476,7 +476,11 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     cf.max_write_buffer_number = 4;
     cf.level_compaction_dynamic_level_bytes = true;
     cf.compression = spec.compress ? rocksdb::kLZ4Compression : rocksdb::kNoCompression;
-    cf.bottommost_compression = spec.compress ? rocksdb::kZSTD : rocksdb::kNoCompression;
+    // ZSTD on the last level pays for data that stays; expiring data (TTL'd families) is
+    // rewritten by compaction until it leaves, so it keeps the cheaper LZ4 there too.
+    cf.bottommost_compression = !spec.compress ? rocksdb::kNoCompression
+                                : spec.ttl     ? rocksdb::kLZ4Compression
+                                               : rocksdb::kZSTD;
     rocksdb::BlockBasedTableOptions table;
     table.block_cache = cache;
     table.block_size = 16 * 1024;

@@ -66,7 +66,7 @@ class ActionContext {
   virtual const CampaignSettings& settings() const = 0;
   virtual const Campaign& campaign() const = 0;
   // The lead key the run belongs to.
-  virtual const std::string& lead() const = 0;
+  virtual const LeadId& lead() const = 0;
   // "<campaign>.<run>.<step>": the id of the step's outbox delivery, unique per step.
   virtual const std::string& delivery_id() const = 0;
 

@@ -170,27 +170,27 @@ class Execution {
   Status TryStart(const CompiledCampaign& c, const Activity& a, ActivityFields& fields,
                   uint32_t depth);
   Status Resume(const Activity& a, ActivityFields& fields);
-  Status RunFrom(const CompiledCampaign& c, RunState& r, const std::string& lead);
+  Status RunFrom(const CompiledCampaign& c, RunState& r, const LeadId& lead);
   Result<Outcome> Execute(const CompiledCampaign& c, RunState& r, uint32_t step,
-                          const Action& action, const std::string& lead);
-  Status RemoveRuns(const std::string& lead, const std::vector<std::string>& campaigns,
+                          const Action& action, const LeadId& lead);
+  Status RemoveRuns(const LeadId& lead, const std::vector<std::string>& campaigns,
                     std::string_view except, const char* reason);
-  Status EndRun(std::string_view campaign, const std::string& lead, const RunState& r,
+  Status EndRun(std::string_view campaign, const LeadId& lead, const RunState& r,
                 const char* metric);
   // A deleted lead leaves every flow and loses its campaign history and mail log; nothing more
   // starts or continues for it in this work item.
-  Status ForgetLead(const std::string& lead);
+  Status ForgetLead(const LeadId& lead);
 
-  Result<std::optional<RunState>> GetRun(const std::string& lead, std::string_view campaign);
-  void PutRun(const std::string& lead, std::string_view campaign, const RunState& r);
+  Result<std::optional<RunState>> GetRun(const LeadId& lead, std::string_view campaign);
+  void PutRun(const LeadId& lead, std::string_view campaign, const RunState& r);
   // The lead's context with its view loaded (read errors: see read_error()).
-  LeadContext& Lead(const std::string& lead);
+  LeadContext& Lead(const LeadId& lead);
   // The lead's context without reading the lead.
-  LeadContext& Ctx(const std::string& lead) { return leads_[lead]; }
-  FieldValue LeadField(const std::string& lead, std::string_view field);
-  bool Evaluate(const Condition& c, const std::string& lead);
+  LeadContext& Ctx(const LeadId& lead) { return leads_[lead]; }
+  FieldValue LeadField(const LeadId& lead, std::string_view field);
+  bool Evaluate(const Condition& c, const LeadId& lead);
   std::string Render(std::string_view tmpl, const CompiledCampaign& c, const RunState& r,
-                     uint32_t step, const std::string& lead, Escape escape);
+                     uint32_t step, const LeadId& lead, Escape escape);
   // The tenant's IANA time zone; nullopt without CampaignProcessorOptions::tenant_timezone.
   std::optional<std::string> TenantTimezone() const {
     if (!p_->options_.tenant_timezone) return std::nullopt;
@@ -222,7 +222,7 @@ class Execution {
   const TenantId& tenant_;
   const int64_t now_;
   const uint32_t day_;
-  std::unordered_map<std::string, LeadContext> leads_;
+  std::unordered_map<LeadId, LeadContext> leads_;
   int64_t min_timer_due_ = INT64_MAX;
   bool has_deliveries_ = false;
   std::vector<TenantCampaigns::TriggerRef> refs_;
@@ -234,7 +234,7 @@ class Execution {
 class StepContext final : public ActionContext {
  public:
   StepContext(Execution* exec, const CompiledCampaign& c, const RunState& r, uint32_t step,
-              const std::string& lead)
+              const LeadId& lead)
       : exec_(exec),
         c_(c),
         r_(r),
@@ -245,7 +245,7 @@ class StepContext final : public ActionContext {
   int64_t now_ms() const override { return exec_->now_; }
   const CampaignSettings& settings() const override { return exec_->snap_.settings; }
   const Campaign& campaign() const override { return c_.campaign; }
-  const std::string& lead() const override { return lead_; }
+  const LeadId& lead() const override { return lead_; }
   const std::string& delivery_id() const override { return delivery_id_; }
 
   std::string Render(std::string_view tmpl, Escape escape) override {
@@ -266,7 +266,7 @@ class StepContext final : public ActionContext {
   }
   Outcome Fail(std::string_view why) override {
     spdlog::debug("campaigns: {} {} step {} for '{}' failed: {}", exec_->tenant_.str(),
-                  c_.record.id, step_ + 1, lead_, why);
+                  c_.record.id, step_ + 1, lead_.str(), why);
     return Outcome::kFailed;
   }
 
@@ -275,26 +275,26 @@ class StepContext final : public ActionContext {
   const CompiledCampaign& c_;
   const RunState& r_;
   const uint32_t step_;
-  const std::string& lead_;
+  const LeadId& lead_;
   const std::string delivery_id_;
 };
 
-LeadContext& Execution::Lead(const std::string& lead) {
+LeadContext& Execution::Lead(const LeadId& lead) {
   LeadContext& ctx = leads_[lead];
   if (!ctx.loaded) {
     ctx.loaded = true;
-    auto view = p_->leads_->Find(tenant_, lead);
+    auto view = p_->leads_->Find(tenant_, lead.view());
     if (view.ok()) {
       ctx.view = std::move(view).value();
     } else if (read_error_.ok()) {
       read_error_ =
-          Unavailable(fmt::format("reading lead '{}': {}", lead, view.status().ToString()));
+          Unavailable(fmt::format("reading lead '{}': {}", lead.str(), view.status().ToString()));
     }
   }
   return ctx;
 }
 
-FieldValue Execution::LeadField(const std::string& lead, std::string_view field) {
+FieldValue Execution::LeadField(const LeadId& lead, std::string_view field) {
   LeadContext& ctx = Lead(lead);
   const identity::LeadView* v = ctx.view ? &*ctx.view : nullptr;
   if (auto it = ctx.overlay.traits.find(std::string(field)); it != ctx.overlay.traits.end()) {
@@ -303,7 +303,7 @@ FieldValue Execution::LeadField(const std::string& lead, std::string_view field)
   if (field == "score") {
     return FieldValue::Number(static_cast<double>((v ? v->score : 0) + ctx.overlay.score_delta));
   }
-  if (field == "id") return v ? FieldValue::String(v->id) : FieldValue::String(lead);
+  if (field == "id") return v ? FieldValue::String(v->id) : FieldValue::String(lead.str());
   if (field == "known") return FieldValue::FromJson(v && v->known ? "true" : "false");
   if (!v) return FieldValue::Missing();
   if (field == "first_seen" && v->activity_count > 0) {
@@ -343,7 +343,7 @@ FieldValue Execution::LeadField(const std::string& lead, std::string_view field)
   return FieldValue::Missing();
 }
 
-bool Execution::Evaluate(const Condition& c, const std::string& lead) {
+bool Execution::Evaluate(const Condition& c, const LeadId& lead) {
   switch (c.kind) {
     case Condition::Kind::kField:
       return c.test.Test(LeadField(lead, c.field), now_);
@@ -389,7 +389,7 @@ bool Execution::Evaluate(const Condition& c, const std::string& lead) {
 }
 
 std::string Execution::Render(std::string_view tmpl, const CompiledCampaign& c, const RunState& r,
-                              uint32_t step, const std::string& lead, Escape escape) {
+                              uint32_t step, const LeadId& lead, Escape escape) {
   if (tmpl.find("{{") == std::string_view::npos) return std::string(tmpl);
   std::optional<ActivityFields> trigger;
   auto resolve = [&](std::string_view path) -> std::optional<std::string> {
@@ -434,15 +434,14 @@ std::string Execution::Render(std::string_view tmpl, const CompiledCampaign& c, 
   return RenderTemplate(tmpl, resolve, escape);
 }
 
-Result<std::optional<RunState>> Execution::GetRun(const std::string& lead,
-                                                  std::string_view campaign) {
+Result<std::optional<RunState>> Execution::GetRun(const LeadId& lead, std::string_view campaign) {
   FAIRWAY_ASSIGN_OR_RETURN(auto v, item_.state().Get(RunKey(lead, campaign)));
   if (!v) return std::optional<RunState>();
   FAIRWAY_ASSIGN_OR_RETURN(auto r, DecodeRunState(*v));
   return std::optional<RunState>(std::move(r));
 }
 
-void Execution::PutRun(const std::string& lead, std::string_view campaign, const RunState& r) {
+void Execution::PutRun(const LeadId& lead, std::string_view campaign, const RunState& r) {
   std::string key = RunKey(lead, campaign);
   Ctx(lead).touched_runs.insert(key);
   item_.state().Put(key, EncodeRunState(r));
@@ -481,7 +480,7 @@ Status Execution::Enqueue(dispatch::Delivery d) {
   return Status::Ok();
 }
 
-Status Execution::EndRun(std::string_view campaign, const std::string& lead, const RunState& r,
+Status Execution::EndRun(std::string_view campaign, const LeadId& lead, const RunState& r,
                          const char* metric) {
   std::string key = RunKey(lead, campaign);
   item_.state().Delete(key);
@@ -495,7 +494,7 @@ Status Execution::EndRun(std::string_view campaign, const std::string& lead, con
   return Status::Ok();
 }
 
-Status Execution::RemoveRuns(const std::string& lead, const std::vector<std::string>& campaigns,
+Status Execution::RemoveRuns(const LeadId& lead, const std::vector<std::string>& campaigns,
                              std::string_view except, const char* reason) {
   std::set<std::string> targets(campaigns.begin(), campaigns.end());
   if (campaigns.empty()) {
@@ -515,7 +514,7 @@ Status Execution::RemoveRuns(const std::string& lead, const std::vector<std::str
   return Status::Ok();
 }
 
-Status Execution::ForgetLead(const std::string& lead) {
+Status Execution::ForgetLead(const LeadId& lead) {
   FAIRWAY_RETURN_IF_ERROR(RemoveRuns(lead, {}, "", "lead_deleted"));
   std::string prefix = HistoryPrefix(lead);
   std::vector<std::string> history;
@@ -530,12 +529,12 @@ Status Execution::ForgetLead(const std::string& lead) {
 }
 
 Result<Outcome> Execution::Execute(const CompiledCampaign& c, RunState& r, uint32_t step,
-                                   const Action& a, const std::string& lead) {
+                                   const Action& a, const LeadId& lead) {
   StepContext ctx(this, c, r, step, lead);
   return a.Execute(ctx);
 }
 
-Status Execution::RunFrom(const CompiledCampaign& c, RunState& r, const std::string& lead) {
+Status Execution::RunFrom(const CompiledCampaign& c, RunState& r, const LeadId& lead) {
   const auto& flow = c.campaign.flow;
   while (r.step < flow.size()) {
     const uint32_t i = r.step;
@@ -598,7 +597,7 @@ Status Execution::RunFrom(const CompiledCampaign& c, RunState& r, const std::str
 
 Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, ActivityFields& fields,
                            uint32_t depth) {
-  const std::string lead(a.LeadKey());
+  const LeadId lead(a.LeadKey());
   if (Ctx(lead).deleted) return Status::Ok();
   Stat(c.record.id, "triggered");
   if (depth >= snap_.settings.max_chain_depth) {
@@ -606,7 +605,7 @@ Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, Activit
     spdlog::info(
         "campaigns: {} campaign '{}' not started for '{}': activity {} is {} campaign steps deep "
         "(max_chain_depth {})",
-        tenant_.str(), c.record.id, lead, a.message_id.str(), depth,
+        tenant_.str(), c.record.id, lead.str(), a.message_id.str(), depth,
         snap_.settings.max_chain_depth);
     return Status::Ok();
   }
@@ -675,7 +674,7 @@ Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, Activit
 }
 
 Status Execution::Resume(const Activity& a, ActivityFields& fields) {
-  const std::string lead(a.LeadKey());
+  const LeadId lead(a.LeadKey());
   const json::value* campaign = fields.Property(model::CampaignWaitElapsed::kCampaign);
   const json::value* run_id = fields.Property(model::CampaignWaitElapsed::kRun);
   const json::value* step = fields.Property(model::CampaignWaitElapsed::kStep);
@@ -717,7 +716,7 @@ Status Execution::Handle(const log::LogEntry& entry) {
     }
     if (a.event == model::LeadDeleted::kEvent) {
       // Runs started between the deleting step and this activity reaching the log leave too.
-      return ForgetLead(std::string(a.LeadKey()));
+      return ForgetLead(LeadId(a.LeadKey()));
     }
   }
   refs_.clear();

@@ -139,17 +139,17 @@ Result<std::vector<int64_t>> DecodeMailLog(std::string_view in) {
   return out;
 }
 
-std::string RunKey(std::string_view lead, std::string_view campaign) {
-  return LeadScoped('r', lead, campaign);
+std::string RunKey(const LeadId& lead, std::string_view campaign) {
+  return LeadScoped('r', lead.view(), campaign);
 }
-std::string RunPrefix(std::string_view lead) { return LeadScoped('r', lead, ""); }
-std::string HistoryKey(std::string_view lead, std::string_view campaign) {
-  return LeadScoped('h', lead, campaign);
+std::string RunPrefix(const LeadId& lead) { return LeadScoped('r', lead.view(), ""); }
+std::string HistoryKey(const LeadId& lead, std::string_view campaign) {
+  return LeadScoped('h', lead.view(), campaign);
 }
-std::string HistoryPrefix(std::string_view lead) { return LeadScoped('h', lead, ""); }
-std::string MailKey(std::string_view lead) {
+std::string HistoryPrefix(const LeadId& lead) { return LeadScoped('h', lead.view(), ""); }
+std::string MailKey(const LeadId& lead) {
   std::string k = "m/";
-  k.append(lead);
+  k.append(lead.view());
   return k;
 }
 
@@ -165,12 +165,12 @@ std::string TimerTenantEnd(const TenantId& tenant) {
   return k;
 }
 
-std::string TimerKey(const TenantId& tenant, int64_t due_ms, std::string_view lead,
+std::string TimerKey(const TenantId& tenant, int64_t due_ms, const LeadId& lead,
                      std::string_view campaign, std::string_view run_id) {
   std::string k = TimerTenantPrefix(tenant);
   PutFixed64BE(&k, static_cast<uint64_t>(std::max<int64_t>(0, due_ms)));
-  PutFixed32BE(&k, static_cast<uint32_t>(lead.size()));
-  k.append(lead);
+  PutFixed32BE(&k, static_cast<uint32_t>(lead.view().size()));
+  k.append(lead.view());
   k.append(campaign);
   k.push_back('\0');
   k.append(run_id);
@@ -196,7 +196,7 @@ Result<Timer> DecodeTimer(std::string_view key, std::string_view value) {
   t.due_ms = static_cast<int64_t>(DecodeFixed64BE(p));
   uint32_t len = DecodeFixed32BE(p + 8);
   if (key.size() < zero + 13 + len) return Corrupt("timer key");
-  t.lead = std::string(key.substr(zero + 13, len));
+  t.lead = LeadId(key.substr(zero + 13, len));
   Decoder d(value);
   uint8_t version = 0;
   uint64_t step = 0;

@@ -73,11 +73,11 @@ Result<History> DecodeHistory(std::string_view in);
 std::string EncodeMailLog(const std::vector<int64_t>& sends);
 Result<std::vector<int64_t>> DecodeMailLog(std::string_view in);
 
-std::string RunKey(std::string_view lead, std::string_view campaign);
-std::string RunPrefix(std::string_view lead);
-std::string HistoryKey(std::string_view lead, std::string_view campaign);
-std::string HistoryPrefix(std::string_view lead);
-std::string MailKey(std::string_view lead);
+std::string RunKey(const LeadId& lead, std::string_view campaign);
+std::string RunPrefix(const LeadId& lead);
+std::string HistoryKey(const LeadId& lead, std::string_view campaign);
+std::string HistoryPrefix(const LeadId& lead);
+std::string MailKey(const LeadId& lead);
 
 struct Timer {
   std::string campaign;
@@ -87,10 +87,10 @@ struct Timer {
   std::string anonymous_id;
   // Filled when decoded from a key.
   int64_t due_ms = 0;
-  std::string lead;
+  LeadId lead;
 };
 // Unique per run: a run that ends and a new run that waits until the same moment have two rows.
-std::string TimerKey(const TenantId& tenant, int64_t due_ms, std::string_view lead,
+std::string TimerKey(const TenantId& tenant, int64_t due_ms, const LeadId& lead,
                      std::string_view campaign, std::string_view run_id);
 std::string EncodeTimer(const Timer& t);
 // Decodes a row of storage::kTimers (key and value).

@@ -403,7 +403,7 @@ void Api::HandleActivities(HttpRequest& req, std::string_view query, Responder r
     };
     Status st;
     if (key == "lead") {
-      q.lead = value;
+      q.lead = LeadId(value);
     } else if (key == "type") {
       auto t = model::ParseActivityType(value);
       if (!t)

@@ -133,7 +133,7 @@ class ActivityLog {
 struct ActivityQuery {
   TenantId tenant;
   // userId or anonymousId.
-  std::string lead;
+  LeadId lead;
   std::optional<model::ActivityType> type;
   // Event name (track) or page/screen name; empty = any.
   std::string event;

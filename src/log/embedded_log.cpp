@@ -580,7 +580,7 @@ Status EmbeddedLog::ReopenTenant(const TenantId& tenant) {
 
 Result<ActivityPage> EmbeddedLog::Query(const ActivityQuery& q) {
   if (q.lead.empty()) return InvalidArgument("parameter 'lead' is required");
-  const std::string prefix = LeadPrefix(q.tenant, q.lead);
+  const std::string prefix = LeadPrefix(q.tenant, q.lead.view());
   std::string lower = prefix, upper = prefix;
   PutFixed64BE(&lower, OrderedTime(q.since_ms));
   if (q.until_ms == INT64_MAX) {

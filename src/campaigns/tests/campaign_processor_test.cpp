@@ -430,7 +430,8 @@ TEST_F(CampaignPipelineTest, DueTimersAreReleasedInChunksAndOnlyWhenDue) {
     t.step = 1;
     t.user_id = "u" + std::to_string(i);
     int64_t due = clock_.NowMillis() + (i < 6 ? 1000 : i < 9 ? 2000 : 3000);
-    batch.Put(storage::kTimers, TimerKey(kTenant, due, t.user_id, "c", t.run_id), EncodeTimer(t));
+    batch.Put(storage::kTimers, TimerKey(kTenant, due, LeadId(t.user_id), "c", t.run_id),
+              EncodeTimer(t));
   }
   ASSERT_TRUE(store_->Write(batch, false).ok());
   timers_->Notify(kTenant, clock_.NowMillis() + 1000);
@@ -485,7 +486,7 @@ TEST_F(CampaignPipelineTest, WaitsUntilATimeOfDayInTheLeadsTimeZone) {
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     auto t = DecodeTimer(it->key(), it->value());
     ASSERT_TRUE(t.ok());
-    due[t->lead] = t->due_ms;
+    due[t->lead.str()] = t->due_ms;
   }
   const int64_t t0 = clock_.NowMillis();                   // 2026-11-23T08:00:00Z
   EXPECT_EQ(due["u1"], t0 + 7 * 3'600'000 + 30 * 60'000);  // 10:30 EST = 15:30Z

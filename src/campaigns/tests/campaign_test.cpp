@@ -224,15 +224,15 @@ TEST(CampaignStateTest, CodecsRoundTripAndRejectCorruption) {
   t.run_id = r.run_id;
   t.step = 2;
   t.user_id = "u1";
-  std::string key = TimerKey(TenantId("acme"), kNow, "u1", "c", t.run_id);
+  std::string key = TimerKey(TenantId("acme"), kNow, LeadId("u1"), "c", t.run_id);
   auto tb = DecodeTimer(key, EncodeTimer(t));
   ASSERT_TRUE(tb.ok());
   EXPECT_EQ(tb->due_ms, kNow);
-  EXPECT_EQ(tb->lead, "u1");
+  EXPECT_EQ(tb->lead, LeadId("u1"));
   EXPECT_EQ(tb->step, 2u);
   // Timer keys of a tenant sort by due time.
-  EXPECT_LT(TimerKey(TenantId("acme"), kNow, "zz", "c", "r"),
-            TimerKey(TenantId("acme"), kNow + 1, "a", "c", "r"));
+  EXPECT_LT(TimerKey(TenantId("acme"), kNow, LeadId("zz"), "c", "r"),
+            TimerKey(TenantId("acme"), kNow + 1, LeadId("a"), "c", "r"));
 }
 
 }  // namespace

@@ -260,7 +260,7 @@ TEST_F(EmbeddedLogTest, QueryByLeadPaginatesNewestFirstWithFilters) {
 
   ActivityQuery q;
   q.tenant = TenantId("acme");
-  q.lead = "alice";
+  q.lead = LeadId("alice");
   q.limit = 10;
   std::vector<std::string> seen;
   for (int pages = 0; pages < 10; ++pages) {
@@ -278,11 +278,11 @@ TEST_F(EmbeddedLogTest, QueryByLeadPaginatesNewestFirstWithFilters) {
   // By anonymousId, by type, by time range, oldest first.
   q = {};
   q.tenant = TenantId("acme");
-  q.lead = "anon-1";
+  q.lead = LeadId("anon-1");
   auto anon = log_->Query(q);
   ASSERT_EQ(anon->entries.size(), 1u);
   EXPECT_EQ(anon->entries[0].activity.message_id.str(), "p0");
-  q.lead = "alice";
+  q.lead = LeadId("alice");
   q.type = ActivityType::kPage;
   EXPECT_EQ(log_->Query(q)->entries.size(), 1u);
   q.type.reset();
@@ -295,7 +295,7 @@ TEST_F(EmbeddedLogTest, QueryByLeadPaginatesNewestFirstWithFilters) {
   // Tenants do not see each other's leads.
   q = {};
   q.tenant = TenantId("other");
-  q.lead = "alice";
+  q.lead = LeadId("alice");
   EXPECT_TRUE(log_->Query(q)->entries.empty());
   q.cursor = "!!";
   EXPECT_EQ(log_->Query(q).status().code(), StatusCode::kInvalidArgument);
@@ -318,7 +318,7 @@ TEST_F(EmbeddedLogTest, RetentionRemovesOldBlocksAndKeepsOffsets) {
   EXPECT_EQ((*r)[0].offset.value(), 2u);
   ActivityQuery q;
   q.tenant = TenantId("acme");
-  q.lead = "u";
+  q.lead = LeadId("u");
   EXPECT_EQ(log_->Query(q)->entries.size(), 1u);
   // Even with every block gone, offsets never restart.
   clock_.AdvanceMillis(10'000);
@@ -379,7 +379,7 @@ TEST_F(EmbeddedLogTest, AppendInWriteStoresRecordsWithTheCallersWritesOrNeither)
   // Found by lead like any record.
   ActivityQuery q;
   q.tenant = TenantId("acme");
-  q.lead = "u";
+  q.lead = LeadId("u");
   EXPECT_EQ(log_->Query(q)->entries.size(), 3u);
 
   // A failed write stores neither the caller's row nor the records, and uses no offsets.

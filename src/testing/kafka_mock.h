@@ -1,0 +1,50 @@
+#pragma once
+// KafkaMockCluster: a librdkafka mock Kafka cluster in a child process (fairway_kafka_mock),
+// reached over loopback TCP like a real cluster, for tests of the Kafka backend and of several
+// `fairway serve` processes. The child dies with the test process (PR_SET_PDEATHSIG) and is
+// stopped and reaped by the destructor.
+//
+// What the mock lacks (transactions, CreateTopics, more than a few MB per partition) is listed
+// in docs/distributed.md; tests create topics through CreateTopic.
+
+#include <sys/types.h>
+
+#include <cstdio>
+#include <string>
+
+#include "common/status.h"
+
+namespace fairway::testing {
+
+class KafkaMockCluster {
+ public:
+  // Starts a cluster of `brokers` brokers (ids 1..brokers). Check status() afterwards.
+  explicit KafkaMockCluster(int brokers = 3);
+  ~KafkaMockCluster();
+  KafkaMockCluster(const KafkaMockCluster&) = delete;
+  KafkaMockCluster& operator=(const KafkaMockCluster&) = delete;
+
+  // OK once the cluster is up; otherwise why it is not.
+  const Status& status() const { return status_; }
+  // The `bootstrap.servers` list of the cluster ("127.0.0.1:port,...").
+  const std::string& bootstrap_servers() const { return bootstraps_; }
+
+  Status CreateTopic(const std::string& topic, int partitions, int replication = 3);
+  // Stops (or resumes) accepting and serving connections of broker `id`. Leadership does not
+  // move by itself: see SetLeader.
+  Status SetBrokerDown(int id);
+  Status SetBrokerUp(int id);
+  Status SetLeader(const std::string& topic, int partition, int broker);
+
+  // Sends one command line of fairway_kafka_mock and returns its answer as a Status.
+  Status Command(const std::string& line);
+
+ private:
+  pid_t pid_ = -1;
+  FILE* to_child_ = nullptr;
+  FILE* from_child_ = nullptr;
+  std::string bootstraps_;
+  Status status_;
+};
+
+}  // namespace fairway::testing

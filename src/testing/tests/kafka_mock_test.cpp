@@ -4,7 +4,9 @@
 #include <librdkafka/rdkafka.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -174,6 +176,107 @@ TEST(KafkaMockClusterTest, BrokersGoDownAndComeBackAndBadCommandsAreRefused) {
 
   Consumed got = ConsumeFromStart(cluster, "acme", 1, 2);
   EXPECT_EQ(got.by_key["k"], (std::vector<std::string>{"before", "after"}));
+}
+
+// A consumer-group member with the cooperative-sticky strategy (how processing nodes will share
+// tasks): its rebalance callback applies incremental assignments. Its opaque is an int counting
+// the partitions taken from the member.
+void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                 rd_kafka_topic_partition_list_t* partitions, void* revoked) {
+  if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) *static_cast<int*>(revoked) += partitions->cnt;
+  const bool cooperative = std::string(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (cooperative) {
+      rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, partitions);
+      if (e != nullptr) rd_kafka_error_destroy(e);
+    } else {
+      rd_kafka_assign(rk, partitions);
+    }
+  } else if (cooperative) {
+    rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk, partitions);
+    if (e != nullptr) rd_kafka_error_destroy(e);
+  } else {
+    rd_kafka_assign(rk, nullptr);
+  }
+}
+
+rd_kafka_t* NewGroupMember(const KafkaMockCluster& cluster, const std::string& topic,
+                           int* revoked) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", cluster.bootstrap_servers().c_str(), err,
+                    sizeof err);
+  rd_kafka_conf_set(conf, "group.id", "nodes", err, sizeof err);
+  rd_kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, sizeof err);
+  rd_kafka_conf_set(conf, "session.timeout.ms", "6000", err, sizeof err);
+  rd_kafka_conf_set(conf, "heartbeat.interval.ms", "300", err, sizeof err);
+  rd_kafka_conf_set_rebalance_cb(conf, OnRebalance);
+  rd_kafka_conf_set_opaque(conf, revoked);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  EXPECT_NE(rk, nullptr) << err;
+  if (rk == nullptr) return nullptr;
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, topic.c_str(), RD_KAFKA_PARTITION_UA);
+  EXPECT_EQ(rd_kafka_subscribe(rk, topics), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_topic_partition_list_destroy(topics);
+  return rk;
+}
+
+// The partitions a member holds now.
+std::set<int32_t> Assigned(rd_kafka_t* rk) {
+  std::set<int32_t> out;
+  rd_kafka_topic_partition_list_t* list = nullptr;
+  if (rd_kafka_assignment(rk, &list) == RD_KAFKA_RESP_ERR_NO_ERROR && list != nullptr) {
+    for (int i = 0; i < list->cnt; ++i) out.insert(list->elems[i].partition);
+    rd_kafka_topic_partition_list_destroy(list);
+  }
+  return out;
+}
+
+// Polls every member until `done` holds, or 60 s pass. Returns whether it held.
+bool PollUntil(const std::vector<rd_kafka_t*>& members, const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (rd_kafka_t* rk : members) {
+      if (rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 50)) rd_kafka_message_destroy(m);
+    }
+    if (done()) return true;
+  }
+  return false;
+}
+
+// Consumer groups work on the mock as the distributed mode needs them: one member takes every
+// partition, a second member joining takes half without the first giving up the rest
+// (cooperative-sticky: only the two that move are revoked), and when the second leaves its
+// partitions go back to the first.
+TEST(KafkaMockClusterTest, AGroupSharesPartitionsAndHandsThemBackWhenAMemberLeaves) {
+  KafkaMockCluster cluster(3);
+  ASSERT_OK(cluster.status());
+  ASSERT_OK(cluster.CreateTopic("tasks", 4, 3));
+  const std::set<int32_t> all = {0, 1, 2, 3};
+  int a_revoked = 0, b_revoked = 0;
+  rd_kafka_t* a = NewGroupMember(cluster, "tasks", &a_revoked);
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(PollUntil({a}, [&] { return Assigned(a) == all; })) << "a never got every partition";
+
+  rd_kafka_t* b = NewGroupMember(cluster, "tasks", &b_revoked);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(PollUntil({a, b}, [&] {
+    auto pa = Assigned(a), pb = Assigned(b);
+    if (pa.size() != 2 || pb.size() != 2) return false;
+    std::set<int32_t> both = pa;
+    both.insert(pb.begin(), pb.end());
+    return both == all;
+  })) << "the partitions were not split 2 and 2";
+  EXPECT_EQ(a_revoked, 2) << "an eager rebalance would have taken all four from a";
+
+  rd_kafka_consumer_close(b);  // leaves the group
+  rd_kafka_destroy(b);
+  EXPECT_TRUE(PollUntil({a}, [&] { return Assigned(a) == all; }))
+      << "a did not take the partitions back";
+  rd_kafka_consumer_close(a);
+  rd_kafka_destroy(a);
 }
 
 }  // namespace

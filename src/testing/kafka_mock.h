@@ -7,20 +7,18 @@
 // What the mock lacks (transactions, CreateTopics, more than a few MB per partition) is listed
 // in docs/distributed.md; tests create topics through CreateTopic.
 
-#include <sys/types.h>
-
-#include <cstdio>
 #include <string>
 
 #include "common/status.h"
+#include "testing/child_process.h"
 
 namespace fairway::testing {
 
 class KafkaMockCluster {
  public:
-  // Starts a cluster of `brokers` brokers (ids 1..brokers). Check status() afterwards.
+  // Starts a cluster of `brokers` brokers (ids 1..brokers). Check status() afterwards. The
+  // process is killed when this object goes.
   explicit KafkaMockCluster(int brokers = 3);
-  ~KafkaMockCluster();
   KafkaMockCluster(const KafkaMockCluster&) = delete;
   KafkaMockCluster& operator=(const KafkaMockCluster&) = delete;
 
@@ -40,9 +38,7 @@ class KafkaMockCluster {
   Status Command(const std::string& line);
 
  private:
-  pid_t pid_ = -1;
-  FILE* to_child_ = nullptr;
-  FILE* from_child_ = nullptr;
+  ChildProcess child_;
   std::string bootstraps_;
   Status status_;
 };

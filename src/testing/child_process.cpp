@@ -37,12 +37,14 @@ ChildProcess::ChildProcess(const std::string& program, const std::vector<std::st
       return;
     }
   }
-  int in[2], out[2];  // in: test -> child's stdin; out: child's stdout -> test
-  if (pipe(in) != 0) {
+  // in: test -> child's stdin; out: child's stdout -> test. Close-on-exec, so that no other
+  // child started later keeps these ends open.
+  int in[2], out[2];
+  if (pipe2(in, O_CLOEXEC) != 0) {
     error_ = "pipe failed";
     return;
   }
-  if (pipe(out) != 0) {
+  if (pipe2(out, O_CLOEXEC) != 0) {
     close(in[0]);
     close(in[1]);
     error_ = "pipe failed";

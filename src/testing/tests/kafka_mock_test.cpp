@@ -5,9 +5,11 @@
 
 #include <chrono>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "testing/status_matchers.h"
@@ -34,22 +36,34 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   }
 }
 
-// An idempotent producer with acks=all, as Fairway's ingest uses, on the mock cluster.
-rd_kafka_t* NewProducer(const KafkaMockCluster& cluster, Deliveries* deliveries,
-                        const char* message_timeout_ms = "30000") {
+// A client configuration for the mock cluster with `settings` (each must be accepted).
+rd_kafka_conf_t* ClientConf(const KafkaMockCluster& cluster,
+                            std::initializer_list<std::pair<const char*, std::string>> settings) {
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   EXPECT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", cluster.bootstrap_servers().c_str(), err,
                               sizeof err),
-            RD_KAFKA_CONF_OK);
-  rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof err);
-  rd_kafka_conf_set(conf, "acks", "all", err, sizeof err);
-  rd_kafka_conf_set(conf, "message.timeout.ms", message_timeout_ms, err, sizeof err);
-  // Reconnect quickly once a broker is back (the default backs off up to 10 s).
-  rd_kafka_conf_set(conf, "reconnect.backoff.ms", "10", err, sizeof err);
-  rd_kafka_conf_set(conf, "reconnect.backoff.max.ms", "100", err, sizeof err);
+            RD_KAFKA_CONF_OK)
+      << err;
+  for (const auto& [name, value] : settings) {
+    EXPECT_EQ(rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof err), RD_KAFKA_CONF_OK)
+        << name << ": " << err;
+  }
+  return conf;
+}
+
+// An idempotent producer with acks=all, as Fairway's ingest uses, on the mock cluster.
+rd_kafka_t* NewProducer(const KafkaMockCluster& cluster, Deliveries* deliveries,
+                        const char* message_timeout_ms = "30000") {
+  // Reconnects quickly once a broker is back (the default backs off up to 10 s).
+  rd_kafka_conf_t* conf = ClientConf(cluster, {{"enable.idempotence", "true"},
+                                               {"acks", "all"},
+                                               {"message.timeout.ms", message_timeout_ms},
+                                               {"reconnect.backoff.ms", "10"},
+                                               {"reconnect.backoff.max.ms", "100"}});
   rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
   rd_kafka_conf_set_opaque(conf, deliveries);
+  char err[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
   EXPECT_NE(rk, nullptr) << err;
   return rk;
@@ -72,12 +86,9 @@ struct Consumed {
 };
 Consumed ConsumeFromStart(const KafkaMockCluster& cluster, const std::string& topic, int partitions,
                           int want) {
+  rd_kafka_conf_t* conf =
+      ClientConf(cluster, {{"group.id", "kafka-mock-test"}, {"enable.auto.commit", "false"}});
   char err[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", cluster.bootstrap_servers().c_str(), err,
-                    sizeof err);
-  rd_kafka_conf_set(conf, "group.id", "kafka-mock-test", err, sizeof err);
-  rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   EXPECT_NE(rk, nullptr) << err;
   Consumed out;
@@ -202,16 +213,14 @@ void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 
 rd_kafka_t* NewGroupMember(const KafkaMockCluster& cluster, const std::string& topic,
                            int* revoked) {
-  char err[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", cluster.bootstrap_servers().c_str(), err,
-                    sizeof err);
-  rd_kafka_conf_set(conf, "group.id", "nodes", err, sizeof err);
-  rd_kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, sizeof err);
-  rd_kafka_conf_set(conf, "session.timeout.ms", "6000", err, sizeof err);
-  rd_kafka_conf_set(conf, "heartbeat.interval.ms", "300", err, sizeof err);
+  rd_kafka_conf_t* conf =
+      ClientConf(cluster, {{"group.id", "nodes"},
+                           {"partition.assignment.strategy", "cooperative-sticky"},
+                           {"session.timeout.ms", "6000"},
+                           {"heartbeat.interval.ms", "300"}});
   rd_kafka_conf_set_rebalance_cb(conf, OnRebalance);
   rd_kafka_conf_set_opaque(conf, revoked);
+  char err[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   EXPECT_NE(rk, nullptr) << err;
   if (rk == nullptr) return nullptr;

@@ -41,10 +41,12 @@ ChildProcess::ChildProcess(const std::string& program, const std::vector<std::st
   // child started later keeps these ends open.
   int in[2], out[2];
   if (pipe2(in, O_CLOEXEC) != 0) {
+    if (err_fd >= 0) close(err_fd);
     error_ = "pipe failed";
     return;
   }
   if (pipe2(out, O_CLOEXEC) != 0) {
+    if (err_fd >= 0) close(err_fd);
     close(in[0]);
     close(in[1]);
     error_ = "pipe failed";

@@ -32,6 +32,15 @@ Status ParseNumber(const std::string& key, const std::string& v, T min, T max, T
   return Status::Ok();
 }
 
+// A size given in units of 2^shift bytes (KiB: 10, MiB: 20), between min and max units, in bytes.
+Status ParseSize(const std::string& key, const std::string& v, int shift, size_t min, size_t max,
+                 size_t* bytes) {
+  size_t units = 0;
+  FAIRWAY_RETURN_IF_ERROR(ParseNumber<size_t>(key, v, min, max, &units));
+  *bytes = units << shift;
+  return Status::Ok();
+}
+
 Status ParseBool(const std::string& key, const std::string& v, bool* out) {
   if (v == "true" || v == "1") {
     *out = true;
@@ -173,10 +182,8 @@ const std::vector<Key>& Keys() {
        "Memory for the newest committed log blocks, from which processors that keep up read "
        "without touching the store. 0 turns it off.",
        [](const std::string& v, Config* c) {
-         size_t mb = 0;
-         Status st = ParseNumber<size_t>("log.tail_cache_mb", v, 0, 1u << 20, &mb);
-         c->log.embedded.tail_cache_bytes = mb << 20;
-         return st;
+         return ParseSize("log.tail_cache_mb", v, 20, 0, 1u << 20,
+                          &c->log.embedded.tail_cache_bytes);
        }},
       {"engine.threads", "FAIRWAY_ENGINE_THREADS", "2",
        "Worker threads of the processing engine (reading the log and running processors).",
@@ -186,19 +193,15 @@ const std::vector<Key>& Keys() {
       {"engine.stream_buffer_kb", "FAIRWAY_ENGINE_STREAM_BUFFER_KB", "512",
        "Read-ahead of one tenant's processor, in KiB of decoded activities.",
        [](const std::string& v, Config* c) {
-         size_t kb = 0;
-         Status st = ParseNumber<size_t>("engine.stream_buffer_kb", v, 16, 1u << 20, &kb);
-         c->engine.stream_buffer_bytes = kb << 10;
-         return st;
+         return ParseSize("engine.stream_buffer_kb", v, 10, 16, 1u << 20,
+                          &c->engine.stream_buffer_bytes);
        }},
       {"engine.global_buffer_mb", "FAIRWAY_ENGINE_GLOBAL_BUFFER_MB", "256",
        "Read-ahead of all processors together, in MiB: the engine's memory bound under any "
        "backlog.",
        [](const std::string& v, Config* c) {
-         size_t mb = 0;
-         Status st = ParseNumber<size_t>("engine.global_buffer_mb", v, 1, 1u << 20, &mb);
-         c->engine.global_buffer_bytes = mb << 20;
-         return st;
+         return ParseSize("engine.global_buffer_mb", v, 20, 1, 1u << 20,
+                          &c->engine.global_buffer_bytes);
        }},
       {"engine.stall_timeout_seconds", "FAIRWAY_ENGINE_STALL_TIMEOUT_SECONDS", "60",
        "Watchdog: a tenant's processor that has runnable work or work in processing and makes "

@@ -7,9 +7,9 @@
 #include <unordered_set>
 
 #include "common/coding.h"
-#include "common/crypto.h"
 #include "common/hash.h"
 #include "log/block.h"
+#include "log/lead_index.h"
 #include "storage/keys.h"
 #include "storage/schema.h"
 
@@ -27,21 +27,12 @@ PartitionId PartitionFor(std::string_view lead_key, uint32_t partitions) {
 
 namespace {
 
-std::string TenantPrefix(const TenantId& tenant) { return tenant.str() + '\0'; }
-std::string TenantEnd(const TenantId& tenant) { return tenant.str() + '\x01'; }
+std::string TenantPrefix(const TenantId& tenant) { return TenantKeyPrefix(tenant); }
+std::string TenantEnd(const TenantId& tenant) { return TenantKeyEnd(tenant); }
 
 std::string PartitionPrefix(const TenantId& tenant, PartitionId p) {
   std::string k = TenantPrefix(tenant);
   PutFixed32BE(&k, p.value());
-  return k;
-}
-
-uint64_t OrderedTime(int64_t ms) { return static_cast<uint64_t>(ms) ^ (1ULL << 63); }
-
-std::string LeadPrefix(const TenantId& tenant, std::string_view lead) {
-  std::string k = TenantPrefix(tenant);
-  PutFixed32BE(&k, static_cast<uint32_t>(lead.size()));
-  k.append(lead);
   return k;
 }
 
@@ -80,21 +71,6 @@ Result<bool> LoadBlockFor(storage::Store* store, const std::string& partition_pr
   cursor->value.assign(it->value());
   FAIRWAY_RETURN_IF_ERROR(DecodeBlock(cursor->value, &cursor->scratch, &cursor->records));
   return true;
-}
-
-std::string EncodeCursor(std::string_view key_suffix) {
-  std::string b64 = Base64Encode(key_suffix);
-  for (char& c : b64) c = c == '+' ? '-' : c == '/' ? '_' : c;
-  while (!b64.empty() && b64.back() == '=') b64.pop_back();
-  return b64;
-}
-
-std::optional<std::string> DecodeCursor(std::string_view cursor) {
-  std::string s(cursor);
-  for (char& c : s) c = c == '-' ? '+' : c == '_' ? '/' : c;
-  auto raw = Base64Decode(s);
-  if (!raw || raw->size() != 20) return std::nullopt;
-  return raw;
 }
 
 }  // namespace
@@ -278,48 +254,30 @@ Status EmbeddedLog::StageBlocks(Blocks& blocks, std::vector<std::string>* dedup_
                                 std::vector<PartitionAdvance>* advances) {
   // Index and dedup entries are added in key order: RocksDB's memtable skip list reuses its
   // insert position for ordered keys, which makes the commit's inserts markedly cheaper.
-  struct Entry {
-    std::string key;
-    std::string value;
-    bool operator<(const Entry& o) const { return key < o.key; }
-  };
-  std::vector<Entry> index_entries, dedup_entries;
+  std::vector<IndexRow> index_rows, dedup_rows;
   std::string key;
   for (auto& [prefix, b] : blocks) {
     FAIRWAY_ASSIGN_OR_RETURN(b.base, NextOffset(prefix));
     key = prefix;
     PutFixed64BE(&key, b.base);
     batch->Put(kLogBlocks, key, b.encoded);
-    char position[12];
     for (size_t i = 0; i < b.members.size(); ++i) {
       const model::Activity& a = *b.members[i].activity;
       const AppendRequest& req = *b.members[i].request;
       uint64_t offset = b.base + i;
-      for (int j = 0; j < 4; ++j) position[j] = static_cast<char>(b.partition >> (24 - 8 * j));
-      for (int j = 0; j < 8; ++j) position[4 + j] = static_cast<char>(offset >> (56 - 8 * j));
-      std::string_view pos(position, sizeof position);
       if (req.dedup_window_ms > 0 && b.members[i].dedup_key != kNoDedupKey) {
-        dedup_entries.push_back({std::move((*dedup_keys)[b.members[i].dedup_key]),
-                                 storage::EncodeTtlValue(now + req.dedup_window_ms, pos)});
+        dedup_rows.push_back(DedupRow(std::move((*dedup_keys)[b.members[i].dedup_key]),
+                                      b.partition, offset, now + req.dedup_window_ms));
       }
       const int64_t index_expiry = req.retention_ms > 0 ? now + req.retention_ms : 0;
-      std::string value = storage::EncodeTtlValue(index_expiry, "");
-      value.push_back(static_cast<char>(a.type));
-      value.append(a.event);
-      for (const std::string* lead : {&a.user_id, &a.anonymous_id}) {
-        if (lead->empty() || (lead == &a.anonymous_id && a.anonymous_id == a.user_id)) continue;
-        Entry e{LeadPrefix(req.tenant, *lead), value};
-        PutFixed64BE(&e.key, OrderedTime(a.timestamp_ms));
-        e.key.append(pos);
-        index_entries.push_back(std::move(e));
-      }
+      AddLeadIndexRows(req.tenant, a, b.partition, offset, index_expiry, &index_rows);
     }
     advances->push_back({*b.tenant, PartitionId(b.partition), Offset(b.base + b.members.size())});
   }
-  std::sort(index_entries.begin(), index_entries.end());
-  std::sort(dedup_entries.begin(), dedup_entries.end());
-  for (const auto& e : dedup_entries) batch->Put(kLogDedup, e.key, e.value);
-  for (const auto& e : index_entries) batch->Put(kLogLeadIndex, e.key, e.value);
+  std::sort(index_rows.begin(), index_rows.end());
+  std::sort(dedup_rows.begin(), dedup_rows.end());
+  for (const auto& e : dedup_rows) batch->Put(kLogDedup, e.key, e.value);
+  for (const auto& e : index_rows) batch->Put(kLogLeadIndex, e.key, e.value);
   return Status::Ok();
 }
 
@@ -341,8 +299,9 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
   // 1. Idempotency: which messageIds were already stored within their tenant's window?
   std::vector<std::string> dedup_keys;
   for (const auto& p : group) {
-    std::string prefix = TenantPrefix(p.request.tenant);
-    for (const auto& a : p.request.activities) dedup_keys.push_back(prefix + a.message_id.str());
+    for (const auto& a : p.request.activities) {
+      dedup_keys.push_back(DedupKey(p.request.tenant, a.message_id.str()));
+    }
   }
   std::vector<std::string_view> key_views(dedup_keys.begin(), dedup_keys.end());
   std::vector<std::optional<std::string>> found;
@@ -579,73 +538,25 @@ Status EmbeddedLog::ReopenTenant(const TenantId& tenant) {
 }
 
 Result<ActivityPage> EmbeddedLog::Query(const ActivityQuery& q) {
-  if (q.lead.empty()) return InvalidArgument("parameter 'lead' is required");
-  const std::string prefix = LeadPrefix(q.tenant, q.lead.view());
-  std::string lower = prefix, upper = prefix;
-  PutFixed64BE(&lower, OrderedTime(q.since_ms));
-  if (q.until_ms == INT64_MAX) {
-    upper = PrefixEnd(prefix);
-  } else {
-    PutFixed64BE(&upper, OrderedTime(q.until_ms + 1));
-  }
-  auto it = store_->NewIterator(kLogLeadIndex, lower, upper);
-  std::string cursor_key;
-  if (!q.cursor.empty()) {
-    auto suffix = DecodeCursor(q.cursor);
-    if (!suffix) return InvalidArgument("parameter 'cursor' is not a valid cursor");
-    cursor_key = prefix + *suffix;
-  }
-  if (q.newest_first) {
-    if (cursor_key.empty()) {
-      it->SeekToLast();
-    } else {
-      it->SeekForPrev(cursor_key);
-      if (it->Valid() && it->key() == cursor_key) it->Prev();
-    }
-  } else {
-    if (cursor_key.empty()) {
-      it->SeekToFirst();
-    } else {
-      it->Seek(cursor_key);
-      if (it->Valid() && it->key() == cursor_key) it->Next();
-    }
-  }
-  const size_t limit = std::clamp<size_t>(q.limit, 1, 1000);
-  ActivityPage page;
   std::map<uint32_t, uint64_t> start_offsets;
   BlockCursor block;
-  std::string last_suffix;
-  for (; it->Valid(); q.newest_first ? it->Prev() : it->Next()) {
-    std::string_view k = it->key();
-    std::string_view v = it->value();
-    if (k.size() != prefix.size() + 20 || v.size() < 9)
-      return Internal("lead index: corrupt entry");
-    auto type = static_cast<model::ActivityType>(v[8]);
-    if (q.type && type != *q.type) continue;
-    if (!q.event.empty() && v.substr(9) != q.event) continue;
-    if (page.entries.size() == limit) {
-      page.next_cursor = EncodeCursor(last_suffix);
-      break;
-    }
-    std::string_view suffix = k.substr(prefix.size());
-    uint32_t partition = DecodeFixed32BE(suffix.data() + 8);
-    uint64_t offset = DecodeFixed64BE(suffix.data() + 12);
-    std::string partition_prefix = PartitionPrefix(q.tenant, PartitionId(partition));
-    auto start = start_offsets.find(partition);
-    if (start == start_offsets.end()) {
-      FAIRWAY_ASSIGN_OR_RETURN(uint64_t s, LoadStartOffset(partition_prefix));
-      start = start_offsets.emplace(partition, s).first;
-    }
-    if (offset < start->second) continue;  // removed by retention; index entry not yet expired
-    FAIRWAY_ASSIGN_OR_RETURN(bool present, LoadBlockFor(store_, partition_prefix, offset, &block));
-    if (!present) continue;
-    auto a = model::DecodeActivity(block.records[offset - block.base]);
-    if (!a.ok()) return Internal(fmt::format("log record {}: {}", offset, a.status().message()));
-    page.entries.push_back({PartitionId(partition), Offset(offset), std::move(a).value()});
-    last_suffix.assign(suffix);
-  }
-  FAIRWAY_RETURN_IF_ERROR(it->status());
-  return page;
+  return QueryLeadIndex(
+      store_, q,
+      [&](uint32_t partition, uint64_t offset) -> Result<std::optional<model::Activity>> {
+        std::string partition_prefix = PartitionPrefix(q.tenant, PartitionId(partition));
+        auto start = start_offsets.find(partition);
+        if (start == start_offsets.end()) {
+          FAIRWAY_ASSIGN_OR_RETURN(uint64_t s, LoadStartOffset(partition_prefix));
+          start = start_offsets.emplace(partition, s).first;
+        }
+        if (offset < start->second) return std::optional<model::Activity>();
+        FAIRWAY_ASSIGN_OR_RETURN(bool present,
+                                 LoadBlockFor(store_, partition_prefix, offset, &block));
+        if (!present) return std::optional<model::Activity>();
+        auto a = model::DecodeActivity(block.records[offset - block.base]);
+        if (!a.ok()) return Internal(fmt::format("log record {}: {}", offset, a.status().message()));
+        return std::optional<model::Activity>(std::move(a).value());
+      });
 }
 
 }  // namespace fairway::log

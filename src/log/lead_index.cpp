@@ -1,0 +1,137 @@
+#include "log/lead_index.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/coding.h"
+#include "common/crypto.h"
+#include "storage/keys.h"
+#include "storage/schema.h"
+
+namespace fairway::log {
+
+namespace {
+
+uint64_t OrderedTime(int64_t ms) { return static_cast<uint64_t>(ms) ^ (1ULL << 63); }
+
+std::string LeadPrefix(const TenantId& tenant, std::string_view lead) {
+  std::string k = TenantKeyPrefix(tenant);
+  PutFixed32BE(&k, static_cast<uint32_t>(lead.size()));
+  k.append(lead);
+  return k;
+}
+
+std::string Position(uint32_t partition, uint64_t offset) {
+  std::string pos;
+  PutFixed32BE(&pos, partition);
+  PutFixed64BE(&pos, offset);
+  return pos;
+}
+
+std::string EncodeCursor(std::string_view key_suffix) {
+  std::string b64 = Base64Encode(key_suffix);
+  for (char& c : b64) c = c == '+' ? '-' : c == '/' ? '_' : c;
+  while (!b64.empty() && b64.back() == '=') b64.pop_back();
+  return b64;
+}
+
+std::optional<std::string> DecodeCursor(std::string_view cursor) {
+  std::string s(cursor);
+  for (char& c : s) c = c == '-' ? '+' : c == '_' ? '/' : c;
+  auto raw = Base64Decode(s);
+  if (!raw || raw->size() != 20) return std::nullopt;
+  return raw;
+}
+
+}  // namespace
+
+std::string TenantKeyPrefix(const TenantId& tenant) { return tenant.str() + '\0'; }
+std::string TenantKeyEnd(const TenantId& tenant) { return tenant.str() + '\x01'; }
+
+std::string DedupKey(const TenantId& tenant, std::string_view message_id) {
+  std::string k = TenantKeyPrefix(tenant);
+  k.append(message_id);
+  return k;
+}
+
+IndexRow DedupRow(std::string key, uint32_t partition, uint64_t offset, int64_t expiry_ms) {
+  return {std::move(key), storage::EncodeTtlValue(expiry_ms, Position(partition, offset))};
+}
+
+void AddLeadIndexRows(const TenantId& tenant, const model::Activity& a, uint32_t partition,
+                      uint64_t offset, int64_t expiry_ms, std::vector<IndexRow>* out) {
+  std::string value = storage::EncodeTtlValue(expiry_ms, "");
+  value.push_back(static_cast<char>(a.type));
+  value.append(a.event);
+  const std::string pos = Position(partition, offset);
+  for (const std::string* lead : {&a.user_id, &a.anonymous_id}) {
+    if (lead->empty() || (lead == &a.anonymous_id && a.anonymous_id == a.user_id)) continue;
+    IndexRow row{LeadPrefix(tenant, *lead), value};
+    PutFixed64BE(&row.key, OrderedTime(a.timestamp_ms));
+    row.key.append(pos);
+    out->push_back(std::move(row));
+  }
+}
+
+Result<ActivityPage> QueryLeadIndex(storage::Store* store, const ActivityQuery& q,
+                                    const RecordFetcher& fetch) {
+  if (q.lead.empty()) return InvalidArgument("parameter 'lead' is required");
+  const std::string prefix = LeadPrefix(q.tenant, q.lead.view());
+  std::string lower = prefix, upper = prefix;
+  PutFixed64BE(&lower, OrderedTime(q.since_ms));
+  if (q.until_ms == INT64_MAX) {
+    upper = storage::PrefixEnd(prefix);
+  } else {
+    PutFixed64BE(&upper, OrderedTime(q.until_ms + 1));
+  }
+  auto it = store->NewIterator(storage::kLogLeadIndex, lower, upper);
+  std::string cursor_key;
+  if (!q.cursor.empty()) {
+    auto suffix = DecodeCursor(q.cursor);
+    if (!suffix) return InvalidArgument("parameter 'cursor' is not a valid cursor");
+    cursor_key = prefix + *suffix;
+  }
+  if (q.newest_first) {
+    if (cursor_key.empty()) {
+      it->SeekToLast();
+    } else {
+      it->SeekForPrev(cursor_key);
+      if (it->Valid() && it->key() == cursor_key) it->Prev();
+    }
+  } else {
+    if (cursor_key.empty()) {
+      it->SeekToFirst();
+    } else {
+      it->Seek(cursor_key);
+      if (it->Valid() && it->key() == cursor_key) it->Next();
+    }
+  }
+  const size_t limit = std::clamp<size_t>(q.limit, 1, 1000);
+  ActivityPage page;
+  std::string last_suffix;
+  for (; it->Valid(); q.newest_first ? it->Prev() : it->Next()) {
+    std::string_view k = it->key();
+    std::string_view v = it->value();
+    if (k.size() != prefix.size() + 20 || v.size() < 9) return Internal("lead index: corrupt entry");
+    auto type = static_cast<model::ActivityType>(v[8]);
+    if (q.type && type != *q.type) continue;
+    if (!q.event.empty() && v.substr(9) != q.event) continue;
+    if (page.entries.size() == limit) {
+      page.next_cursor = EncodeCursor(last_suffix);
+      break;
+    }
+    std::string_view suffix = k.substr(prefix.size());
+    uint32_t partition = DecodeFixed32BE(suffix.data() + 8);
+    uint64_t offset = DecodeFixed64BE(suffix.data() + 12);
+    // A record removed by retention whose index entry has not expired yet is skipped.
+    FAIRWAY_ASSIGN_OR_RETURN(std::optional<model::Activity> a, fetch(partition, offset));
+    if (!a) continue;
+    page.entries.push_back({PartitionId(partition), Offset(offset), std::move(*a)});
+    last_suffix.assign(suffix);
+  }
+  FAIRWAY_RETURN_IF_ERROR(it->status());
+  return page;
+}
+
+}  // namespace fairway::log

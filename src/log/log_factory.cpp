@@ -8,7 +8,7 @@
 namespace fairway::log {
 
 const std::vector<std::string_view>& ActivityLogBackends() {
-  static const std::vector<std::string_view> backends = {kEmbeddedBackend};
+  static const std::vector<std::string_view> backends = {kEmbeddedBackend, kKafkaBackend};
   return backends;
 }
 
@@ -22,9 +22,14 @@ Status CheckActivityLogBackend(std::string_view backend) {
 Result<OpenedActivityLog> OpenActivityLog(const LogConfig& config, storage::Store* store,
                                           const Clock* clock, MetricsRegistry* metrics) {
   FAIRWAY_RETURN_IF_ERROR(CheckActivityLogBackend(config.backend));
-  // The only backend so far: CheckActivityLogBackend accepted nothing else.
-  auto log = std::make_unique<EmbeddedLog>(store, clock, metrics, config.embedded);
   OpenedActivityLog opened;
+  if (config.backend == kKafkaBackend) {
+    FAIRWAY_ASSIGN_OR_RETURN(auto kafka, KafkaLog::Open(config.kafka, store, clock, metrics));
+    opened.index = kafka.get();
+    opened.log = std::move(kafka);
+    return opened;
+  }
+  auto log = std::make_unique<EmbeddedLog>(store, clock, metrics, config.embedded);
   opened.index = log.get();
   opened.log = std::move(log);
   return opened;

@@ -1,7 +1,8 @@
 #pragma once
 // Opens the activity log backend that the configuration names. The rest of Fairway reaches the
 // log only through ActivityLog and ActivityIndex, so choosing a backend is configuration, not
-// code: today "embedded" (the RocksDB store in the data directory); Kafka is the next one.
+// code: "embedded" (the RocksDB store in the data directory) or "kafka" (a Kafka cluster, with
+// the dedup window and lead index in the node's store).
 
 #include <memory>
 #include <string>
@@ -13,18 +14,23 @@
 #include "common/status.h"
 #include "log/activity_log.h"
 #include "log/embedded_log.h"
+#include "log/kafka_log.h"
 #include "storage/store.h"
 
 namespace fairway::log {
 
 // The backend that keeps the log in Fairway's embedded store.
 inline constexpr std::string_view kEmbeddedBackend = "embedded";
+// The backend that keeps the log in Kafka topics.
+inline constexpr std::string_view kKafkaBackend = "kafka";
 
 struct LogConfig {
   // Which backend stores the log (config key log.backend). One of ActivityLogBackends().
   std::string backend = std::string(kEmbeddedBackend);
   // Options of the embedded backend (log.sync, log.max_commit_events, log.max_queued_events).
   EmbeddedLogOptions embedded;
+  // Options of the Kafka backend (log.kafka.*).
+  KafkaLogOptions kafka;
 };
 
 // The backend names this build can open.
@@ -41,8 +47,9 @@ struct OpenedActivityLog {
   ActivityIndex* index = nullptr;
 };
 
-// Opens the backend `config.backend` names. The embedded backend keeps its data in `store`,
-// which must be opened with storage::FairwayColumnFamilies() and outlive the log; `clock` and
+// Opens the backend `config.backend` names. The embedded backend keeps its data in `store`, the
+// Kafka backend its dedup window and lead index; it must be opened with
+// storage::FairwayColumnFamilies() and outlive the log; `clock` and
 // `metrics` must outlive it too. The log is not started: set its append listener, then Start().
 // InvalidArgument naming log.backend for a backend this build cannot open.
 Result<OpenedActivityLog> OpenActivityLog(const LogConfig& config, storage::Store* store,

@@ -40,6 +40,14 @@ class LogBackendHarness {
   // Makes the next append fail as a storage failure would. Returns false when the backend
   // cannot inject failures (the test that needs it is then skipped).
   virtual bool FailNextAppend() = 0;
+  // Whether ApplyRetention removes records. When it does not (Kafka: the broker applies the
+  // topic's retention.ms), the retention test is skipped and the backend's own suite shows how
+  // reads behave at a retention gap.
+  virtual bool RetentionRemovesRecords() { return true; }
+  // Whether DropTenant removes the tenant's records at once, so that a tenant re-created with
+  // the same id starts from offset 0. When it does not (Kafka: the topic is deleted by the
+  // broker later), the rest of the drop contract is still checked.
+  virtual bool DropRemovesRecords() { return true; }
 };
 
 struct LogBackend {
@@ -71,6 +79,7 @@ class ActivityLogConformanceTest : public ::testing::TestWithParam<LogBackend> {
   ActivityLog* log() { return harness_->log(); }
   bool FailNextAppend() { return harness_->FailNextAppend(); }
   ManualClock* clock() { return harness_->clock(); }
+  LogBackendHarness* harness() { return harness_.get(); }
 
   // An activity of lead `user`, received now.
   model::Activity MakeActivity(std::string message_id, std::string user, int64_t ts);

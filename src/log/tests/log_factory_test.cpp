@@ -39,7 +39,7 @@ TEST(LogFactoryTest, AnUnknownBackendIsRefusedNamingTheConfigKey) {
   EXPECT_THAT(opened, StatusIs(StatusCode::kInvalidArgument, HasSubstr("log.backend")));
   EXPECT_THAT(opened, StatusIs(StatusCode::kInvalidArgument, HasSubstr("'kafka-typo'")));
   EXPECT_THAT(CheckActivityLogBackend(""),
-              StatusIs(StatusCode::kInvalidArgument, HasSubstr("must be one of: embedded")));
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("must be one of: embedded, kafka")));
 }
 
 }  // namespace

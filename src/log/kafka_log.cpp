@@ -1,0 +1,810 @@
+#include "log/kafka_log.h"
+
+#include <fmt/format.h>
+#include <librdkafka/rdkafka.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/coding.h"
+#include "log/block.h"
+#include "log/lead_index.h"
+#include "log/tail_cache.h"
+#include "storage/keys.h"
+#include "storage/schema.h"
+
+namespace fairway::log {
+
+namespace {
+
+// The key of a partition in the tail cache: tenant \0 partition(be32).
+std::string PartitionKey(const TenantId& tenant, uint32_t partition) {
+  std::string k = TenantKeyPrefix(tenant);
+  PutFixed32BE(&k, partition);
+  return k;
+}
+
+bool IsUnknownTopic(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+         err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+}
+
+// A client configuration: Fairway's settings, then the operator's client properties.
+Result<rd_kafka_conf_t*> NewConf(const KafkaLogOptions& options,
+                                 std::vector<std::pair<std::string, std::string>> settings) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  settings.insert(settings.begin(), {"bootstrap.servers", options.brokers});
+  settings.insert(settings.end(), options.client_properties.begin(),
+                  options.client_properties.end());
+  // librdkafka's own log lines go to Fairway's log.
+  rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t* rk, int level, const char* fac,
+                                    const char* buf) {
+    const auto lvl = level <= 3   ? spdlog::level::err
+                     : level == 4 ? spdlog::level::warn
+                     : level <= 6 ? spdlog::level::info
+                                  : spdlog::level::debug;
+    spdlog::log(lvl, "kafka {} {}: {}", rd_kafka_name(rk), fac, buf);
+  });
+  char err[512];
+  for (const auto& [name, value] : settings) {
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) !=
+        RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return InvalidArgument(
+          fmt::format("config key 'log.kafka.properties': '{}': {}", name, err));
+    }
+  }
+  return conf;
+}
+
+// Waits for the result of one admin call on `queue`.
+Status AdminResult(rd_kafka_queue_t* queue, int64_t timeout_ms, bool create,
+                   const std::string& topic) {
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, static_cast<int>(timeout_ms + 2000));
+  if (ev == nullptr) return Unavailable(fmt::format("Kafka admin call on '{}' timed out", topic));
+  Status st;
+  if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    st = Unavailable(fmt::format("Kafka admin call on '{}' failed: {}", topic,
+                                 rd_kafka_event_error_string(ev)));
+  } else {
+    size_t n = 0;
+    const rd_kafka_topic_result_t** results =
+        create ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n)
+               : rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+    rd_kafka_resp_err_t err = n == 1 ? rd_kafka_topic_result_error(results[0])
+                                     : RD_KAFKA_RESP_ERR__BAD_MSG;
+    if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+      st = AlreadyExists(fmt::format("Kafka topic '{}' exists", topic));
+    } else if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+      st = NotFound(fmt::format("Kafka topic '{}' does not exist", topic));
+    } else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* why = n == 1 ? rd_kafka_topic_result_error_string(results[0]) : nullptr;
+      st = Unavailable(fmt::format("Kafka admin call on '{}' failed: {}", topic,
+                                   why ? why : rd_kafka_err2str(err)));
+    }
+  }
+  rd_kafka_event_destroy(ev);
+  return st;
+}
+
+// The cluster's admin API (CreateTopics, DeleteTopics) through a client of the log.
+class ClusterTopicAdmin final : public KafkaTopicAdmin {
+ public:
+  ClusterTopicAdmin(rd_kafka_t* rk, int replication_factor, int64_t timeout_ms)
+      : rk_(rk), replication_factor_(replication_factor), timeout_ms_(timeout_ms) {}
+
+  Status CreateTopic(const std::string& topic, uint32_t partitions,
+                     int64_t retention_ms) override {
+    char err[512];
+    rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), static_cast<int>(partitions),
+                                                    replication_factor_, err, sizeof err);
+    if (nt == nullptr) return InvalidArgument(fmt::format("topic '{}': {}", topic, err));
+    std::string retention = retention_ms > 0 ? std::to_string(retention_ms) : "-1";
+    rd_kafka_NewTopic_set_config(nt, "retention.ms", retention.c_str());
+    rd_kafka_queue_t* queue = rd_kafka_queue_new(rk_);
+    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(opts, static_cast<int>(timeout_ms_), err,
+                                              sizeof err);
+    rd_kafka_CreateTopics(rk_, &nt, 1, opts, queue);
+    Status st = AdminResult(queue, timeout_ms_, /*create=*/true, topic);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(queue);
+    return st;
+  }
+
+  Status DeleteTopic(const std::string& topic) override {
+    char err[512];
+    rd_kafka_DeleteTopic_t* dt = rd_kafka_DeleteTopic_new(topic.c_str());
+    rd_kafka_queue_t* queue = rd_kafka_queue_new(rk_);
+    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(opts, static_cast<int>(timeout_ms_), err,
+                                              sizeof err);
+    rd_kafka_DeleteTopics(rk_, &dt, 1, opts, queue);
+    Status st = AdminResult(queue, timeout_ms_, /*create=*/false, topic);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_DeleteTopic_destroy(dt);
+    rd_kafka_queue_destroy(queue);
+    return st;
+  }
+
+ private:
+  rd_kafka_t* rk_;
+  int replication_factor_;
+  int64_t timeout_ms_;
+};
+
+}  // namespace
+
+// One append on its way to the brokers.
+struct PendingAppend {
+  // One sent record: its request and which activity it is (the delivery report's opaque).
+  struct Sent {
+    PendingAppend* append;
+    size_t activity;
+  };
+  AppendRequest request;
+  AppendCallback done;
+  int64_t now_ms = 0;
+  // Per activity: its dedup key ("" when not checked), and where it was stored.
+  std::vector<std::string> dedup_keys;
+  std::vector<Sent> sent;
+  std::vector<std::pair<int32_t, int64_t>> stored_at;
+  std::vector<uint8_t> acknowledged;
+  AppendResult result;
+  // Deliveries still to come, plus one held while sending.
+  std::atomic<size_t> remaining{1};
+  std::mutex mu;
+  std::string error;
+};
+
+// A partition the log fetches from, with where its fetch stands.
+struct PartitionReader {
+  std::mutex mu;
+  rd_kafka_topic_t* topic = nullptr;
+  int32_t partition = 0;
+  bool started = false;
+  int64_t position = 0;
+};
+
+struct KafkaLog::Impl {
+  KafkaLogOptions options;
+  storage::Store* store = nullptr;
+  const Clock* clock = nullptr;
+  rd_kafka_t* producer = nullptr;
+  rd_kafka_t* reader = nullptr;
+  std::unique_ptr<KafkaTopicAdmin> own_admin;
+  KafkaTopicAdmin* admin = nullptr;
+  TailCache tail;
+
+  std::thread poller;
+  std::atomic<bool> polling{false};
+  std::atomic<bool> accepting{false};
+
+  // Serialises the dedup check and the sending of a request, so two requests with one messageId
+  // cannot both pass the check, and requests reach each partition in the order they were sent.
+  std::mutex send_mu;
+  std::unordered_set<std::string> in_flight;  // dedup keys sent, not yet acknowledged
+  std::unordered_set<std::string> dropped;
+  int fail_next = 0;
+  std::atomic<size_t> queued_events{0};
+
+  std::mutex topics_mu;
+  std::unordered_map<std::string, uint32_t> topic_partitions;  // topics known to exist
+
+  AppendListener listener;
+  std::mutex advance_mu;
+  std::unordered_map<std::string, uint64_t> reported;  // partition key -> next reported
+
+  std::mutex readers_mu;
+  std::map<std::pair<std::string, int32_t>, std::unique_ptr<PartitionReader>> readers;
+  std::unordered_map<std::string, rd_kafka_topic_t*> reader_topics;
+
+  Counter* appends_failed = nullptr;
+  Counter* tail_reads = nullptr;
+  Counter* fetch_reads = nullptr;
+  Histogram* ack_seconds = nullptr;
+
+  Impl(KafkaLogOptions o) : options(std::move(o)), tail(options.tail_cache_bytes) {}
+  ~Impl();
+
+  std::string Topic(const TenantId& tenant) const { return options.topic_prefix + tenant.str(); }
+  Status EnsureTopic(const AppendRequest& request, const std::string& topic);
+  Result<std::pair<int64_t, int64_t>> Watermarks(const TenantId& tenant, PartitionId partition);
+  void Send(std::unique_ptr<PendingAppend> append);
+  void OnDelivery(const rd_kafka_message_t* m);
+  void Finish(PendingAppend* append);
+  PartitionReader* Reader(const std::string& topic, int32_t partition);
+  Status Fetch(PartitionReader* r, const TenantId& tenant, int64_t from, size_t want,
+               std::vector<LogEntry>* out);
+  void StopReaders(const std::string& topic);
+};
+
+KafkaLog::Impl::~Impl() {
+  {
+    std::lock_guard lock(readers_mu);
+    for (auto& [key, r] : readers) {
+      if (r->started) rd_kafka_consume_stop(r->topic, r->partition);
+    }
+    readers.clear();
+    for (auto& [name, t] : reader_topics) rd_kafka_topic_destroy(t);
+    reader_topics.clear();
+  }
+  own_admin.reset();
+  if (reader) rd_kafka_destroy(reader);
+  if (producer) rd_kafka_destroy(producer);
+}
+
+Result<std::unique_ptr<KafkaLog>> KafkaLog::Open(KafkaLogOptions options, storage::Store* store,
+                                                 const Clock* clock, MetricsRegistry* metrics,
+                                                 KafkaTopicAdmin* admin) {
+  if (options.brokers.empty()) {
+    return InvalidArgument("config key 'log.kafka.brokers' is required by the kafka backend");
+  }
+  auto impl = std::make_unique<Impl>(std::move(options));
+  const KafkaLogOptions& o = impl->options;
+  impl->store = store;
+  impl->clock = clock;
+  char err[512];
+  FAIRWAY_ASSIGN_OR_RETURN(
+      rd_kafka_conf_t * pconf,
+      NewConf(o, {{"enable.idempotence", "true"},
+                  {"acks", "all"},
+                  {"linger.ms", "2"},
+                  {"allow.auto.create.topics", "false"},
+                  {"message.timeout.ms", std::to_string(o.delivery_timeout_ms)},
+                  {"queue.buffering.max.messages", std::to_string(o.max_queued_events + 1000)},
+                  {"reconnect.backoff.ms", "50"},
+                  {"reconnect.backoff.max.ms", "1000"}}));
+  rd_kafka_conf_set_opaque(pconf, impl.get());
+  rd_kafka_conf_set_dr_msg_cb(pconf, [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    static_cast<Impl*>(opaque)->OnDelivery(m);
+  });
+  impl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
+  if (impl->producer == nullptr) {
+    return InvalidArgument(fmt::format("Kafka producer: {}", err));
+  }
+  // Reads fetch only below the high watermark and stop at it: small queues, short waits.
+  FAIRWAY_ASSIGN_OR_RETURN(rd_kafka_conf_t * rconf,
+                           NewConf(o, {{"enable.partition.eof", "false"},
+                                       {"allow.auto.create.topics", "false"},
+                                       {"auto.offset.reset", "earliest"},
+                                       {"queued.max.messages.kbytes", "2048"},
+                                       {"queued.min.messages", "2000"},
+                                       {"fetch.wait.max.ms", "50"},
+                                       {"fetch.error.backoff.ms", "50"},
+                                       {"reconnect.backoff.ms", "50"},
+                                       {"reconnect.backoff.max.ms", "1000"}}));
+  impl->reader = rd_kafka_new(RD_KAFKA_CONSUMER, rconf, err, sizeof err);
+  if (impl->reader == nullptr) return InvalidArgument(fmt::format("Kafka consumer: {}", err));
+  if (admin != nullptr) {
+    impl->admin = admin;
+  } else if (o.create_topics) {
+    impl->own_admin = std::make_unique<ClusterTopicAdmin>(impl->producer, o.replication_factor,
+                                                          o.request_timeout_ms);
+    impl->admin = impl->own_admin.get();
+  }
+  impl->appends_failed = metrics->GetCounter(
+      "fairway_log_kafka_append_failures_total",
+      "Appends that failed because Kafka did not acknowledge every record in time.");
+  const std::string reads_help = "Partition reads, by where their records came from.";
+  impl->tail_reads =
+      metrics->GetCounter("fairway_log_reads_total", reads_help, {{"source", "memory"}});
+  impl->fetch_reads =
+      metrics->GetCounter("fairway_log_reads_total", reads_help, {{"source", "kafka"}});
+  impl->ack_seconds =
+      metrics->GetHistogram("fairway_log_kafka_ack_seconds",
+                            "Time from sending an append to Kafka's acknowledgement of all of it.",
+                            LatencyBuckets());
+  Impl* raw = impl.get();
+  metrics->SetGaugeFunction("fairway_log_tail_cache_bytes",
+                            "Bytes of the newest committed blocks kept in memory for reads.",
+                            [raw] {
+                              return std::vector<std::pair<Labels, double>>{
+                                  {{}, static_cast<double>(raw->tail.bytes())}};
+                            });
+  metrics->SetGaugeFunction("fairway_log_queued_events", "Events waiting for a commit.", [raw] {
+    return std::vector<std::pair<Labels, double>>{
+        {{}, static_cast<double>(raw->queued_events.load())}};
+  });
+  return std::unique_ptr<KafkaLog>(new KafkaLog(std::move(impl)));
+}
+
+KafkaLog::KafkaLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+KafkaLog::~KafkaLog() { Stop(); }
+
+std::string KafkaLog::TopicOf(const TenantId& tenant) const { return impl_->Topic(tenant); }
+
+void KafkaLog::Start() {
+  if (impl_->polling.exchange(true)) return;
+  impl_->accepting = true;
+  Impl* impl = impl_.get();
+  impl_->poller = std::thread([impl] {
+    while (impl->polling) rd_kafka_poll(impl->producer, 100);
+  });
+}
+
+void KafkaLog::Stop() {
+  {
+    // After this no request is being sent: appends from now on are refused.
+    std::lock_guard lock(impl_->send_mu);
+    impl_->accepting = false;
+  }
+  if (!impl_->polling.exchange(false)) return;
+  impl_->poller.join();
+  // Serves the delivery reports itself; what is left after the timeout fails its appends.
+  rd_kafka_flush(impl_->producer, static_cast<int>(impl_->options.delivery_timeout_ms));
+  rd_kafka_purge(impl_->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  while (rd_kafka_outq_len(impl_->producer) > 0) rd_kafka_poll(impl_->producer, 100);
+}
+
+void KafkaLog::FailNextAppends(int n) {
+  std::lock_guard lock(impl_->send_mu);
+  impl_->fail_next = n;
+}
+
+void KafkaLog::SetAppendListener(AppendListener listener) {
+  impl_->listener = std::move(listener);
+}
+
+Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const std::string& topic) {
+  {
+    std::lock_guard lock(topics_mu);
+    auto it = topic_partitions.find(topic);
+    if (it != topic_partitions.end()) {
+      if (it->second == request.partitions) return Status::Ok();
+      return FailedPrecondition(
+          fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}", topic, it->second,
+                      request.tenant.str(), request.partitions));
+    }
+  }
+  // With an admin, the topic is created first (AlreadyExists is fine): asking for the metadata
+  // of a missing topic may create it with the broker's default partition count where the broker
+  // auto-creates topics.
+  if (admin != nullptr) {
+    Status st = admin->CreateTopic(topic, request.partitions, request.retention_ms);
+    if (!st.ok() && st.code() != StatusCode::kAlreadyExists) {
+      return Status(st.code(), fmt::format("creating the topic of tenant '{}' "
+                                           "(log.kafka.create_topics): {}",
+                                           request.tenant.str(), st.message()));
+    }
+  }
+  const int64_t deadline = clock->MonotonicNanos() + options.request_timeout_ms * 1'000'000;
+  while (true) {
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(producer, topic.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_resp_err_t err =
+        rd_kafka_metadata(producer, 0, rkt, &md, static_cast<int>(options.request_timeout_ms));
+    rd_kafka_topic_destroy(rkt);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return Unavailable(
+          fmt::format("Kafka metadata of topic '{}' unavailable: {}", topic, rd_kafka_err2str(err)));
+    }
+    rd_kafka_resp_err_t topic_err =
+        md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    uint32_t partitions = md->topic_cnt == 1 ? static_cast<uint32_t>(md->topics[0].partition_cnt)
+                                             : 0;
+    rd_kafka_metadata_destroy(md);
+    if (topic_err == RD_KAFKA_RESP_ERR_NO_ERROR && partitions > 0) {
+      if (partitions != request.partitions) {
+        return FailedPrecondition(
+            fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}", topic,
+                        partitions, request.tenant.str(), request.partitions));
+      }
+      std::lock_guard lock(topics_mu);
+      topic_partitions[topic] = partitions;
+      return Status::Ok();
+    }
+    if (!IsUnknownTopic(topic_err) && topic_err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
+      return Unavailable(fmt::format("Kafka topic '{}': {}", topic, rd_kafka_err2str(topic_err)));
+    }
+    if (admin == nullptr) {
+      return FailedPrecondition(fmt::format(
+          "Kafka topic '{}' of tenant '{}' does not exist: create it with {} partitions, or set "
+          "log.kafka.create_topics",
+          topic, request.tenant.str(), request.partitions));
+    }
+    // A new topic takes a moment to show in the metadata.
+    if (clock->MonotonicNanos() > deadline) {
+      return Unavailable(fmt::format("Kafka topic '{}' was created but has no leaders yet", topic));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+void KafkaLog::Append(AppendRequest request, AppendCallback done) {
+  Impl& im = *impl_;
+  if (!im.accepting) return done(Unavailable("activity log is shutting down"));
+  const std::string topic = im.Topic(request.tenant);
+  {
+    std::lock_guard lock(im.send_mu);
+    if (im.dropped.count(request.tenant.str())) {
+      return done(NotFound(fmt::format("tenant '{}' was deleted", request.tenant.str())));
+    }
+  }
+  if (request.activities.empty()) return done(AppendResult{});
+  if (Status st = im.EnsureTopic(request, topic); !st.ok()) return done(st);
+
+  auto append = std::make_unique<PendingAppend>();
+  append->request = std::move(request);
+  append->done = std::move(done);
+  append->now_ms = im.clock->NowMillis();
+  im.Send(std::move(append));
+}
+
+void KafkaLog::Impl::Send(std::unique_ptr<PendingAppend> append) {
+  const AppendRequest& req = append->request;
+  const size_t n = req.activities.size();
+  const std::string topic = Topic(req.tenant);
+  append->dedup_keys.resize(n);
+  append->stored_at.assign(n, {-1, -1});
+  append->acknowledged.assign(n, 0);
+  append->sent.reserve(n);
+
+  std::unique_lock lock(send_mu);
+  auto fail = [&](Status st) {
+    lock.unlock();
+    append->done(std::move(st));
+  };
+  if (!accepting) return fail(Unavailable("activity log is shutting down"));
+  if (dropped.count(req.tenant.str())) {
+    return fail(NotFound(fmt::format("tenant '{}' was deleted", req.tenant.str())));
+  }
+  if (fail_next > 0) {
+    --fail_next;
+    appends_failed->Add();
+    return fail(Unavailable("Kafka did not acknowledge the append: injected failure"));
+  }
+  if (queued_events > 0 && queued_events + n > options.max_queued_events) {
+    return fail(Unavailable("activity log is overloaded: too many events waiting for Kafka"));
+  }
+  // 1. Idempotency: messageIds stored within the window, sent and not yet acknowledged, or
+  // repeated within the request.
+  std::vector<uint8_t> duplicate(n, 0);
+  if (req.dedup_window_ms > 0) {
+    for (size_t i = 0; i < n; ++i) {
+      append->dedup_keys[i] = DedupKey(req.tenant, req.activities[i].message_id.str());
+    }
+    std::vector<std::string_view> keys(append->dedup_keys.begin(), append->dedup_keys.end());
+    std::vector<std::optional<std::string>> found;
+    if (Status st = store->MultiGet(storage::kLogDedup, keys, &found); !st.ok()) {
+      return fail(Unavailable(fmt::format("dedup window unreadable: {}", st.message())));
+    }
+    std::unordered_set<std::string_view> seen;
+    for (size_t i = 0; i < n; ++i) {
+      std::string_view payload;
+      duplicate[i] = !seen.insert(keys[i]).second || in_flight.count(append->dedup_keys[i]) ||
+                     (found[i] && storage::DecodeTtlValue(*found[i], &payload) >= append->now_ms);
+    }
+  }
+  // 2. One record per activity, to its lead's partition, keyed by the lead.
+  PendingAppend* raw = append.release();
+  std::string record;
+  std::string error;
+  size_t sent = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const model::Activity& a = req.activities[i];
+    if (duplicate[i]) {
+      ++raw->result.duplicates;
+      continue;
+    }
+    if (!error.empty()) continue;
+    record.clear();
+    model::EncodeActivity(a, &record);
+    const std::string_view lead = a.LeadKey();
+    const int32_t partition = static_cast<int32_t>(PartitionFor(lead, req.partitions).value());
+    raw->sent.push_back({raw, i});
+    raw->remaining.fetch_add(1);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(lead.data(), lead.size()),
+        RD_KAFKA_V_VALUE(record.data(), record.size()), RD_KAFKA_V_TIMESTAMP(a.received_at_ms),
+        RD_KAFKA_V_OPAQUE(&raw->sent.back()), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      raw->remaining.fetch_sub(1);
+      error = rd_kafka_err2str(err);
+      continue;
+    }
+    ++sent;
+    if (!raw->dedup_keys[i].empty()) in_flight.insert(raw->dedup_keys[i]);
+  }
+  queued_events += sent;
+  lock.unlock();
+  if (!error.empty()) {
+    std::lock_guard alock(raw->mu);
+    raw->error = error;
+  }
+  if (raw->remaining.fetch_sub(1) == 1) Finish(raw);
+}
+
+void KafkaLog::Impl::OnDelivery(const rd_kafka_message_t* m) {
+  auto* sent = static_cast<PendingAppend::Sent*>(m->_private);
+  PendingAppend* append = sent->append;
+  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const model::Activity& a = append->request.activities[sent->activity];
+    append->stored_at[sent->activity] = {m->partition, m->offset};
+    append->acknowledged[sent->activity] = 1;
+    // Delivery reports of a partition come in offset order: the tail cache stays contiguous
+    // while this node is the partition's only producer.
+    BlockBuilder block;
+    block.Add(std::string_view(static_cast<const char*>(m->payload), m->len), a.received_at_ms);
+    tail.Add(PartitionKey(append->request.tenant, static_cast<uint32_t>(m->partition)),
+             {static_cast<uint64_t>(m->offset), 1,
+              std::make_shared<const std::string>(block.Finish(SIZE_MAX))});
+  } else {
+    std::lock_guard lock(append->mu);
+    if (append->error.empty()) append->error = rd_kafka_err2str(m->err);
+  }
+  queued_events.fetch_sub(1);
+  if (append->remaining.fetch_sub(1) == 1) Finish(append);
+}
+
+void KafkaLog::Impl::Finish(PendingAppend* raw) {
+  std::unique_ptr<PendingAppend> append(raw);
+  const AppendRequest& req = append->request;
+  ack_seconds->Observe(static_cast<double>(clock->NowMillis() - append->now_ms) / 1000.0);
+  // Every acknowledged record is remembered, even when the request failed as a whole: the
+  // client's retry then stores only what is missing.
+  storage::WriteBatch batch;
+  std::vector<IndexRow> index_rows, dedup_rows;
+  std::map<uint32_t, uint64_t> ends;
+  bool dropped_meanwhile = false;
+  {
+    std::lock_guard lock(send_mu);
+    dropped_meanwhile = dropped.count(req.tenant.str()) > 0;
+  }
+  const int64_t index_expiry = req.retention_ms > 0 ? append->now_ms + req.retention_ms : 0;
+  for (const auto& s : append->sent) {
+    size_t i = s.activity;
+    if (!append->acknowledged[i]) continue;
+    auto [partition, offset] = append->stored_at[i];
+    const auto p = static_cast<uint32_t>(partition);
+    const auto o = static_cast<uint64_t>(offset);
+    ++append->result.stored;
+    AddLeadIndexRows(req.tenant, req.activities[i], p, o, index_expiry, &index_rows);
+    if (!append->dedup_keys[i].empty()) {
+      dedup_rows.push_back(
+          DedupRow(append->dedup_keys[i], p, o, append->now_ms + req.dedup_window_ms));
+    }
+    ends[p] = std::max(ends[p], o + 1);
+  }
+  std::sort(index_rows.begin(), index_rows.end());
+  std::sort(dedup_rows.begin(), dedup_rows.end());
+  for (const auto& e : dedup_rows) batch.Put(storage::kLogDedup, e.key, e.value);
+  for (const auto& e : index_rows) batch.Put(storage::kLogLeadIndex, e.key, e.value);
+  // A tenant dropped meanwhile keeps no rows (its records go with its topic).
+  Status written = batch.Count() > 0 && !dropped_meanwhile ? store->Write(batch, /*sync=*/false)
+                                                           : Status::Ok();
+  {
+    std::lock_guard lock(send_mu);
+    for (const auto& s : append->sent) {
+      if (!append->dedup_keys[s.activity].empty()) in_flight.erase(append->dedup_keys[s.activity]);
+    }
+  }
+  std::vector<PartitionAdvance> advances;
+  {
+    // Each partition's reported end only grows, whichever request finishes first.
+    std::lock_guard lock(advance_mu);
+    for (auto [p, end] : ends) {
+      uint64_t& last = reported[PartitionKey(req.tenant, p)];
+      if (end <= last) continue;
+      last = end;
+      advances.push_back({req.tenant, PartitionId(p), Offset(end)});
+    }
+  }
+  if (listener && !advances.empty()) listener(advances);
+  if (!append->error.empty()) {
+    appends_failed->Add();
+    append->done(Unavailable(fmt::format(
+        "Kafka did not acknowledge {} of {} records: {}",
+        append->sent.size() - append->result.stored, req.activities.size(), append->error)));
+  } else if (!written.ok()) {
+    append->done(Unavailable(fmt::format("stored in Kafka, but the dedup window and lead index "
+                                         "could not be written: {}",
+                                         written.message())));
+  } else {
+    append->done(append->result);
+  }
+}
+
+Result<std::pair<int64_t, int64_t>> KafkaLog::Impl::Watermarks(const TenantId& tenant,
+                                                              PartitionId partition) {
+  int64_t low = 0, high = 0;
+  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+      reader, Topic(tenant).c_str(), static_cast<int32_t>(partition.value()), &low, &high,
+      static_cast<int>(options.request_timeout_ms));
+  if (IsUnknownTopic(err)) return std::pair<int64_t, int64_t>{0, 0};
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Unavailable(fmt::format("Kafka watermarks of '{}' partition {}: {}", Topic(tenant),
+                                   partition.value(), rd_kafka_err2str(err)));
+  }
+  return std::pair<int64_t, int64_t>{low, high};
+}
+
+Result<Offset> KafkaLog::HighWatermark(const TenantId& tenant, PartitionId partition) {
+  FAIRWAY_ASSIGN_OR_RETURN(auto marks, impl_->Watermarks(tenant, partition));
+  return Offset(static_cast<uint64_t>(marks.second));
+}
+
+Result<Offset> KafkaLog::LowWatermark(const TenantId& tenant, PartitionId partition) {
+  FAIRWAY_ASSIGN_OR_RETURN(auto marks, impl_->Watermarks(tenant, partition));
+  return Offset(static_cast<uint64_t>(marks.first));
+}
+
+PartitionReader* KafkaLog::Impl::Reader(const std::string& topic, int32_t partition) {
+  std::lock_guard lock(readers_mu);
+  auto& r = readers[{topic, partition}];
+  if (!r) {
+    r = std::make_unique<PartitionReader>();
+    auto& t = reader_topics[topic];
+    if (t == nullptr) t = rd_kafka_topic_new(reader, topic.c_str(), nullptr);
+    r->topic = t;
+    r->partition = partition;
+  }
+  return r.get();
+}
+
+void KafkaLog::Impl::StopReaders(const std::string& topic) {
+  std::lock_guard lock(readers_mu);
+  for (auto& [key, r] : readers) {
+    if (key.first != topic) continue;
+    std::lock_guard rlock(r->mu);
+    if (r->started) rd_kafka_consume_stop(r->topic, r->partition);
+    r->started = false;
+  }
+}
+
+Status KafkaLog::Impl::Fetch(PartitionReader* r, const TenantId& tenant, int64_t from, size_t want,
+                             std::vector<LogEntry>* out) {
+  std::lock_guard lock(r->mu);
+  const int timeout_ms = static_cast<int>(options.request_timeout_ms);
+  if (!r->started) {
+    if (rd_kafka_consume_start(r->topic, r->partition, from) != 0) {
+      return Unavailable(fmt::format("Kafka fetch of partition {} could not start: {}",
+                                     r->partition, rd_kafka_err2str(rd_kafka_last_error())));
+    }
+    r->started = true;
+    r->position = from;
+  } else if (r->position != from) {
+    // Drops what was fetched ahead for the old position.
+    rd_kafka_resp_err_t err = rd_kafka_seek(r->topic, r->partition, from, timeout_ms);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return Unavailable(fmt::format("Kafka fetch of partition {} could not seek: {}",
+                                     r->partition, rd_kafka_err2str(err)));
+    }
+    r->position = from;
+  }
+  const int64_t deadline = clock->MonotonicNanos() + options.request_timeout_ms * 1'000'000;
+  std::vector<rd_kafka_message_t*> batch(std::min<size_t>(want, 1000));
+  while (out->size() < want) {
+    const int64_t left_ms = (deadline - clock->MonotonicNanos()) / 1'000'000;
+    if (left_ms <= 0) break;
+    ssize_t got = rd_kafka_consume_batch(r->topic, r->partition,
+                                         static_cast<int>(std::min<int64_t>(left_ms, 1000)),
+                                         batch.data(), std::min(batch.size(), want - out->size()));
+    if (got < 0) {
+      return Unavailable(fmt::format("Kafka fetch of partition {}: {}", r->partition,
+                                     rd_kafka_err2str(rd_kafka_last_error())));
+    }
+    Status st;
+    for (ssize_t i = 0; i < got; ++i) {
+      rd_kafka_message_t* m = batch[i];
+      if (st.ok() && m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->offset >= r->position) {
+        auto a = model::DecodeActivity(
+            std::string_view(static_cast<const char*>(m->payload), m->len));
+        if (a.ok()) {
+          out->push_back({PartitionId(static_cast<uint32_t>(r->partition)),
+                          Offset(static_cast<uint64_t>(m->offset)), std::move(a).value()});
+          r->position = m->offset + 1;
+        } else {
+          st = Internal(fmt::format("Kafka record {} of partition {}: {}", m->offset,
+                                    r->partition, a.status().message()));
+        }
+      } else if (st.ok() && m->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+                 m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        spdlog::warn("log: Kafka fetch of {} partition {}: {}", Topic(tenant), r->partition,
+                     rd_kafka_message_errstr(m));
+      }
+      rd_kafka_message_destroy(m);
+    }
+    FAIRWAY_RETURN_IF_ERROR(st);
+  }
+  if (out->empty()) {
+    return Unavailable(fmt::format("Kafka fetch of '{}' partition {} from offset {} timed out",
+                                   Topic(tenant), r->partition, from));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<LogEntry>> KafkaLog::Read(const TenantId& tenant, PartitionId partition,
+                                             Offset from, size_t max_records) {
+  Impl& im = *impl_;
+  std::vector<LogEntry> out;
+  if (max_records == 0) return out;
+  std::vector<TailCache::Block> cached;
+  if (im.tail.Read(PartitionKey(tenant, partition.value()), from.value(), max_records, &cached)) {
+    im.tail_reads->Add();
+    std::string scratch;
+    std::vector<std::string_view> records;
+    for (const auto& b : cached) {
+      FAIRWAY_RETURN_IF_ERROR(DecodeBlock(*b.data, &scratch, &records));
+      for (size_t i = 0; i < records.size() && out.size() < max_records; ++i) {
+        if (b.base + i < from.value()) continue;
+        FAIRWAY_ASSIGN_OR_RETURN(model::Activity a, model::DecodeActivity(records[i]));
+        out.push_back({partition, Offset(b.base + i), std::move(a)});
+      }
+    }
+    return out;
+  }
+  FAIRWAY_ASSIGN_OR_RETURN(auto marks, im.Watermarks(tenant, partition));
+  const auto [low, high] = marks;
+  const int64_t start = std::max(static_cast<int64_t>(from.value()), low);
+  if (start >= high) return out;
+  im.fetch_reads->Add();
+  const size_t want = std::min<uint64_t>(max_records, static_cast<uint64_t>(high - start));
+  PartitionReader* r = im.Reader(im.Topic(tenant), static_cast<int32_t>(partition.value()));
+  FAIRWAY_RETURN_IF_ERROR(im.Fetch(r, tenant, start, want, &out));
+  return out;
+}
+
+Result<uint64_t> KafkaLog::ApplyRetention(const TenantId&, uint32_t, int64_t) {
+  return uint64_t{0};
+}
+
+Status KafkaLog::DropTenant(const TenantId& tenant) {
+  Impl& im = *impl_;
+  {
+    std::lock_guard lock(im.send_mu);
+    im.dropped.insert(tenant.str());
+  }
+  const std::string topic = im.Topic(tenant);
+  im.StopReaders(topic);
+  storage::WriteBatch batch;
+  for (auto cf : {storage::kLogDedup, storage::kLogLeadIndex}) {
+    batch.DeleteRange(cf, TenantKeyPrefix(tenant), TenantKeyEnd(tenant));
+  }
+  FAIRWAY_RETURN_IF_ERROR(im.store->Write(batch, /*sync=*/true));
+  im.tail.DropPrefix(TenantKeyPrefix(tenant));
+  {
+    std::lock_guard lock(im.topics_mu);
+    im.topic_partitions.erase(topic);
+  }
+  {
+    std::lock_guard lock(im.advance_mu);
+    std::erase_if(im.reported, [&](const auto& kv) {
+      return kv.first.compare(0, tenant.str().size() + 1, TenantKeyPrefix(tenant)) == 0;
+    });
+  }
+  if (im.admin == nullptr) return Status::Ok();
+  Status st = im.admin->DeleteTopic(topic);
+  if (st.code() == StatusCode::kNotFound) return Status::Ok();
+  return st;
+}
+
+Status KafkaLog::ReopenTenant(const TenantId& tenant) {
+  std::lock_guard lock(impl_->send_mu);
+  impl_->dropped.erase(tenant.str());
+  return Status::Ok();
+}
+
+Result<ActivityPage> KafkaLog::Query(const ActivityQuery& q) {
+  return QueryLeadIndex(
+      impl_->store, q,
+      [&](uint32_t partition, uint64_t offset) -> Result<std::optional<model::Activity>> {
+        FAIRWAY_ASSIGN_OR_RETURN(auto entries, Read(q.tenant, PartitionId(partition),
+                                                    Offset(offset), 1));
+        if (entries.empty() || entries[0].offset.value() != offset) {
+          return std::optional<model::Activity>();
+        }
+        return std::optional<model::Activity>(std::move(entries[0].activity));
+      });
+}
+
+}  // namespace fairway::log

@@ -1,0 +1,295 @@
+// The Kafka backend: the ActivityLog conformance suite on it, and what only Kafka does (broker
+// failures, retention gaps made by the broker, topics), against a mock Kafka cluster reached over
+// TCP (testing/kafka_mock.h).
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "log/kafka_log.h"
+#include "log/log_factory.h"
+#include "log/tests/log_conformance.h"
+#include "storage/store.h"
+#include "testing/kafka_mock.h"
+#include "testing/status_matchers.h"
+#include "testing/store_and_log.h"
+#include "testing/temp_dir.h"
+
+namespace fairway::log {
+namespace {
+
+using ::fairway::testing::KafkaMockCluster;
+using ::fairway::testing::StatusIs;
+using ::testing::HasSubstr;
+
+// One mock cluster for the whole binary: starting one takes a moment, and every test uses
+// topics of its own.
+KafkaMockCluster& Cluster() {
+  static auto* cluster = new KafkaMockCluster(3);
+  return *cluster;
+}
+
+// A fresh topic prefix per log, so tests never see each other's records.
+std::string FreshPrefix() {
+  static std::atomic<int> next{0};
+  return fmt::format("t{}.", next++);
+}
+
+// Creates topics in the mock cluster, which has no CreateTopics; deletions (which it cannot do
+// either) are recorded.
+class MockTopicAdmin final : public KafkaTopicAdmin {
+ public:
+  Status CreateTopic(const std::string& topic, uint32_t partitions, int64_t) override {
+    Status st = Cluster().CreateTopic(topic, static_cast<int>(partitions), 3);
+    if (!st.ok() && st.message().find("exist") != std::string::npos) {
+      return AlreadyExists(st.message());
+    }
+    return st;
+  }
+  Status DeleteTopic(const std::string& topic) override {
+    std::lock_guard lock(mu_);
+    deleted_.insert(topic);
+    return Status::Ok();
+  }
+  std::set<std::string> deleted() {
+    std::lock_guard lock(mu_);
+    return deleted_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::set<std::string> deleted_;
+};
+
+KafkaLogOptions TestOptions() {
+  KafkaLogOptions o;
+  o.brokers = Cluster().bootstrap_servers();
+  o.topic_prefix = FreshPrefix();
+  o.delivery_timeout_ms = 10'000;
+  return o;
+}
+
+// The Kafka backend on the mock cluster, opened through the factory, with the node's store in a
+// temporary directory. Close and Open keep the topics and the store (a restart).
+class KafkaLogHarness final : public LogBackendHarness {
+ public:
+  Status Open() override {
+    FAIRWAY_RETURN_IF_ERROR(Cluster().status());
+    FAIRWAY_ASSIGN_OR_RETURN(store_, ::fairway::testing::OpenFairwayStore(dir_.path(), &clock_));
+    metrics_ = std::make_unique<MetricsRegistry>();
+    FAIRWAY_ASSIGN_OR_RETURN(log_,
+                             KafkaLog::Open(options_, store_.get(), &clock_, metrics_.get(), &admin_));
+    return Status::Ok();
+  }
+  void Close() override {
+    if (log_) log_->Stop();
+    log_.reset();
+    store_.reset();
+  }
+  ActivityLog* log() override { return log_.get(); }
+  ManualClock* clock() override { return &clock_; }
+  bool FailNextAppend() override {
+    log_->FailNextAppends(1);
+    return true;
+  }
+  bool RetentionRemovesRecords() override { return false; }
+  bool DropRemovesRecords() override { return false; }
+
+ private:
+  ::fairway::testing::TempDir dir_;
+  ManualClock clock_;
+  KafkaLogOptions options_ = TestOptions();
+  MockTopicAdmin admin_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<MetricsRegistry> metrics_;
+  std::unique_ptr<KafkaLog> log_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Kafka, ActivityLogConformanceTest,
+                         ::testing::Values(LogBackend{
+                             "kafka", [] { return std::make_unique<KafkaLogHarness>(); }}),
+                         LogBackendName);
+
+// ---------------------------------------------------------------------------------------------
+// What only the Kafka backend does.
+
+class KafkaLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(Cluster().status());
+    ASSERT_OK_AND_ASSIGN(store_, ::fairway::testing::OpenFairwayStore(dir_.path(), &clock_));
+  }
+  void TearDown() override {
+    if (log_) log_->Stop();
+  }
+
+  Status Open(KafkaLogOptions options, KafkaTopicAdmin* admin) {
+    FAIRWAY_ASSIGN_OR_RETURN(log_,
+                             KafkaLog::Open(std::move(options), store_.get(), &clock_, &metrics_,
+                                            admin));
+    log_->Start();
+    return Status::Ok();
+  }
+
+  model::Activity Make(std::string id, std::string user, size_t padding = 0) {
+    model::Activity a;
+    a.type = model::ActivityType::kTrack;
+    a.message_id = MessageId(std::move(id));
+    a.user_id = std::move(user);
+    a.event = "Clicked";
+    a.timestamp_ms = clock_.NowMillis();
+    a.received_at_ms = clock_.NowMillis();
+    a.fields_json = fmt::format(R"("properties":{{"pad":"{}"}})", std::string(padding, 'x'));
+    return a;
+  }
+
+  Result<AppendResult> AppendSync(const std::string& tenant, std::vector<model::Activity> acts,
+                                  uint32_t partitions) {
+    AppendRequest r;
+    r.tenant = TenantId(tenant);
+    r.partitions = partitions;
+    r.dedup_window_ms = 3'600'000;
+    r.activities = std::move(acts);
+    std::promise<Result<AppendResult>> done;
+    auto result = done.get_future();
+    log_->Append(std::move(r), [&done](Result<AppendResult> x) { done.set_value(std::move(x)); });
+    return result.get();
+  }
+
+  ::fairway::testing::TempDir dir_;
+  ManualClock clock_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<storage::Store> store_;
+  MockTopicAdmin admin_;
+  std::unique_ptr<KafkaLog> log_;
+};
+
+TEST_F(KafkaLogTest, WithEveryBrokerDownAnAppendFailsAndItsRetryStoresEachActivityOnce) {
+  KafkaLogOptions o = TestOptions();
+  o.delivery_timeout_ms = 1500;
+  ASSERT_OK(Open(o, &admin_));
+  ASSERT_OK(AppendSync("acme", {Make("first", "u0")}, 4));
+
+  std::vector<model::Activity> acts;
+  for (int i = 0; i < 40; ++i) acts.push_back(Make(fmt::format("m{}", i), fmt::format("u{}", i)));
+  ASSERT_OK(Cluster().SetBrokerDown(-1));
+  auto failed = AppendSync("acme", acts, 4);
+  ASSERT_OK(Cluster().SetBrokerUp(-1));
+  EXPECT_THAT(failed, StatusIs(StatusCode::kUnavailable, HasSubstr("Kafka did not acknowledge")));
+
+  // The client retries the same request once the brokers are back (within the delivery
+  // timeout); whatever of it Kafka had kept is recognised, the rest stored.
+  Result<AppendResult> retry = Unavailable("not yet");
+  for (int attempt = 0; attempt < 10 && !retry.ok(); ++attempt) retry = AppendSync("acme", acts, 4);
+  ASSERT_OK(retry);
+  EXPECT_EQ(retry->stored + retry->duplicates, 40u);
+  std::multiset<std::string> ids;
+  for (uint32_t p = 0; p < 4; ++p) {
+    ASSERT_OK_AND_ASSIGN(auto entries, log_->Read(TenantId("acme"), PartitionId(p), Offset(0), 1000));
+    for (const auto& e : entries) ids.insert(e.activity.message_id.str());
+  }
+  EXPECT_EQ(ids.size(), 41u);
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(ids.count(fmt::format("m{}", i)), 1u) << i;
+}
+
+TEST_F(KafkaLogTest, ARetentionGapMadeByTheBrokerRaisesTheLowWatermarkAndReadsStartAtIt) {
+  KafkaLogOptions o = TestOptions();
+  o.tail_cache_bytes = 0;  // every read goes to the broker
+  ASSERT_OK(Open(o, &admin_));
+  // The mock keeps about 5 MB per partition: 8 MB of 2 KB records make it drop the oldest.
+  constexpr int kRecords = 4000;
+  for (int batch = 0; batch < kRecords / 500; ++batch) {
+    std::vector<model::Activity> acts;
+    for (int i = 0; i < 500; ++i) acts.push_back(Make(fmt::format("r{}", batch * 500 + i), "u", 2000));
+    ASSERT_OK(AppendSync("big", std::move(acts), 1));
+  }
+  ASSERT_OK_AND_ASSIGN(Offset high, log_->HighWatermark(TenantId("big"), PartitionId(0)));
+  ASSERT_OK_AND_ASSIGN(Offset low, log_->LowWatermark(TenantId("big"), PartitionId(0)));
+  EXPECT_EQ(high.value(), static_cast<uint64_t>(kRecords));
+  ASSERT_GT(low.value(), 0u) << "the broker kept every record; nothing to test";
+  for (uint64_t from : {uint64_t{0}, low.value() - 1, low.value()}) {
+    ASSERT_OK_AND_ASSIGN(auto r, log_->Read(TenantId("big"), PartitionId(0), Offset(from), 3));
+    ASSERT_EQ(r.size(), 3u) << "from " << from;
+    EXPECT_EQ(r[0].offset.value(), low.value()) << "from " << from;
+    EXPECT_EQ(r[0].activity.message_id.str(), fmt::format("r{}", low.value()));
+  }
+  // Reading on from there, and then back in the middle, returns contiguous records.
+  ASSERT_OK_AND_ASSIGN(auto tail,
+                       log_->Read(TenantId("big"), PartitionId(0), Offset(high.value() - 10), 100));
+  ASSERT_EQ(tail.size(), 10u);
+  EXPECT_EQ(tail.back().activity.message_id.str(), fmt::format("r{}", kRecords - 1));
+  ASSERT_OK_AND_ASSIGN(auto middle,
+                       log_->Read(TenantId("big"), PartitionId(0), Offset(low.value() + 7), 5));
+  ASSERT_EQ(middle.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(middle[i].offset.value(), low.value() + 7 + i);
+}
+
+TEST_F(KafkaLogTest, ATopicWithOtherPartitionsThanItsTenantIsRefusedNamingBoth) {
+  // Topics provisioned by the operator. (The mock cluster creates a topic with 4 partitions as
+  // soon as a client asks about it, so a missing topic cannot be shown here.)
+  KafkaLogOptions o = TestOptions();
+  o.create_topics = false;
+  ASSERT_OK(Open(o, nullptr));
+  const std::string topic = log_->TopicOf(TenantId("acme"));
+  ASSERT_OK(Cluster().CreateTopic(topic, 2, 3));
+  EXPECT_THAT(AppendSync("acme", {Make("a", "u")}, 4),
+              StatusIs(StatusCode::kFailedPrecondition,
+                       HasSubstr(fmt::format("Kafka topic '{}' has 2 partitions; tenant 'acme' "
+                                             "has 4",
+                                             topic))));
+  ASSERT_OK_AND_ASSIGN(AppendResult ok, AppendSync("acme", {Make("a", "u")}, 2));
+  EXPECT_EQ(ok.stored, 1u);
+  // Once known, the topic's partition count is still checked.
+  EXPECT_THAT(AppendSync("acme", {Make("b", "u")}, 3),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("has 2 partitions")));
+}
+
+TEST_F(KafkaLogTest, TopicsAreCreatedThroughTheClusterAdminApiAndItsRefusalIsReported) {
+  // The mock cluster has no CreateTopics: the cluster's answer reaches the append's caller.
+  KafkaLogOptions o = TestOptions();
+  o.request_timeout_ms = 1000;
+  ASSERT_OK(Open(o, nullptr));
+  auto r = AppendSync("acme", {Make("a", "u")}, 4);
+  EXPECT_THAT(r, StatusIs(StatusCode::kUnavailable, HasSubstr("log.kafka.create_topics")));
+  EXPECT_THAT(r, StatusIs(StatusCode::kUnavailable, HasSubstr("tenant 'acme'")));
+}
+
+TEST_F(KafkaLogTest, DroppingATenantDeletesItsTopicAndItsLeadIndex) {
+  ASSERT_OK(Open(TestOptions(), &admin_));
+  ASSERT_OK(AppendSync("acme", {Make("a", "lead-1"), Make("b", "lead-1")}, 2));
+  ActivityQuery q;
+  q.tenant = TenantId("acme");
+  q.lead = LeadId("lead-1");
+  ASSERT_OK_AND_ASSIGN(ActivityPage page, log_->Query(q));
+  ASSERT_EQ(page.entries.size(), 2u);
+  EXPECT_EQ(page.entries[0].activity.message_id.str(), "b");  // newest first
+
+  ASSERT_OK(log_->DropTenant(TenantId("acme")));
+  EXPECT_EQ(admin_.deleted(), std::set<std::string>{log_->TopicOf(TenantId("acme"))});
+  ASSERT_OK_AND_ASSIGN(page, log_->Query(q));
+  EXPECT_TRUE(page.entries.empty());
+}
+
+TEST_F(KafkaLogTest, BadSettingsAreRefusedNamingThem) {
+  KafkaLogOptions o = TestOptions();
+  o.brokers.clear();
+  EXPECT_THAT(KafkaLog::Open(o, store_.get(), &clock_, &metrics_),
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("log.kafka.brokers")));
+  o = TestOptions();
+  o.client_properties = {{"security.protocol", "carrier-pigeon"}};
+  EXPECT_THAT(KafkaLog::Open(o, store_.get(), &clock_, &metrics_),
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("'security.protocol'")));
+  o.client_properties = {{"no.such.property", "1"}};
+  EXPECT_THAT(KafkaLog::Open(o, store_.get(), &clock_, &metrics_),
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("'no.such.property'")));
+}
+
+}  // namespace
+}  // namespace fairway::log

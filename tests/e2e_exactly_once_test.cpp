@@ -3,18 +3,23 @@
 // is re-sent until acknowledged (messageId dedup makes re-sends harmless). Once processing has
 // caught up, every lead's state must equal the state a second server computes in one clean pass
 // over the same activities, and match the counts the test itself expects: a state change
-// applied twice, or lost, shows as a difference.
+// applied twice, or lost, shows as a difference. The killed server runs once on the embedded
+// log and once on the Kafka backend (a mock Kafka cluster over TCP); the clean pass is always
+// embedded, so the two backends are held to one result.
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "http/tests/test_client.h"
+#include "testing/kafka_mock.h"
+#include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 #include "tests/server_process.h"
 
@@ -174,10 +179,12 @@ std::map<std::string, json> ReadLeads(const std::string& url, const std::string&
   return out;
 }
 
-TEST(E2eExactlyOnceTest, StateAfterRepeatedSigkillEqualsACleanPass) {
+// Run 1 on a server that `configure` sets up: throttled processing (a backlog builds up), killed
+// three times. Run 2: one clean pass on the embedded log. Every lead's state must match.
+void ExpectKilledRunEqualsCleanPass(const std::function<void(ServerProcess*)>& configure) {
   TempDir dir;
-  // Run 1: throttled processing (a backlog builds up), killed three times.
   ServerProcess server(FAIRWAY_BINARY, dir.Sub("crashed"), kToken);
+  configure(&server);
   server.Start();
   std::string keys = CreateTenant(
       server.url(), R"({"ingest_rate":1e9,"ingest_burst":1e9,"processing_rate":15000})");
@@ -195,7 +202,7 @@ TEST(E2eExactlyOnceTest, StateAfterRepeatedSigkillEqualsACleanPass) {
       }
       json s = LeadsStatus(target.url());
       int64_t lag = s.is_null() ? -1 : s["lag_events"].get<int64_t>();
-      RecordProperty("lag_at_kill_" + std::to_string(kill), std::to_string(lag));
+      ::testing::Test::RecordProperty("lag_at_kill_" + std::to_string(kill), std::to_string(lag));
       EXPECT_GT(lag, 0) << "kill " << kill << " did not interrupt processing";
       target.Restart();
     }
@@ -235,6 +242,22 @@ TEST(E2eExactlyOnceTest, StateAfterRepeatedSigkillEqualsACleanPass) {
   }
   clean.Kill(SIGTERM);
   server.Kill(SIGTERM);
+}
+
+TEST(E2eExactlyOnceTest, StateAfterRepeatedSigkillEqualsACleanPass) {
+  ExpectKilledRunEqualsCleanPass([](ServerProcess*) {});
+}
+
+TEST(E2eExactlyOnceTest, OnTheKafkaBackendStateAfterRepeatedSigkillEqualsACleanPass) {
+  testing::KafkaMockCluster kafka(3);
+  ASSERT_OK(kafka.status());
+  // The mock has no CreateTopics: the topic is provisioned as an operator would.
+  ASSERT_OK(kafka.CreateTopic("fairway.acme", 4, 3));
+  ExpectKilledRunEqualsCleanPass([&](ServerProcess* server) {
+    server->SetEnv("FAIRWAY_LOG_BACKEND", "kafka");
+    server->SetEnv("FAIRWAY_KAFKA_BROKERS", kafka.bootstrap_servers());
+    server->SetEnv("FAIRWAY_KAFKA_CREATE_TOPICS", "false");
+  });
 }
 
 }  // namespace

@@ -153,8 +153,9 @@ const std::vector<Key>& Keys() {
        }},
       {"log.backend", "FAIRWAY_LOG_BACKEND", "embedded",
        "Where the activity log is kept. 'embedded': in the store under storage.data_dir, "
-       "written with group commit; the only backend so far (Kafka is planned). The log.* keys "
-       "below configure the embedded backend.",
+       "written with group commit (the log.* keys below configure it). 'kafka': in a Kafka "
+       "cluster, a topic per tenant (the kafka.* keys); the node's store keeps the messageId "
+       "dedup window and the read-by-lead index.",
        [](const std::string& v, Config* c) {
          FAIRWAY_RETURN_IF_ERROR(log::CheckActivityLogBackend(v));
          c->log.backend = v;
@@ -173,17 +174,101 @@ const std::vector<Key>& Keys() {
                                     &c->log.embedded.max_commit_events);
        }},
       {"log.max_queued_events", "FAIRWAY_LOG_MAX_QUEUED_EVENTS", "500000",
-       "Events waiting for disk beyond which ingest answers 503: bounds memory under overload.",
+       "Events waiting for disk (or for Kafka's acknowledgement) beyond which ingest answers 503: "
+       "bounds memory under overload.",
        [](const std::string& v, Config* c) {
-         return ParseNumber<size_t>("log.max_queued_events", v, 1000, 100'000'000,
-                                    &c->log.embedded.max_queued_events);
+         FAIRWAY_RETURN_IF_ERROR(ParseNumber<size_t>("log.max_queued_events", v, 1000,
+                                                     100'000'000,
+                                                     &c->log.embedded.max_queued_events));
+         c->log.kafka.max_queued_events = c->log.embedded.max_queued_events;
+         return Status::Ok();
        }},
       {"log.tail_cache_mb", "FAIRWAY_LOG_TAIL_CACHE_MB", "64",
-       "Memory for the newest committed log blocks, from which processors that keep up read "
-       "without touching the store. 0 turns it off.",
+       "Memory for the newest committed log blocks (or records Kafka acknowledged), from which "
+       "processors that keep up read without touching the store or fetching. 0 turns it off.",
        [](const std::string& v, Config* c) {
-         return ParseSize("log.tail_cache_mb", v, 20, 0, 1u << 20,
-                          &c->log.embedded.tail_cache_bytes);
+         FAIRWAY_RETURN_IF_ERROR(ParseSize("log.tail_cache_mb", v, 20, 0, 1u << 20,
+                                           &c->log.embedded.tail_cache_bytes));
+         c->log.kafka.tail_cache_bytes = c->log.embedded.tail_cache_bytes;
+         return Status::Ok();
+       }},
+      {"kafka.brokers", "FAIRWAY_KAFKA_BROKERS", "",
+       "bootstrap.servers of the Kafka cluster (host:port,host:port); required by "
+       "log.backend = 'kafka'.",
+       [](const std::string& v, Config* c) {
+         c->log.kafka.brokers = v;
+         return Status::Ok();
+       }},
+      {"kafka.topic_prefix", "FAIRWAY_KAFKA_TOPIC_PREFIX", "fairway.",
+       "A tenant's activities go to the topic named by this prefix and the tenant id.",
+       [](const std::string& v, Config* c) {
+         for (char ch : v) {
+           if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' &&
+               ch != '-') {
+             return InvalidArgument(fmt::format(
+                 "config key 'kafka.topic_prefix' may hold letters, digits, '.', '_' and '-' "
+                 "only; not '{}'",
+                 v));
+           }
+         }
+         c->log.kafka.topic_prefix = v;
+         return Status::Ok();
+       }},
+      {"kafka.properties", "FAIRWAY_KAFKA_PROPERTIES", "",
+       "librdkafka client properties set on every client, as name=value pairs separated by "
+       "';' (security.protocol=SASL_SSL;sasl.mechanism=PLAIN;sasl.username=...): how TLS and "
+       "SASL settings reach the clients.",
+       [](const std::string& v, Config* c) {
+         c->log.kafka.client_properties.clear();
+         size_t start = 0;
+         while (start <= v.size()) {
+           size_t end = v.find(';', start);
+           if (end == std::string::npos) end = v.size();
+           auto trim = [](std::string t) {
+             t.erase(0, t.find_first_not_of(" \t\n"));
+             t.erase(t.find_last_not_of(" \t\n") + 1);
+             return t;
+           };
+           std::string pair = trim(v.substr(start, end - start));
+           start = end + 1;
+           if (pair.empty()) continue;
+           size_t eq = pair.find('=');
+           if (eq == std::string::npos || eq == 0) {
+             return InvalidArgument(fmt::format(
+                 "config key 'kafka.properties' holds name=value pairs separated by ';'; not "
+                 "'{}'",
+                 pair));
+           }
+           c->log.kafka.client_properties.emplace_back(trim(pair.substr(0, eq)),
+                                                       trim(pair.substr(eq + 1)));
+         }
+         return Status::Ok();
+       }},
+      {"kafka.create_topics", "FAIRWAY_KAFKA_CREATE_TOPICS", "true",
+       "Create a tenant's topic (its partition count, retention.ms from its retention) through "
+       "the admin API on its first append. false: the operator creates the topics, and an "
+       "append to a missing one is refused naming it.",
+       [](const std::string& v, Config* c) {
+         return ParseBool("kafka.create_topics", v, &c->log.kafka.create_topics);
+       }},
+      {"kafka.replication_factor", "FAIRWAY_KAFKA_REPLICATION_FACTOR", "-1",
+       "Replication factor of the topics Fairway creates; -1 takes the broker's default.",
+       [](const std::string& v, Config* c) {
+         int rf = 0;
+         FAIRWAY_RETURN_IF_ERROR(ParseNumber("kafka.replication_factor", v, -1, 100, &rf));
+         if (rf == 0) {
+           return InvalidArgument(
+               "config key 'kafka.replication_factor' must be -1 (the broker's default) or 1-100");
+         }
+         c->log.kafka.replication_factor = rf;
+         return Status::Ok();
+       }},
+      {"kafka.delivery_timeout_ms", "FAIRWAY_KAFKA_DELIVERY_TIMEOUT_MS", "30000",
+       "How long an append waits for Kafka to acknowledge every record before it fails with "
+       "503 (the client retries; records already stored are recognised by messageId).",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<int64_t>("kafka.delivery_timeout_ms", v, 100, 3'600'000,
+                                     &c->log.kafka.delivery_timeout_ms);
        }},
       {"engine.threads", "FAIRWAY_ENGINE_THREADS", "2",
        "Worker threads of the processing engine (reading the log and running processors).",
@@ -391,6 +476,9 @@ Result<Config> LoadConfig(const std::string& path) {
   }
   for (const auto& k : Keys()) {
     if (const char* v = std::getenv(k.env)) FAIRWAY_RETURN_IF_ERROR(k.set(v, &c));
+  }
+  if (c.log.backend == log::kKafkaBackend && c.log.kafka.brokers.empty()) {
+    return InvalidArgument("config key 'kafka.brokers' is required when log.backend is 'kafka'");
   }
   return c;
 }

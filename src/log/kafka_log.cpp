@@ -57,7 +57,7 @@ Result<rd_kafka_conf_t*> NewConf(const KafkaLogOptions& options,
         RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
       return InvalidArgument(
-          fmt::format("config key 'log.kafka.properties': '{}': {}", name, err));
+          fmt::format("config key 'kafka.properties': '{}': {}", name, err));
     }
   }
   return conf;
@@ -197,6 +197,17 @@ struct KafkaLog::Impl {
 
   std::mutex topics_mu;
   std::unordered_map<std::string, uint32_t> topic_partitions;  // topics known to exist
+  // Held while a topic is first checked and its records caught up (CatchUp).
+  std::mutex ensure_mu;
+
+  // Per partition key: every record below `checkpoint` has its dedup and index rows in the
+  // store (kept there too, in kLogMeta); `ranges` are the offsets indexed above it.
+  struct Indexed {
+    uint64_t checkpoint = 0;
+    std::map<uint64_t, uint64_t> ranges;  // begin -> end
+  };
+  std::mutex index_mu;
+  std::unordered_map<std::string, Indexed> indexed;
 
   AppendListener listener;
   std::mutex advance_mu;
@@ -216,6 +227,18 @@ struct KafkaLog::Impl {
 
   std::string Topic(const TenantId& tenant) const { return options.topic_prefix + tenant.str(); }
   Status EnsureTopic(const AppendRequest& request, const std::string& topic);
+  Status CheckTopic(const AppendRequest& request, const std::string& topic);
+  // Writes the dedup and index rows of every record stored in the tenant's partitions since
+  // their checkpoint: the rows of records Kafka acknowledged just before this node stopped.
+  Status CatchUp(const AppendRequest& request);
+  // Adds (partition, offset) to the indexed offsets; when the checkpoint moves, puts its new
+  // value in `batch`. Requires index_mu.
+  void MarkIndexed(const std::string& key, uint64_t offset, storage::WriteBatch* batch);
+  // The row request's tenant's record at `offset` needs: dedup row (if the window is on) and
+  // index rows.
+  void AddRows(const AppendRequest& request, const model::Activity& a, uint32_t partition,
+               uint64_t offset, int64_t received_at_ms, std::vector<IndexRow>* index_rows,
+               std::vector<IndexRow>* dedup_rows);
   Result<std::pair<int64_t, int64_t>> Watermarks(const TenantId& tenant, PartitionId partition);
   void Send(std::unique_ptr<PendingAppend> append);
   void OnDelivery(const rd_kafka_message_t* m);
@@ -245,7 +268,7 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::Open(KafkaLogOptions options, storag
                                                  const Clock* clock, MetricsRegistry* metrics,
                                                  KafkaTopicAdmin* admin) {
   if (options.brokers.empty()) {
-    return InvalidArgument("config key 'log.kafka.brokers' is required by the kafka backend");
+    return InvalidArgument("config key 'kafka.brokers' is required by the kafka backend");
   }
   auto impl = std::make_unique<Impl>(std::move(options));
   const KafkaLogOptions& o = impl->options;
@@ -355,16 +378,110 @@ void KafkaLog::SetAppendListener(AppendListener listener) {
 }
 
 Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const std::string& topic) {
-  {
+  auto known = [&]() -> std::optional<Status> {
     std::lock_guard lock(topics_mu);
     auto it = topic_partitions.find(topic);
-    if (it != topic_partitions.end()) {
-      if (it->second == request.partitions) return Status::Ok();
-      return FailedPrecondition(
-          fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}", topic, it->second,
-                      request.tenant.str(), request.partitions));
+    if (it == topic_partitions.end()) return std::nullopt;
+    if (it->second == request.partitions) return Status::Ok();
+    return FailedPrecondition(fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}",
+                                          topic, it->second, request.tenant.str(),
+                                          request.partitions));
+  };
+  if (auto st = known()) return *st;
+  std::lock_guard ensure(ensure_mu);
+  if (auto st = known()) return *st;
+  FAIRWAY_RETURN_IF_ERROR(CheckTopic(request, topic));
+  FAIRWAY_RETURN_IF_ERROR(CatchUp(request));
+  std::lock_guard lock(topics_mu);
+  topic_partitions[topic] = request.partitions;
+  return Status::Ok();
+}
+
+void KafkaLog::Impl::AddRows(const AppendRequest& req, const model::Activity& a,
+                             uint32_t partition, uint64_t offset, int64_t received_at_ms,
+                             std::vector<IndexRow>* index_rows, std::vector<IndexRow>* dedup_rows) {
+  const int64_t index_expiry = req.retention_ms > 0 ? received_at_ms + req.retention_ms : 0;
+  AddLeadIndexRows(req.tenant, a, partition, offset, index_expiry, index_rows);
+  if (req.dedup_window_ms > 0) {
+    dedup_rows->push_back(DedupRow(DedupKey(req.tenant, a.message_id.str()), partition, offset,
+                                   received_at_ms + req.dedup_window_ms));
+  }
+}
+
+void KafkaLog::Impl::MarkIndexed(const std::string& key, uint64_t offset,
+                                 storage::WriteBatch* batch) {
+  Indexed& ix = indexed[key];
+  if (offset < ix.checkpoint) return;
+  auto& ranges = ix.ranges;
+  auto next = ranges.upper_bound(offset);
+  if (next != ranges.begin()) {
+    auto prev = std::prev(next);
+    if (prev->second > offset) return;  // already there
+    if (prev->second == offset) {
+      prev->second = offset + 1;
+      if (next != ranges.end() && next->first == offset + 1) {
+        prev->second = next->second;
+        ranges.erase(next);
+      }
+    } else {
+      auto it = ranges.emplace(offset, offset + 1).first;
+      if (next != ranges.end() && next->first == offset + 1) {
+        it->second = next->second;
+        ranges.erase(next);
+      }
+    }
+  } else {
+    auto it = ranges.emplace(offset, offset + 1).first;
+    if (next != ranges.end() && next->first == offset + 1) {
+      it->second = next->second;
+      ranges.erase(next);
     }
   }
+  auto first = ranges.begin();
+  if (first != ranges.end() && first->first == ix.checkpoint) {
+    ix.checkpoint = first->second;
+    ranges.erase(first);
+    std::string v;
+    PutFixed64BE(&v, ix.checkpoint);
+    batch->Put(storage::kLogMeta, key, v);
+  }
+}
+
+Status KafkaLog::Impl::CatchUp(const AppendRequest& req) {
+  for (uint32_t p = 0; p < req.partitions; ++p) {
+    const std::string key = PartitionKey(req.tenant, p);
+    FAIRWAY_ASSIGN_OR_RETURN(auto row, store->Get(storage::kLogMeta, key));
+    uint64_t checkpoint = row && row->size() == 8 ? DecodeFixed64BE(row->data()) : 0;
+    FAIRWAY_ASSIGN_OR_RETURN(auto marks, Watermarks(req.tenant, PartitionId(p)));
+    const auto high = static_cast<uint64_t>(marks.second);
+    uint64_t from = std::max(checkpoint, static_cast<uint64_t>(marks.first));
+    std::vector<LogEntry> entries;
+    while (from < high) {
+      entries.clear();
+      PartitionReader* r = Reader(Topic(req.tenant), static_cast<int32_t>(p));
+      FAIRWAY_RETURN_IF_ERROR(Fetch(r, req.tenant, static_cast<int64_t>(from),
+                                    std::min<uint64_t>(high - from, 1000), &entries));
+      std::vector<IndexRow> index_rows, dedup_rows;
+      for (const auto& e : entries) {
+        AddRows(req, e.activity, p, e.offset.value(), e.activity.received_at_ms, &index_rows,
+                &dedup_rows);
+      }
+      from = entries.back().offset.value() + 1;
+      storage::WriteBatch batch;
+      for (const auto& e : dedup_rows) batch.Put(storage::kLogDedup, e.key, e.value);
+      for (const auto& e : index_rows) batch.Put(storage::kLogLeadIndex, e.key, e.value);
+      std::string v;
+      PutFixed64BE(&v, from);
+      batch.Put(storage::kLogMeta, key, v);
+      FAIRWAY_RETURN_IF_ERROR(store->Write(batch, /*sync=*/false));
+    }
+    std::lock_guard lock(index_mu);
+    indexed[key] = Indexed{std::max(from, checkpoint), {}};
+  }
+  return Status::Ok();
+}
+
+Status KafkaLog::Impl::CheckTopic(const AppendRequest& request, const std::string& topic) {
   // With an admin, the topic is created first (AlreadyExists is fine): asking for the metadata
   // of a missing topic may create it with the broker's default partition count where the broker
   // auto-creates topics.
@@ -372,7 +489,7 @@ Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const std::stri
     Status st = admin->CreateTopic(topic, request.partitions, request.retention_ms);
     if (!st.ok() && st.code() != StatusCode::kAlreadyExists) {
       return Status(st.code(), fmt::format("creating the topic of tenant '{}' "
-                                           "(log.kafka.create_topics): {}",
+                                           "(kafka.create_topics): {}",
                                            request.tenant.str(), st.message()));
     }
   }
@@ -398,8 +515,6 @@ Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const std::stri
             fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}", topic,
                         partitions, request.tenant.str(), request.partitions));
       }
-      std::lock_guard lock(topics_mu);
-      topic_partitions[topic] = partitions;
       return Status::Ok();
     }
     if (!IsUnknownTopic(topic_err) && topic_err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
@@ -408,7 +523,7 @@ Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const std::stri
     if (admin == nullptr) {
       return FailedPrecondition(fmt::format(
           "Kafka topic '{}' of tenant '{}' does not exist: create it with {} partitions, or set "
-          "log.kafka.create_topics",
+          "kafka.create_topics",
           topic, request.tenant.str(), request.partitions));
     }
     // A new topic takes a moment to show in the metadata.
@@ -560,7 +675,7 @@ void KafkaLog::Impl::Finish(PendingAppend* raw) {
     std::lock_guard lock(send_mu);
     dropped_meanwhile = dropped.count(req.tenant.str()) > 0;
   }
-  const int64_t index_expiry = req.retention_ms > 0 ? append->now_ms + req.retention_ms : 0;
+  std::unique_lock index_lock(index_mu);
   for (const auto& s : append->sent) {
     size_t i = s.activity;
     if (!append->acknowledged[i]) continue;
@@ -568,11 +683,8 @@ void KafkaLog::Impl::Finish(PendingAppend* raw) {
     const auto p = static_cast<uint32_t>(partition);
     const auto o = static_cast<uint64_t>(offset);
     ++append->result.stored;
-    AddLeadIndexRows(req.tenant, req.activities[i], p, o, index_expiry, &index_rows);
-    if (!append->dedup_keys[i].empty()) {
-      dedup_rows.push_back(
-          DedupRow(append->dedup_keys[i], p, o, append->now_ms + req.dedup_window_ms));
-    }
+    AddRows(req, req.activities[i], p, o, append->now_ms, &index_rows, &dedup_rows);
+    if (!dropped_meanwhile) MarkIndexed(PartitionKey(req.tenant, p), o, &batch);
     ends[p] = std::max(ends[p], o + 1);
   }
   std::sort(index_rows.begin(), index_rows.end());
@@ -580,8 +692,19 @@ void KafkaLog::Impl::Finish(PendingAppend* raw) {
   for (const auto& e : dedup_rows) batch.Put(storage::kLogDedup, e.key, e.value);
   for (const auto& e : index_rows) batch.Put(storage::kLogLeadIndex, e.key, e.value);
   // A tenant dropped meanwhile keeps no rows (its records go with its topic).
+  // The checkpoint rows go with the rows they count, under index_mu, so checkpoints are written
+  // in the order they grow.
   Status written = batch.Count() > 0 && !dropped_meanwhile ? store->Write(batch, /*sync=*/false)
                                                            : Status::Ok();
+  if (!written.ok()) {
+    // The rows are missing: the tenant's next append catches up from the stored checkpoints.
+    std::erase_if(indexed, [&](const auto& kv) {
+      return kv.first.compare(0, req.tenant.str().size() + 1, TenantKeyPrefix(req.tenant)) == 0;
+    });
+    std::lock_guard lock(topics_mu);
+    topic_partitions.erase(Topic(req.tenant));
+  }
+  index_lock.unlock();
   {
     std::lock_guard lock(send_mu);
     for (const auto& s : append->sent) {
@@ -767,8 +890,14 @@ Status KafkaLog::DropTenant(const TenantId& tenant) {
   const std::string topic = im.Topic(tenant);
   im.StopReaders(topic);
   storage::WriteBatch batch;
-  for (auto cf : {storage::kLogDedup, storage::kLogLeadIndex}) {
+  for (auto cf : {storage::kLogDedup, storage::kLogLeadIndex, storage::kLogMeta}) {
     batch.DeleteRange(cf, TenantKeyPrefix(tenant), TenantKeyEnd(tenant));
+  }
+  {
+    std::lock_guard lock(im.index_mu);
+    std::erase_if(im.indexed, [&](const auto& kv) {
+      return kv.first.compare(0, tenant.str().size() + 1, TenantKeyPrefix(tenant)) == 0;
+    });
   }
   FAIRWAY_RETURN_IF_ERROR(im.store->Write(batch, /*sync=*/true));
   im.tail.DropPrefix(TenantKeyPrefix(tenant));

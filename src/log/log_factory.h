@@ -29,7 +29,7 @@ struct LogConfig {
   std::string backend = std::string(kEmbeddedBackend);
   // Options of the embedded backend (log.sync, log.max_commit_events, log.max_queued_events).
   EmbeddedLogOptions embedded;
-  // Options of the Kafka backend (log.kafka.*).
+  // Options of the Kafka backend (kafka.*).
   KafkaLogOptions kafka;
 };
 

@@ -152,13 +152,52 @@ TEST(ConfigTest, LogBackendIsEmbeddedByDefaultAndUnknownNamesAreRefused) {
   std::ofstream(path) << "[log]\nbackend = \"embedded\"\n";
   ASSERT_OK_AND_ASSIGN(c, LoadConfig(path));
   EXPECT_EQ(c.log.backend, "embedded");
-  std::ofstream(path) << "[log]\nbackend = \"kafka\"\n";
+  std::ofstream(path) << "[log]\nbackend = \"kafka-typo\"\n";
   EXPECT_THAT(LoadConfig(path), StatusIs(StatusCode::kInvalidArgument, HasSubstr("log.backend")));
   std::ofstream(path) << "[log]\nsync = true\n";
   ::setenv("FAIRWAY_LOG_BACKEND", "rocks", 1);
   auto from_env = LoadConfig(path);
   ::unsetenv("FAIRWAY_LOG_BACKEND");
   EXPECT_THAT(from_env, StatusIs(StatusCode::kInvalidArgument, HasSubstr("'rocks'")));
+}
+
+TEST(ConfigTest, KafkaSettingsAreReadAndTheBackendNeedsBrokers) {
+  TempDir dir;
+  std::string path = dir.Sub("kafka.toml");
+  std::ofstream(path) << "[log]\nbackend = \"kafka\"\n";
+  EXPECT_THAT(LoadConfig(path),
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("'kafka.brokers' is required")));
+  std::ofstream(path) << "[log]\nbackend = \"kafka\"\nmax_queued_events = 2000\n"
+                      << "[kafka]\nbrokers = \"k1:9092,k2:9092\"\ntopic_prefix = \"acme-prod.\"\n"
+                      << "properties = \"security.protocol=SASL_SSL; sasl.mechanism=PLAIN;;"
+                      << "ssl.cipher.suites=A,B=C\"\ncreate_topics = false\n"
+                      << "replication_factor = 3\ndelivery_timeout_ms = 100\n";
+  ASSERT_OK_AND_ASSIGN(Config c, LoadConfig(path));
+  EXPECT_EQ(c.log.backend, "kafka");
+  EXPECT_EQ(c.log.kafka.brokers, "k1:9092,k2:9092");
+  EXPECT_EQ(c.log.kafka.topic_prefix, "acme-prod.");
+  using Pairs = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(c.log.kafka.client_properties,
+            (Pairs{{"security.protocol", "SASL_SSL"},
+                   {"sasl.mechanism", "PLAIN"},
+                   {"ssl.cipher.suites", "A,B=C"}}));
+  EXPECT_FALSE(c.log.kafka.create_topics);
+  EXPECT_EQ(c.log.kafka.replication_factor, 3);
+  EXPECT_EQ(c.log.kafka.delivery_timeout_ms, 100);
+  EXPECT_EQ(c.log.kafka.max_queued_events, 2000u);
+
+  for (const auto& [line, key] : std::vector<std::pair<std::string, std::string>>{
+           {"topic_prefix = \"a/b\"", "kafka.topic_prefix"},
+           {"properties = \"acks\"", "kafka.properties"},
+           {"properties = \"=1\"", "kafka.properties"},
+           {"create_topics = \"maybe\"", "kafka.create_topics"},
+           {"replication_factor = 0", "kafka.replication_factor"},
+           {"replication_factor = -2", "kafka.replication_factor"},
+           {"delivery_timeout_ms = 99", "kafka.delivery_timeout_ms"},
+           {"delivery_timeout_ms = 3600001", "kafka.delivery_timeout_ms"}}) {
+    std::ofstream(path) << "[kafka]\nbrokers = \"k:1\"\n" << line << "\n";
+    EXPECT_THAT(LoadConfig(path), StatusIs(StatusCode::kInvalidArgument, HasSubstr(key))) << line;
+  }
 }
 
 TEST(ConfigTest, ReferenceListsEveryKey) {

@@ -9,7 +9,7 @@
 #   WARMUP=2         unmeasured seconds before each  THREADS=1        loadgen event-loop threads
 #   SUSTAIN_SECONDS=30  length of each run that looks for the rate processing keeps up with
 #   SUSTAIN_RUNS=3      how many such runs (a bisection; 0 skips it)
-#   TARGETS="fairway redis postgres"                 which targets to run
+#   TARGETS="fairway fairway-kafka redis postgres"   which targets to run
 #   SKIP_BUILD=1     use the binaries already in build/release
 #   FAIRWAY_BIN=...  server binary to benchmark (default build/release/src/app/fairway)
 set -euo pipefail
@@ -22,11 +22,12 @@ WARMUP=${WARMUP:-2}
 THREADS=${THREADS:-1}
 SUSTAIN_SECONDS=${SUSTAIN_SECONDS:-30}
 SUSTAIN_RUNS=${SUSTAIN_RUNS:-3}
-TARGETS=${TARGETS:-"fairway redis postgres"}
+TARGETS=${TARGETS:-"fairway fairway-kafka redis postgres"}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 FAIRWAY_BIN=${FAIRWAY_BIN:-build/release/src/app/fairway}
+KAFKA_MOCK_BIN=${KAFKA_MOCK_BIN:-build/release/src/testing/fairway_kafka_mock}
 LOADGEN_BIN=build/release/bench/fairway_loadgen
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 # Bound on any single loadgen run: warm-up, measurement, drain allowance, tenant setup.
@@ -50,7 +51,8 @@ scripts/bootstrap bench
 if [[ -z ${SKIP_BUILD:-} ]]; then
   [[ -f build/release/build.ninja ]] || cmake --preset release
   build_targets=(fairway_loadgen)
-  if wants fairway; then build_targets+=(fairway); fi
+  if wants fairway || wants fairway-kafka; then build_targets+=(fairway); fi
+  if wants fairway-kafka; then build_targets+=(fairway_kafka_mock); fi
   nice -n 10 cmake --build --preset release --target "${build_targets[@]}"
 fi
 [[ -x $LOADGEN_BIN ]] || die "$LOADGEN_BIN was not built (is libpq-dev installed?)"
@@ -190,6 +192,49 @@ EOF2
   stop_pid "$fairway_pid"
 fi
 
+# --- Fairway on the Kafka backend -------------------------------------------------------
+# Against librdkafka's mock cluster (3 brokers in one process, records kept in memory, no
+# fsync): what the Kafka client path costs the server, not what a real cluster can take.
+if wants fairway-kafka; then
+  [[ -x $FAIRWAY_BIN ]] || die "$FAIRWAY_BIN was not built"
+  [[ -x $KAFKA_MOCK_BIN ]] || die "$KAFKA_MOCK_BIN was not built"
+  mkdir -p "$TMP/kafka"
+  mkfifo "$TMP/kafka/in"
+  "$KAFKA_MOCK_BIN" 3 <"$TMP/kafka/in" >"$TMP/kafka/out" 2>"$TMP/kafka-mock.log" &
+  mock_pid=$!
+  PIDS+=("$mock_pid")
+  exec {mock_in}>"$TMP/kafka/in"
+  has_bootstrap() { [[ -s $TMP/kafka/out ]]; }
+  wait_until 100 "the mock Kafka cluster" "$mock_pid" has_bootstrap
+  bootstrap=$(head -1 "$TMP/kafka/out")
+  # The mock has no CreateTopics: the tenants' topics are created as an operator would.
+  width=$(( ${#TENANTS} > 4 ? ${#TENANTS} : 4 ))
+  for ((i = 1; i <= TENANTS; i++)); do
+    printf 'create fairway.t%0*d 4 3\n' "$width" "$i" >&"$mock_in"
+  done
+  topics_created() { [[ $(grep -c '^ok' "$TMP/kafka/out") -ge $TENANTS ]]; }
+  wait_until 1500 "the tenants' topics" "$mock_pid" topics_created  # about 60 ms a topic
+  grep -q '^error' "$TMP/kafka/out" && die "creating topics: $(grep -m1 '^error' "$TMP/kafka/out")"
+  port=$(free_port)
+  token=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+  log "starting fairway on the Kafka backend ($bootstrap) on 127.0.0.1:$port"
+  FAIRWAY_ADMIN_TOKEN=$token FAIRWAY_LOG_BACKEND=kafka FAIRWAY_KAFKA_BROKERS=$bootstrap \
+    FAIRWAY_KAFKA_CREATE_TOPICS=false "$FAIRWAY_BIN" serve --data-dir "$TMP/fairway-kafka" \
+    --listen "127.0.0.1:$port" >"$TMP/fairway-kafka.log" 2>&1 &
+  fairway_kafka_pid=$!
+  PIDS+=("$fairway_kafka_pid")
+  ready() {
+    [[ $(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]]
+  }
+  wait_until 150 fairway "$fairway_kafka_pid" ready
+  log "fairway-kafka: closed loop, full speed"
+  loadgen fairway-kafka --target fairway --port "$port" --admin-token "$token" \
+    --keys-file "$TMP/keys-kafka.txt"
+  stop_pid "$fairway_kafka_pid"
+  exec {mock_in}>&-
+  stop_pid "$mock_pid"
+fi
+
 # --- Redis ------------------------------------------------------------------------------
 if wants redis; then
   port=$(free_port)
@@ -238,6 +283,7 @@ python3 - "$RESULTS" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 names = {"fairway": "Fairway (ack only)", "fairway-half": "Fairway (half load)",
+         "fairway-kafka": "Fairway on Kafka (ack only)",
          "redis": "Redis AOF fsync always", "postgres": "PostgreSQL COPY"}
 print("%-30s %12s %10s %10s %8s  %s" % ("target", "events/s", "p50 ms", "p99 ms", "errors", "processing"))
 for r in rows:
@@ -260,6 +306,9 @@ for peer, name in (("redis", "Redis"), ("postgres", "PostgreSQL")):
         if sustained:
             print("Fairway with processing keeping up / %s: %.2fx" %
                   (name, sustained["events_per_s"] / by[peer]["events_per_s"]))
+if fw and "fairway-kafka" in by and fw["events_per_s"] > 0:
+    print("Fairway ack-only, Kafka backend (mock cluster) / embedded: %.2fx" %
+          (by["fairway-kafka"]["events_per_s"] / fw["events_per_s"]))
 if fw and any("kept_up" in r for r in rows) and not sustained:
     print("Processing kept up in none of the open-loop runs")
 print()

@@ -177,8 +177,7 @@ const std::vector<Key>& Keys() {
        "Events waiting for disk (or for Kafka's acknowledgement) beyond which ingest answers 503: "
        "bounds memory under overload.",
        [](const std::string& v, Config* c) {
-         FAIRWAY_RETURN_IF_ERROR(ParseNumber<size_t>("log.max_queued_events", v, 1000,
-                                                     100'000'000,
+         FAIRWAY_RETURN_IF_ERROR(ParseNumber<size_t>("log.max_queued_events", v, 1000, 100'000'000,
                                                      &c->log.embedded.max_queued_events));
          c->log.kafka.max_queued_events = c->log.embedded.max_queued_events;
          return Status::Ok();
@@ -187,8 +186,8 @@ const std::vector<Key>& Keys() {
        "Memory for the newest committed log blocks (or records Kafka acknowledged), from which "
        "processors that keep up read without touching the store or fetching. 0 turns it off.",
        [](const std::string& v, Config* c) {
-         FAIRWAY_RETURN_IF_ERROR(ParseSize("log.tail_cache_mb", v, 20, 0, 1u << 20,
-                                           &c->log.embedded.tail_cache_bytes));
+         FAIRWAY_RETURN_IF_ERROR(
+             ParseSize("log.tail_cache_mb", v, 20, 0, 1u << 20, &c->log.embedded.tail_cache_bytes));
          c->log.kafka.tail_cache_bytes = c->log.embedded.tail_cache_bytes;
          return Status::Ok();
        }},

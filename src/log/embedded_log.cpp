@@ -266,8 +266,8 @@ Status EmbeddedLog::StageBlocks(Blocks& blocks, std::vector<std::string>* dedup_
       const AppendRequest& req = *b.members[i].request;
       uint64_t offset = b.base + i;
       if (req.dedup_window_ms > 0 && b.members[i].dedup_key != kNoDedupKey) {
-        dedup_rows.push_back(DedupRow(std::move((*dedup_keys)[b.members[i].dedup_key]),
-                                      b.partition, offset, now + req.dedup_window_ms));
+        dedup_rows.push_back(DedupRow(std::move((*dedup_keys)[b.members[i].dedup_key]), b.partition,
+                                      offset, now + req.dedup_window_ms));
       }
       const int64_t index_expiry = req.retention_ms > 0 ? now + req.retention_ms : 0;
       AddLeadIndexRows(req.tenant, a, b.partition, offset, index_expiry, &index_rows);
@@ -554,7 +554,8 @@ Result<ActivityPage> EmbeddedLog::Query(const ActivityQuery& q) {
                                  LoadBlockFor(store_, partition_prefix, offset, &block));
         if (!present) return std::optional<model::Activity>();
         auto a = model::DecodeActivity(block.records[offset - block.base]);
-        if (!a.ok()) return Internal(fmt::format("log record {}: {}", offset, a.status().message()));
+        if (!a.ok())
+          return Internal(fmt::format("log record {}: {}", offset, a.status().message()));
         return std::optional<model::Activity>(std::move(a).value());
       });
 }

@@ -43,21 +43,19 @@ Result<rd_kafka_conf_t*> NewConf(const KafkaLogOptions& options,
   settings.insert(settings.end(), options.client_properties.begin(),
                   options.client_properties.end());
   // librdkafka's own log lines go to Fairway's log.
-  rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t* rk, int level, const char* fac,
-                                    const char* buf) {
-    const auto lvl = level <= 3   ? spdlog::level::err
-                     : level == 4 ? spdlog::level::warn
-                     : level <= 6 ? spdlog::level::info
-                                  : spdlog::level::debug;
-    spdlog::log(lvl, "kafka {} {}: {}", rd_kafka_name(rk), fac, buf);
-  });
+  rd_kafka_conf_set_log_cb(conf,
+                           [](const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+                             const auto lvl = level <= 3   ? spdlog::level::err
+                                              : level == 4 ? spdlog::level::warn
+                                              : level <= 6 ? spdlog::level::info
+                                                           : spdlog::level::debug;
+                             spdlog::log(lvl, "kafka {} {}: {}", rd_kafka_name(rk), fac, buf);
+                           });
   char err[512];
   for (const auto& [name, value] : settings) {
-    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) !=
-        RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
-      return InvalidArgument(
-          fmt::format("config key 'kafka.properties': '{}': {}", name, err));
+      return InvalidArgument(fmt::format("config key 'kafka.properties': '{}': {}", name, err));
     }
   }
   return conf;
@@ -70,15 +68,15 @@ Status AdminResult(rd_kafka_queue_t* queue, int64_t timeout_ms, bool create,
   if (ev == nullptr) return Unavailable(fmt::format("Kafka admin call on '{}' timed out", topic));
   Status st;
   if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    st = Unavailable(fmt::format("Kafka admin call on '{}' failed: {}", topic,
-                                 rd_kafka_event_error_string(ev)));
+    st = Unavailable(
+        fmt::format("Kafka admin call on '{}' failed: {}", topic, rd_kafka_event_error_string(ev)));
   } else {
     size_t n = 0;
     const rd_kafka_topic_result_t** results =
         create ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n)
                : rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
-    rd_kafka_resp_err_t err = n == 1 ? rd_kafka_topic_result_error(results[0])
-                                     : RD_KAFKA_RESP_ERR__BAD_MSG;
+    rd_kafka_resp_err_t err =
+        n == 1 ? rd_kafka_topic_result_error(results[0]) : RD_KAFKA_RESP_ERR__BAD_MSG;
     if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
       st = AlreadyExists(fmt::format("Kafka topic '{}' exists", topic));
     } else if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
@@ -99,8 +97,7 @@ class ClusterTopicAdmin final : public KafkaTopicAdmin {
   ClusterTopicAdmin(rd_kafka_t* rk, int replication_factor, int64_t timeout_ms)
       : rk_(rk), replication_factor_(replication_factor), timeout_ms_(timeout_ms) {}
 
-  Status CreateTopic(const std::string& topic, uint32_t partitions,
-                     int64_t retention_ms) override {
+  Status CreateTopic(const std::string& topic, uint32_t partitions, int64_t retention_ms) override {
     char err[512];
     rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), static_cast<int>(partitions),
                                                     replication_factor_, err, sizeof err);
@@ -109,8 +106,7 @@ class ClusterTopicAdmin final : public KafkaTopicAdmin {
     rd_kafka_NewTopic_set_config(nt, "retention.ms", retention.c_str());
     rd_kafka_queue_t* queue = rd_kafka_queue_new(rk_);
     rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(opts, static_cast<int>(timeout_ms_), err,
-                                              sizeof err);
+    rd_kafka_AdminOptions_set_request_timeout(opts, static_cast<int>(timeout_ms_), err, sizeof err);
     rd_kafka_CreateTopics(rk_, &nt, 1, opts, queue);
     Status st = AdminResult(queue, timeout_ms_, /*create=*/true, topic);
     rd_kafka_AdminOptions_destroy(opts);
@@ -124,8 +120,7 @@ class ClusterTopicAdmin final : public KafkaTopicAdmin {
     rd_kafka_DeleteTopic_t* dt = rd_kafka_DeleteTopic_new(topic.c_str());
     rd_kafka_queue_t* queue = rd_kafka_queue_new(rk_);
     rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_DELETETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(opts, static_cast<int>(timeout_ms_), err,
-                                              sizeof err);
+    rd_kafka_AdminOptions_set_request_timeout(opts, static_cast<int>(timeout_ms_), err, sizeof err);
     rd_kafka_DeleteTopics(rk_, &dt, 1, opts, queue);
     Status st = AdminResult(queue, timeout_ms_, /*create=*/false, topic);
     rd_kafka_AdminOptions_destroy(opts);
@@ -321,17 +316,15 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::Open(KafkaLogOptions options, storag
       metrics->GetCounter("fairway_log_reads_total", reads_help, {{"source", "memory"}});
   impl->fetch_reads =
       metrics->GetCounter("fairway_log_reads_total", reads_help, {{"source", "kafka"}});
-  impl->ack_seconds =
-      metrics->GetHistogram("fairway_log_kafka_ack_seconds",
-                            "Time from sending an append to Kafka's acknowledgement of all of it.",
-                            LatencyBuckets());
+  impl->ack_seconds = metrics->GetHistogram(
+      "fairway_log_kafka_ack_seconds",
+      "Time from sending an append to Kafka's acknowledgement of all of it.", LatencyBuckets());
   Impl* raw = impl.get();
-  metrics->SetGaugeFunction("fairway_log_tail_cache_bytes",
-                            "Bytes of the newest committed blocks kept in memory for reads.",
-                            [raw] {
-                              return std::vector<std::pair<Labels, double>>{
-                                  {{}, static_cast<double>(raw->tail.bytes())}};
-                            });
+  metrics->SetGaugeFunction(
+      "fairway_log_tail_cache_bytes",
+      "Bytes of the newest committed blocks kept in memory for reads.", [raw] {
+        return std::vector<std::pair<Labels, double>>{{{}, static_cast<double>(raw->tail.bytes())}};
+      });
   metrics->SetGaugeFunction("fairway_log_queued_events", "Events waiting for a commit.", [raw] {
     return std::vector<std::pair<Labels, double>>{
         {{}, static_cast<double>(raw->queued_events.load())}};
@@ -373,9 +366,7 @@ void KafkaLog::FailNextAppends(int n) {
   impl_->fail_next = n;
 }
 
-void KafkaLog::SetAppendListener(AppendListener listener) {
-  impl_->listener = std::move(listener);
-}
+void KafkaLog::SetAppendListener(AppendListener listener) { impl_->listener = std::move(listener); }
 
 Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const std::string& topic) {
   auto known = [&]() -> std::optional<Status> {
@@ -383,9 +374,8 @@ Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const std::stri
     auto it = topic_partitions.find(topic);
     if (it == topic_partitions.end()) return std::nullopt;
     if (it->second == request.partitions) return Status::Ok();
-    return FailedPrecondition(fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}",
-                                          topic, it->second, request.tenant.str(),
-                                          request.partitions));
+    return Unavailable(fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}", topic,
+                                   it->second, request.tenant.str(), request.partitions));
   };
   if (auto st = known()) return *st;
   std::lock_guard ensure(ensure_mu);
@@ -397,8 +387,8 @@ Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const std::stri
   return Status::Ok();
 }
 
-void KafkaLog::Impl::AddRows(const AppendRequest& req, const model::Activity& a,
-                             uint32_t partition, uint64_t offset, int64_t received_at_ms,
+void KafkaLog::Impl::AddRows(const AppendRequest& req, const model::Activity& a, uint32_t partition,
+                             uint64_t offset, int64_t received_at_ms,
                              std::vector<IndexRow>* index_rows, std::vector<IndexRow>* dedup_rows) {
   const int64_t index_expiry = req.retention_ms > 0 ? received_at_ms + req.retention_ms : 0;
   AddLeadIndexRows(req.tenant, a, partition, offset, index_expiry, index_rows);
@@ -501,19 +491,19 @@ Status KafkaLog::Impl::CheckTopic(const AppendRequest& request, const std::strin
         rd_kafka_metadata(producer, 0, rkt, &md, static_cast<int>(options.request_timeout_ms));
     rd_kafka_topic_destroy(rkt);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return Unavailable(
-          fmt::format("Kafka metadata of topic '{}' unavailable: {}", topic, rd_kafka_err2str(err)));
+      return Unavailable(fmt::format("Kafka metadata of topic '{}' unavailable: {}", topic,
+                                     rd_kafka_err2str(err)));
     }
     rd_kafka_resp_err_t topic_err =
         md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-    uint32_t partitions = md->topic_cnt == 1 ? static_cast<uint32_t>(md->topics[0].partition_cnt)
-                                             : 0;
+    uint32_t partitions =
+        md->topic_cnt == 1 ? static_cast<uint32_t>(md->topics[0].partition_cnt) : 0;
     rd_kafka_metadata_destroy(md);
     if (topic_err == RD_KAFKA_RESP_ERR_NO_ERROR && partitions > 0) {
       if (partitions != request.partitions) {
-        return FailedPrecondition(
-            fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}", topic,
-                        partitions, request.tenant.str(), request.partitions));
+        return Unavailable(fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}",
+                                       topic, partitions, request.tenant.str(),
+                                       request.partitions));
       }
       return Status::Ok();
     }
@@ -521,7 +511,7 @@ Status KafkaLog::Impl::CheckTopic(const AppendRequest& request, const std::strin
       return Unavailable(fmt::format("Kafka topic '{}': {}", topic, rd_kafka_err2str(topic_err)));
     }
     if (admin == nullptr) {
-      return FailedPrecondition(fmt::format(
+      return Unavailable(fmt::format(
           "Kafka topic '{}' of tenant '{}' does not exist: create it with {} partitions, or set "
           "kafka.create_topics",
           topic, request.tenant.str(), request.partitions));
@@ -694,8 +684,8 @@ void KafkaLog::Impl::Finish(PendingAppend* raw) {
   // A tenant dropped meanwhile keeps no rows (its records go with its topic).
   // The checkpoint rows go with the rows they count, under index_mu, so checkpoints are written
   // in the order they grow.
-  Status written = batch.Count() > 0 && !dropped_meanwhile ? store->Write(batch, /*sync=*/false)
-                                                           : Status::Ok();
+  Status written =
+      batch.Count() > 0 && !dropped_meanwhile ? store->Write(batch, /*sync=*/false) : Status::Ok();
   if (!written.ok()) {
     // The rows are missing: the tenant's next append catches up from the stored checkpoints.
     std::erase_if(indexed, [&](const auto& kv) {
@@ -725,20 +715,21 @@ void KafkaLog::Impl::Finish(PendingAppend* raw) {
   if (listener && !advances.empty()) listener(advances);
   if (!append->error.empty()) {
     appends_failed->Add();
-    append->done(Unavailable(fmt::format(
-        "Kafka did not acknowledge {} of {} records: {}",
-        append->sent.size() - append->result.stored, req.activities.size(), append->error)));
+    append->done(Unavailable(fmt::format("Kafka did not acknowledge {} of {} records: {}",
+                                         append->sent.size() - append->result.stored,
+                                         req.activities.size(), append->error)));
   } else if (!written.ok()) {
-    append->done(Unavailable(fmt::format("stored in Kafka, but the dedup window and lead index "
-                                         "could not be written: {}",
-                                         written.message())));
+    append->done(
+        Unavailable(fmt::format("stored in Kafka, but the dedup window and lead index "
+                                "could not be written: {}",
+                                written.message())));
   } else {
     append->done(append->result);
   }
 }
 
 Result<std::pair<int64_t, int64_t>> KafkaLog::Impl::Watermarks(const TenantId& tenant,
-                                                              PartitionId partition) {
+                                                               PartitionId partition) {
   int64_t low = 0, high = 0;
   rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
       reader, Topic(tenant).c_str(), static_cast<int32_t>(partition.value()), &low, &high,
@@ -799,8 +790,8 @@ Status KafkaLog::Impl::Fetch(PartitionReader* r, const TenantId& tenant, int64_t
     // Drops what was fetched ahead for the old position.
     rd_kafka_resp_err_t err = rd_kafka_seek(r->topic, r->partition, from, timeout_ms);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return Unavailable(fmt::format("Kafka fetch of partition {} could not seek: {}",
-                                     r->partition, rd_kafka_err2str(err)));
+      return Unavailable(fmt::format("Kafka fetch of partition {} could not seek: {}", r->partition,
+                                     rd_kafka_err2str(err)));
     }
     r->position = from;
   }
@@ -820,15 +811,15 @@ Status KafkaLog::Impl::Fetch(PartitionReader* r, const TenantId& tenant, int64_t
     for (ssize_t i = 0; i < got; ++i) {
       rd_kafka_message_t* m = batch[i];
       if (st.ok() && m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->offset >= r->position) {
-        auto a = model::DecodeActivity(
-            std::string_view(static_cast<const char*>(m->payload), m->len));
+        auto a =
+            model::DecodeActivity(std::string_view(static_cast<const char*>(m->payload), m->len));
         if (a.ok()) {
           out->push_back({PartitionId(static_cast<uint32_t>(r->partition)),
                           Offset(static_cast<uint64_t>(m->offset)), std::move(a).value()});
           r->position = m->offset + 1;
         } else {
-          st = Internal(fmt::format("Kafka record {} of partition {}: {}", m->offset,
-                                    r->partition, a.status().message()));
+          st = Internal(fmt::format("Kafka record {} of partition {}: {}", m->offset, r->partition,
+                                    a.status().message()));
         }
       } else if (st.ok() && m->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
                  m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -927,8 +918,8 @@ Result<ActivityPage> KafkaLog::Query(const ActivityQuery& q) {
   return QueryLeadIndex(
       impl_->store, q,
       [&](uint32_t partition, uint64_t offset) -> Result<std::optional<model::Activity>> {
-        FAIRWAY_ASSIGN_OR_RETURN(auto entries, Read(q.tenant, PartitionId(partition),
-                                                    Offset(offset), 1));
+        FAIRWAY_ASSIGN_OR_RETURN(auto entries,
+                                 Read(q.tenant, PartitionId(partition), Offset(offset), 1));
         if (entries.empty() || entries[0].offset.value() != offset) {
           return std::optional<model::Activity>();
         }

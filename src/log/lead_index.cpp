@@ -113,7 +113,8 @@ Result<ActivityPage> QueryLeadIndex(storage::Store* store, const ActivityQuery& 
   for (; it->Valid(); q.newest_first ? it->Prev() : it->Next()) {
     std::string_view k = it->key();
     std::string_view v = it->value();
-    if (k.size() != prefix.size() + 20 || v.size() < 9) return Internal("lead index: corrupt entry");
+    if (k.size() != prefix.size() + 20 || v.size() < 9)
+      return Internal("lead index: corrupt entry");
     auto type = static_cast<model::ActivityType>(v[8]);
     if (q.type && type != *q.type) continue;
     if (!q.event.empty() && v.substr(9) != q.event) continue;

@@ -177,10 +177,9 @@ TEST(ConfigTest, KafkaSettingsAreReadAndTheBackendNeedsBrokers) {
   EXPECT_EQ(c.log.kafka.brokers, "k1:9092,k2:9092");
   EXPECT_EQ(c.log.kafka.topic_prefix, "acme-prod.");
   using Pairs = std::vector<std::pair<std::string, std::string>>;
-  EXPECT_EQ(c.log.kafka.client_properties,
-            (Pairs{{"security.protocol", "SASL_SSL"},
-                   {"sasl.mechanism", "PLAIN"},
-                   {"ssl.cipher.suites", "A,B=C"}}));
+  EXPECT_EQ(c.log.kafka.client_properties, (Pairs{{"security.protocol", "SASL_SSL"},
+                                                  {"sasl.mechanism", "PLAIN"},
+                                                  {"ssl.cipher.suites", "A,B=C"}}));
   EXPECT_FALSE(c.log.kafka.create_topics);
   EXPECT_EQ(c.log.kafka.replication_factor, 3);
   EXPECT_EQ(c.log.kafka.delivery_timeout_ms, 100);

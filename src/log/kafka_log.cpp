@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -40,6 +42,9 @@ Result<rd_kafka_conf_t*> NewConf(const KafkaLogOptions& options,
                                  std::vector<std::pair<std::string, std::string>> settings) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   settings.insert(settings.begin(), {"bootstrap.servers", options.brokers});
+  // Acknowledgements are small writes: Nagle's algorithm would hold them for the peer's
+  // delayed ACK (tens of milliseconds on every append).
+  settings.insert(settings.begin() + 1, {"socket.nagle.disable", "true"});
   settings.insert(settings.end(), options.client_properties.begin(),
                   options.client_properties.end());
   // librdkafka's own log lines go to Fairway's log.
@@ -180,6 +185,11 @@ struct KafkaLog::Impl {
 
   std::thread poller;
   std::atomic<bool> polling{false};
+  std::thread row_writer;
+  std::mutex finished_mu;
+  std::condition_variable finished_cv;
+  std::deque<std::unique_ptr<PendingAppend>> finished;
+  bool rows_running = false;  // guarded by finished_mu
   std::atomic<bool> accepting{false};
 
   // Serialises the dedup check and the sending of a request, so two requests with one messageId
@@ -237,7 +247,11 @@ struct KafkaLog::Impl {
   Result<std::pair<int64_t, int64_t>> Watermarks(const TenantId& tenant, PartitionId partition);
   void Send(std::unique_ptr<PendingAppend> append);
   void OnDelivery(const rd_kafka_message_t* m);
+  // Hands an append whose every record is acknowledged or failed to the row writer.
   void Finish(PendingAppend* append);
+  // The row writer thread: writes the rows of finished appends, then completes them.
+  void RunRowWriter();
+  void WriteRows(std::vector<std::unique_ptr<PendingAppend>>& group);
   PartitionReader* Reader(const std::string& topic, int32_t partition);
   Status Fetch(PartitionReader* r, const TenantId& tenant, int64_t from, size_t want,
                std::vector<LogEntry>* out);
@@ -342,6 +356,11 @@ void KafkaLog::Start() {
   if (impl_->polling.exchange(true)) return;
   impl_->accepting = true;
   Impl* impl = impl_.get();
+  {
+    std::lock_guard lock(impl_->finished_mu);
+    impl_->rows_running = true;
+  }
+  impl_->row_writer = std::thread([impl] { impl->RunRowWriter(); });
   impl_->poller = std::thread([impl] {
     while (impl->polling) rd_kafka_poll(impl->producer, 100);
   });
@@ -359,6 +378,13 @@ void KafkaLog::Stop() {
   rd_kafka_flush(impl_->producer, static_cast<int>(impl_->options.delivery_timeout_ms));
   rd_kafka_purge(impl_->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
   while (rd_kafka_outq_len(impl_->producer) > 0) rd_kafka_poll(impl_->producer, 100);
+  // Every append is finished now: the row writer writes what is left and stops.
+  {
+    std::lock_guard lock(impl_->finished_mu);
+    impl_->rows_running = false;
+  }
+  impl_->finished_cv.notify_one();
+  impl_->row_writer.join();
 }
 
 void KafkaLog::FailNextAppends(int n) {
@@ -621,11 +647,12 @@ void KafkaLog::Impl::Send(std::unique_ptr<PendingAppend> append) {
     if (!raw->dedup_keys[i].empty()) in_flight.insert(raw->dedup_keys[i]);
   }
   queued_events += sent;
-  lock.unlock();
   if (!error.empty()) {
     std::lock_guard alock(raw->mu);
     raw->error = error;
   }
+  // Still under send_mu: Stop cannot pass it and stop the row writer before this append is
+  // handed over.
   if (raw->remaining.fetch_sub(1) == 1) Finish(raw);
 }
 
@@ -652,79 +679,114 @@ void KafkaLog::Impl::OnDelivery(const rd_kafka_message_t* m) {
 }
 
 void KafkaLog::Impl::Finish(PendingAppend* raw) {
-  std::unique_ptr<PendingAppend> append(raw);
-  const AppendRequest& req = append->request;
-  ack_seconds->Observe(static_cast<double>(clock->NowMillis() - append->now_ms) / 1000.0);
-  // Every acknowledged record is remembered, even when the request failed as a whole: the
-  // client's retry then stores only what is missing.
+  ack_seconds->Observe(static_cast<double>(clock->NowMillis() - raw->now_ms) / 1000.0);
+  {
+    std::lock_guard lock(finished_mu);
+    finished.emplace_back(raw);
+  }
+  finished_cv.notify_one();
+}
+
+void KafkaLog::Impl::RunRowWriter() {
+  std::vector<std::unique_ptr<PendingAppend>> group;
+  while (true) {
+    {
+      std::unique_lock lock(finished_mu);
+      finished_cv.wait(lock, [&] { return !finished.empty() || !rows_running; });
+      if (finished.empty()) return;  // stopping, and every acknowledged append is written
+      group.assign(std::make_move_iterator(finished.begin()),
+                   std::make_move_iterator(finished.end()));
+      finished.clear();
+    }
+    WriteRows(group);
+    group.clear();
+  }
+}
+
+void KafkaLog::Impl::WriteRows(std::vector<std::unique_ptr<PendingAppend>>& group) {
+  // Every acknowledged record is remembered, even when its request failed as a whole: the
+  // client's retry then stores only what is missing. The rows of every append finished
+  // meanwhile go in one sorted write (RocksDB's memtable inserts ordered keys much faster).
   storage::WriteBatch batch;
   std::vector<IndexRow> index_rows, dedup_rows;
-  std::map<uint32_t, uint64_t> ends;
-  bool dropped_meanwhile = false;
+  std::vector<std::map<uint32_t, uint64_t>> ends(group.size());
+  std::vector<uint8_t> dropped_meanwhile(group.size());
   {
     std::lock_guard lock(send_mu);
-    dropped_meanwhile = dropped.count(req.tenant.str()) > 0;
+    for (size_t g = 0; g < group.size(); ++g) {
+      dropped_meanwhile[g] = dropped.count(group[g]->request.tenant.str()) > 0;
+    }
   }
   std::unique_lock index_lock(index_mu);
-  for (const auto& s : append->sent) {
-    size_t i = s.activity;
-    if (!append->acknowledged[i]) continue;
-    auto [partition, offset] = append->stored_at[i];
-    const auto p = static_cast<uint32_t>(partition);
-    const auto o = static_cast<uint64_t>(offset);
-    ++append->result.stored;
-    AddRows(req, req.activities[i], p, o, append->now_ms, &index_rows, &dedup_rows);
-    if (!dropped_meanwhile) MarkIndexed(PartitionKey(req.tenant, p), o, &batch);
-    ends[p] = std::max(ends[p], o + 1);
+  for (size_t g = 0; g < group.size(); ++g) {
+    PendingAppend& append = *group[g];
+    const AppendRequest& req = append.request;
+    for (const auto& s : append.sent) {
+      size_t i = s.activity;
+      if (!append.acknowledged[i]) continue;
+      auto [partition, offset] = append.stored_at[i];
+      const auto p = static_cast<uint32_t>(partition);
+      const auto o = static_cast<uint64_t>(offset);
+      ++append.result.stored;
+      ends[g][p] = std::max(ends[g][p], o + 1);
+      // A tenant dropped meanwhile keeps no rows (its records go with its topic).
+      if (dropped_meanwhile[g]) continue;
+      AddRows(req, req.activities[i], p, o, append.now_ms, &index_rows, &dedup_rows);
+      MarkIndexed(PartitionKey(req.tenant, p), o, &batch);
+    }
   }
   std::sort(index_rows.begin(), index_rows.end());
   std::sort(dedup_rows.begin(), dedup_rows.end());
   for (const auto& e : dedup_rows) batch.Put(storage::kLogDedup, e.key, e.value);
   for (const auto& e : index_rows) batch.Put(storage::kLogLeadIndex, e.key, e.value);
-  // A tenant dropped meanwhile keeps no rows (its records go with its topic).
   // The checkpoint rows go with the rows they count, under index_mu, so checkpoints are written
   // in the order they grow.
-  Status written =
-      batch.Count() > 0 && !dropped_meanwhile ? store->Write(batch, /*sync=*/false) : Status::Ok();
+  Status written = batch.Count() > 0 ? store->Write(batch, /*sync=*/false) : Status::Ok();
   if (!written.ok()) {
-    // The rows are missing: the tenant's next append catches up from the stored checkpoints.
-    std::erase_if(indexed, [&](const auto& kv) {
-      return kv.first.compare(0, req.tenant.str().size() + 1, TenantKeyPrefix(req.tenant)) == 0;
-    });
+    // The rows are missing: each tenant's next append catches up from the stored checkpoints.
+    indexed.clear();
     std::lock_guard lock(topics_mu);
-    topic_partitions.erase(Topic(req.tenant));
+    topic_partitions.clear();
   }
   index_lock.unlock();
   {
     std::lock_guard lock(send_mu);
-    for (const auto& s : append->sent) {
-      if (!append->dedup_keys[s.activity].empty()) in_flight.erase(append->dedup_keys[s.activity]);
+    for (const auto& append : group) {
+      for (const auto& s : append->sent) {
+        if (!append->dedup_keys[s.activity].empty()) {
+          in_flight.erase(append->dedup_keys[s.activity]);
+        }
+      }
     }
   }
   std::vector<PartitionAdvance> advances;
   {
     // Each partition's reported end only grows, whichever request finishes first.
     std::lock_guard lock(advance_mu);
-    for (auto [p, end] : ends) {
-      uint64_t& last = reported[PartitionKey(req.tenant, p)];
-      if (end <= last) continue;
-      last = end;
-      advances.push_back({req.tenant, PartitionId(p), Offset(end)});
+    for (size_t g = 0; g < group.size(); ++g) {
+      for (auto [p, end] : ends[g]) {
+        uint64_t& last = reported[PartitionKey(group[g]->request.tenant, p)];
+        if (end <= last) continue;
+        last = end;
+        advances.push_back({group[g]->request.tenant, PartitionId(p), Offset(end)});
+      }
     }
   }
   if (listener && !advances.empty()) listener(advances);
-  if (!append->error.empty()) {
-    appends_failed->Add();
-    append->done(Unavailable(fmt::format("Kafka did not acknowledge {} of {} records: {}",
-                                         append->sent.size() - append->result.stored,
-                                         req.activities.size(), append->error)));
-  } else if (!written.ok()) {
-    append->done(
-        Unavailable(fmt::format("stored in Kafka, but the dedup window and lead index "
-                                "could not be written: {}",
-                                written.message())));
-  } else {
-    append->done(append->result);
+  for (auto& append : group) {
+    if (!append->error.empty()) {
+      appends_failed->Add();
+      append->done(Unavailable(fmt::format("Kafka did not acknowledge {} of {} records: {}",
+                                           append->sent.size() - append->result.stored,
+                                           append->request.activities.size(), append->error)));
+    } else if (!written.ok()) {
+      append->done(
+          Unavailable(fmt::format("stored in Kafka, but the dedup window and lead index "
+                                  "could not be written: {}",
+                                  written.message())));
+    } else {
+      append->done(append->result);
+    }
   }
 }
 

@@ -66,6 +66,13 @@ int main(int argc, char** argv) {
   }
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  // The brokers' sockets take the handle's settings: without TCP_NODELAY each answer waits for
+  // the client's delayed ACK (about 40 ms a request), which a real broker never does.
+  if (rd_kafka_conf_set(conf, "socket.nagle.disable", "true", errstr, sizeof errstr) !=
+      RD_KAFKA_CONF_OK) {
+    std::cerr << "fairway_kafka_mock: " << errstr << "\n";
+    return 1;
+  }
   // The handle only keeps the cluster's books; it never connects anywhere.
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
   if (rk == nullptr) {

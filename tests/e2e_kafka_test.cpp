@@ -114,9 +114,29 @@ TEST(E2eKafkaTest, BrokersThatFailAndComeBackLoseNoAcknowledgedActivity) {
   std::this_thread::sleep_for(2500ms);  // the outage itself: how long the broker stays down
   ASSERT_OK(kafka.SetBrokerUp(2));
   wait_acks(kClients * kRequestsPerClient / 2);
+  // With every broker down the server says it is not ready, and says so again once they are
+  // back. (The outage lasts at least 2.5 s, longer than an append waits for Kafka.)
+  auto readiness = [&] {
+    TestClient probe(server.url());
+    auto r = probe.Request("GET", "/readyz", {}, {});
+    return std::make_pair(r.status, r.body);
+  };
   ASSERT_OK(kafka.SetBrokerDown(-1));
-  std::this_thread::sleep_for(2500ms);
+  const auto outage_start = std::chrono::steady_clock::now();
+  std::pair<int, std::string> ready{0, ""};
+  for (int i = 0; i < 200 && ready.first != 503; ++i) {
+    ready = readiness();
+    if (ready.first != 503) std::this_thread::sleep_for(50ms);  // polling, bounded
+  }
+  EXPECT_EQ(ready.first, 503) << ready.second;
+  EXPECT_NE(ready.second.find("no Kafka broker"), std::string::npos) << ready.second;
+  std::this_thread::sleep_until(outage_start + 2500ms);
   ASSERT_OK(kafka.SetBrokerUp(-1));
+  for (int i = 0; i < 400 && ready.first != 200; ++i) {
+    ready = readiness();
+    if (ready.first != 200) std::this_thread::sleep_for(50ms);  // polling, bounded
+  }
+  EXPECT_EQ(ready.first, 200) << ready.second;
   for (auto& t : clients) t.join();
   RecordProperty("requests_refused_during_outages", refused.load());
   EXPECT_GT(refused.load(), 0) << "no append failed: the outages were not exercised";

@@ -216,12 +216,16 @@ int Serve(Config config) {
                                     std::max<size_t>(1, config.log.embedded.max_queued_events / 2));
   http::Api api(ao, tenants->get(), &log, opened_log->index, &engine, &leads, clock, &metrics);
   api.SetCampaignServices({&campaign_registry, &timers, &dispatcher, store->get()});
-  api.SetReadinessCheck([store = store->get()]() -> Status {
+  api.SetReadinessCheck([store = store->get(), &log]() -> Status {
     auto health = store->Health();
-    if (health.writable) return Status::Ok();
-    std::string why = "storage refuses writes: " + health.reason;
-    if (!health.last_resume_error.empty()) why += "; resuming failed: " + health.last_resume_error;
-    return Unavailable(std::move(why));
+    if (!health.writable) {
+      std::string why = "storage refuses writes: " + health.reason;
+      if (!health.last_resume_error.empty()) {
+        why += "; resuming failed: " + health.last_resume_error;
+      }
+      return Unavailable(std::move(why));
+    }
+    return log.Health();
   });
   if (Status st = api.ResumeDeletions(); !st.ok()) {
     spdlog::error("finishing interrupted tenant deletions: {}", st.ToString());

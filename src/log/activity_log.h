@@ -125,6 +125,9 @@ class ActivityLog {
     return FailedPrecondition("this activity log cannot append inside another write");
   }
 
+  // OK while the log can take appends; otherwise why not (the server's readiness shows it).
+  virtual Status Health() { return Status::Ok(); }
+
   // Tells `listener` about every commit from now on (consumers wake up on it instead of
   // polling). One listener; set it before appends start.
   virtual void SetAppendListener(AppendListener listener) = 0;

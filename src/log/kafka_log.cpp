@@ -222,6 +222,10 @@ struct KafkaLog::Impl {
   std::map<std::pair<std::string, int32_t>, std::unique_ptr<PartitionReader>> readers;
   std::unordered_map<std::string, rd_kafka_topic_t*> reader_topics;
 
+  std::mutex health_mu;
+  int64_t health_checked_ns = INT64_MIN;
+  Status health;
+
   Counter* appends_failed = nullptr;
   Counter* tail_reads = nullptr;
   Counter* fetch_reads = nullptr;
@@ -385,6 +389,28 @@ void KafkaLog::Stop() {
   }
   impl_->finished_cv.notify_one();
   impl_->row_writer.join();
+}
+
+Status KafkaLog::Health() {
+  Impl& im = *impl_;
+  std::lock_guard lock(im.health_mu);
+  const int64_t now = im.clock->MonotonicNanos();
+  if (im.health_checked_ns != INT64_MIN && now - im.health_checked_ns < 1'000'000'000) {
+    return im.health;
+  }
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err =
+      rd_kafka_metadata(im.producer, 0, nullptr, &md,
+                        static_cast<int>(std::min<int64_t>(im.options.request_timeout_ms, 1000)));
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_metadata_destroy(md);
+    im.health = Status::Ok();
+  } else {
+    im.health = Unavailable(fmt::format("no Kafka broker of '{}' answers: {}", im.options.brokers,
+                                        rd_kafka_err2str(err)));
+  }
+  im.health_checked_ns = now;
+  return im.health;
 }
 
 void KafkaLog::FailNextAppends(int n) {

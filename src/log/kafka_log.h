@@ -98,6 +98,8 @@ class KafkaLog final : public ActivityLog, public ActivityIndex {
   Status DropTenant(const TenantId& tenant) override;
   Status ReopenTenant(const TenantId& tenant) override;
   void SetAppendListener(AppendListener listener) override;
+  // Unavailable while no broker answers a metadata request (checked at most once a second).
+  Status Health() override;
 
   Result<ActivityPage> Query(const ActivityQuery& query) override;
 

@@ -38,6 +38,7 @@ class ForwardingLog : public log::ActivityLog {
                        const std::function<Status(storage::WriteBatch*)>& write) override {
     return inner_->AppendInWrite(request, batch, write);
   }
+  Status Health() override { return inner_->Health(); }
   void SetAppendListener(log::AppendListener listener) override {
     inner_->SetAppendListener(std::move(listener));
   }

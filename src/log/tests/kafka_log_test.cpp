@@ -335,6 +335,24 @@ TEST_F(KafkaLogTest, RecordsStoredButNeverIndexedAreCaughtUpBeforeTheTenantsNext
   EXPECT_EQ(fresh.GetCounter("fairway_log_reads_total", "", {{"source", "kafka"}})->value(), 0u);
 }
 
+TEST_F(KafkaLogTest, HealthIsUnavailableWhileNoBrokerAnswersAndRecoversByItself) {
+  ASSERT_OK(Open(TestOptions(), &admin_));
+  EXPECT_OK(log_->Health());
+  ASSERT_OK(Cluster().SetBrokerDown(-1));
+  clock_.AdvanceMillis(1001);  // past the cached answer
+  Status down = log_->Health();
+  ASSERT_OK(Cluster().SetBrokerUp(-1));
+  EXPECT_THAT(down, StatusIs(StatusCode::kUnavailable, HasSubstr("no Kafka broker")));
+  // Within a second the cached answer stands; after it, the brokers are asked again.
+  EXPECT_THAT(log_->Health(), StatusIs(StatusCode::kUnavailable));
+  Status up = Unavailable("not asked");
+  for (int i = 0; i < 50 && !up.ok(); ++i) {
+    clock_.AdvanceMillis(1001);
+    up = log_->Health();
+  }
+  EXPECT_OK(up);
+}
+
 TEST_F(KafkaLogTest, BadSettingsAreRefusedNamingThem) {
   KafkaLogOptions o = TestOptions();
   o.brokers.clear();

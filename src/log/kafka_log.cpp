@@ -10,6 +10,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -182,6 +183,16 @@ struct KafkaLog::Impl {
   std::unique_ptr<KafkaTopicAdmin> own_admin;
   KafkaTopicAdmin* admin = nullptr;
   TailCache tail;
+  // Per partition key: acknowledged records not yet in the tail cache, consecutive from `base`.
+  struct OpenBlock {
+    BlockBuilder builder;
+    uint64_t base = 0;
+    uint32_t count = 0;
+  };
+  std::mutex open_mu;
+  std::unordered_map<std::string, OpenBlock> open_blocks;
+  // Adds `open`'s records to the tail cache and empties it. Requires open_mu.
+  void FlushOpenBlock(const std::string& key, OpenBlock* open);
 
   std::thread poller;
   std::atomic<bool> polling{false};
@@ -689,13 +700,18 @@ void KafkaLog::Impl::OnDelivery(const rd_kafka_message_t* m) {
     const model::Activity& a = append->request.activities[sent->activity];
     append->stored_at[sent->activity] = {m->partition, m->offset};
     append->acknowledged[sent->activity] = 1;
-    // Delivery reports of a partition come in offset order: the tail cache stays contiguous
-    // while this node is the partition's only producer.
-    BlockBuilder block;
-    block.Add(std::string_view(static_cast<const char*>(m->payload), m->len), a.received_at_ms);
-    tail.Add(PartitionKey(append->request.tenant, static_cast<uint32_t>(m->partition)),
-             {static_cast<uint64_t>(m->offset), 1,
-              std::make_shared<const std::string>(block.Finish(SIZE_MAX))});
+    // Delivery reports of a partition come in offset order: consecutive records gather in one
+    // open block, which reaches the tail cache before any append it holds is finished.
+    std::lock_guard lock(open_mu);
+    std::string key = PartitionKey(append->request.tenant, static_cast<uint32_t>(m->partition));
+    OpenBlock& open = open_blocks[key];
+    if (open.count > 0 && open.base + open.count != static_cast<uint64_t>(m->offset)) {
+      FlushOpenBlock(key, &open);
+    }
+    if (open.count == 0) open.base = static_cast<uint64_t>(m->offset);
+    open.builder.Add(std::string_view(static_cast<const char*>(m->payload), m->len),
+                     a.received_at_ms);
+    ++open.count;
   } else {
     std::lock_guard lock(append->mu);
     if (append->error.empty()) append->error = rd_kafka_err2str(m->err);
@@ -704,8 +720,33 @@ void KafkaLog::Impl::OnDelivery(const rd_kafka_message_t* m) {
   if (append->remaining.fetch_sub(1) == 1) Finish(append);
 }
 
+void KafkaLog::Impl::FlushOpenBlock(const std::string& key, OpenBlock* open) {
+  if (open->count == 0) return;
+  tail.Add(key, {open->base, open->count,
+                 std::make_shared<const std::string>(open->builder.Finish(SIZE_MAX))});
+  open->builder = BlockBuilder();
+  open->count = 0;
+}
+
 void KafkaLog::Impl::Finish(PendingAppend* raw) {
   ack_seconds->Observe(static_cast<double>(clock->NowMillis() - raw->now_ms) / 1000.0);
+  {
+    // The append's records become readable before it is reported.
+    std::lock_guard lock(open_mu);
+    std::set<uint32_t> partitions;
+    for (const auto& s : raw->sent) {
+      if (raw->acknowledged[s.activity]) {
+        partitions.insert(static_cast<uint32_t>(raw->stored_at[s.activity].first));
+      }
+    }
+    for (uint32_t p : partitions) {
+      std::string key = PartitionKey(raw->request.tenant, p);
+      auto it = open_blocks.find(key);
+      if (it == open_blocks.end()) continue;
+      FlushOpenBlock(key, &it->second);
+      open_blocks.erase(it);
+    }
+  }
   {
     std::lock_guard lock(finished_mu);
     finished.emplace_back(raw);
@@ -979,6 +1020,12 @@ Status KafkaLog::DropTenant(const TenantId& tenant) {
     });
   }
   FAIRWAY_RETURN_IF_ERROR(im.store->Write(batch, /*sync=*/true));
+  {
+    std::lock_guard lock(im.open_mu);
+    std::erase_if(im.open_blocks, [&](const auto& kv) {
+      return kv.first.compare(0, tenant.str().size() + 1, TenantKeyPrefix(tenant)) == 0;
+    });
+  }
   im.tail.DropPrefix(TenantKeyPrefix(tenant));
   {
     std::lock_guard lock(im.topics_mu);

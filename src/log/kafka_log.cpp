@@ -986,9 +986,20 @@ Result<std::vector<LogEntry>> KafkaLog::Read(const TenantId& tenant, PartitionId
     }
     return out;
   }
-  FAIRWAY_ASSIGN_OR_RETURN(auto marks, im.Watermarks(tenant, partition));
-  const auto [low, high] = marks;
-  const int64_t start = std::max(static_cast<int64_t>(from.value()), low);
+  // The end of this node's own acknowledged appends bounds the read without asking the broker
+  // (a read below the log start is moved up to it by the fetcher, auto.offset.reset=earliest);
+  // otherwise the partition's watermarks are asked for.
+  int64_t start = static_cast<int64_t>(from.value()), high = 0;
+  {
+    std::lock_guard lock(im.advance_mu);
+    auto it = im.reported.find(PartitionKey(tenant, partition.value()));
+    if (it != im.reported.end()) high = static_cast<int64_t>(it->second);
+  }
+  if (high <= start) {
+    FAIRWAY_ASSIGN_OR_RETURN(auto marks, im.Watermarks(tenant, partition));
+    start = std::max(start, marks.first);
+    high = marks.second;
+  }
   if (start >= high) return out;
   im.fetch_reads->Add();
   const size_t want = std::min<uint64_t>(max_records, static_cast<uint64_t>(high - start));

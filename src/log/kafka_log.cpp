@@ -213,8 +213,9 @@ struct KafkaLog::Impl {
 
   std::mutex topics_mu;
   std::unordered_map<std::string, uint32_t> topic_partitions;  // topics known to exist
-  // Held while a topic is first checked and its records caught up (CatchUp).
-  std::mutex ensure_mu;
+  // Per topic, held while it is first checked and its records caught up (CatchUp); guarded by
+  // topics_mu.
+  std::unordered_map<std::string, std::shared_ptr<std::mutex>> ensure_locks;
 
   // Per partition key: every record below `checkpoint` has its dedup and index rows in the
   // store (kept there too, in kLogMeta); `ranges` are the offsets indexed above it.
@@ -268,8 +269,10 @@ struct KafkaLog::Impl {
   void RunRowWriter();
   void WriteRows(std::vector<std::unique_ptr<PendingAppend>>& group);
   PartitionReader* Reader(const std::string& topic, int32_t partition);
+  // Reads `want` records from `from` (fewer when the read times out). Stops the partition's
+  // fetcher once it has read up to `stop_at`.
   Status Fetch(PartitionReader* r, const TenantId& tenant, int64_t from, size_t want,
-               std::vector<LogEntry>* out);
+               std::vector<LogEntry>* out, int64_t stop_at = INT64_MAX);
   void StopReaders(const std::string& topic);
 };
 
@@ -441,7 +444,15 @@ Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const std::stri
                                    it->second, request.tenant.str(), request.partitions));
   };
   if (auto st = known()) return *st;
-  std::lock_guard ensure(ensure_mu);
+  // One tenant's first append waits for its own topic's check only, not for other tenants'.
+  std::shared_ptr<std::mutex> topic_mu;
+  {
+    std::lock_guard lock(topics_mu);
+    auto& m = ensure_locks[topic];
+    if (!m) m = std::make_shared<std::mutex>();
+    topic_mu = m;
+  }
+  std::lock_guard ensure(*topic_mu);
   if (auto st = known()) return *st;
   FAIRWAY_RETURN_IF_ERROR(CheckTopic(request, topic));
   FAIRWAY_RETURN_IF_ERROR(CatchUp(request));
@@ -513,7 +524,8 @@ Status KafkaLog::Impl::CatchUp(const AppendRequest& req) {
       entries.clear();
       PartitionReader* r = Reader(Topic(req.tenant), static_cast<int32_t>(p));
       FAIRWAY_RETURN_IF_ERROR(Fetch(r, req.tenant, static_cast<int64_t>(from),
-                                    std::min<uint64_t>(high - from, 1000), &entries));
+                                    std::min<uint64_t>(high - from, 1000), &entries,
+                                    static_cast<int64_t>(high)));
       std::vector<IndexRow> index_rows, dedup_rows;
       for (const auto& e : entries) {
         AddRows(req, e.activity, p, e.offset.value(), e.activity.received_at_ms, &index_rows,
@@ -905,7 +917,7 @@ void KafkaLog::Impl::StopReaders(const std::string& topic) {
 }
 
 Status KafkaLog::Impl::Fetch(PartitionReader* r, const TenantId& tenant, int64_t from, size_t want,
-                             std::vector<LogEntry>* out) {
+                             std::vector<LogEntry>* out, int64_t stop_at) {
   std::lock_guard lock(r->mu);
   const int timeout_ms = static_cast<int>(options.request_timeout_ms);
   if (!r->started) {
@@ -963,6 +975,12 @@ Status KafkaLog::Impl::Fetch(PartitionReader* r, const TenantId& tenant, int64_t
     return Unavailable(fmt::format("Kafka fetch of '{}' partition {} from offset {} timed out",
                                    Topic(tenant), r->partition, from));
   }
+  // Caught up: a started partition keeps fetching ahead (a request to its leader every
+  // fetch.wait.max.ms), which across thousands of partitions costs more than starting again.
+  if (r->position >= stop_at) {
+    rd_kafka_consume_stop(r->topic, r->partition);
+    r->started = false;
+  }
   return Status::Ok();
 }
 
@@ -1004,7 +1022,7 @@ Result<std::vector<LogEntry>> KafkaLog::Read(const TenantId& tenant, PartitionId
   im.fetch_reads->Add();
   const size_t want = std::min<uint64_t>(max_records, static_cast<uint64_t>(high - start));
   PartitionReader* r = im.Reader(im.Topic(tenant), static_cast<int32_t>(partition.value()));
-  FAIRWAY_RETURN_IF_ERROR(im.Fetch(r, tenant, start, want, &out));
+  FAIRWAY_RETURN_IF_ERROR(im.Fetch(r, tenant, start, want, &out, high));
   return out;
 }
 

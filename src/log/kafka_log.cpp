@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -318,6 +319,7 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::Open(KafkaLogOptions options, storag
   });
   impl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
   if (impl->producer == nullptr) {
+    rd_kafka_conf_destroy(pconf);  // kept by rd_kafka_new only when it succeeds
     return InvalidArgument(fmt::format("Kafka producer: {}", err));
   }
   // Reads fetch only below the high watermark and stop at it: small queues, short waits.
@@ -332,7 +334,10 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::Open(KafkaLogOptions options, storag
                                        {"reconnect.backoff.ms", "50"},
                                        {"reconnect.backoff.max.ms", "1000"}}));
   impl->reader = rd_kafka_new(RD_KAFKA_CONSUMER, rconf, err, sizeof err);
-  if (impl->reader == nullptr) return InvalidArgument(fmt::format("Kafka consumer: {}", err));
+  if (impl->reader == nullptr) {
+    rd_kafka_conf_destroy(rconf);
+    return InvalidArgument(fmt::format("Kafka consumer: {}", err));
+  }
   if (admin != nullptr) {
     impl->admin = admin;
   } else if (o.create_topics) {
@@ -558,7 +563,9 @@ Status KafkaLog::Impl::CheckTopic(const AppendRequest& request, const std::strin
                                            request.tenant.str(), st.message()));
     }
   }
-  const int64_t deadline = clock->MonotonicNanos() + options.request_timeout_ms * 1'000'000;
+  // Bounded in real time (the broker's), whatever clock the log is given.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options.request_timeout_ms);
   while (true) {
     rd_kafka_topic_t* rkt = rd_kafka_topic_new(producer, topic.c_str(), nullptr);
     const rd_kafka_metadata_t* md = nullptr;
@@ -592,7 +599,7 @@ Status KafkaLog::Impl::CheckTopic(const AppendRequest& request, const std::strin
           topic, request.tenant.str(), request.partitions));
     }
     // A new topic takes a moment to show in the metadata.
-    if (clock->MonotonicNanos() > deadline) {
+    if (std::chrono::steady_clock::now() > deadline) {
       return Unavailable(fmt::format("Kafka topic '{}' was created but has no leaders yet", topic));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -936,10 +943,14 @@ Status KafkaLog::Impl::Fetch(PartitionReader* r, const TenantId& tenant, int64_t
     }
     r->position = from;
   }
-  const int64_t deadline = clock->MonotonicNanos() + options.request_timeout_ms * 1'000'000;
+  // Bounded in real time (the broker's), whatever clock the log is given.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options.request_timeout_ms);
   std::vector<rd_kafka_message_t*> batch(std::min<size_t>(want, 1000));
   while (out->size() < want) {
-    const int64_t left_ms = (deadline - clock->MonotonicNanos()) / 1'000'000;
+    const int64_t left_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                deadline - std::chrono::steady_clock::now())
+                                .count();
     if (left_ms <= 0) break;
     ssize_t got = rd_kafka_consume_batch(r->topic, r->partition,
                                          static_cast<int>(std::min<int64_t>(left_ms, 1000)),

@@ -105,6 +105,11 @@ print(json.dumps(row))
 EOF
 }
 
+# ready: the Fairway server on $port answers /readyz with 200.
+ready() {
+  [[ $(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]]
+}
+
 # --- Fairway ----------------------------------------------------------------------------
 if wants fairway; then
   [[ -x $FAIRWAY_BIN ]] || die "$FAIRWAY_BIN was not built"
@@ -115,9 +120,6 @@ if wants fairway; then
     --listen "127.0.0.1:$port" >"$TMP/fairway.log" 2>&1 &
   fairway_pid=$!
   PIDS+=("$fairway_pid")
-  ready() {
-    [[ $(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]]
-  }
   wait_until 150 fairway "$fairway_pid" ready
   # engine_lag: the total lag of every tenant's processors and the largest lag in seconds,
   # "<events> events, <seconds> s" (exit status 1 when /metrics does not answer in 30 s).
@@ -223,9 +225,6 @@ if wants fairway-kafka; then
     --listen "127.0.0.1:$port" >"$TMP/fairway-kafka.log" 2>&1 &
   fairway_kafka_pid=$!
   PIDS+=("$fairway_kafka_pid")
-  ready() {
-    [[ $(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]]
-  }
   wait_until 150 fairway "$fairway_kafka_pid" ready
   log "fairway-kafka: closed loop, full speed"
   loadgen fairway-kafka --target fairway --port "$port" --admin-token "$token" \

@@ -21,6 +21,7 @@
 #include "testing/kafka_mock.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
+#include "tests/processing_status.h"
 #include "tests/server_process.h"
 
 namespace fairway::e2e {
@@ -118,30 +119,6 @@ std::string CreateTenant(const std::string& url, const std::string& quotas) {
   return j["write_key"].get<std::string>() + "\n" + j["api_key"].get<std::string>();
 }
 
-json LeadsStatus(const std::string& url) {
-  TestClient admin(url);
-  auto r = admin.Request("GET", "/admin/v1/tenants/acme/processing", {}, {BearerAuth(kToken)});
-  if (r.status != 200) return json();
-  json body = json::parse(r.body);
-  for (auto& p : body["processors"]) {
-    if (p["name"] == "leads") return p;
-  }
-  return json();
-}
-
-// Waits until the lead processor has processed everything ingested (bounded).
-bool WaitProcessed(const std::string& url) {
-  auto deadline = std::chrono::steady_clock::now() + 60s;
-  json s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    s = LeadsStatus(url);
-    if (!s.is_null() && s["lag_events"] == 0 && s["in_flight"] == 0) return true;
-    std::this_thread::sleep_for(20ms);  // polling a condition, with a deadline
-  }
-  ADD_FAILURE() << "processing did not catch up: " << s.dump();
-  return false;
-}
-
 // Sends every request with kClients threads, each re-sent until acknowledged. `on_ack` runs
 // after each acknowledgement.
 void IngestAll(Target* target, const std::string& write_key, const std::function<void()>& on_ack) {
@@ -200,8 +177,8 @@ void ExpectKilledRunEqualsCleanPass(const std::function<void(ServerProcess*)>& c
         std::unique_lock lock(mu);
         cv.wait(lock, [&] { return acked >= kill * kRequests / 4; });
       }
-      json s = LeadsStatus(target.url());
-      int64_t lag = s.is_null() ? -1 : s["lag_events"].get<int64_t>();
+      json s = LeadsStatus(target.url(), kToken);
+      int64_t lag = s.contains("lag_events") ? s["lag_events"].get<int64_t>() : -1;
       ::testing::Test::RecordProperty("lag_at_kill_" + std::to_string(kill), std::to_string(lag));
       EXPECT_GT(lag, 0) << "kill " << kill << " did not interrupt processing";
       target.Restart();
@@ -213,8 +190,8 @@ void ExpectKilledRunEqualsCleanPass(const std::function<void(ServerProcess*)>& c
     cv.notify_all();
   });
   killer.join();
-  ASSERT_TRUE(WaitProcessed(target.url()));
-  json status = LeadsStatus(target.url());
+  ASSERT_TRUE(WaitLeadsProcessed(target.url(), kToken));
+  json status = LeadsStatus(target.url(), kToken);
   EXPECT_EQ(status["dead_letters_total"], 0);
   EXPECT_EQ(status["processed_total"].get<int>() > 0, true);
   auto crashed = ReadLeads(target.url(), api_key);
@@ -227,7 +204,7 @@ void ExpectKilledRunEqualsCleanPass(const std::function<void(ServerProcess*)>& c
               clean_api = keys.substr(keys.find('\n') + 1);
   Target clean_target(&clean);
   IngestAll(&clean_target, clean_write, [] {});
-  ASSERT_TRUE(WaitProcessed(clean.url()));
+  ASSERT_TRUE(WaitLeadsProcessed(clean.url(), kToken));
   auto expected = ReadLeads(clean.url(), clean_api);
 
   constexpr int kPerLead = kRequests * kPerRequest / kLeads;

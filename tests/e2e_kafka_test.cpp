@@ -19,6 +19,7 @@
 #include "testing/kafka_mock.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
+#include "tests/processing_status.h"
 #include "tests/server_process.h"
 
 namespace fairway::e2e {
@@ -38,18 +39,6 @@ constexpr int kPerRequest = 10;
 
 std::string Lead(int client, int request) {
   return "c" + std::to_string(client) + "-r" + std::to_string(request);
-}
-
-// The lead processor's status (lag, totals) of tenant acme.
-json LeadsStatus(const std::string& url) {
-  TestClient admin(url);
-  auto r = admin.Request("GET", "/admin/v1/tenants/acme/processing", {}, {BearerAuth(kToken)});
-  if (r.status != 200) return json{{"http_status", r.status}, {"body", r.body}};
-  json body = json::parse(r.body);  // kept: a range-for over a temporary's member dangles
-  for (auto& p : body["processors"]) {
-    if (p["name"] == "leads") return p;
-  }
-  return json{{"body", r.body}};
 }
 
 TEST(E2eKafkaTest, BrokersThatFailAndComeBackLoseNoAcknowledgedActivity) {
@@ -151,14 +140,7 @@ TEST(E2eKafkaTest, BrokersThatFailAndComeBackLoseNoAcknowledgedActivity) {
   EXPECT_GT(refused.load(), 0) << "no append failed: the outages were not exercised";
 
   // Processing catches up; then every lead holds its activities once, stored and processed.
-  json status;
-  for (auto deadline = std::chrono::steady_clock::now() + 120s;
-       std::chrono::steady_clock::now() < deadline;) {
-    status = LeadsStatus(server.url());
-    if (status["lag_events"] == 0 && status["in_flight"] == 0) break;
-    std::this_thread::sleep_for(50ms);  // polling a condition, with a deadline
-  }
-  if (status["lag_events"] != 0) {
+  if (!WaitLeadsProcessed(server.url(), kToken, 120s)) {
     std::ifstream log(dir.Sub("server.log"));
     std::vector<std::string> lines;
     for (std::string line; std::getline(log, line);) lines.push_back(line);
@@ -166,8 +148,9 @@ TEST(E2eKafkaTest, BrokersThatFailAndComeBackLoseNoAcknowledgedActivity) {
     for (size_t i = lines.size() > 40 ? lines.size() - 40 : 0; i < lines.size(); ++i) {
       tail += lines[i] + "\n";
     }
-    FAIL() << "processing did not catch up: " << status.dump() << "\nserver log:\n" << tail;
+    FAIL() << "server log:\n" << tail;
   }
+  json status = LeadsStatus(server.url(), kToken);
   EXPECT_EQ(status["dead_letters_total"], 0);
   TestClient reader(server.url());
   for (int c = 0; c < kClients; ++c) {

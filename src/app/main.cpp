@@ -94,7 +94,7 @@ class RetentionService {
       for (const auto& t : tenants_->List()) {
         if (t.quotas.retention_days == 0 || t.status == model::TenantStatus::kDeleting) continue;
         int64_t cutoff = clock_->NowMillis() - int64_t{t.quotas.retention_days} * 86'400'000;
-        auto removed = log_->ApplyRetention(t.id, t.partitions, cutoff);
+        auto removed = log_->ApplyRetention(t.id, t.log_partitions(), cutoff);
         if (!removed.ok()) {
           spdlog::warn("retention for tenant '{}': {}", t.id.str(), removed.status().ToString());
         } else if (*removed > 0) {
@@ -231,7 +231,18 @@ int Serve(Config config) {
     spdlog::error("finishing interrupted tenant deletions: {}", st.ToString());
     return 1;
   }
-  for (const auto& t : tenants->get()->List()) {
+  for (auto t : tenants->get()->List()) {
+    // A partition layout the log started just before the process stopped, before the registry
+    // stored it, is taken from the log's record.
+    auto layouts = log.Layouts(t.id);
+    auto adopted = layouts.ok() ? tenants->get()->AdoptLayouts(t.id, *layouts)
+                                : Result<model::TenantConfig>(layouts.status());
+    if (!adopted.ok()) {
+      spdlog::error("reading the partition layouts of tenant '{}': {}", t.id.str(),
+                    adopted.status().ToString());
+      return 1;
+    }
+    t = std::move(adopted).value();
     if (Status st = engine.UpsertTenant(t); !st.ok()) {
       spdlog::error("starting processing for tenant '{}': {}", t.id.str(), st.ToString());
       return 1;

@@ -57,10 +57,11 @@ bool ParsePosition(std::string_view id, uint32_t* partition, uint64_t* offset) {
 // Setup
 
 Status Engine::Impl::LoadStream(Tenant* t, Stream* s) {
-  s->partitions.resize(t->config.partitions);
-  s->committed_lwm = std::make_unique<std::atomic<uint64_t>[]>(t->config.partitions);
-  s->committed_above = std::make_unique<std::atomic<uint64_t>[]>(t->config.partitions);
-  for (uint32_t p = 0; p < t->config.partitions; ++p) {
+  const uint32_t partitions = t->config.log_partitions();
+  s->partitions.resize(partitions);
+  s->committed_lwm = std::make_unique<std::atomic<uint64_t>[]>(partitions);
+  s->committed_above = std::make_unique<std::atomic<uint64_t>[]>(partitions);
+  for (uint32_t p = 0; p < partitions; ++p) {
     FAIRWAY_ASSIGN_OR_RETURN(auto v,
                              store->Get(storage::kEngineOffsets, PartitionKey(s->key_prefix, p)));
     if (v) {
@@ -200,12 +201,29 @@ Status Engine::UpsertTenant(const model::TenantConfig& config) {
   if (config.status == model::TenantStatus::kDeleting) return RemoveTenant(config.id);
   Impl& im = *impl_;
   {
-    std::lock_guard lock(im.mu);
+    // A new layout adds partitions: every stream's commits wait while they are added.
+    std::shared_ptr<Tenant> existing;
+    {
+      std::lock_guard lock(im.mu);
+      auto it = im.tenants.find(config.id.str());
+      if (it != im.tenants.end()) existing = it->second;
+    }
+    std::vector<std::unique_lock<std::mutex>> commit_locks;
+    if (existing && config.log_partitions() > existing->config.log_partitions()) {
+      for (auto& s : existing->streams) commit_locks.emplace_back(s->commit_mu);
+    }
+    std::unique_lock lock(im.mu);
     auto it = im.tenants.find(config.id.str());
     if (it != im.tenants.end()) {
       if (it->second->removing) return FailedPrecondition("tenant is being removed");
+      if (it->second != existing) return FailedPrecondition("tenant was replaced meanwhile");
       const bool new_rate =
           it->second->config.quotas.processing_rate != config.quotas.processing_rate;
+      const uint32_t old_partitions = it->second->config.log_partitions();
+      if (config.log_partitions() > old_partitions) {
+        for (auto& s : it->second->streams) s->GrowPartitions(config.log_partitions());
+      }
+      commit_locks.clear();
       it->second->config = config;
       for (auto& s : it->second->streams) {
         if (new_rate) s->throttle = ProcessingThrottle();  // a new rate starts with a full burst
@@ -216,7 +234,14 @@ Status Engine::UpsertTenant(const model::TenantConfig& config) {
       }
       im.work_cv.notify_all();
       im.done_cv.notify_all();
-      return Status::Ok();
+      // The new partitions' high watermarks are read now that the append listener hears of
+      // them, so no append to them is missed; all of them if an earlier read failed.
+      const bool reload = std::any_of(it->second->streams.begin(), it->second->streams.end(),
+                                      [](const auto& s) { return s->loading; });
+      if (config.log_partitions() <= old_partitions && !reload) return Status::Ok();
+      std::vector<std::shared_ptr<Stream>> streams = it->second->streams;
+      lock.unlock();
+      return im.ReadHighWatermarks(config, reload ? 0 : old_partitions, streams);
     }
   }
   auto t = std::make_shared<Tenant>();
@@ -253,25 +278,31 @@ Status Engine::UpsertTenant(const model::TenantConfig& config) {
   }
   // High watermarks are read after the tenant is visible to the append listener, so no
   // append is missed; until then its streams do not count as idle.
-  std::vector<uint64_t> hwms(config.partitions);
+  return im.ReadHighWatermarks(config, 0, t->streams);
+}
+
+Status Engine::Impl::ReadHighWatermarks(const model::TenantConfig& config, uint32_t from,
+                                        const std::vector<std::shared_ptr<Stream>>& streams) {
+  const uint32_t n = config.log_partitions();
+  std::vector<uint64_t> hwms(n);
   Status read_status;
-  for (uint32_t p = 0; p < config.partitions && read_status.ok(); ++p) {
-    auto h = im.log->HighWatermark(config.id, PartitionId(p));
+  for (uint32_t p = from; p < n && read_status.ok(); ++p) {
+    auto h = log->HighWatermark(config.id, PartitionId(p));
     if (h.ok()) {
       hwms[p] = h->value();
     } else {
       read_status = h.status();
     }
   }
-  std::lock_guard lock(im.mu);
-  for (auto& s : t->streams) {
-    for (uint32_t p = 0; p < config.partitions; ++p) {
+  std::lock_guard lock(mu);
+  for (auto& s : streams) {
+    for (uint32_t p = from; p < n && p < s->partitions.size(); ++p) {
       s->partitions[p].hwm = std::max(s->partitions[p].hwm, hwms[p]);
     }
     s->loading = !read_status.ok();
-    im.MaybeQueueFetch(s);
+    MaybeQueueFetch(s);
   }
-  im.done_cv.notify_all();
+  done_cv.notify_all();
   return read_status;
 }
 

@@ -299,7 +299,11 @@ struct Stream {
   // Set (under mu, and before its data is deleted) when the tenant is removed.
   std::atomic<bool> removed{false};
 
+  // One per log partition, over all of the tenant's layouts (TenantConfig::log_partitions).
   std::vector<PartitionState> partitions;
+  // Sealed layouts of the tenant whose every partition this stream has processed to its end:
+  // the partitions of the layout after them may be read (ReadLimit).
+  size_t drained_layouts = 0;
   size_t fetch_rr = 0;
   bool fetching = false;
   bool fetch_queued = false;
@@ -343,6 +347,20 @@ struct Stream {
   // commit, readable without commit_mu (status, idle checks).
   std::unique_ptr<std::atomic<uint64_t>[]> committed_lwm;
   std::unique_ptr<std::atomic<uint64_t>[]> committed_above;
+  // Adds partitions up to `n` (a new layout). Requires commit_mu and Engine::Impl::mu.
+  void GrowPartitions(size_t n) {
+    const size_t old = partitions.size();
+    if (n <= old) return;
+    partitions.resize(n);
+    auto lwm = std::make_unique<std::atomic<uint64_t>[]>(n);
+    auto above = std::make_unique<std::atomic<uint64_t>[]>(n);
+    for (size_t p = 0; p < old; ++p) {
+      lwm[p] = committed_lwm[p].load();
+      above[p] = committed_above[p].load();
+    }
+    committed_lwm = std::move(lwm);
+    committed_above = std::move(above);
+  }
   void PublishCommitted(size_t p) {
     committed_lwm[p] = partitions[p].committed.low_water_mark();
     committed_above[p] = partitions[p].committed.done_above();
@@ -425,6 +443,10 @@ struct Engine::Impl {
 
   // --- setup ---
   Status LoadStream(Tenant* t, Stream* s);
+  // Reads the high watermarks of the tenant's log partitions from `from` on into `streams`
+  // (takes mu); until it succeeds the streams count as loading (not idle).
+  Status ReadHighWatermarks(const model::TenantConfig& config, uint32_t from,
+                            const std::vector<std::shared_ptr<Stream>>& streams);
   void RegisterMetrics();
 
   // --- scheduling (mu held) ---
@@ -432,7 +454,8 @@ struct Engine::Impl {
   void Activate(Stream* s);
   void MaybeQueueFetch(const std::shared_ptr<Stream>& s);
   // Offsets of partition `p` below this may be read: the high watermark, or less while an
-  // upstream processor (ProcessorSpec::after) has not committed them.
+  // upstream processor (ProcessorSpec::after) has not committed them, or none while the
+  // partition belongs to a layout after one this stream has not processed to its end.
   uint64_t ReadLimit(Stream* s, size_t p);
   // Lets the streams that wait for `s` read what it has just committed.
   void WakeDownstream(Stream* s);

@@ -49,6 +49,23 @@ void Engine::Impl::Activate(Stream* s) {
 }
 
 uint64_t Engine::Impl::ReadLimit(Stream* s, size_t p) {
+  // Layouts: a lead's activities in one layout all run before any of its activities in a later
+  // layout, because a later layout's partitions are read only once every partition of the
+  // layouts before it is processed to its sealed end (the whole tenant waits, not just the lead).
+  const auto& sealed = s->tenant->config.sealed_layouts;
+  while (s->drained_layouts < sealed.size()) {
+    const model::PartitionLayout& l = sealed[s->drained_layouts];
+    bool drained = true;
+    for (uint32_t i = 0; i < l.count && drained; ++i) {
+      drained = l.first + i >= s->partitions.size() || s->committed_lwm[l.first + i] >= l.ends[i];
+    }
+    if (!drained) break;
+    ++s->drained_layouts;
+  }
+  if (s->drained_layouts < sealed.size()) {
+    const model::PartitionLayout& waiting = sealed[s->drained_layouts];
+    if (p >= waiting.first + waiting.count) return 0;
+  }
   uint64_t limit = s->partitions[p].hwm;
   if (auto up = s->upstream.lock(); up && up->enabled && p < up->partitions.size()) {
     limit = std::min(limit, up->committed_lwm[p].load());

@@ -347,7 +347,18 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
         auto t = tenants_->Get(id);
         return respond(t.ok() ? Json(200, tenant_json(*t)) : Error(t.status()));
       }
-      if (method == "PATCH") return respond(applied(tenants_->Update(id, body)));
+      if (method == "PATCH") {
+        return respond(applied(tenants_->Update(
+            id, body, [this](const model::TenantConfig& t, uint32_t count) {
+              auto ends = log_->StartLayout(t, count);
+              if (ends.ok()) {
+                spdlog::info("tenant '{}': {} partitions from partition {} after {} from {}",
+                             t.id.str(), count, t.log_partitions(), t.partitions,
+                             t.first_partition());
+              }
+              return ends;
+            })));
+      }
       if (method == "DELETE") {
         if (auto t = tenants_->Get(id); !t.ok()) return respond(Error(t.status()));
         Status st = DeleteTenant(id);

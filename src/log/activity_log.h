@@ -22,11 +22,17 @@ namespace fairway::log {
 
 // Picks the partition of a lead: stable across restarts and versions.
 PartitionId PartitionFor(std::string_view lead_key, uint32_t partitions);
+// The log partition of a lead in the layout of `count` partitions from `first`.
+inline uint32_t LayoutPartition(std::string_view lead_key, uint32_t first, uint32_t count) {
+  return first + PartitionFor(lead_key, count).value();
+}
 
 struct AppendRequest {
   TenantId tenant;
-  // The tenant's partition count (fixed for the tenant's lifetime).
+  // The tenant's current layout: `partitions` partitions numbered from `first_partition`. A log
+  // that has started a newer layout for the tenant (StartLayout) uses that one instead.
   uint32_t partitions = 1;
+  uint32_t first_partition = 0;
   // A messageId seen within this window is not stored again (0 disables the check).
   int64_t dedup_window_ms = 0;
   // Activities' index entries expire after this (0 = never).
@@ -43,6 +49,7 @@ inline AppendRequest AppendRequestFor(const model::TenantConfig& tenant) {
   AppendRequest req;
   req.tenant = tenant.id;
   req.partitions = tenant.partitions;
+  req.first_partition = tenant.first_partition();
   req.dedup_window_ms = static_cast<int64_t>(tenant.quotas.dedup_window_seconds) * 1000;
   req.retention_ms = static_cast<int64_t>(tenant.quotas.retention_days) * 86'400'000;
   return req;
@@ -124,6 +131,19 @@ class ActivityLog {
                                const std::function<Status(storage::WriteBatch*)>& write) {
     return FailedPrecondition("this activity log cannot append inside another write");
   }
+
+  // Starts a new partition layout for `tenant` (its partition count changed to `count`): as soon
+  // as this returns, every append of the tenant goes to `count` new partitions numbered after
+  // its current layout's (tenant.current_layout()), whatever layout the append's request names.
+  // The current layout is sealed once the appends already routed to it are stored; returns its
+  // partitions' end offsets. Durable before it returns. Repeating a call that succeeded (a
+  // restart between it and recording its result) returns the same ends; FailedPrecondition if
+  // the tenant's current layout is not the log's.
+  virtual Result<std::vector<uint64_t>> StartLayout(const model::TenantConfig& tenant,
+                                                    uint32_t count) = 0;
+  // The tenant's layouts as StartLayout recorded them, oldest first, the last one current;
+  // empty if the tenant never changed layout.
+  virtual Result<std::vector<model::PartitionLayout>> Layouts(const TenantId& tenant) = 0;
 
   // OK while the log can take appends; otherwise why not (the server's readiness shows it).
   virtual Status Health() { return Status::Ok(); }

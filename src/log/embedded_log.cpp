@@ -227,11 +227,28 @@ Result<uint64_t> EmbeddedLog::NextOffset(const std::string& partition_prefix) {
   return loaded;
 }
 
-void EmbeddedLog::AddToBlock(Blocks* blocks, const AppendRequest& req,
+Result<EmbeddedLog::Route> EmbeddedLog::RouteOf(const AppendRequest& req) {
+  Route route{req.first_partition, std::max<uint32_t>(1, req.partitions)};
+  std::lock_guard lock(layout_mu_);
+  auto it = layouts_.find(req.tenant.str());
+  if (it == layouts_.end()) {
+    FAIRWAY_ASSIGN_OR_RETURN(auto v, store_->Get(kLogMeta, LayoutsKey(req.tenant)));
+    std::optional<Route> recorded;
+    if (v) {
+      FAIRWAY_ASSIGN_OR_RETURN(auto layouts, DecodeLayouts(*v));
+      if (!layouts.empty()) recorded = Route{layouts.back().first, layouts.back().count};
+    }
+    it = layouts_.emplace(req.tenant.str(), recorded).first;
+  }
+  if (it->second && it->second->first >= route.first) route = *it->second;
+  return route;
+}
+
+void EmbeddedLog::AddToBlock(Blocks* blocks, const AppendRequest& req, Route route,
                              std::vector<std::string>* prefixes, const model::Activity& a,
                              size_t dedup_key, std::string* record) {
-  PartitionId partition = PartitionFor(a.LeadKey(), req.partitions);
-  std::string& prefix = (*prefixes)[partition.value()];
+  PartitionId partition(LayoutPartition(a.LeadKey(), route.first, route.count));
+  std::string& prefix = (*prefixes)[partition.value() - route.first];
   if (prefix.empty()) prefix = PartitionPrefix(req.tenant, partition);
   auto [it, inserted] = blocks->try_emplace(prefix);
   BlockBuild& b = it->second;
@@ -318,7 +335,13 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
   std::vector<std::string> prefixes;
   for (size_t r = 0; r < group.size() && st.ok(); ++r) {
     const AppendRequest& req = group[r].request;
-    prefixes.assign(req.partitions, std::string());
+    // On the writer thread, which alone starts layouts: the route holds for this commit.
+    auto route = RouteOf(req);
+    if (!route.ok()) {
+      st = route.status();
+      break;
+    }
+    prefixes.assign(route->count, std::string());
     for (const auto& a : req.activities) {
       size_t k = key_index++;
       bool duplicate = false;
@@ -334,7 +357,7 @@ void EmbeddedLog::CommitAppends(std::vector<PendingAppend>& group) {
         continue;
       }
       ++results[r].stored;
-      AddToBlock(&blocks, req, &prefixes, a, k, &record);
+      AddToBlock(&blocks, req, *route, &prefixes, a, k, &record);
     }
   }
   FinishBlocks(blocks);
@@ -388,22 +411,72 @@ Status EmbeddedLog::AppendInWrite(const AppendRequest& request, storage::WriteBa
   Blocks blocks;
   std::string record;
   std::vector<PartitionAdvance> advances;
-  std::vector<std::string> prefixes(request.partitions);
-  for (const auto& a : request.activities) {
-    AddToBlock(&blocks, request, &prefixes, a, kNoDedupKey, &record);
-  }
-  FinishBlocks(blocks);
-  {
-    std::lock_guard write_lock(write_mu_);
+  std::vector<std::string> prefixes;
+  std::optional<Route> built;
+  while (true) {
+    // Blocks are built outside the write lock; a layout started meanwhile (under the lock)
+    // sends them to the new layout's partitions.
+    FAIRWAY_ASSIGN_OR_RETURN(Route route, RouteOf(request));
+    if (route != built) {
+      blocks.clear();
+      prefixes.assign(route.count, std::string());
+      for (const auto& a : request.activities) {
+        AddToBlock(&blocks, request, route, &prefixes, a, kNoDedupKey, &record);
+      }
+      FinishBlocks(blocks);
+      built = route;
+    }
+    std::unique_lock write_lock(write_mu_);
+    FAIRWAY_ASSIGN_OR_RETURN(Route now_route, RouteOf(request));
+    if (now_route != *built) continue;
     if (dropped_.count(request.tenant.str())) {
       return NotFound(fmt::format("tenant '{}' was deleted", request.tenant.str()));
     }
     FAIRWAY_RETURN_IF_ERROR(StageBlocks(blocks, nullptr, now, batch, &advances));
     FAIRWAY_RETURN_IF_ERROR(write(batch));
     Publish(blocks, advances);
+    break;
   }
   if (listener_) listener_(advances);
   return Status::Ok();
+}
+
+Result<std::vector<uint64_t>> EmbeddedLog::StartLayout(const model::TenantConfig& config,
+                                                       uint32_t count) {
+  const TenantId& tenant = config.id;
+  const model::PartitionLayout current = config.current_layout();
+  std::vector<uint64_t> ends;
+  Status st = RunControl([&]() -> Status {
+    // On the writer thread, so every queued append before this one is stored; under the write
+    // lock, so no engine commit appends meanwhile.
+    std::lock_guard write_lock(write_mu_);
+    FAIRWAY_ASSIGN_OR_RETURN(auto layouts, Layouts(tenant));
+    std::vector<uint64_t> now_ends;
+    for (uint32_t p = current.first; p < current.first + current.count; ++p) {
+      FAIRWAY_ASSIGN_OR_RETURN(uint64_t next, NextOffset(PartitionPrefix(tenant, PartitionId(p))));
+      now_ends.push_back(next);
+    }
+    bool repeated = false;
+    FAIRWAY_ASSIGN_OR_RETURN(layouts, NextLayouts(std::move(layouts), current, count, now_ends,
+                                                  &repeated));
+    if (!repeated) {
+      storage::WriteBatch batch;
+      batch.Put(kLogMeta, LayoutsKey(tenant), EncodeLayouts(layouts));
+      FAIRWAY_RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
+    }
+    ends = layouts[layouts.size() - 2].ends;
+    std::lock_guard lock(layout_mu_);
+    layouts_[tenant.str()] = Route{layouts.back().first, layouts.back().count};
+    return Status::Ok();
+  });
+  FAIRWAY_RETURN_IF_ERROR(st);
+  return ends;
+}
+
+Result<std::vector<model::PartitionLayout>> EmbeddedLog::Layouts(const TenantId& tenant) {
+  FAIRWAY_ASSIGN_OR_RETURN(auto v, store_->Get(kLogMeta, LayoutsKey(tenant)));
+  if (!v) return std::vector<model::PartitionLayout>{};
+  return DecodeLayouts(*v);
 }
 
 void EmbeddedLog::SetAppendListener(AppendListener listener) { listener_ = std::move(listener); }
@@ -522,6 +595,10 @@ Status EmbeddedLog::DropTenant(const TenantId& tenant) {
     std::lock_guard write_lock(write_mu_);
     FAIRWAY_RETURN_IF_ERROR(store_->Write(batch, options_.sync));
     dropped_.insert(tenant.str());
+    {
+      std::lock_guard lock(layout_mu_);
+      layouts_.erase(tenant.str());
+    }
     tail_.DropPrefix(begin);
     std::erase_if(next_offsets_,
                   [&](const auto& kv) { return kv.first.compare(0, begin.size(), begin) == 0; });

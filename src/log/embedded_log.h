@@ -69,6 +69,9 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
   bool AppendsInWrite() const override { return true; }
   Status AppendInWrite(const AppendRequest& request, storage::WriteBatch* batch,
                        const std::function<Status(storage::WriteBatch*)>& write) override;
+  Result<std::vector<uint64_t>> StartLayout(const model::TenantConfig& tenant,
+                                            uint32_t count) override;
+  Result<std::vector<model::PartitionLayout>> Layouts(const TenantId& tenant) override;
 
   Result<ActivityPage> Query(const ActivityQuery& query) override;
 
@@ -108,12 +111,20 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
     std::vector<BlockMember> members;
   };
   using Blocks = std::map<std::string, BlockBuild>;
+  // The partitions a request's activities go to: `count` partitions from `first`.
+  struct Route {
+    uint32_t first = 0;
+    uint32_t count = 1;
+    bool operator==(const Route&) const = default;
+  };
+  // The request's layout, or the newer one StartLayout recorded for its tenant.
+  Result<Route> RouteOf(const AppendRequest& req);
 
   void RunWriter();
   void CommitAppends(std::vector<PendingAppend>& group);
   // Adds `a` to its partition's block; `prefixes` caches the request's partition key prefixes
   // (sized to its partition count).
-  static void AddToBlock(Blocks* blocks, const AppendRequest& req,
+  static void AddToBlock(Blocks* blocks, const AppendRequest& req, Route route,
                          std::vector<std::string>* prefixes, const model::Activity& a,
                          size_t dedup_key, std::string* record);
   // Compresses every block (no lock needed).
@@ -151,6 +162,10 @@ class EmbeddedLog final : public ActivityLog, public ActivityIndex {
   AppendListener listener_;
   // Tenants dropped since start (and not reopened); appends fail (guarded by write_mu_).
   std::unordered_set<std::string> dropped_;
+  // Tenant -> its current layout as recorded by StartLayout (nullopt: none recorded), loaded on
+  // first use. Changed only under write_mu_ and layout_mu_, on the writer thread.
+  std::mutex layout_mu_;
+  std::unordered_map<std::string, std::optional<Route>> layouts_;
   TailCache tail_;
 
   Counter* commits_;

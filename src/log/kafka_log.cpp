@@ -159,6 +159,10 @@ struct PendingAppend {
   std::vector<Sent> sent;
   std::vector<std::pair<int32_t, int64_t>> stored_at;
   std::vector<uint8_t> acknowledged;
+  // The log partition of the layout's first partition (records' partitions are the topic's).
+  uint32_t first_partition = 0;
+  // The records of the topic sent and not yet reported (KafkaLog::Impl::Sending).
+  std::atomic<int64_t>* topic_sending = nullptr;
   AppendResult result;
   // Deliveries still to come, plus one held while sending.
   std::atomic<size_t> remaining{1};
@@ -171,6 +175,8 @@ struct PartitionReader {
   std::mutex mu;
   rd_kafka_topic_t* topic = nullptr;
   int32_t partition = 0;
+  // The log partition of the topic's partition 0.
+  uint32_t first_partition = 0;
   bool started = false;
   int64_t position = 0;
 };
@@ -248,11 +254,37 @@ struct KafkaLog::Impl {
   ~Impl();
 
   std::string Topic(const TenantId& tenant) const { return options.topic_prefix + tenant.str(); }
-  Status EnsureTopic(const AppendRequest& request, const std::string& topic);
-  Status CheckTopic(const AppendRequest& request, const std::string& topic);
-  // Writes the dedup and index rows of every record stored in the tenant's partitions since
+  // Partition layouts: a tenant's first layout is its topic; the n-th after it is the topic
+  // "<topic>.<n>", whose partition i is log partition first + i.
+  struct Placement {
+    std::string topic;
+    uint32_t first = 0;
+    uint32_t count = 0;
+  };
+  std::string LayoutTopic(const TenantId& tenant, size_t index) const {
+    return index == 0 ? Topic(tenant) : fmt::format("{}.{}", Topic(tenant), index);
+  }
+  // Serialises layout changes (StartLayout, the completion in Layouts).
+  std::mutex layout_change_mu;
+  // Tenant -> its layouts as recorded in the store (empty: none), loaded on first use.
+  std::mutex layouts_mu;
+  std::unordered_map<std::string, std::vector<model::PartitionLayout>> layouts;
+  Result<std::vector<model::PartitionLayout>> RecordedLayouts(const TenantId& tenant);
+  Result<std::vector<model::PartitionLayout>> LoadLayouts(const TenantId& tenant);
+  Status SaveLayouts(const TenantId& tenant, const std::vector<model::PartitionLayout>& layouts);
+  // Where the request's activities go: its layout, or the newer one the log recorded.
+  Result<Placement> AppendPlacement(const AppendRequest& request);
+  // The layout that holds log partition `p`; nullopt if none does.
+  Result<std::optional<Placement>> PartitionPlacement(const TenantId& tenant, uint32_t p);
+  // Records of a topic sent and not yet reported, per topic (entries are never removed).
+  std::mutex sending_mu;
+  std::unordered_map<std::string, std::unique_ptr<std::atomic<int64_t>>> sending;
+  std::atomic<int64_t>* Sending(const std::string& topic);
+  Status EnsureTopic(const AppendRequest& request, const Placement& placement);
+  Status CheckTopic(const AppendRequest& request, const Placement& placement);
+  // Writes the dedup and index rows of every record stored in the placement's partitions since
   // their checkpoint: the rows of records Kafka acknowledged just before this node stopped.
-  Status CatchUp(const AppendRequest& request);
+  Status CatchUp(const AppendRequest& request, const Placement& placement);
   // Adds (partition, offset) to the indexed offsets; when the checkpoint moves, puts its new
   // value in `batch`. Requires index_mu.
   void MarkIndexed(const std::string& key, uint64_t offset, storage::WriteBatch* batch);
@@ -262,6 +294,7 @@ struct KafkaLog::Impl {
                uint64_t offset, int64_t received_at_ms, std::vector<IndexRow>* index_rows,
                std::vector<IndexRow>* dedup_rows);
   Result<std::pair<int64_t, int64_t>> Watermarks(const TenantId& tenant, PartitionId partition);
+  Result<std::pair<int64_t, int64_t>> TopicWatermarks(const std::string& topic, int32_t partition);
   void Send(std::unique_ptr<PendingAppend> append);
   void OnDelivery(const rd_kafka_message_t* m);
   // Hands an append whose every record is acknowledged or failed to the row writer.
@@ -269,7 +302,7 @@ struct KafkaLog::Impl {
   // The row writer thread: writes the rows of finished appends, then completes them.
   void RunRowWriter();
   void WriteRows(std::vector<std::unique_ptr<PendingAppend>>& group);
-  PartitionReader* Reader(const std::string& topic, int32_t partition);
+  PartitionReader* Reader(const Placement& placement, uint32_t partition);
   // Reads `want` records from `from` (fewer when the read times out). Stops the partition's
   // fetcher once it has read up to `stop_at`.
   Status Fetch(PartitionReader* r, const TenantId& tenant, int64_t from, size_t want,
@@ -439,14 +472,76 @@ void KafkaLog::FailNextAppends(int n) {
 
 void KafkaLog::SetAppendListener(AppendListener listener) { impl_->listener = std::move(listener); }
 
-Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const std::string& topic) {
+Result<std::vector<model::PartitionLayout>> KafkaLog::Impl::LoadLayouts(const TenantId& tenant) {
+  FAIRWAY_ASSIGN_OR_RETURN(auto v, store->Get(storage::kLogMeta, LayoutsKey(tenant)));
+  if (!v) return std::vector<model::PartitionLayout>{};
+  return DecodeLayouts(*v);
+}
+
+Status KafkaLog::Impl::SaveLayouts(const TenantId& tenant,
+                                   const std::vector<model::PartitionLayout>& list) {
+  storage::WriteBatch batch;
+  batch.Put(storage::kLogMeta, LayoutsKey(tenant), EncodeLayouts(list));
+  FAIRWAY_RETURN_IF_ERROR(store->Write(batch, /*sync=*/true));
+  std::lock_guard lock(layouts_mu);
+  layouts[tenant.str()] = list;
+  return Status::Ok();
+}
+
+Result<std::vector<model::PartitionLayout>> KafkaLog::Impl::RecordedLayouts(
+    const TenantId& tenant) {
+  std::lock_guard lock(layouts_mu);
+  auto it = layouts.find(tenant.str());
+  if (it == layouts.end()) {
+    FAIRWAY_ASSIGN_OR_RETURN(auto loaded, LoadLayouts(tenant));
+    it = layouts.emplace(tenant.str(), std::move(loaded)).first;
+  }
+  return it->second;
+}
+
+Result<KafkaLog::Impl::Placement> KafkaLog::Impl::AppendPlacement(const AppendRequest& req) {
+  FAIRWAY_ASSIGN_OR_RETURN(auto recorded, RecordedLayouts(req.tenant));
+  if (!recorded.empty() && recorded.back().first >= req.first_partition) {
+    return Placement{LayoutTopic(req.tenant, recorded.size() - 1), recorded.back().first,
+                     recorded.back().count};
+  }
+  if (req.first_partition != 0) {
+    return Unavailable(fmt::format(
+        "tenant '{}' has a layout from partition {} that this node's log has no record of",
+        req.tenant.str(), req.first_partition));
+  }
+  return Placement{Topic(req.tenant), 0, std::max<uint32_t>(1, req.partitions)};
+}
+
+Result<std::optional<KafkaLog::Impl::Placement>> KafkaLog::Impl::PartitionPlacement(
+    const TenantId& tenant, uint32_t p) {
+  FAIRWAY_ASSIGN_OR_RETURN(auto recorded, RecordedLayouts(tenant));
+  if (recorded.empty()) return std::optional<Placement>(Placement{Topic(tenant), 0, UINT32_MAX});
+  for (size_t i = 0; i < recorded.size(); ++i) {
+    if (p >= recorded[i].first && p < recorded[i].first + recorded[i].count) {
+      return std::optional<Placement>(
+          Placement{LayoutTopic(tenant, i), recorded[i].first, recorded[i].count});
+    }
+  }
+  return std::optional<Placement>();
+}
+
+std::atomic<int64_t>* KafkaLog::Impl::Sending(const std::string& topic) {
+  std::lock_guard lock(sending_mu);
+  auto& c = sending[topic];
+  if (!c) c = std::make_unique<std::atomic<int64_t>>(0);
+  return c.get();
+}
+
+Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const Placement& placement) {
+  const std::string& topic = placement.topic;
   auto known = [&]() -> std::optional<Status> {
     std::lock_guard lock(topics_mu);
     auto it = topic_partitions.find(topic);
     if (it == topic_partitions.end()) return std::nullopt;
-    if (it->second == request.partitions) return Status::Ok();
+    if (it->second == placement.count) return Status::Ok();
     return Unavailable(fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}", topic,
-                                   it->second, request.tenant.str(), request.partitions));
+                                   it->second, request.tenant.str(), placement.count));
   };
   if (auto st = known()) return *st;
   // One tenant's first append waits for its own topic's check only, not for other tenants'.
@@ -459,10 +554,18 @@ Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const std::stri
   }
   std::lock_guard ensure(*topic_mu);
   if (auto st = known()) return *st;
-  FAIRWAY_RETURN_IF_ERROR(CheckTopic(request, topic));
-  FAIRWAY_RETURN_IF_ERROR(CatchUp(request));
+  FAIRWAY_RETURN_IF_ERROR(CheckTopic(request, placement));
+  // The records of this layout, and of the sealed layouts before it, acknowledged before this
+  // node stopped get their rows.
+  FAIRWAY_ASSIGN_OR_RETURN(auto recorded, RecordedLayouts(request.tenant));
+  for (size_t i = 0; i < recorded.size(); ++i) {
+    if (recorded[i].first >= placement.first) break;
+    FAIRWAY_RETURN_IF_ERROR(CatchUp(
+        request, Placement{LayoutTopic(request.tenant, i), recorded[i].first, recorded[i].count}));
+  }
+  FAIRWAY_RETURN_IF_ERROR(CatchUp(request, placement));
   std::lock_guard lock(topics_mu);
-  topic_partitions[topic] = request.partitions;
+  topic_partitions[topic] = placement.count;
   return Status::Ok();
 }
 
@@ -516,18 +619,19 @@ void KafkaLog::Impl::MarkIndexed(const std::string& key, uint64_t offset,
   }
 }
 
-Status KafkaLog::Impl::CatchUp(const AppendRequest& req) {
-  for (uint32_t p = 0; p < req.partitions; ++p) {
+Status KafkaLog::Impl::CatchUp(const AppendRequest& req, const Placement& placement) {
+  for (uint32_t p = placement.first; p < placement.first + placement.count; ++p) {
     const std::string key = PartitionKey(req.tenant, p);
     FAIRWAY_ASSIGN_OR_RETURN(auto row, store->Get(storage::kLogMeta, key));
     uint64_t checkpoint = row && row->size() == 8 ? DecodeFixed64BE(row->data()) : 0;
-    FAIRWAY_ASSIGN_OR_RETURN(auto marks, Watermarks(req.tenant, PartitionId(p)));
+    FAIRWAY_ASSIGN_OR_RETURN(
+        auto marks, TopicWatermarks(placement.topic, static_cast<int32_t>(p - placement.first)));
     const auto high = static_cast<uint64_t>(marks.second);
     uint64_t from = std::max(checkpoint, static_cast<uint64_t>(marks.first));
     std::vector<LogEntry> entries;
     while (from < high) {
       entries.clear();
-      PartitionReader* r = Reader(Topic(req.tenant), static_cast<int32_t>(p));
+      PartitionReader* r = Reader(placement, p);
       FAIRWAY_RETURN_IF_ERROR(Fetch(r, req.tenant, static_cast<int64_t>(from),
                                     std::min<uint64_t>(high - from, 1000), &entries,
                                     static_cast<int64_t>(high)));
@@ -551,12 +655,13 @@ Status KafkaLog::Impl::CatchUp(const AppendRequest& req) {
   return Status::Ok();
 }
 
-Status KafkaLog::Impl::CheckTopic(const AppendRequest& request, const std::string& topic) {
+Status KafkaLog::Impl::CheckTopic(const AppendRequest& request, const Placement& placement) {
+  const std::string& topic = placement.topic;
   // With an admin, the topic is created first (AlreadyExists is fine): asking for the metadata
   // of a missing topic may create it with the broker's default partition count where the broker
   // auto-creates topics.
   if (admin != nullptr) {
-    Status st = admin->CreateTopic(topic, request.partitions, request.retention_ms);
+    Status st = admin->CreateTopic(topic, placement.count, request.retention_ms);
     if (!st.ok() && st.code() != StatusCode::kAlreadyExists) {
       return Status(st.code(), fmt::format("creating the topic of tenant '{}' "
                                            "(kafka.create_topics): {}",
@@ -582,10 +687,9 @@ Status KafkaLog::Impl::CheckTopic(const AppendRequest& request, const std::strin
         md->topic_cnt == 1 ? static_cast<uint32_t>(md->topics[0].partition_cnt) : 0;
     rd_kafka_metadata_destroy(md);
     if (topic_err == RD_KAFKA_RESP_ERR_NO_ERROR && partitions > 0) {
-      if (partitions != request.partitions) {
+      if (partitions != placement.count) {
         return Unavailable(fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}",
-                                       topic, partitions, request.tenant.str(),
-                                       request.partitions));
+                                       topic, partitions, request.tenant.str(), placement.count));
       }
       return Status::Ok();
     }
@@ -596,7 +700,7 @@ Status KafkaLog::Impl::CheckTopic(const AppendRequest& request, const std::strin
       return Unavailable(fmt::format(
           "Kafka topic '{}' of tenant '{}' does not exist: create it with {} partitions, or set "
           "kafka.create_topics",
-          topic, request.tenant.str(), request.partitions));
+          topic, request.tenant.str(), placement.count));
     }
     // A new topic takes a moment to show in the metadata.
     if (std::chrono::steady_clock::now() > deadline) {
@@ -609,7 +713,6 @@ Status KafkaLog::Impl::CheckTopic(const AppendRequest& request, const std::strin
 void KafkaLog::Append(AppendRequest request, AppendCallback done) {
   Impl& im = *impl_;
   if (!im.accepting) return done(Unavailable("activity log is shutting down"));
-  const std::string topic = im.Topic(request.tenant);
   {
     std::lock_guard lock(im.send_mu);
     if (im.dropped.count(request.tenant.str())) {
@@ -617,7 +720,9 @@ void KafkaLog::Append(AppendRequest request, AppendCallback done) {
     }
   }
   if (request.activities.empty()) return done(AppendResult{});
-  if (Status st = im.EnsureTopic(request, topic); !st.ok()) return done(st);
+  auto placement = im.AppendPlacement(request);
+  if (!placement.ok()) return done(placement.status());
+  if (Status st = im.EnsureTopic(request, *placement); !st.ok()) return done(st);
 
   auto append = std::make_unique<PendingAppend>();
   append->request = std::move(request);
@@ -629,7 +734,6 @@ void KafkaLog::Append(AppendRequest request, AppendCallback done) {
 void KafkaLog::Impl::Send(std::unique_ptr<PendingAppend> append) {
   const AppendRequest& req = append->request;
   const size_t n = req.activities.size();
-  const std::string topic = Topic(req.tenant);
   append->dedup_keys.resize(n);
   append->stored_at.assign(n, {-1, -1});
   append->acknowledged.assign(n, 0);
@@ -644,6 +748,14 @@ void KafkaLog::Impl::Send(std::unique_ptr<PendingAppend> append) {
   if (dropped.count(req.tenant.str())) {
     return fail(NotFound(fmt::format("tenant '{}' was deleted", req.tenant.str())));
   }
+  // Under send_mu, which StartLayout holds while it switches layouts: every record sent after
+  // the switch goes to the new layout. Its topic is checked already (by Append, or by
+  // StartLayout for a layout started since).
+  auto placement = AppendPlacement(req);
+  if (!placement.ok()) return fail(placement.status());
+  const std::string& topic = placement->topic;
+  append->first_partition = placement->first;
+  append->topic_sending = Sending(topic);
   if (fail_next > 0) {
     --fail_next;
     appends_failed->Add();
@@ -686,9 +798,10 @@ void KafkaLog::Impl::Send(std::unique_ptr<PendingAppend> append) {
     record.clear();
     model::EncodeActivity(a, &record);
     const std::string_view lead = a.LeadKey();
-    const int32_t partition = static_cast<int32_t>(PartitionFor(lead, req.partitions).value());
+    const int32_t partition = static_cast<int32_t>(PartitionFor(lead, placement->count).value());
     raw->sent.push_back({raw, i});
     raw->remaining.fetch_add(1);
+    raw->topic_sending->fetch_add(1);
     rd_kafka_resp_err_t err = rd_kafka_producev(
         producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(lead.data(), lead.size()),
@@ -696,6 +809,7 @@ void KafkaLog::Impl::Send(std::unique_ptr<PendingAppend> append) {
         RD_KAFKA_V_OPAQUE(&raw->sent.back()), RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       raw->remaining.fetch_sub(1);
+      raw->topic_sending->fetch_sub(1);
       error = rd_kafka_err2str(err);
       continue;
     }
@@ -717,12 +831,13 @@ void KafkaLog::Impl::OnDelivery(const rd_kafka_message_t* m) {
   PendingAppend* append = sent->append;
   if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     const model::Activity& a = append->request.activities[sent->activity];
-    append->stored_at[sent->activity] = {m->partition, m->offset};
+    const auto partition = append->first_partition + static_cast<uint32_t>(m->partition);
+    append->stored_at[sent->activity] = {static_cast<int32_t>(partition), m->offset};
     append->acknowledged[sent->activity] = 1;
     // Delivery reports of a partition come in offset order: consecutive records gather in one
     // open block, which reaches the tail cache before any append it holds is finished.
     std::lock_guard lock(open_mu);
-    std::string key = PartitionKey(append->request.tenant, static_cast<uint32_t>(m->partition));
+    std::string key = PartitionKey(append->request.tenant, partition);
     OpenBlock& open = open_blocks[key];
     if (open.count > 0 && open.base + open.count != static_cast<uint64_t>(m->offset)) {
       FlushOpenBlock(key, &open);
@@ -736,6 +851,7 @@ void KafkaLog::Impl::OnDelivery(const rd_kafka_message_t* m) {
     if (append->error.empty()) append->error = rd_kafka_err2str(m->err);
   }
   queued_events.fetch_sub(1);
+  append->topic_sending->fetch_sub(1);
   if (append->remaining.fetch_sub(1) == 1) Finish(append);
 }
 
@@ -876,18 +992,25 @@ void KafkaLog::Impl::WriteRows(std::vector<std::unique_ptr<PendingAppend>>& grou
   }
 }
 
-Result<std::pair<int64_t, int64_t>> KafkaLog::Impl::Watermarks(const TenantId& tenant,
-                                                               PartitionId partition) {
+Result<std::pair<int64_t, int64_t>> KafkaLog::Impl::TopicWatermarks(const std::string& topic,
+                                                                    int32_t partition) {
   int64_t low = 0, high = 0;
   rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-      reader, Topic(tenant).c_str(), static_cast<int32_t>(partition.value()), &low, &high,
-      static_cast<int>(options.request_timeout_ms));
+      reader, topic.c_str(), partition, &low, &high, static_cast<int>(options.request_timeout_ms));
   if (IsUnknownTopic(err)) return std::pair<int64_t, int64_t>{0, 0};
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return Unavailable(fmt::format("Kafka watermarks of '{}' partition {}: {}", Topic(tenant),
-                                   partition.value(), rd_kafka_err2str(err)));
+    return Unavailable(fmt::format("Kafka watermarks of '{}' partition {}: {}", topic, partition,
+                                   rd_kafka_err2str(err)));
   }
   return std::pair<int64_t, int64_t>{low, high};
+}
+
+Result<std::pair<int64_t, int64_t>> KafkaLog::Impl::Watermarks(const TenantId& tenant,
+                                                               PartitionId partition) {
+  FAIRWAY_ASSIGN_OR_RETURN(auto placement, PartitionPlacement(tenant, partition.value()));
+  if (!placement) return std::pair<int64_t, int64_t>{0, 0};
+  return TopicWatermarks(placement->topic,
+                         static_cast<int32_t>(partition.value() - placement->first));
 }
 
 Result<Offset> KafkaLog::HighWatermark(const TenantId& tenant, PartitionId partition) {
@@ -900,15 +1023,17 @@ Result<Offset> KafkaLog::LowWatermark(const TenantId& tenant, PartitionId partit
   return Offset(static_cast<uint64_t>(marks.first));
 }
 
-PartitionReader* KafkaLog::Impl::Reader(const std::string& topic, int32_t partition) {
+PartitionReader* KafkaLog::Impl::Reader(const Placement& placement, uint32_t partition) {
+  const auto local = static_cast<int32_t>(partition - placement.first);
   std::lock_guard lock(readers_mu);
-  auto& r = readers[{topic, partition}];
+  auto& r = readers[{placement.topic, local}];
   if (!r) {
     r = std::make_unique<PartitionReader>();
-    auto& t = reader_topics[topic];
-    if (t == nullptr) t = rd_kafka_topic_new(reader, topic.c_str(), nullptr);
+    auto& t = reader_topics[placement.topic];
+    if (t == nullptr) t = rd_kafka_topic_new(reader, placement.topic.c_str(), nullptr);
     r->topic = t;
-    r->partition = partition;
+    r->partition = local;
+    r->first_partition = placement.first;
   }
   return r.get();
 }
@@ -966,7 +1091,7 @@ Status KafkaLog::Impl::Fetch(PartitionReader* r, const TenantId& tenant, int64_t
         auto a =
             model::DecodeActivity(std::string_view(static_cast<const char*>(m->payload), m->len));
         if (a.ok()) {
-          out->push_back({PartitionId(static_cast<uint32_t>(r->partition)),
+          out->push_back({PartitionId(r->first_partition + static_cast<uint32_t>(r->partition)),
                           Offset(static_cast<uint64_t>(m->offset)), std::move(a).value()});
           r->position = m->offset + 1;
         } else {
@@ -1024,15 +1149,19 @@ Result<std::vector<LogEntry>> KafkaLog::Read(const TenantId& tenant, PartitionId
     auto it = im.reported.find(PartitionKey(tenant, partition.value()));
     if (it != im.reported.end()) high = static_cast<int64_t>(it->second);
   }
+  FAIRWAY_ASSIGN_OR_RETURN(auto placement, im.PartitionPlacement(tenant, partition.value()));
+  if (!placement) return out;
   if (high <= start) {
-    FAIRWAY_ASSIGN_OR_RETURN(auto marks, im.Watermarks(tenant, partition));
+    FAIRWAY_ASSIGN_OR_RETURN(
+        auto marks, im.TopicWatermarks(placement->topic,
+                                       static_cast<int32_t>(partition.value() - placement->first)));
     start = std::max(start, marks.first);
     high = marks.second;
   }
   if (start >= high) return out;
   im.fetch_reads->Add();
   const size_t want = std::min<uint64_t>(max_records, static_cast<uint64_t>(high - start));
-  PartitionReader* r = im.Reader(im.Topic(tenant), static_cast<int32_t>(partition.value()));
+  PartitionReader* r = im.Reader(*placement, partition.value());
   FAIRWAY_RETURN_IF_ERROR(im.Fetch(r, tenant, start, want, &out, high));
   return out;
 }
@@ -1047,8 +1176,12 @@ Status KafkaLog::DropTenant(const TenantId& tenant) {
     std::lock_guard lock(im.send_mu);
     im.dropped.insert(tenant.str());
   }
-  const std::string topic = im.Topic(tenant);
-  im.StopReaders(topic);
+  // Every layout's topic goes.
+  std::vector<std::string> topics = {im.Topic(tenant)};
+  if (auto recorded = im.LoadLayouts(tenant); recorded.ok()) {
+    for (size_t i = 1; i < recorded->size(); ++i) topics.push_back(im.LayoutTopic(tenant, i));
+  }
+  for (const auto& topic : topics) im.StopReaders(topic);
   storage::WriteBatch batch;
   for (auto cf : {storage::kLogDedup, storage::kLogLeadIndex, storage::kLogMeta}) {
     batch.DeleteRange(cf, TenantKeyPrefix(tenant), TenantKeyEnd(tenant));
@@ -1069,7 +1202,11 @@ Status KafkaLog::DropTenant(const TenantId& tenant) {
   im.tail.DropPrefix(TenantKeyPrefix(tenant));
   {
     std::lock_guard lock(im.topics_mu);
-    im.topic_partitions.erase(topic);
+    for (const auto& topic : topics) im.topic_partitions.erase(topic);
+  }
+  {
+    std::lock_guard lock(im.layouts_mu);
+    im.layouts.erase(tenant.str());
   }
   {
     std::lock_guard lock(im.advance_mu);
@@ -1078,9 +1215,86 @@ Status KafkaLog::DropTenant(const TenantId& tenant) {
     });
   }
   if (im.admin == nullptr) return Status::Ok();
-  Status st = im.admin->DeleteTopic(topic);
-  if (st.code() == StatusCode::kNotFound) return Status::Ok();
-  return st;
+  for (const auto& topic : topics) {
+    Status st = im.admin->DeleteTopic(topic);
+    if (!st.ok() && st.code() != StatusCode::kNotFound) return st;
+  }
+  return Status::Ok();
+}
+
+// Seals the next-to-last layout of `list` (whose ends are not known yet) at its partitions'
+// high watermarks, once no record this node sent to it is unreported; saves the list.
+// Requires layout_change_mu.
+static Status SealLayout(KafkaLog::Impl& im, const TenantId& tenant,
+                         std::vector<model::PartitionLayout>* list);
+
+Result<std::vector<uint64_t>> KafkaLog::StartLayout(const model::TenantConfig& config,
+                                                    uint32_t count) {
+  Impl& im = *impl_;
+  std::lock_guard change(im.layout_change_mu);
+  const TenantId& tenant = config.id;
+  FAIRWAY_ASSIGN_OR_RETURN(auto recorded, im.LoadLayouts(tenant));
+  bool repeated = false;
+  FAIRWAY_ASSIGN_OR_RETURN(auto next, NextLayouts(std::move(recorded), config.current_layout(),
+                                                  count, {}, &repeated));
+  if (repeated && !next[next.size() - 2].ends.empty()) return next[next.size() - 2].ends;
+  // The new layout's topic exists before any append can be sent to it.
+  AppendRequest request = AppendRequestFor(config);
+  request.first_partition = next.back().first;
+  request.partitions = count;
+  FAIRWAY_RETURN_IF_ERROR(
+      im.EnsureTopic(request, {im.LayoutTopic(tenant, next.size() - 1), next.back().first, count}));
+  {
+    // Recorded before any record goes to the new layout, so a restart before the old one is
+    // sealed still finds the new layout (Layouts seals it then).
+    std::lock_guard send_lock(im.send_mu);
+    FAIRWAY_RETURN_IF_ERROR(im.SaveLayouts(tenant, next));
+  }
+  FAIRWAY_RETURN_IF_ERROR(SealLayout(im, tenant, &next));
+  return next[next.size() - 2].ends;
+}
+
+static Status SealLayout(KafkaLog::Impl& im, const TenantId& tenant,
+                         std::vector<model::PartitionLayout>* list) {
+  model::PartitionLayout& old = (*list)[list->size() - 2];
+  const std::string topic = im.LayoutTopic(tenant, list->size() - 2);
+  // Records sent before the switch are acknowledged or failed within the delivery timeout.
+  std::atomic<int64_t>* sending = im.Sending(topic);
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(im.options.delivery_timeout_ms + im.options.request_timeout_ms);
+  while (sending->load() > 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Unavailable(fmt::format(
+          "the old partition layout of tenant '{}' still has records on their way to Kafka",
+          tenant.str()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::vector<uint64_t> ends;
+  for (uint32_t i = 0; i < old.count; ++i) {
+    // A leader that has just come back may not be known yet: asked again until the deadline.
+    auto marks = im.TopicWatermarks(topic, static_cast<int32_t>(i));
+    while (!marks.ok() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      marks = im.TopicWatermarks(topic, static_cast<int32_t>(i));
+    }
+    FAIRWAY_RETURN_IF_ERROR(marks.status());
+    ends.push_back(static_cast<uint64_t>(marks->second));
+  }
+  old.ends = std::move(ends);
+  return im.SaveLayouts(tenant, *list);
+}
+
+Result<std::vector<model::PartitionLayout>> KafkaLog::Layouts(const TenantId& tenant) {
+  Impl& im = *impl_;
+  std::lock_guard change(im.layout_change_mu);
+  FAIRWAY_ASSIGN_OR_RETURN(auto recorded, im.LoadLayouts(tenant));
+  // A layout started before a restart and not yet sealed is sealed now.
+  if (recorded.size() >= 2 && recorded[recorded.size() - 2].ends.empty()) {
+    FAIRWAY_RETURN_IF_ERROR(SealLayout(im, tenant, &recorded));
+  }
+  return recorded;
 }
 
 Status KafkaLog::ReopenTenant(const TenantId& tenant) {

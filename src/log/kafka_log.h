@@ -98,6 +98,12 @@ class KafkaLog final : public ActivityLog, public ActivityIndex {
   Status DropTenant(const TenantId& tenant) override;
   Status ReopenTenant(const TenantId& tenant) override;
   void SetAppendListener(AppendListener listener) override;
+  // A new layout is a new topic, "<topic>.<n>" for the tenant's n-th layout after its first
+  // (created like the first when kafka.create_topics is on). Kafka's own partition growth is
+  // not used: it would move keys between a topic's partitions under its consumers.
+  Result<std::vector<uint64_t>> StartLayout(const model::TenantConfig& tenant,
+                                            uint32_t count) override;
+  Result<std::vector<model::PartitionLayout>> Layouts(const TenantId& tenant) override;
   // Unavailable while no broker answers a metadata request (checked at most once a second).
   Status Health() override;
 

@@ -135,4 +135,69 @@ Result<ActivityPage> QueryLeadIndex(storage::Store* store, const ActivityQuery& 
   return page;
 }
 
+std::string LayoutsKey(const TenantId& tenant) { return TenantKeyPrefix(tenant) + "layouts"; }
+
+std::string EncodeLayouts(const std::vector<model::PartitionLayout>& layouts) {
+  std::string out;
+  PutFixed32BE(&out, static_cast<uint32_t>(layouts.size()));
+  for (const auto& l : layouts) {
+    PutFixed32BE(&out, l.first);
+    PutFixed32BE(&out, l.count);
+    PutFixed32BE(&out, static_cast<uint32_t>(l.ends.size()));
+    for (uint64_t e : l.ends) PutFixed64BE(&out, e);
+  }
+  return out;
+}
+
+Result<std::vector<model::PartitionLayout>> DecodeLayouts(std::string_view v) {
+  auto corrupt = [] { return Internal("the log's record of partition layouts is corrupt"); };
+  auto take32 = [&](uint32_t* out) {
+    if (v.size() < 4) return false;
+    *out = DecodeFixed32BE(v.data());
+    v.remove_prefix(4);
+    return true;
+  };
+  uint32_t n = 0;
+  if (!take32(&n) || n > model::kMaxLayouts + 1) return corrupt();
+  std::vector<model::PartitionLayout> out(n);
+  uint32_t next = 0;
+  for (auto& l : out) {
+    uint32_t ends = 0;
+    if (!take32(&l.first) || !take32(&l.count) || !take32(&ends) || l.first != next ||
+        l.count == 0 || (ends != 0 && ends != l.count) || v.size() < 8ull * ends) {
+      return corrupt();
+    }
+    for (uint32_t i = 0; i < ends; ++i) {
+      l.ends.push_back(DecodeFixed64BE(v.data()));
+      v.remove_prefix(8);
+    }
+    next = l.first + l.count;
+  }
+  if (!v.empty()) return corrupt();
+  return out;
+}
+
+Result<std::vector<model::PartitionLayout>> NextLayouts(
+    std::vector<model::PartitionLayout> recorded, const model::PartitionLayout& current,
+    uint32_t count, const std::vector<uint64_t>& ends, bool* repeated) {
+  *repeated = false;
+  const model::PartitionLayout next{current.first + current.count, count, {}};
+  if (recorded.size() >= 2 && recorded.back() == next &&
+      recorded[recorded.size() - 2].first == current.first &&
+      recorded[recorded.size() - 2].count == current.count) {
+    *repeated = true;
+    return recorded;
+  }
+  if (recorded.empty() && current.first == 0) recorded.push_back({0, current.count, {}});
+  if (recorded.empty() || recorded.back().first != current.first ||
+      recorded.back().count != current.count || !recorded.back().ends.empty()) {
+    return FailedPrecondition(fmt::format(
+        "the layout of {} partitions from partition {} is not the log's current layout",
+        current.count, current.first));
+  }
+  recorded.back().ends = ends;
+  recorded.push_back(next);
+  return recorded;
+}
+
 }  // namespace fairway::log

@@ -45,6 +45,19 @@ IndexRow DedupRow(std::string key, uint32_t partition, uint64_t offset, int64_t 
 void AddLeadIndexRows(const TenantId& tenant, const model::Activity& a, uint32_t partition,
                       uint64_t offset, int64_t expiry_ms, std::vector<IndexRow>* out);
 
+// The tenant's partition layouts (ActivityLog::StartLayout) in kLogMeta: tenant \0 "layouts".
+std::string LayoutsKey(const TenantId& tenant);
+std::string EncodeLayouts(const std::vector<model::PartitionLayout>& layouts);
+Result<std::vector<model::PartitionLayout>> DecodeLayouts(std::string_view value);
+
+// The layouts after sealing `current` at `ends` and starting a layout of `count` partitions
+// after it: `recorded` (the log's record, empty if none) must end with `current`.
+// FailedPrecondition when it does not. When `recorded` already ends with that new layout (the
+// call is repeated), returns it unchanged with `*repeated` set.
+Result<std::vector<model::PartitionLayout>> NextLayouts(
+    std::vector<model::PartitionLayout> recorded, const model::PartitionLayout& current,
+    uint32_t count, const std::vector<uint64_t>& ends, bool* repeated);
+
 // Reads the record at (partition, offset): nullopt when it is no longer stored (retention).
 using RecordFetcher =
     std::function<Result<std::optional<model::Activity>>(uint32_t partition, uint64_t offset)>;

@@ -139,11 +139,43 @@ json::object QuotasToJson(const Quotas& q) {
           {"dedup_window_seconds", q.dedup_window_seconds}};
 }
 
+json::array LayoutsToJson(const std::vector<PartitionLayout>& layouts) {
+  json::array out;
+  for (const auto& l : layouts) {
+    json::array ends;
+    for (uint64_t e : l.ends) ends.push_back(e);
+    out.push_back(json::object{{"first_partition", l.first},
+                               {"partitions", l.count},
+                               {"ends", std::move(ends)}});
+  }
+  return out;
+}
+
+Result<std::vector<PartitionLayout>> LayoutsFromJson(const json::value& v) {
+  std::vector<PartitionLayout> out;
+  uint32_t next = 0;
+  for (const auto& item : v.as_array()) {
+    const auto& o = item.as_object();
+    PartitionLayout l;
+    l.first = static_cast<uint32_t>(o.at("first_partition").to_number<uint64_t>());
+    l.count = static_cast<uint32_t>(o.at("partitions").to_number<uint64_t>());
+    for (const auto& e : o.at("ends").as_array()) l.ends.push_back(e.to_number<uint64_t>());
+    if (l.first != next || l.count == 0 || l.ends.size() != l.count) {
+      return Internal("stored tenant record has an inconsistent sealed layout");
+    }
+    next = l.first + l.count;
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
 json::object ApiObject(const TenantConfig& t) {
   return {{"id", t.id.str()},
           {"name", t.name},
           {"timezone", t.timezone},
           {"partitions", t.partitions},
+          {"first_partition", t.first_partition()},
+          {"sealed_layouts", LayoutsToJson(t.sealed_layouts)},
           {"status", std::string(TenantStatusName(t.status))},
           {"quotas", QuotasToJson(t.quotas)},
           {"created_at_ms", t.created_at_ms},
@@ -182,14 +214,29 @@ Status ApplyTenantPatch(std::string_view body, TenantConfig* config) {
   FAIRWAY_ASSIGN_OR_RETURN(json::object obj, ParseObject(body));
   for (const auto& kv : obj) {
     std::string_view key = kv.key();
-    if (key == "id" || key == "partitions") {
-      return FailedPrecondition(fmt::format("field '{}' cannot be changed", key));
-    }
-    if (key != "name" && key != "timezone" && key != "quotas") {
+    if (key == "id") return FailedPrecondition("field 'id' cannot be changed");
+    if (key != "name" && key != "timezone" && key != "quotas" && key != "partitions") {
       return InvalidArgument(fmt::format("field '{}' is not a tenant field", key));
     }
   }
   TenantConfig updated = *config;
+  if (auto* v = obj.if_contains("partitions")) {
+    FAIRWAY_ASSIGN_OR_RETURN(updated.partitions, GetUint(*v, "partitions", 1, kMaxPartitions));
+    if (updated.partitions != config->partitions) {
+      // The current layout is sealed and a new one follows it.
+      if (config->sealed_layouts.size() + 1 >= kMaxLayouts) {
+        return FailedPrecondition(fmt::format(
+            "field 'partitions' was changed {} times already: a tenant has at most {} layouts",
+            config->sealed_layouts.size(), kMaxLayouts));
+      }
+      if (config->log_partitions() + updated.partitions > kMaxLogPartitions) {
+        return FailedPrecondition(fmt::format(
+            "field 'partitions': the tenant's log has {} partitions over its layouts; {} more "
+            "would pass the limit of {}",
+            config->log_partitions(), updated.partitions, kMaxLogPartitions));
+      }
+    }
+  }
   FAIRWAY_RETURN_IF_ERROR(ApplyCommon(obj, &updated));
   *config = std::move(updated);
   return Status::Ok();
@@ -213,6 +260,9 @@ Result<TenantConfig> TenantFromStoredJson(std::string_view body) {
     t.name = std::string(obj.at("name").as_string());
     t.timezone = std::string(obj.at("timezone").as_string());
     t.partitions = static_cast<uint32_t>(obj.at("partitions").to_number<uint64_t>());
+    if (auto* layouts = obj.if_contains("sealed_layouts")) {
+      FAIRWAY_ASSIGN_OR_RETURN(t.sealed_layouts, LayoutsFromJson(*layouts));
+    }
     std::string status(obj.at("status").as_string());
     t.status = status == "suspended"  ? TenantStatus::kSuspended
                : status == "deleting" ? TenantStatus::kDeleting

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/ids.h"
 #include "common/status.h"
@@ -33,29 +34,56 @@ struct Quotas {
 enum class TenantStatus : uint8_t { kActive = 0, kSuspended = 1, kDeleting = 2 };
 std::string_view TenantStatusName(TenantStatus s);
 
+// One layout of a tenant's log: `count` partitions numbered from `first`. Changing a tenant's
+// partition count starts a new layout after the current one, whose partitions are then sealed:
+// `ends` holds each sealed partition's end offset (empty for the current layout). A lead's
+// activities go to one partition of the layout current when they are appended.
+struct PartitionLayout {
+  uint32_t first = 0;
+  uint32_t count = 0;
+  std::vector<uint64_t> ends;
+  bool operator==(const PartitionLayout&) const = default;
+};
+
 struct TenantConfig {
   TenantId id;
   std::string name;
   std::string timezone = "UTC";
   Quotas quotas;
-  // Partitions of the tenant's log, fixed at creation (1..256).
+  // Partitions of the tenant's current layout (1..256). A change (PATCH) starts a new layout.
   uint32_t partitions = 4;
+  // Earlier layouts, oldest first, each sealed (PartitionLayout::ends set).
+  std::vector<PartitionLayout> sealed_layouts;
   TenantStatus status = TenantStatus::kActive;
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
   // SHA-256 hex digests of the credentials.
   std::string write_key_hash;
   std::string api_key_hash;
+
+  // The first log partition of the current layout.
+  uint32_t first_partition() const {
+    return sealed_layouts.empty() ? 0 : sealed_layouts.back().first + sealed_layouts.back().count;
+  }
+  // Log partitions over all layouts: every partition the tenant's log has, numbered 0..n-1.
+  uint32_t log_partitions() const { return first_partition() + partitions; }
+  // The current layout (not sealed).
+  PartitionLayout current_layout() const { return {first_partition(), partitions, {}}; }
 };
 
 inline constexpr uint32_t kMaxPartitions = 256;
+// Most log partitions over all of a tenant's layouts, and most layouts.
+inline constexpr uint32_t kMaxLogPartitions = 1024;
+inline constexpr uint32_t kMaxLayouts = 64;
 
 // Parses a creation body: {"id", "name", "timezone", "partitions", "quotas": {...}}. Missing
 // fields take the values of `defaults`. Errors name the field ("quotas.ingest_rate").
 Result<TenantConfig> ParseTenantCreate(std::string_view body, const TenantConfig& defaults);
 
-// Applies a PATCH body (name, timezone, quotas; any subset) to `config`. Validates everything
-// before changing anything.
+// Applies a PATCH body (name, timezone, quotas, partitions; any subset) to `config`. Validates
+// everything before changing anything. A new `partitions` value is only validated and set here
+// (the log seals the old layout: see TenantRegistry::Update); FailedPrecondition when the tenant's
+// layouts would exceed kMaxLogPartitions or kMaxLayouts.
 Status ApplyTenantPatch(std::string_view body, TenantConfig* config);
 
 // The admin API's view: everything but the key digests.

@@ -86,10 +86,33 @@ Result<TenantConfig> TenantRegistry::Get(const TenantId& id) const {
   return it->second->config;
 }
 
-Result<TenantConfig> TenantRegistry::Update(const TenantId& id, std::string_view patch_body) {
+Result<TenantConfig> TenantRegistry::Update(const TenantId& id, std::string_view patch_body,
+                                            const LayoutStarter& start_layout) {
+  std::lock_guard w(write_mu_);
+  FAIRWAY_ASSIGN_OR_RETURN(const TenantConfig before, Get(id));
+  TenantConfig config = before;
+  FAIRWAY_RETURN_IF_ERROR(model::ApplyTenantPatch(patch_body, &config));
+  if (config.partitions != before.partitions) {
+    if (before.status == TenantStatus::kDeleting) {
+      return FailedPrecondition(fmt::format("tenant '{}' is being deleted", id.str()));
+    }
+    FAIRWAY_ASSIGN_OR_RETURN(auto ends, start_layout(before, config.partitions));
+    config.sealed_layouts.push_back({before.first_partition(), before.partitions, std::move(ends)});
+  }
+  config.updated_at_ms = clock_->NowMillis();
+  FAIRWAY_RETURN_IF_ERROR(Persist(config));
+  std::unique_lock lock(mu_);
+  by_id_.at(id.str())->config = config;
+  return config;
+}
+
+Result<TenantConfig> TenantRegistry::AdoptLayouts(const TenantId& id,
+                                                  const std::vector<model::PartitionLayout>& layouts) {
   std::lock_guard w(write_mu_);
   FAIRWAY_ASSIGN_OR_RETURN(TenantConfig config, Get(id));
-  FAIRWAY_RETURN_IF_ERROR(model::ApplyTenantPatch(patch_body, &config));
+  if (layouts.size() < 2 || layouts.back().first <= config.first_partition()) return config;
+  config.sealed_layouts.assign(layouts.begin(), layouts.end() - 1);
+  config.partitions = layouts.back().count;
   config.updated_at_ms = clock_->NowMillis();
   FAIRWAY_RETURN_IF_ERROR(Persist(config));
   std::unique_lock lock(mu_);

@@ -5,6 +5,7 @@
 //
 // Thread-safe. Credentials are generated here, returned once, and kept only as SHA-256 digests.
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -50,8 +51,19 @@ class TenantRegistry {
   Result<CreatedTenant> Create(model::TenantConfig config);
   std::vector<model::TenantConfig> List() const;
   Result<model::TenantConfig> Get(const TenantId& id) const;
-  // Applies a PATCH body; quotas take effect for the next request.
-  Result<model::TenantConfig> Update(const TenantId& id, std::string_view patch_body);
+  // Starts a layout of `count` partitions after `tenant`'s current one and returns the sealed
+  // layout's end offsets (ActivityLog::StartLayout).
+  using LayoutStarter =
+      std::function<Result<std::vector<uint64_t>>(const model::TenantConfig& tenant, uint32_t count)>;
+  // Applies a PATCH body; quotas take effect for the next request. A changed partition count
+  // starts a new layout through `start_layout` before the change is stored.
+  Result<model::TenantConfig> Update(const TenantId& id, std::string_view patch_body,
+                                     const LayoutStarter& start_layout);
+  // Takes the layouts the log recorded for the tenant (ActivityLog::Layouts) when they are newer
+  // than the stored ones: a restart came between the log starting a layout and the registry
+  // storing it. Returns the tenant's configuration.
+  Result<model::TenantConfig> AdoptLayouts(const TenantId& id,
+                                           const std::vector<model::PartitionLayout>& layouts);
   Result<model::TenantConfig> SetStatus(const TenantId& id, model::TenantStatus status);
   // Replaces both keys; the old ones stop working at once.
   Result<IssuedKeys> RotateKeys(const TenantId& id);

@@ -38,6 +38,13 @@ class ForwardingLog : public log::ActivityLog {
                        const std::function<Status(storage::WriteBatch*)>& write) override {
     return inner_->AppendInWrite(request, batch, write);
   }
+  Result<std::vector<uint64_t>> StartLayout(const model::TenantConfig& tenant,
+                                            uint32_t count) override {
+    return inner_->StartLayout(tenant, count);
+  }
+  Result<std::vector<model::PartitionLayout>> Layouts(const TenantId& tenant) override {
+    return inner_->Layouts(tenant);
+  }
   Status Health() override { return inner_->Health(); }
   void SetAppendListener(log::AppendListener listener) override {
     inner_->SetAppendListener(std::move(listener));

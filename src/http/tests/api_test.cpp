@@ -1,5 +1,6 @@
 #include "http/api.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -460,6 +461,62 @@ TEST_F(ApiTest, OpsEndpoints) {
 json Get(const ClientResponse& r, int status) {
   EXPECT_EQ(r.status, status) << r.body;
   return r.body.empty() ? json() : json::parse(r.body);
+}
+
+// PATCH of the partition count: the current layout is sealed and a new one follows it; every
+// activity before and after is kept and processed; bad counts are refused naming the field.
+TEST_F(ApiTest, APartitionCountChangeStartsANewLayoutAndLosesNothing) {
+  Keys k = CreateTenant("acme");
+  auto send_round = [&](int round) {
+    std::string batch = R"({"batch":[)";
+    for (int i = 0; i < 20; ++i) {
+      if (i > 0) batch += ",";
+      batch += fmt::format(R"({{"type":"track","userId":"u{}","event":"e","messageId":"r{}-{}"}})",
+                           i % 5, round, i);
+    }
+    ASSERT_EQ(Ingest(k.write, "batch", batch + "]}").status, 200);
+  };
+  send_round(1);
+  const uint32_t before = json::parse(Admin("GET", "/admin/v1/tenants/acme").body)["partitions"];
+  json grown = Get(Admin("PATCH", "/admin/v1/tenants/acme", R"({"partitions":8})"), 200);
+  EXPECT_EQ(grown["partitions"], 8);
+  EXPECT_EQ(grown["first_partition"], before);
+  ASSERT_EQ(grown["sealed_layouts"].size(), 1u);
+  EXPECT_EQ(grown["sealed_layouts"][0]["partitions"], before);
+  EXPECT_EQ(grown["sealed_layouts"][0]["first_partition"], 0);
+  uint64_t sealed = 0;
+  for (const auto& e : grown["sealed_layouts"][0]["ends"]) sealed += e.get<uint64_t>();
+  EXPECT_GE(sealed, 20u);  // the 20 tracks, and any lead_created already appended
+
+  for (const char* bad : {R"({"partitions":0})", R"({"partitions":257})", R"({"partitions":"8"})",
+                          R"({"partitions":2.5})"}) {
+    json refused = Get(Admin("PATCH", "/admin/v1/tenants/acme", bad), 400);
+    EXPECT_NE(refused["error"]["message"].get<std::string>().find("'partitions'"),
+              std::string::npos)
+        << bad;
+  }
+  // The same count again changes nothing.
+  json same = Get(Admin("PATCH", "/admin/v1/tenants/acme", R"({"partitions":8})"), 200);
+  EXPECT_EQ(same["sealed_layouts"].size(), 1u);
+  EXPECT_EQ(same["first_partition"], before);
+
+  send_round(2);
+  // A messageId of the old layout sent again is still recognised.
+  ASSERT_EQ(Ingest(k.write, "track", R"({"userId":"u0","event":"e","messageId":"r1-0"})").status,
+            200);
+  ASSERT_TRUE(engine_->WaitIdle(std::chrono::seconds(60)));
+  auto auth = std::vector<std::string>{BearerAuth(k.api)};
+  for (int u = 0; u < 5; ++u) {
+    const std::string lead = fmt::format("u{}", u);
+    EXPECT_EQ(StoredCount(k.api, lead), 8u) << lead;
+    json profile = Get(client_->Request("GET", "/v1/leads/" + lead, {}, auth), 200);
+    EXPECT_EQ(profile["activity_count"], 8) << lead;
+  }
+  json status = Get(Admin("GET", "/admin/v1/tenants/acme/processing"), 200);
+  for (const auto& p : status["processors"]) {
+    EXPECT_EQ(p["partitions"].size(), before + 8) << p["name"];
+    EXPECT_EQ(p["lag_events"], 0) << p["name"];
+  }
 }
 
 TEST_F(ApiTest, LeadsMergeAnonymousHistoryAndAreFoundByAnyIdentity) {

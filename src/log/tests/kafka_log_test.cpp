@@ -16,8 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "log/lead_index.h"
 #include "log/log_factory.h"
 #include "log/tests/log_conformance.h"
+#include "storage/schema.h"
 #include "storage/store.h"
 #include "testing/kafka_mock.h"
 #include "testing/status_matchers.h"
@@ -391,6 +393,86 @@ TEST_F(KafkaLogTest, AppendsBeyondTheQueueBoundAreRefusedWhileKafkaHoldsThemBack
   }
   ASSERT_OK(again);
   EXPECT_EQ(again->stored + again->duplicates, 600u);
+}
+
+// A new layout is a new topic; the old one is sealed only once every record sent to it has its
+// answer: here 50 records wait for their partition leader while the layout starts.
+TEST_F(KafkaLogTest, ANewLayoutIsANewTopicAndTheOldOneIsSealedAfterItsRecordsInFlight) {
+  KafkaLogOptions o = TestOptions();
+  ASSERT_OK(Open(o, &admin_));
+  model::TenantConfig tenant;
+  tenant.id = TenantId("acme");
+  tenant.partitions = 2;
+  // Both topics are led by chosen brokers before the log first asks for their metadata.
+  const std::string old_topic = log_->TopicOf(tenant.id);
+  const std::string new_topic = old_topic + ".1";
+  ASSERT_OK(Cluster().CreateTopic(old_topic, 2));
+  ASSERT_OK(Cluster().CreateTopic(new_topic, 3));
+  for (int p = 0; p < 2; ++p) ASSERT_OK(Cluster().SetLeader(old_topic, p, 1));
+  for (int p = 0; p < 3; ++p) ASSERT_OK(Cluster().SetLeader(new_topic, p, 2));
+  ASSERT_OK(AppendSync("acme", {Make("first", "u")}, 2));
+
+  ASSERT_OK(Cluster().SetBrokerDown(1));
+  AppendRequest held;
+  held.tenant = tenant.id;
+  held.partitions = 2;
+  held.dedup_window_ms = 3'600'000;
+  for (int i = 0; i < 50; ++i) held.activities.push_back(Make(fmt::format("held{}", i), "h"));
+  std::promise<Result<AppendResult>> held_done;
+  log_->Append(std::move(held), [&](Result<AppendResult> r) { held_done.set_value(std::move(r)); });
+  auto started = std::async(std::launch::async, [&] { return log_->StartLayout(tenant, 3); });
+  // It cannot finish while the records wait (the bound only makes a wrong finish visible).
+  const bool finished_early =
+      started.wait_for(std::chrono::milliseconds(300)) == std::future_status::ready;
+  ASSERT_OK(Cluster().SetBrokerUp(1));
+  EXPECT_FALSE(finished_early) << "the old layout was sealed while records were on their way";
+  ASSERT_OK_AND_ASSIGN(AppendResult held_result, held_done.get_future().get());
+  EXPECT_EQ(held_result.stored, 50u);
+  ASSERT_OK_AND_ASSIGN(auto ends, started.get());
+  ASSERT_EQ(ends.size(), 2u);
+  EXPECT_EQ(ends[0] + ends[1], 51u);
+  for (uint32_t p = 0; p < 2; ++p) {
+    ASSERT_OK_AND_ASSIGN(auto high, log_->HighWatermark(tenant.id, PartitionId(p)));
+    EXPECT_EQ(high.value(), ends[p]);
+  }
+  // Later appends go to the new topic, read back as log partitions 2-4.
+  ASSERT_OK_AND_ASSIGN(AppendResult later, AppendSync("acme", {Make("later", "h")}, 2));
+  EXPECT_EQ(later.stored, 1u);
+  const uint32_t p = LayoutPartition("h", 2, 3);
+  ASSERT_OK_AND_ASSIGN(auto entries, log_->Read(tenant.id, PartitionId(p), Offset(0), 10));
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].partition.value(), p);
+  EXPECT_EQ(entries[0].activity.message_id.str(), "later");
+  // Both topics go with the tenant.
+  ASSERT_OK(log_->DropTenant(tenant.id));
+  EXPECT_EQ(admin_.deleted(), (std::set<std::string>{old_topic, new_topic}));
+}
+
+// A node that stopped after recording a new layout and before sealing the old one seals it when
+// the layouts are next read (at start-up).
+TEST_F(KafkaLogTest, ALayoutLeftUnsealedByAStopIsSealedWhenReadBack) {
+  KafkaLogOptions o = TestOptions();
+  ASSERT_OK(Open(o, &admin_));
+  std::vector<model::Activity> acts;
+  for (int i = 0; i < 20; ++i) acts.push_back(Make(fmt::format("m{}", i), fmt::format("u{}", i)));
+  ASSERT_OK(AppendSync("acme", acts, 2));
+  storage::WriteBatch batch;
+  batch.Put(storage::kLogMeta, LayoutsKey(TenantId("acme")),
+            EncodeLayouts({{0, 2, {}}, {2, 4, {}}}));
+  ASSERT_OK(store_->Write(batch, true));
+  log_->Stop();
+  log_.reset();
+  ASSERT_OK(Open(o, &admin_));
+  ASSERT_OK_AND_ASSIGN(auto layouts, log_->Layouts(TenantId("acme")));
+  ASSERT_EQ(layouts.size(), 2u);
+  ASSERT_EQ(layouts[0].ends.size(), 2u);
+  EXPECT_EQ(layouts[0].ends[0] + layouts[0].ends[1], 20u);
+  // Stored: read again from the store by a fresh log, sealed the same.
+  log_->Stop();
+  log_.reset();
+  ASSERT_OK(Open(o, &admin_));
+  ASSERT_OK_AND_ASSIGN(auto again, log_->Layouts(TenantId("acme")));
+  EXPECT_EQ(again, layouts);
 }
 
 TEST_F(KafkaLogTest, BadSettingsAreRefusedNamingThem) {

@@ -417,6 +417,78 @@ TEST_P(ActivityLogConformanceTest, RecordsOffsetsAndDedupMemorySurviveReopen) {
   EXPECT_EQ(entries.back().offset.value(), before[p].size());
 }
 
+// A partition-count change: the current layout is sealed at its partitions' ends, and every
+// later append of the tenant, whatever layout its request names, goes to the new layout's
+// partitions (numbered after the old ones), a lead to one partition; across a restart too.
+TEST_P(ActivityLogConformanceTest, ANewLayoutSealsTheOldOneAndTakesEveryLaterAppend) {
+  model::TenantConfig tenant;
+  tenant.id = TenantId("acme");
+  tenant.partitions = 2;
+  auto batch = [this](std::string_view round) {
+    std::vector<Activity> acts;
+    for (int i = 0; i < 40; ++i) {
+      acts.push_back(MakeActivity(fmt::format("{}-{:02}", round, i), fmt::format("u{}", i % 20), i));
+    }
+    return acts;
+  };
+  const AppendRequest old_layout = Request("acme", {}, 2, kHourMs);
+  auto append = [&](std::vector<Activity> acts, const AppendRequest& layout) {
+    AppendRequest r = layout;
+    r.activities = std::move(acts);
+    return AppendSync(std::move(r));
+  };
+  ASSERT_OK(append(batch("a"), old_layout));
+  const std::vector<uint64_t> sealed_at = {High("acme", 0), High("acme", 1)};
+  ASSERT_EQ(sealed_at[0] + sealed_at[1], 40u);
+
+  ASSERT_OK_AND_ASSIGN(auto ends, log()->StartLayout(tenant, 3));
+  EXPECT_EQ(ends, sealed_at);
+  ASSERT_OK_AND_ASSIGN(auto layouts, log()->Layouts(tenant.id));
+  ASSERT_EQ(layouts.size(), 2u);
+  EXPECT_EQ(layouts[0], (model::PartitionLayout{0, 2, sealed_at}));
+  EXPECT_EQ(layouts[1], (model::PartitionLayout{2, 3, {}}));
+
+  // Whatever the request says, appends go to partitions 2-4, each lead to its one partition.
+  AppendRequest new_layout = old_layout;
+  new_layout.first_partition = 2;
+  new_layout.partitions = 3;
+  ASSERT_OK_AND_ASSIGN(AppendResult b, append(batch("b"), old_layout));
+  EXPECT_EQ(b.stored, 40u);
+  ASSERT_OK_AND_ASSIGN(AppendResult c, append(batch("c"), new_layout));
+  EXPECT_EQ(c.stored, 40u);
+  // A re-sent messageId of the old layout is still recognised.
+  ASSERT_OK_AND_ASSIGN(AppendResult again, append({MakeActivity("a-03", "u3", 3)}, new_layout));
+  EXPECT_EQ(again.duplicates, 1u);
+  auto check_partitions = [&](size_t expected_new) {
+    EXPECT_EQ(High("acme", 0), sealed_at[0]);
+    EXPECT_EQ(High("acme", 1), sealed_at[1]);
+    size_t total = 0;
+    for (uint32_t p = 2; p < 5; ++p) {
+      for (const auto& e : ReadAll("acme", p)) {
+        ++total;
+        EXPECT_EQ(e.partition.value(), p);
+        EXPECT_EQ(LayoutPartition(e.activity.LeadKey(), 2, 3), p) << e.activity.LeadKey();
+        EXPECT_NE(e.activity.message_id.str()[0], 'a');
+      }
+      EXPECT_TRUE(WaitForAdvance("acme", p, High("acme", p))) << "partition " << p;
+    }
+    EXPECT_EQ(total, expected_new);
+  };
+  check_partitions(80);
+
+  // Repeating the change returns the same ends; a change from a layout that is no longer
+  // current is refused.
+  ASSERT_OK_AND_ASSIGN(auto repeated, log()->StartLayout(tenant, 3));
+  EXPECT_EQ(repeated, sealed_at);
+  EXPECT_THAT(log()->StartLayout(tenant, 4).status(), StatusIs(StatusCode::kFailedPrecondition));
+
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(auto after, log()->Layouts(tenant.id));
+  EXPECT_EQ(after, layouts);
+  ASSERT_OK(append(batch("d"), old_layout));
+  check_partitions(120);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The embedded backend, opened through the factory on a store in a temporary directory.
 

@@ -1,3 +1,4 @@
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -295,10 +296,52 @@ TEST(TenantModelTest, PatchIsAllOrNothing) {
   Status st = ApplyTenantPatch(R"({"name":"New","quotas":{"ingest_rate":0}})", &t);
   EXPECT_FALSE(st.ok());
   EXPECT_EQ(t.name, "Acme");
-  EXPECT_EQ(ApplyTenantPatch(R"({"partitions":8})", &t).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ApplyTenantPatch(R"({"id":"other"})", &t).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ApplyTenantPatch(R"({"name":"New","partitions":0})", &t).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(t.name, "Acme");
+  EXPECT_EQ(t.partitions, 4u);
   ASSERT_TRUE(ApplyTenantPatch(R"({"name":"New","quotas":{"ingest_rate":7}})", &t).ok());
   EXPECT_EQ(t.name, "New");
   EXPECT_EQ(t.quotas.ingest_rate, 7);
+}
+
+TEST(TenantModelTest, PartitionCountChangesWithinTheLayoutLimits) {
+  TenantConfig t;
+  t.id = TenantId("acme");
+  auto patch = [&](uint32_t n) {
+    return ApplyTenantPatch(fmt::format(R"({{"partitions":{}}})", n), &t);
+  };
+  for (uint32_t bad : {0u, kMaxPartitions + 1}) {
+    Status st = patch(bad);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(st.message().find("'partitions'"), std::string::npos) << st.message();
+  }
+  EXPECT_EQ(ApplyTenantPatch(R"({"partitions":"8"})", &t).code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(patch(1).ok());
+  EXPECT_EQ(t.partitions, 1u);
+  ASSERT_TRUE(patch(kMaxPartitions).ok());
+  EXPECT_EQ(t.partitions, kMaxPartitions);
+
+  // Sealed layouts count towards the limits: a log of 1024 - 256 partitions takes one more
+  // layout of 256 and none larger.
+  t.partitions = 4;
+  t.sealed_layouts = {{0, kMaxLogPartitions - kMaxPartitions - 4, {}}};
+  EXPECT_EQ(t.first_partition(), kMaxLogPartitions - kMaxPartitions - 4);
+  EXPECT_EQ(t.log_partitions(), kMaxLogPartitions - kMaxPartitions);
+  EXPECT_TRUE(patch(4).ok()) << "an unchanged count starts no layout";
+  ASSERT_TRUE(patch(kMaxPartitions).ok());
+  t.partitions = 4;
+  t.sealed_layouts[0].count += 1;
+  Status st = patch(kMaxPartitions);
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("'partitions'"), std::string::npos) << st.message();
+  EXPECT_EQ(t.partitions, 4u);
+
+  t.sealed_layouts.assign(kMaxLayouts - 1, PartitionLayout{0, 1, {0}});
+  st = patch(5);
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("layouts"), std::string::npos) << st.message();
 }
 
 TEST(TenantModelTest, StoredJsonRoundTrip) {
@@ -310,8 +353,14 @@ TEST(TenantModelTest, StoredJsonRoundTrip) {
   t.quotas.retention_days = 3;
   t.write_key_hash = "w";
   t.api_key_hash = "a";
+  t.sealed_layouts = {{0, 2, {7, 0}}, {2, 1, {12}}};
+  t.partitions = 8;
   auto back = TenantFromStoredJson(TenantToStoredJson(t));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->sealed_layouts, t.sealed_layouts);
+  EXPECT_EQ(back->partitions, 8u);
+  EXPECT_EQ(back->first_partition(), 3u);
+  EXPECT_EQ(back->log_partitions(), 11u);
   EXPECT_EQ(back->timezone, "America/New_York");
   EXPECT_EQ(back->status, TenantStatus::kSuspended);
   EXPECT_EQ(back->quotas.retention_days, 3u);

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <future>
+
 #include "common/crypto.h"
 #include "storage/schema.h"
 #include "tenancy/tenant_registry.h"
@@ -9,6 +11,13 @@
 
 namespace fairway::tenancy {
 namespace {
+
+TenantRegistry::LayoutStarter NoLayoutsForTest() {
+  return [](const model::TenantConfig&, uint32_t) -> Result<std::vector<uint64_t>> {
+    ADD_FAILURE() << "no layout may start here";
+    return Internal("no layout may start here");
+  };
+}
 
 using ::fairway::testing::TempDir;
 
@@ -34,6 +43,7 @@ class TenantRegistryTest : public ::testing::Test {
     c.quotas.ingest_burst = burst;
     return c;
   }
+  static TenantRegistry::LayoutStarter NoLayouts() { return NoLayoutsForTest(); }
   TempDir dir_;
   ManualClock clock_;
   std::unique_ptr<storage::Store> store_;
@@ -109,10 +119,109 @@ TEST_F(TenantRegistryTest, RateLimitPerTenantWithRetryAfter) {
   EXPECT_TRUE(registry_->AdmitIngest(a->keys.write_key, 5, &adm).ok());
   // Quota changes apply at once.
   ASSERT_TRUE(
-      registry_->Update(TenantId("a"), R"({"quotas":{"ingest_rate":1000,"ingest_burst":1000}})")
+      registry_->Update(TenantId("a"), R"({"quotas":{"ingest_rate":1000,"ingest_burst":1000}})",
+                        NoLayouts())
           .ok());
   clock_.AdvanceMillis(1000);
   EXPECT_TRUE(registry_->AdmitIngest(a->keys.write_key, 900, &adm).ok());
+}
+
+// A partition-count change seals the log's current layout and records it with the tenant; a
+// restart between the log's record and the registry's finds the log's and takes it.
+TEST(TenantLayoutTest, PartitionChangeSealsTheCurrentLayout) {
+  ::fairway::testing::StoreAndLog env;
+  ASSERT_OK(env.Open());
+  auto open_registry = [&] {
+    auto r = TenantRegistry::Open(env.store(), &env.clock());
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return std::move(r).value();
+  };
+  auto registry = open_registry();
+  TenantConfig c;
+  c.id = TenantId("acme");
+  c.partitions = 2;
+  ASSERT_TRUE(registry->Create(c).ok());
+  auto append = [&](const TenantConfig& t, std::vector<std::string> users) {
+    log::AppendRequest req = log::AppendRequestFor(t);
+    for (auto& u : users) {
+      model::Activity a;
+      a.type = model::ActivityType::kTrack;
+      a.event = "e";
+      a.user_id = u;
+      a.message_id = MessageId("m-" + u + std::to_string(env.clock().NowMillis()));
+      req.activities.push_back(std::move(a));
+    }
+    std::promise<Result<log::AppendResult>> done;
+    env.log()->Append(std::move(req), [&](Result<log::AppendResult> r) { done.set_value(r); });
+    return done.get_future().get();
+  };
+  ASSERT_TRUE(append(c, {"u1", "u2", "u3", "u4", "u5"}).ok());
+  auto start = [&](const TenantConfig& t, uint32_t n) { return env.log()->StartLayout(t, n); };
+
+  // Invalid counts change nothing.
+  for (const char* bad : {R"({"partitions":0})", R"({"partitions":257})", R"({"partitions":-1})"}) {
+    auto r = registry->Update(c.id, bad, NoLayoutsForTest());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  ASSERT_OK_AND_ASSIGN(auto same, registry->Update(c.id, R"({"partitions":2})", NoLayoutsForTest()));
+  EXPECT_TRUE(same.sealed_layouts.empty());
+
+  ASSERT_OK_AND_ASSIGN(auto grown, registry->Update(c.id, R"({"partitions":3})", start));
+  EXPECT_EQ(grown.partitions, 3u);
+  ASSERT_EQ(grown.sealed_layouts.size(), 1u);
+  const auto& sealed = grown.sealed_layouts[0];
+  EXPECT_EQ(sealed.first, 0u);
+  EXPECT_EQ(sealed.count, 2u);
+  uint64_t stored = 0;
+  for (uint32_t p = 0; p < 2; ++p) {
+    ASSERT_OK_AND_ASSIGN(auto hwm, env.log()->HighWatermark(c.id, PartitionId(p)));
+    EXPECT_EQ(sealed.ends[p], hwm.value());
+    stored += hwm.value();
+  }
+  EXPECT_EQ(stored, 5u);
+  EXPECT_EQ(grown.first_partition(), 2u);
+  EXPECT_EQ(grown.log_partitions(), 5u);
+
+  // An append whose request still names the old layout goes to the new one.
+  ASSERT_TRUE(append(c, {"u6", "u7", "u8", "u9"}).ok());
+  uint64_t old_total = 0, new_total = 0;
+  for (uint32_t p = 0; p < 5; ++p) {
+    ASSERT_OK_AND_ASSIGN(auto hwm, env.log()->HighWatermark(c.id, PartitionId(p)));
+    (p < 2 ? old_total : new_total) += hwm.value();
+  }
+  EXPECT_EQ(old_total, 5u);
+  EXPECT_EQ(new_total, 4u);
+
+  // The same change again (a retried PATCH whose answer was lost) seals nothing new.
+  ASSERT_OK_AND_ASSIGN(auto repeated, env.log()->StartLayout(c, 3));
+  EXPECT_EQ(repeated, sealed.ends);
+  // A stale current layout is refused.
+  EXPECT_EQ(env.log()->StartLayout(c, 7).status().code(), StatusCode::kFailedPrecondition);
+
+  // The log starts a layout, and the process dies before the registry stores it: on restart the
+  // registry takes the log's record.
+  ASSERT_OK(env.log()->StartLayout(grown, 1).status());
+  registry.reset();
+  ASSERT_OK(env.Reopen());
+  registry = open_registry();
+  ASSERT_OK_AND_ASSIGN(auto before, registry->Get(c.id));
+  EXPECT_EQ(before.partitions, 3u);
+  ASSERT_OK_AND_ASSIGN(auto layouts, env.log()->Layouts(c.id));
+  ASSERT_EQ(layouts.size(), 3u);
+  ASSERT_OK_AND_ASSIGN(auto adopted, registry->AdoptLayouts(c.id, layouts));
+  EXPECT_EQ(adopted.partitions, 1u);
+  EXPECT_EQ(adopted.first_partition(), 5u);
+  ASSERT_EQ(adopted.sealed_layouts.size(), 2u);
+  EXPECT_EQ(adopted.sealed_layouts[0], sealed);
+  EXPECT_EQ(adopted.sealed_layouts[1].ends.size(), 3u);
+  registry.reset();
+  registry = open_registry();
+  ASSERT_OK_AND_ASSIGN(auto reloaded, registry->Get(c.id));
+  EXPECT_EQ(reloaded.sealed_layouts, adopted.sealed_layouts);
+  EXPECT_EQ(reloaded.partitions, 1u);
+  // Adopting what the registry has already changes nothing.
+  ASSERT_OK_AND_ASSIGN(auto again, registry->AdoptLayouts(c.id, layouts));
+  EXPECT_EQ(again.updated_at_ms, reloaded.updated_at_ms);
 }
 
 TEST(TokenBucketTest, OversizedRequestAdmittedWhenFull) {

@@ -194,7 +194,8 @@ int Serve(Config config) {
         return s->webhook_secret;
       });
   engine::Engine engine(store->get(), &log, clock, &metrics, config.engine);
-  engine.AddProcessor(std::make_unique<identity::LeadProcessor>());
+  engine.AddProcessor(std::make_unique<identity::LeadProcessor>(
+      identity::LeadProcessorOptions{.metrics = &metrics}));
   campaigns::CampaignProcessorOptions cpo;
   cpo.on_timers = [&timers](const TenantId& t, int64_t due) { timers.Notify(t, due); };
   cpo.on_deliveries = [&dispatcher](const TenantId& t) { dispatcher.Notify(t); };

@@ -348,8 +348,8 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
         return respond(t.ok() ? Json(200, tenant_json(*t)) : Error(t.status()));
       }
       if (method == "PATCH") {
-        return respond(applied(tenants_->Update(
-            id, body, [this](const model::TenantConfig& t, uint32_t count) {
+        return respond(applied(
+            tenants_->Update(id, body, [this](const model::TenantConfig& t, uint32_t count) {
               auto ends = log_->StartLayout(t, count);
               if (ends.ok()) {
                 spdlog::info("tenant '{}': {} partitions from partition {} after {} from {}",

@@ -389,6 +389,8 @@ class ItemApplier {
   Status Apply(const Activity& a);
   // Writes everything the applied activities changed into the txn.
   Status Commit();
+  // Activities applied to a lead after one of its activities with a later event time.
+  uint64_t late() const { return late_; }
 
  private:
   struct OpenProfile {
@@ -417,6 +419,7 @@ class ItemApplier {
   engine::WorkItem* item_;
   engine::StateTxn* txn_;
   const LeadProcessorOptions& options_;
+  uint64_t late_ = 0;
   std::unordered_map<std::string, OpenProfile, StringHash, std::equal_to<>> profiles_;
   ParsedFields fields_;
   // Per identify: the traits it touched (first occurrence) and their values before it.
@@ -586,7 +589,10 @@ Status ItemApplier::Apply(const Activity& a) {
   // Activities Fairway generated (campaign effects, lead_created, ...) are history the lead's
   // counters keep, but not the lead's own doing: they do not count in activity_count or move
   // first/last seen ("not seen for 30 days" must not be reset by a campaign email).
-  if (a.type != ActivityType::kFairway) p.RecordSeen(ts);
+  if (a.type != ActivityType::kFairway) {
+    if (!created && p.activity_count > 0 && ts < p.last_seen_ms) ++late_;
+    p.RecordSeen(ts);
+  }
   const int64_t day = DayOf(ts);
   if (options_.counter_days == 0 ||
       day > DayOf(p.last_seen_ms) - static_cast<int64_t>(options_.counter_days)) {
@@ -749,6 +755,16 @@ void LeadProcessor::Process(engine::WorkItem& item) {
   if (Status st = applier.Commit(); !st.ok()) {
     item.Finish(std::move(st));
     return;
+  }
+  if (applier.late() > 0 && options_.metrics != nullptr) {
+    item.AfterCommit([metrics = options_.metrics, tenant = item.tenant(), n = applier.late()] {
+      metrics
+          ->GetCounter("fairway_leads_late_activities_total",
+                       "Activities the leads processor applied after a newer activity (by event "
+                       "time) of the same lead: late-arriving or re-timed data, by tenant.",
+                       {{"tenant", tenant.str()}})
+          ->Add(n);
+    });
   }
   item.Finish();
 }

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 
+#include "common/metrics.h"
 #include "engine/processor.h"
 
 namespace fairway::identity {
@@ -31,6 +32,9 @@ struct LeadProcessorOptions {
   // Longer windows make profiles larger (about 2 bytes per counter per day). 0 keeps all days.
   // Default 90.
   uint32_t counter_days = 90;
+  // Where fairway_leads_late_activities_total is counted (nullptr: not counted). Must outlive
+  // the processor.
+  MetricsRegistry* metrics = nullptr;
 };
 
 class LeadProcessor final : public engine::Processor {

@@ -457,8 +457,8 @@ Result<std::vector<uint64_t>> EmbeddedLog::StartLayout(const model::TenantConfig
       now_ends.push_back(next);
     }
     bool repeated = false;
-    FAIRWAY_ASSIGN_OR_RETURN(layouts, NextLayouts(std::move(layouts), current, count, now_ends,
-                                                  &repeated));
+    FAIRWAY_ASSIGN_OR_RETURN(layouts,
+                             NextLayouts(std::move(layouts), current, count, now_ends, &repeated));
     if (!repeated) {
       storage::WriteBatch batch;
       batch.Put(kLogMeta, LayoutsKey(tenant), EncodeLayouts(layouts));

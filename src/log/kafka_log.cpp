@@ -1235,8 +1235,8 @@ Result<std::vector<uint64_t>> KafkaLog::StartLayout(const model::TenantConfig& c
   const TenantId& tenant = config.id;
   FAIRWAY_ASSIGN_OR_RETURN(auto recorded, im.LoadLayouts(tenant));
   bool repeated = false;
-  FAIRWAY_ASSIGN_OR_RETURN(auto next, NextLayouts(std::move(recorded), config.current_layout(),
-                                                  count, {}, &repeated));
+  FAIRWAY_ASSIGN_OR_RETURN(
+      auto next, NextLayouts(std::move(recorded), config.current_layout(), count, {}, &repeated));
   if (repeated && !next[next.size() - 2].ends.empty()) return next[next.size() - 2].ends;
   // The new layout's topic exists before any append can be sent to it.
   AppendRequest request = AppendRequestFor(config);

@@ -191,9 +191,9 @@ Result<std::vector<model::PartitionLayout>> NextLayouts(
   if (recorded.empty() && current.first == 0) recorded.push_back({0, current.count, {}});
   if (recorded.empty() || recorded.back().first != current.first ||
       recorded.back().count != current.count || !recorded.back().ends.empty()) {
-    return FailedPrecondition(fmt::format(
-        "the layout of {} partitions from partition {} is not the log's current layout",
-        current.count, current.first));
+    return FailedPrecondition(
+        fmt::format("the layout of {} partitions from partition {} is not the log's current layout",
+                    current.count, current.first));
   }
   recorded.back().ends = ends;
   recorded.push_back(next);

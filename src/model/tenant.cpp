@@ -144,9 +144,8 @@ json::array LayoutsToJson(const std::vector<PartitionLayout>& layouts) {
   for (const auto& l : layouts) {
     json::array ends;
     for (uint64_t e : l.ends) ends.push_back(e);
-    out.push_back(json::object{{"first_partition", l.first},
-                               {"partitions", l.count},
-                               {"ends", std::move(ends)}});
+    out.push_back(json::object{
+        {"first_partition", l.first}, {"partitions", l.count}, {"ends", std::move(ends)}});
   }
   return out;
 }

@@ -106,8 +106,8 @@ Result<TenantConfig> TenantRegistry::Update(const TenantId& id, std::string_view
   return config;
 }
 
-Result<TenantConfig> TenantRegistry::AdoptLayouts(const TenantId& id,
-                                                  const std::vector<model::PartitionLayout>& layouts) {
+Result<TenantConfig> TenantRegistry::AdoptLayouts(
+    const TenantId& id, const std::vector<model::PartitionLayout>& layouts) {
   std::lock_guard w(write_mu_);
   FAIRWAY_ASSIGN_OR_RETURN(TenantConfig config, Get(id));
   if (layouts.size() < 2 || layouts.back().first <= config.first_partition()) return config;

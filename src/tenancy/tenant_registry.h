@@ -53,8 +53,8 @@ class TenantRegistry {
   Result<model::TenantConfig> Get(const TenantId& id) const;
   // Starts a layout of `count` partitions after `tenant`'s current one and returns the sealed
   // layout's end offsets (ActivityLog::StartLayout).
-  using LayoutStarter =
-      std::function<Result<std::vector<uint64_t>>(const model::TenantConfig& tenant, uint32_t count)>;
+  using LayoutStarter = std::function<Result<std::vector<uint64_t>>(
+      const model::TenantConfig& tenant, uint32_t count)>;
   // Applies a PATCH body; quotas take effect for the next request. A changed partition count
   // starts a new layout through `start_layout` before the change is stored.
   Result<model::TenantConfig> Update(const TenantId& id, std::string_view patch_body,

@@ -454,8 +454,8 @@ TEST_F(EngineTest, APartitionCountChangeKeepsEveryLeadsOrder) {
   ExpectExactlyOnceInOrder(seen, "alpha", 400);
   for (const auto& s : seen) {
     const bool old_layout = s.message_id < "alpha-000200";
-    EXPECT_EQ(s.partition, old_layout ? log::LayoutPartition(s.lead, 0, 2)
-                                      : log::LayoutPartition(s.lead, 2, 3))
+    EXPECT_EQ(s.partition,
+              old_layout ? log::LayoutPartition(s.lead, 0, 2) : log::LayoutPartition(s.lead, 2, 3))
         << s.message_id;
   }
   EXPECT_EQ(StatusOf("alpha").partitions.size(), 5u);

@@ -61,10 +61,15 @@ class FakeWorkItem : public engine::WorkItem {
   }
 
   // Writes the txn as the engine would on an OK finish.
+  // Writes the item's state and runs its after-commit hooks, as the engine does.
   Status Commit() {
     storage::WriteBatch batch;
     txn_.AppendTo(&batch);
-    return store_->Write(batch, false);
+    Status st = store_->Write(batch, false);
+    if (st.ok()) {
+      for (auto& fn : after_commit_) fn();
+    }
+    return st;
   }
 
   int finish_calls() const { return finish_calls_; }
@@ -325,6 +330,31 @@ TEST_F(LeadProcessorTest, CountsActivitiesByDay) {
   // Counters are additive across work items.
   Run({Page("p7", "u1", "", "/pricing", kT0)});
   EXPECT_EQ(Find("u1").CountActivities(ActivityType::kPage, "/pricing", kT0, kT0), 3u);
+}
+
+// An activity applied after a newer one of the same lead (by event time) is counted as late,
+// per tenant; generated activities and other leads' activities are not.
+TEST_F(LeadProcessorTest, ActivitiesOlderThanTheLeadsLatestAreCountedLate) {
+  MetricsRegistry metrics;
+  Reopen({.metrics = &metrics});
+  auto late = [&](const std::string& tenant) {
+    return metrics.GetCounter("fairway_leads_late_activities_total", "", {{"tenant", tenant}})
+        ->value();
+  };
+  Run({Track("a1", "u1", "", "e", kT0), Track("a2", "u1", "", "e", kT0 + 10),
+       Track("b1", "u2", "", "e", kT0 - 100)});
+  EXPECT_EQ(late("t1"), 0u);
+  // Older than u1's latest, within one item and across items.
+  Run({Track("a3", "u1", "", "e", kT0 + 5), Track("a4", "u1", "", "e", kT0 + 20),
+       Track("a5", "u1", "", "e", kT0 + 15)});
+  EXPECT_EQ(late("t1"), 2u);
+  RunEach({Track("a6", "u1", "", "e", kT0 + 1), Track("a7", "u1", "", "e", kT0 + 20)});
+  EXPECT_EQ(late("t1"), 3u);
+  // A generated activity is not the lead's own doing; another tenant counts apart.
+  Run({Fairway("f1", "u1", "", "score_changed", kT0 - 1000, R"({"change":1})")});
+  Run({Track("c1", "u1", "", "e", kT0), Track("c2", "u1", "", "e", kT0 - 1)}, "t2");
+  EXPECT_EQ(late("t1"), 3u);
+  EXPECT_EQ(late("t2"), 1u);
 }
 
 TEST_F(LeadProcessorTest, PrunesCountersOutsideTheWindow) {

@@ -427,7 +427,8 @@ TEST_P(ActivityLogConformanceTest, ANewLayoutSealsTheOldOneAndTakesEveryLaterApp
   auto batch = [this](std::string_view round) {
     std::vector<Activity> acts;
     for (int i = 0; i < 40; ++i) {
-      acts.push_back(MakeActivity(fmt::format("{}-{:02}", round, i), fmt::format("u{}", i % 20), i));
+      acts.push_back(
+          MakeActivity(fmt::format("{}-{:02}", round, i), fmt::format("u{}", i % 20), i));
     }
     return acts;
   };

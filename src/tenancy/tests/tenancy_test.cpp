@@ -118,10 +118,10 @@ TEST_F(TenantRegistryTest, RateLimitPerTenantWithRetryAfter) {
   clock_.AdvanceMillis(500);
   EXPECT_TRUE(registry_->AdmitIngest(a->keys.write_key, 5, &adm).ok());
   // Quota changes apply at once.
-  ASSERT_TRUE(
-      registry_->Update(TenantId("a"), R"({"quotas":{"ingest_rate":1000,"ingest_burst":1000}})",
-                        NoLayouts())
-          .ok());
+  ASSERT_TRUE(registry_
+                  ->Update(TenantId("a"), R"({"quotas":{"ingest_rate":1000,"ingest_burst":1000}})",
+                           NoLayouts())
+                  .ok());
   clock_.AdvanceMillis(1000);
   EXPECT_TRUE(registry_->AdmitIngest(a->keys.write_key, 900, &adm).ok());
 }
@@ -163,7 +163,8 @@ TEST(TenantLayoutTest, PartitionChangeSealsTheCurrentLayout) {
     auto r = registry->Update(c.id, bad, NoLayoutsForTest());
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
   }
-  ASSERT_OK_AND_ASSIGN(auto same, registry->Update(c.id, R"({"partitions":2})", NoLayoutsForTest()));
+  ASSERT_OK_AND_ASSIGN(auto same,
+                       registry->Update(c.id, R"({"partitions":2})", NoLayoutsForTest()));
   EXPECT_TRUE(same.sealed_layouts.empty());
 
   ASSERT_OK_AND_ASSIGN(auto grown, registry->Update(c.id, R"({"partitions":3})", start));

@@ -370,10 +370,10 @@ int main(int argc, char** argv) {
   create->add_option("--quotas", quotas, "Quotas as JSON, e.g. '{\"ingest_rate\":1000}'");
   auto* list = tenant->add_subcommand("list", "List tenants");
   std::string patch;
-  auto* update = tenant->add_subcommand("update", "Change name, timezone or quotas");
+  auto* update =
+      tenant->add_subcommand("update", "Change name, timezone, quotas or partition count");
   update->add_option("id", id)->required();
-  update->add_option("--patch", patch, "JSON body, e.g. '{\"quotas\":{\"ingest_rate\":10}}'")
-      ->required();
+  update->add_option("--patch", patch, "JSON body, e.g. '{\"partitions\":8}'")->required();
   std::map<std::string, CLI::App*> id_commands;
   for (const char* verb : {"get", "delete", "suspend", "resume", "rotate-keys"}) {
     auto* sub = tenant->add_subcommand(verb, std::string(verb) + " a tenant");

@@ -236,14 +236,20 @@ int Serve(Config config) {
     // A partition layout the log started just before the process stopped, before the registry
     // stored it, is taken from the log's record.
     auto layouts = log.Layouts(t.id);
-    auto adopted = layouts.ok() ? tenants->get()->AdoptLayouts(t.id, *layouts)
-                                : Result<model::TenantConfig>(layouts.status());
-    if (!adopted.ok()) {
-      spdlog::error("reading the partition layouts of tenant '{}': {}", t.id.str(),
-                    adopted.status().ToString());
-      return 1;
+    if (!layouts.ok()) {
+      spdlog::error(
+          "reading the partition layouts of tenant '{}': {}; its activities since a partition "
+          "count change wait until they are read (the tenant's next PATCH reads them again)",
+          t.id.str(), layouts.status().ToString());
+    } else {
+      auto adopted = tenants->get()->AdoptLayouts(t.id, *layouts);
+      if (!adopted.ok()) {
+        spdlog::error("storing the partition layouts of tenant '{}': {}", t.id.str(),
+                      adopted.status().ToString());
+        return 1;
+      }
+      t = std::move(adopted).value();
     }
-    t = std::move(adopted).value();
     if (Status st = engine.UpsertTenant(t); !st.ok()) {
       spdlog::error("starting processing for tenant '{}': {}", t.id.str(), st.ToString());
       return 1;

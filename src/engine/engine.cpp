@@ -203,23 +203,40 @@ Status Engine::UpsertTenant(const model::TenantConfig& config) {
   {
     // A new layout adds partitions: every stream's commits wait while they are added.
     std::shared_ptr<Tenant> existing;
+    std::vector<std::shared_ptr<Stream>> growing;
     {
       std::lock_guard lock(im.mu);
       auto it = im.tenants.find(config.id.str());
-      if (it != im.tenants.end()) existing = it->second;
+      if (it != im.tenants.end()) {
+        existing = it->second;
+        if (config.log_partitions() > existing->config.log_partitions()) {
+          growing = existing->streams;
+        }
+      }
     }
     std::vector<std::unique_lock<std::mutex>> commit_locks;
-    if (existing && config.log_partitions() > existing->config.log_partitions()) {
-      for (auto& s : existing->streams) commit_locks.emplace_back(s->commit_mu);
-    }
+    for (auto& s : growing) commit_locks.emplace_back(s->commit_mu);
     std::unique_lock lock(im.mu);
     auto it = im.tenants.find(config.id.str());
     if (it != im.tenants.end()) {
       if (it->second->removing) return FailedPrecondition("tenant is being removed");
-      if (it->second != existing) return FailedPrecondition("tenant was replaced meanwhile");
+      if (it->second != existing ||
+          (growing.empty() && config.log_partitions() > it->second->config.log_partitions())) {
+        // Added, replaced or changed between the two lookups: again, with the right streams
+        // locked.
+        lock.unlock();
+        commit_locks.clear();
+        return UpsertTenant(config);
+      }
+      const uint32_t old_partitions = it->second->config.log_partitions();
+      if (config.log_partitions() < old_partitions ||
+          config.sealed_layouts.size() < it->second->config.sealed_layouts.size()) {
+        return FailedPrecondition(fmt::format(
+            "tenant '{}': a configuration with fewer partition layouts than the running one",
+            config.id.str()));
+      }
       const bool new_rate =
           it->second->config.quotas.processing_rate != config.quotas.processing_rate;
-      const uint32_t old_partitions = it->second->config.log_partitions();
       if (config.log_partitions() > old_partitions) {
         for (auto& s : it->second->streams) s->GrowPartitions(config.log_partitions());
       }

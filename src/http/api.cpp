@@ -348,7 +348,17 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
         return respond(t.ok() ? Json(200, tenant_json(*t)) : Error(t.status()));
       }
       if (method == "PATCH") {
-        return respond(applied(
+        // A layout the log started without the registry storing it (a change that failed or
+        // was cut short) is taken before the change, and again after a failed one, so that
+        // processing follows the log.
+        auto follow_log = [this, &id] {
+          auto layouts = log_->Layouts(id);
+          if (!layouts.ok()) return;
+          auto adopted = tenants_->AdoptLayouts(id, *layouts);
+          if (adopted.ok()) (void)engine_->UpsertTenant(*adopted);
+        };
+        follow_log();
+        auto updated =
             tenants_->Update(id, body, [this](const model::TenantConfig& t, uint32_t count) {
               auto ends = log_->StartLayout(t, count);
               if (ends.ok()) {
@@ -357,7 +367,9 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
                              t.first_partition());
               }
               return ends;
-            })));
+            });
+        if (!updated.ok()) follow_log();
+        return respond(applied(updated));
       }
       if (method == "DELETE") {
         if (auto t = tenants_->Get(id); !t.ok()) return respond(Error(t.status()));

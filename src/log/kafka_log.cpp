@@ -560,6 +560,10 @@ Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const Placement
   FAIRWAY_ASSIGN_OR_RETURN(auto recorded, RecordedLayouts(request.tenant));
   for (size_t i = 0; i < recorded.size(); ++i) {
     if (recorded[i].first >= placement.first) break;
+    // Only sealed layouts: the current one takes appends while a new layout is being started,
+    // and its rows are written by the row writer (a layout left unsealed by a stop is sealed
+    // by Layouts at start-up, before any append).
+    if (recorded[i].ends.empty()) continue;
     FAIRWAY_RETURN_IF_ERROR(CatchUp(
         request, Placement{LayoutTopic(request.tenant, i), recorded[i].first, recorded[i].count}));
   }
@@ -1033,8 +1037,10 @@ PartitionReader* KafkaLog::Impl::Reader(const Placement& placement, uint32_t par
     if (t == nullptr) t = rd_kafka_topic_new(reader, placement.topic.c_str(), nullptr);
     r->topic = t;
     r->partition = local;
-    r->first_partition = placement.first;
   }
+  // A tenant deleted and created again may number the topic's partitions differently.
+  std::lock_guard rlock(r->mu);
+  r->first_partition = placement.first;
   return r.get();
 }
 
@@ -1176,12 +1182,23 @@ Status KafkaLog::DropTenant(const TenantId& tenant) {
     std::lock_guard lock(im.send_mu);
     im.dropped.insert(tenant.str());
   }
-  // Every layout's topic goes.
-  std::vector<std::string> topics = {im.Topic(tenant)};
-  if (auto recorded = im.LoadLayouts(tenant); recorded.ok()) {
-    for (size_t i = 1; i < recorded->size(); ++i) topics.push_back(im.LayoutTopic(tenant, i));
+  // Every layout's topic goes, and the next layout's, which a layout change stopped before
+  // recording it may have created. Deleted before the rows that name them: a deletion that
+  // fails is retried with the record intact.
+  FAIRWAY_ASSIGN_OR_RETURN(auto recorded, im.LoadLayouts(tenant));
+  std::vector<std::string> topics;
+  for (size_t i = 0; i <= std::max<size_t>(recorded.size(), 1); ++i) {
+    topics.push_back(im.LayoutTopic(tenant, i));
   }
   for (const auto& topic : topics) im.StopReaders(topic);
+  if (im.admin != nullptr) {
+    Status failed;
+    for (const auto& topic : topics) {
+      Status st = im.admin->DeleteTopic(topic);
+      if (!st.ok() && st.code() != StatusCode::kNotFound && failed.ok()) failed = st;
+    }
+    FAIRWAY_RETURN_IF_ERROR(failed);
+  }
   storage::WriteBatch batch;
   for (auto cf : {storage::kLogDedup, storage::kLogLeadIndex, storage::kLogMeta}) {
     batch.DeleteRange(cf, TenantKeyPrefix(tenant), TenantKeyEnd(tenant));
@@ -1213,11 +1230,6 @@ Status KafkaLog::DropTenant(const TenantId& tenant) {
     std::erase_if(im.reported, [&](const auto& kv) {
       return kv.first.compare(0, tenant.str().size() + 1, TenantKeyPrefix(tenant)) == 0;
     });
-  }
-  if (im.admin == nullptr) return Status::Ok();
-  for (const auto& topic : topics) {
-    Status st = im.admin->DeleteTopic(topic);
-    if (!st.ok() && st.code() != StatusCode::kNotFound) return st;
   }
   return Status::Ok();
 }

@@ -488,6 +488,34 @@ TEST_P(ActivityLogConformanceTest, ANewLayoutSealsTheOldOneAndTakesEveryLaterApp
   EXPECT_EQ(after, layouts);
   ASSERT_OK(append(batch("d"), old_layout));
   check_partitions(120);
+
+  // A second change, to one partition (5): the second layout is sealed at its ends, and every
+  // append goes to partition 5.
+  model::TenantConfig second = tenant;
+  second.sealed_layouts = {layouts[0]};
+  second.partitions = 3;
+  std::vector<uint64_t> second_ends;
+  for (uint32_t p = 2; p < 5; ++p) second_ends.push_back(High("acme", p));
+  ASSERT_OK_AND_ASSIGN(auto ends2, log()->StartLayout(second, 1));
+  EXPECT_EQ(ends2, second_ends);
+  ASSERT_OK(append(batch("e"), new_layout));
+  ASSERT_OK(append(batch("f"), old_layout));
+  EXPECT_EQ(ReadAll("acme", 5).size(), 80u);
+  for (uint32_t p = 2; p < 5; ++p) EXPECT_EQ(High("acme", p), second_ends[p - 2]);
+  ASSERT_OK_AND_ASSIGN(auto three, log()->Layouts(tenant.id));
+  ASSERT_EQ(three.size(), 3u);
+  EXPECT_EQ(three[1], (model::PartitionLayout{2, 3, second_ends}));
+  EXPECT_EQ(three[2], (model::PartitionLayout{5, 1, {}}));
+
+  // A dropped tenant forgets its layouts: created again, it starts from one layout.
+  const uint64_t before_drop = High("acme", 0) + High("acme", 1);
+  ASSERT_OK(log()->DropTenant(tenant.id));
+  ASSERT_OK(log()->ReopenTenant(tenant.id));
+  ASSERT_OK_AND_ASSIGN(auto none, log()->Layouts(tenant.id));
+  EXPECT_TRUE(none.empty());
+  ASSERT_OK(append(batch("g"), old_layout));
+  EXPECT_EQ(High("acme", 0) + High("acme", 1),
+            (harness()->DropRemovesRecords() ? 0 : before_drop) + 40);
 }
 
 // ---------------------------------------------------------------------------------------------

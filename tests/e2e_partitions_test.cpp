@@ -10,12 +10,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "http/tests/test_client.h"
@@ -74,6 +76,7 @@ TEST_P(E2ePartitionsTest, FourToEightPartitionsUnderLoadKeepEveryLeadsOrderAndLo
     server.SetEnv("FAIRWAY_LOG_BACKEND", "kafka");
     server.SetEnv("FAIRWAY_KAFKA_BROKERS", kafka->bootstrap_servers());
     server.SetEnv("FAIRWAY_KAFKA_CREATE_TOPICS", "false");
+    server.SetEnv("FAIRWAY_KAFKA_PROGRESS_INTERVAL_MS", "200");
   }
   // A small read-ahead: the backlog stays in the log rather than in the engine's memory, so
   // the new layout's partitions are read while older activities of the same leads wait there.
@@ -184,6 +187,26 @@ TEST_P(E2ePartitionsTest, FourToEightPartitionsUnderLoadKeepEveryLeadsOrderAndLo
   ASSERT_EQ(metrics.status, 200);
   EXPECT_EQ(Series(metrics.body, R"(fairway_leads_late_activities_total{tenant="acme"})"), 0)
       << "a lead's activity was processed after a later one of the same lead";
+  if (on_kafka) {
+    // Kafka's lag tools see the same progress: the leads processor's consumer group has
+    // committed each partition's processed offset on the topic of its layout.
+    std::vector<KafkaMockCluster::TopicPartition> partitions;
+    std::map<KafkaMockCluster::TopicPartition, int64_t> expected;
+    for (int p = 0; p < 12; ++p) {
+      KafkaMockCluster::TopicPartition tp =
+          p < 4 ? std::pair{std::string("fairway.acme"), p} : std::pair{"fairway.acme.1", p - 4};
+      partitions.push_back(tp);
+      const auto committed = status["partitions"][p]["committed"].get<int64_t>();
+      expected[tp] = committed > 0 ? committed : KafkaMockCluster::kNoOffset;
+    }
+    std::map<KafkaMockCluster::TopicPartition, int64_t> seen;
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (seen != expected && std::chrono::steady_clock::now() < deadline) {
+      ASSERT_OK_AND_ASSIGN(seen, kafka->CommittedOffsets("fairway.processing.leads", partitions));
+      if (seen != expected) std::this_thread::sleep_for(50ms);  // polling progress, bounded
+    }
+    EXPECT_EQ(seen, expected);
+  }
   server.Kill(SIGTERM);
 }
 

@@ -269,6 +269,21 @@ const std::vector<Key>& Keys() {
          return ParseNumber<int64_t>("kafka.delivery_timeout_ms", v, 100, 3'600'000,
                                      &c->log.kafka.delivery_timeout_ms);
        }},
+      {"kafka.progress_interval_ms", "FAIRWAY_KAFKA_PROGRESS_INTERVAL_MS", "5000",
+       "How often each processor's progress is committed as the offsets of the consumer group "
+       "'<topic_prefix>processing.<processor>', so that Kafka's consumer-lag tools show how far "
+       "Fairway has processed (for watching only; 0: never). 100 to 3600000, or 0.",
+       [](const std::string& v, Config* c) {
+         int64_t ms = 0;
+         FAIRWAY_RETURN_IF_ERROR(
+             ParseNumber<int64_t>("kafka.progress_interval_ms", v, 0, 3'600'000, &ms));
+         if (ms != 0 && ms < 100) {
+           return InvalidArgument(
+               "config key 'kafka.progress_interval_ms' must be 0 (never) or 100-3600000");
+         }
+         c->kafka_progress_interval_ms = ms;
+         return Status::Ok();
+       }},
       {"engine.threads", "FAIRWAY_ENGINE_THREADS", "2",
        "Worker threads of the processing engine (reading the log and running processors).",
        [](const std::string& v, Config* c) {

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <thread>
 
@@ -68,12 +69,11 @@ Result<std::string> ResolveAdminToken(const Config& config, bool* generated) {
   return token;
 }
 
-// Removes expired activities periodically. Owns one thread; Stop() wakes and joins it.
-class RetentionService {
+// Runs `pass` now and then every `interval` on a thread of its own; Stop() wakes and joins it.
+class PeriodicService {
  public:
-  RetentionService(tenancy::TenantRegistry* tenants, log::ActivityLog* log, const Clock* clock,
-                   int interval_seconds)
-      : tenants_(tenants), log_(log), clock_(clock), interval_(interval_seconds) {}
+  PeriodicService(std::chrono::milliseconds interval, std::function<void()> pass)
+      : interval_(interval), pass_(std::move(pass)) {}
   void Start() {
     thread_ = std::thread([this] { Run(); });
   }
@@ -91,29 +91,44 @@ class RetentionService {
     std::unique_lock lock(mu_);
     while (!stopping_) {
       lock.unlock();
-      for (const auto& t : tenants_->List()) {
-        if (t.quotas.retention_days == 0 || t.status == model::TenantStatus::kDeleting) continue;
-        int64_t cutoff = clock_->NowMillis() - int64_t{t.quotas.retention_days} * 86'400'000;
-        auto removed = log_->ApplyRetention(t.id, t.log_partitions(), cutoff);
-        if (!removed.ok()) {
-          spdlog::warn("retention for tenant '{}': {}", t.id.str(), removed.status().ToString());
-        } else if (*removed > 0) {
-          spdlog::info("retention removed {} activities of tenant '{}'", *removed, t.id.str());
-        }
-      }
+      pass_();
       lock.lock();
-      cv_.wait_for(lock, std::chrono::seconds(interval_), [&] { return stopping_; });
+      cv_.wait_for(lock, interval_, [&] { return stopping_; });
     }
   }
-  tenancy::TenantRegistry* tenants_;
-  log::ActivityLog* log_;
-  const Clock* clock_;
-  int interval_;
+  std::chrono::milliseconds interval_;
+  std::function<void()> pass_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
   std::thread thread_;
 };
+
+// Removes expired activities from every tenant's log.
+void RetentionPass(tenancy::TenantRegistry* tenants, log::ActivityLog* log, const Clock* clock) {
+  for (const auto& t : tenants->List()) {
+    if (t.quotas.retention_days == 0 || t.status == model::TenantStatus::kDeleting) continue;
+    int64_t cutoff = clock->NowMillis() - int64_t{t.quotas.retention_days} * 86'400'000;
+    auto removed = log->ApplyRetention(t.id, t.log_partitions(), cutoff);
+    if (!removed.ok()) {
+      spdlog::warn("retention for tenant '{}': {}", t.id.str(), removed.status().ToString());
+    } else if (*removed > 0) {
+      spdlog::info("retention removed {} activities of tenant '{}'", *removed, t.id.str());
+    }
+  }
+}
+
+// Shows the engine's progress where the log's own tools look (Kafka's consumer groups): one line
+// when that starts failing, one when it works again.
+void PublishProgress(engine::Engine* engine, log::ActivityLog* log, bool* failing) {
+  Status st = log->PublishProgress(engine->Progress());
+  if (!st.ok() && !*failing) {
+    spdlog::warn("publishing processing progress: {}", st.ToString());
+  } else if (st.ok() && *failing) {
+    spdlog::info("publishing processing progress works again");
+  }
+  *failing = !st.ok();
+}
 
 int Serve(Config config) {
   sigset_t signals;
@@ -255,8 +270,16 @@ int Serve(Config config) {
       return 1;
     }
   }
-  RetentionService retention(tenants->get(), &log, clock, config.retention_interval_seconds);
+  PeriodicService retention(
+      std::chrono::seconds(config.retention_interval_seconds),
+      [registry = tenants->get(), &log, clock] { RetentionPass(registry, &log, clock); });
   retention.Start();
+  bool progress_failing = false;
+  const bool publish_progress =
+      config.log.backend == log::kKafkaBackend && config.kafka_progress_interval_ms > 0;
+  PeriodicService progress(std::chrono::milliseconds(config.kafka_progress_interval_ms),
+                           [&] { PublishProgress(&engine, &log, &progress_failing); });
+  if (publish_progress) progress.Start();
   if (Status st = timers.Start(); !st.ok()) {
     spdlog::error("starting campaign timers: {}", st.ToString());
     return 1;
@@ -266,6 +289,7 @@ int Serve(Config config) {
   if (Status st = server.Start(); !st.ok()) {
     spdlog::error("{}", st.message());
     retention.Stop();
+    progress.Stop();
     timers.Stop();
     dispatcher.Stop();
     engine.Stop();
@@ -297,8 +321,11 @@ int Serve(Config config) {
   // server, which owns the connections' event loop, is destroyed at the end of this scope.
   server.Stop();
   retention.Stop();
+  progress.Stop();
   timers.Stop();
   engine.Stop();
+  // The progress of the last work items, for whoever watches the consumer groups.
+  if (publish_progress) PublishProgress(&engine, &log, &progress_failing);
   dispatcher.Stop();
   log.Stop();
   api.Stop();

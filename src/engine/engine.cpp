@@ -440,6 +440,23 @@ Result<std::vector<StreamStatus>> Engine::GetStatus(const TenantId& tenant) {
   return out;
 }
 
+std::vector<log::ProcessingProgress> Engine::Progress() {
+  Impl& im = *impl_;
+  std::vector<log::ProcessingProgress> out;
+  std::lock_guard lock(im.mu);
+  for (auto& [id, t] : im.tenants) {
+    if (t->removing) continue;
+    for (auto& s : t->streams) {
+      log::ProcessingProgress& p = out.emplace_back();
+      p.tenant = t->config.id;
+      p.processor = s->spec->name;
+      p.committed.reserve(s->partitions.size());
+      for (size_t i = 0; i < s->partitions.size(); ++i) p.committed.push_back(s->committed_lwm[i]);
+    }
+  }
+  return out;
+}
+
 Result<DeadLetterPage> Engine::ListDeadLetters(const TenantId& tenant, std::string_view processor,
                                                std::string_view cursor, size_t limit) {
   Impl& im = *impl_;

@@ -142,6 +142,9 @@ class Engine {
   Status ResumeProcessor(const TenantId& tenant, std::string_view processor);
 
   Result<std::vector<StreamStatus>> GetStatus(const TenantId& tenant);
+  // Every stream's committed offsets (of every tenant not being removed): what
+  // log::ActivityLog::PublishProgress shows.
+  std::vector<log::ProcessingProgress> Progress();
 
   // Dead letters of one processor, oldest log position first. `cursor` is a previous page's
   // next_cursor (InvalidArgument names a bad one).

@@ -80,6 +80,14 @@ struct PartitionAdvance {
 // Runs on the log's writer thread after each commit that stored records: keep it short.
 using AppendListener = std::function<void(const std::vector<PartitionAdvance>&)>;
 
+// How far one processor of one tenant has processed its log: everything below committed[p] of
+// log partition p.
+struct ProcessingProgress {
+  TenantId tenant;
+  std::string processor;
+  std::vector<uint64_t> committed;
+};
+
 class ActivityLog {
  public:
   virtual ~ActivityLog() = default;
@@ -147,6 +155,13 @@ class ActivityLog {
 
   // OK while the log can take appends; otherwise why not (the server's readiness shows it).
   virtual Status Health() { return Status::Ok(); }
+
+  // Shows processing progress where the backend's own tools look for it (Kafka: each
+  // processor's committed offsets in a consumer group, so consumer-lag tools see Fairway's lag).
+  // For watching only: processing resumes from the offsets the engine stores with its state.
+  virtual Status PublishProgress(const std::vector<ProcessingProgress>& progress) {
+    return Status::Ok();
+  }
 
   // Tells `listener` about every commit from now on (consumers wake up on it instead of
   // polling). One listener; set it before appends start.

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -308,6 +309,18 @@ struct KafkaLog::Impl {
   Status Fetch(PartitionReader* r, const TenantId& tenant, int64_t from, size_t want,
                std::vector<LogEntry>* out, int64_t stop_at = INT64_MAX);
   void StopReaders(const std::string& topic);
+
+  // Processing progress: one client per processor's consumer group (it commits offsets and never
+  // joins the group), and the offsets last committed, by group, topic and partition.
+  std::mutex progress_mu;
+  std::map<std::string, rd_kafka_t*> progress_clients;
+  std::map<std::tuple<std::string, std::string, int32_t>, int64_t> published;
+  Result<rd_kafka_t*> ProgressClient(const std::string& group);
+  // Commits `offsets` for `group` and waits for the answer (at most the request timeout).
+  // Partitions of topics that do not exist (a tenant not yet written, or deleted) are left out
+  // of `committed`, without an error.
+  Status CommitProgress(const std::string& group, rd_kafka_topic_partition_list_t* offsets,
+                        rd_kafka_topic_partition_list_t** committed);
 };
 
 KafkaLog::Impl::~Impl() {
@@ -321,6 +334,9 @@ KafkaLog::Impl::~Impl() {
     reader_topics.clear();
   }
   own_admin.reset();
+  for (auto& [group, client] : progress_clients) {
+    rd_kafka_destroy_flags(client, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  }
   if (reader) rd_kafka_destroy(reader);
   if (producer) rd_kafka_destroy(producer);
 }
@@ -463,6 +479,104 @@ Status KafkaLog::Health() {
   }
   im.health_checked_ns = now;
   return im.health;
+}
+
+std::string KafkaLog::ProgressGroupOf(std::string_view processor) const {
+  return fmt::format("{}processing.{}", impl_->options.topic_prefix, processor);
+}
+
+Result<rd_kafka_t*> KafkaLog::Impl::ProgressClient(const std::string& group) {
+  auto it = progress_clients.find(group);
+  if (it != progress_clients.end()) return it->second;
+  FAIRWAY_ASSIGN_OR_RETURN(rd_kafka_conf_t * conf,
+                           NewConf(options, {{"group.id", group},
+                                             {"enable.auto.commit", "false"},
+                                             {"enable.auto.offset.store", "false"},
+                                             {"allow.auto.create.topics", "false"},
+                                             {"reconnect.backoff.ms", "50"},
+                                             {"reconnect.backoff.max.ms", "1000"}}));
+  char err[512];
+  rd_kafka_t* client = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  if (client == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return InvalidArgument(fmt::format("Kafka consumer of group '{}': {}", group, err));
+  }
+  progress_clients.emplace(group, client);
+  return client;
+}
+
+Status KafkaLog::Impl::CommitProgress(const std::string& group,
+                                      rd_kafka_topic_partition_list_t* offsets,
+                                      rd_kafka_topic_partition_list_t** committed) {
+  FAIRWAY_ASSIGN_OR_RETURN(rd_kafka_t * client, ProgressClient(group));
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(client);
+  rd_kafka_resp_err_t err = rd_kafka_commit_queue(client, offsets, queue, nullptr, nullptr);
+  Status st;
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    st = Unavailable(fmt::format("committing the offsets of Kafka consumer group '{}': {}", group,
+                                 rd_kafka_err2str(err)));
+  } else if (rd_kafka_event_t* ev =
+                 rd_kafka_queue_poll(queue, static_cast<int>(options.request_timeout_ms));
+             ev == nullptr) {
+    st = Unavailable(
+        fmt::format("committing the offsets of Kafka consumer group '{}' timed out", group));
+  } else {
+    if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      st = Unavailable(fmt::format("committing the offsets of Kafka consumer group '{}': {}", group,
+                                   rd_kafka_event_error_string(ev)));
+    }
+    // Per partition: the ones Kafka took; an unknown topic is not an error here.
+    const rd_kafka_topic_partition_list_t* answered = rd_kafka_event_topic_partition_list(ev);
+    *committed = rd_kafka_topic_partition_list_new(answered ? answered->cnt : 0);
+    for (int i = 0; answered && i < answered->cnt; ++i) {
+      const rd_kafka_topic_partition_t& tp = answered->elems[i];
+      if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_topic_partition_list_add(*committed, tp.topic, tp.partition)->offset = tp.offset;
+      } else if (!IsUnknownTopic(tp.err) && st.ok()) {
+        st = Unavailable(fmt::format("committing the offset of '{}' [{}] for group '{}': {}",
+                                     tp.topic, tp.partition, group, rd_kafka_err2str(tp.err)));
+      }
+    }
+    if (IsUnknownTopic(rd_kafka_event_error(ev))) st = Status::Ok();
+    rd_kafka_event_destroy(ev);
+  }
+  rd_kafka_queue_destroy(queue);
+  return st;
+}
+
+Status KafkaLog::PublishProgress(const std::vector<ProcessingProgress>& progress) {
+  Impl& im = *impl_;
+  std::lock_guard lock(im.progress_mu);
+  std::map<std::string, rd_kafka_topic_partition_list_t*> by_group;
+  for (const ProcessingProgress& pr : progress) {
+    const std::string group = ProgressGroupOf(pr.processor);
+    for (uint32_t p = 0; p < pr.committed.size(); ++p) {
+      auto placement = im.PartitionPlacement(pr.tenant, p);
+      if (!placement.ok() || !placement->has_value()) continue;
+      const std::string& topic = (*placement)->topic;
+      const auto partition = static_cast<int32_t>(p - (*placement)->first);
+      const auto offset = static_cast<int64_t>(pr.committed[p]);
+      auto known = im.published.find({group, topic, partition});
+      // Nothing processed and nothing said before: the topic may not even exist yet.
+      if (known == im.published.end() ? offset == 0 : known->second == offset) continue;
+      auto& list = by_group[group];
+      if (list == nullptr) list = rd_kafka_topic_partition_list_new(64);
+      rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = offset;
+    }
+  }
+  Status first_error;
+  for (auto& [group, list] : by_group) {
+    rd_kafka_topic_partition_list_t* committed = nullptr;
+    Status st = im.CommitProgress(group, list, &committed);
+    for (int i = 0; committed && i < committed->cnt; ++i) {
+      const rd_kafka_topic_partition_t& tp = committed->elems[i];
+      im.published[{group, tp.topic, tp.partition}] = tp.offset;
+    }
+    if (committed) rd_kafka_topic_partition_list_destroy(committed);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (!st.ok() && first_error.ok()) first_error = st;
+  }
+  return first_error;
 }
 
 void KafkaLog::FailNextAppends(int n) {

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -106,6 +107,15 @@ class KafkaLog final : public ActivityLog, public ActivityIndex {
   Result<std::vector<model::PartitionLayout>> Layouts(const TenantId& tenant) override;
   // Unavailable while no broker answers a metadata request (checked at most once a second).
   Status Health() override;
+
+  // Commits each processor's progress as the offsets of the consumer group
+  // ProgressGroupOf(processor), on the topic and topic partition of each log partition, so that
+  // Kafka's consumer-lag tools (kafka-consumer-groups.sh, Burrow, a console) show how far Fairway
+  // has processed. Only offsets that changed since the last call are sent. The group never has
+  // members: it is for watching only (processing resumes from the node's own offsets).
+  Status PublishProgress(const std::vector<ProcessingProgress>& progress) override;
+  // "<topic prefix>processing.<processor>".
+  std::string ProgressGroupOf(std::string_view processor) const;
 
   Result<ActivityPage> Query(const ActivityQuery& query) override;
 

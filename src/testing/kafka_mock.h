@@ -7,7 +7,11 @@
 // What the mock lacks (transactions, CreateTopics, more than a few MB per partition) is listed
 // in docs/distributed.md; tests create topics through CreateTopic.
 
+#include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "testing/child_process.h"
@@ -33,6 +37,13 @@ class KafkaMockCluster {
   Status SetBrokerDown(int id);
   Status SetBrokerUp(int id);
   Status SetLeader(const std::string& topic, int partition, int broker);
+
+  // The offsets consumer group `group` has committed for each (topic, partition), as Kafka's
+  // consumer-lag tools read them (over the Kafka protocol); kNoOffset where it has none.
+  using TopicPartition = std::pair<std::string, int>;
+  static constexpr int64_t kNoOffset = -1001;
+  Result<std::map<TopicPartition, int64_t>> CommittedOffsets(
+      const std::string& group, const std::vector<TopicPartition>& partitions) const;
 
   // Sends one command line of fairway_kafka_mock and returns its answer as a Status.
   Status Command(const std::string& line);

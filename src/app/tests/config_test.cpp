@@ -171,7 +171,8 @@ TEST(ConfigTest, KafkaSettingsAreReadAndTheBackendNeedsBrokers) {
                       << "[kafka]\nbrokers = \"k1:9092,k2:9092\"\ntopic_prefix = \"acme-prod.\"\n"
                       << "properties = \"security.protocol=SASL_SSL; sasl.mechanism=PLAIN;;"
                       << "ssl.cipher.suites=A,B=C\"\ncreate_topics = false\n"
-                      << "replication_factor = 3\ndelivery_timeout_ms = 100\n";
+                      << "replication_factor = 3\ndelivery_timeout_ms = 100\n"
+                      << "progress_interval_ms = 100\n";
   ASSERT_OK_AND_ASSIGN(Config c, LoadConfig(path));
   EXPECT_EQ(c.log.backend, "kafka");
   EXPECT_EQ(c.log.kafka.brokers, "k1:9092,k2:9092");
@@ -184,6 +185,10 @@ TEST(ConfigTest, KafkaSettingsAreReadAndTheBackendNeedsBrokers) {
   EXPECT_EQ(c.log.kafka.replication_factor, 3);
   EXPECT_EQ(c.log.kafka.delivery_timeout_ms, 100);
   EXPECT_EQ(c.log.kafka.max_queued_events, 2000u);
+  EXPECT_EQ(c.kafka_progress_interval_ms, 100);
+  std::ofstream(path) << "[kafka]\nbrokers = \"k:1\"\nprogress_interval_ms = 0\n";
+  ASSERT_OK_AND_ASSIGN(Config never, LoadConfig(path));
+  EXPECT_EQ(never.kafka_progress_interval_ms, 0);
 
   for (const auto& [line, key] : std::vector<std::pair<std::string, std::string>>{
            {"topic_prefix = \"a/b\"", "kafka.topic_prefix"},
@@ -193,7 +198,12 @@ TEST(ConfigTest, KafkaSettingsAreReadAndTheBackendNeedsBrokers) {
            {"replication_factor = 0", "kafka.replication_factor"},
            {"replication_factor = -2", "kafka.replication_factor"},
            {"delivery_timeout_ms = 99", "kafka.delivery_timeout_ms"},
-           {"delivery_timeout_ms = 3600001", "kafka.delivery_timeout_ms"}}) {
+           {"delivery_timeout_ms = 3600001", "kafka.delivery_timeout_ms"},
+           {"progress_interval_ms = 1", "kafka.progress_interval_ms"},
+           {"progress_interval_ms = 99", "kafka.progress_interval_ms"},
+           {"progress_interval_ms = -1", "kafka.progress_interval_ms"},
+           {"progress_interval_ms = 3600001", "kafka.progress_interval_ms"},
+           {"progress_interval_ms = \"soon\"", "kafka.progress_interval_ms"}}) {
     std::ofstream(path) << "[kafka]\nbrokers = \"k:1\"\n" << line << "\n";
     EXPECT_THAT(LoadConfig(path), StatusIs(StatusCode::kInvalidArgument, HasSubstr(key))) << line;
   }

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <future>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -475,6 +476,75 @@ TEST_F(KafkaLogTest, ALayoutLeftUnsealedByAStopIsSealedWhenReadBack) {
   ASSERT_OK(Open(o, &admin_));
   ASSERT_OK_AND_ASSIGN(auto again, log_->Layouts(TenantId("acme")));
   EXPECT_EQ(again, layouts);
+}
+
+using Offsets = std::map<KafkaMockCluster::TopicPartition, int64_t>;
+int64_t At(const Offsets& offsets, const std::string& topic, int partition) {
+  auto it = offsets.find({topic, partition});
+  return it == offsets.end() ? INT64_MIN : it->second;
+}
+
+// Each processor's progress is its consumer group's committed offsets, on the topic and topic
+// partition that hold each log partition (a later layout's in its own topic), so Kafka's lag
+// tools see how far Fairway has processed.
+TEST_F(KafkaLogTest, ProgressIsCommittedAsEachProcessorsConsumerGroupOffsets) {
+  KafkaLogOptions o = TestOptions();
+  o.request_timeout_ms = 1500;
+  ASSERT_OK(Open(o, &admin_));
+  model::TenantConfig tenant;
+  tenant.id = TenantId("acme");
+  tenant.partitions = 2;
+  std::vector<model::Activity> acts;
+  for (int i = 0; i < 20; ++i) acts.push_back(Make(fmt::format("m{}", i), fmt::format("u{}", i)));
+  ASSERT_OK(AppendSync("acme", acts, 2));
+  ASSERT_OK_AND_ASSIGN(auto ends, log_->StartLayout(tenant, 3));
+  ASSERT_GT(ends[0], 0u);
+  ASSERT_GT(ends[1], 0u);
+  ASSERT_OK(AppendSync("acme", {Make("later", "h")}, 2));
+  const uint32_t later = LayoutPartition("h", 2, 3);
+  const std::string topic = log_->TopicOf(tenant.id);
+  const std::string topic1 = topic + ".1";
+
+  std::vector<uint64_t> leads = {ends[0], ends[1], 0, 0, 0};
+  leads[later] = 1;
+  const std::vector<ProcessingProgress> progress = {
+      {tenant.id, "leads", leads},
+      {tenant.id, "campaigns", {ends[0] - 1, 0, 0, 0, 0}},
+      // A tenant whose topic does not exist: nothing to commit, and no error.
+      {TenantId("never-written"), "leads", {3}}};
+  ASSERT_OK(log_->PublishProgress(progress));
+  EXPECT_EQ(log_->ProgressGroupOf("leads"), o.topic_prefix + "processing.leads");
+  const std::vector<std::pair<std::string, int>> all = {
+      {topic, 0}, {topic, 1}, {topic1, 0}, {topic1, 1}, {topic1, 2}};
+  ASSERT_OK_AND_ASSIGN(Offsets seen,
+                       Cluster().CommittedOffsets(log_->ProgressGroupOf("leads"), all));
+  EXPECT_EQ(At(seen, topic, 0), static_cast<int64_t>(ends[0]));
+  EXPECT_EQ(At(seen, topic, 1), static_cast<int64_t>(ends[1]));
+  for (int p = 0; p < 3; ++p) {
+    // Unprocessed partitions are not committed: the lag tools count from the start.
+    EXPECT_EQ(At(seen, topic1, p),
+              p == static_cast<int>(later) - 2 ? 1 : KafkaMockCluster::kNoOffset)
+        << p;
+  }
+  ASSERT_OK_AND_ASSIGN(Offsets campaigns,
+                       Cluster().CommittedOffsets(log_->ProgressGroupOf("campaigns"), all));
+  EXPECT_EQ(At(campaigns, topic, 0), static_cast<int64_t>(ends[0] - 1));
+  EXPECT_EQ(At(campaigns, topic, 1), KafkaMockCluster::kNoOffset);
+
+  // With every broker down the publication fails within the request timeout; the next one
+  // after they are back commits what the failed one could not.
+  std::vector<ProcessingProgress> next = progress;
+  next[1].committed[0] = ends[0];
+  ASSERT_OK(Cluster().SetBrokerDown(-1));
+  Status down = log_->PublishProgress(next);
+  ASSERT_OK(Cluster().SetBrokerUp(-1));
+  EXPECT_THAT(down, StatusIs(StatusCode::kUnavailable, HasSubstr("processing.campaigns")));
+  Status up = Unavailable("not yet");
+  for (int attempt = 0; attempt < 10 && !up.ok(); ++attempt) up = log_->PublishProgress(next);
+  ASSERT_OK(up);
+  ASSERT_OK_AND_ASSIGN(campaigns,
+                       Cluster().CommittedOffsets(log_->ProgressGroupOf("campaigns"), all));
+  EXPECT_EQ(At(campaigns, topic, 0), static_cast<int64_t>(ends[0]));
 }
 
 TEST_F(KafkaLogTest, BadSettingsAreRefusedNamingThem) {

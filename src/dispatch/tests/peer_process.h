@@ -41,12 +41,14 @@ class PeerProcess {
   std::string error_;
 };
 
-// The records a peer wrote to its record file: one JSON object per line.
+// The records a peer wrote to its record file: one JSON object per line. A last line without
+// its newline is one the peer is still writing, and is left for the next read.
 inline std::vector<nlohmann::json> ReadJsonLines(const std::string& path) {
   std::vector<nlohmann::json> out;
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {
+    if (in.eof()) break;  // no newline after it
     if (!line.empty()) out.push_back(nlohmann::json::parse(line));
   }
   return out;

@@ -162,13 +162,18 @@ struct PendingAppend {
   std::vector<uint8_t> acknowledged;
   // The log partition of the layout's first partition (records' partitions are the topic's).
   uint32_t first_partition = 0;
-  // The records of the topic sent and not yet reported (KafkaLog::Impl::Sending).
+  // The topic the records went to, and its records sent and not yet reported
+  // (KafkaLog::Impl::Sending).
+  std::string topic;
   std::atomic<int64_t>* topic_sending = nullptr;
   AppendResult result;
   // Deliveries still to come, plus one held while sending.
   std::atomic<size_t> remaining{1};
   std::mutex mu;
   std::string error;
+  // A record failed after it was sent: the broker may have stored it without the answer
+  // arriving in time (librdkafka's "possibly persisted").
+  bool possibly_stored = false;
 };
 
 // A partition the log fetches from, with where its fetch stands.
@@ -767,8 +772,26 @@ Status KafkaLog::Impl::CatchUp(const AppendRequest& req, const Placement& placem
       batch.Put(storage::kLogMeta, key, v);
       FAIRWAY_RETURN_IF_ERROR(store->Write(batch, /*sync=*/false));
     }
-    std::lock_guard lock(index_mu);
-    indexed[key] = Indexed{std::max(from, checkpoint), {}};
+    {
+      std::lock_guard lock(index_mu);
+      indexed[key] = Indexed{std::max(from, checkpoint), {}};
+    }
+    // Records found beyond the end this node knew of (stored while their acknowledgement was
+    // lost) become readable: reads past the memory's newest records go to Kafka, and consumers
+    // hear of them.
+    bool advanced = false;
+    {
+      std::lock_guard lock(advance_mu);
+      uint64_t& last = reported[key];
+      if (high > last) {
+        last = high;
+        advanced = true;
+      }
+    }
+    if (advanced) {
+      tail.DropBelow(key, UINT64_MAX);
+      if (listener) listener({{req.tenant, PartitionId(p), Offset(high)}});
+    }
   }
   return Status::Ok();
 }
@@ -873,6 +896,7 @@ void KafkaLog::Impl::Send(std::unique_ptr<PendingAppend> append) {
   if (!placement.ok()) return fail(placement.status());
   const std::string& topic = placement->topic;
   append->first_partition = placement->first;
+  append->topic = topic;
   append->topic_sending = Sending(topic);
   if (fail_next > 0) {
     --fail_next;
@@ -967,6 +991,9 @@ void KafkaLog::Impl::OnDelivery(const rd_kafka_message_t* m) {
   } else {
     std::lock_guard lock(append->mu);
     if (append->error.empty()) append->error = rd_kafka_err2str(m->err);
+    if (rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED) {
+      append->possibly_stored = true;
+    }
   }
   queued_events.fetch_sub(1);
   append->topic_sending->fetch_sub(1);
@@ -1069,6 +1096,17 @@ void KafkaLog::Impl::WriteRows(std::vector<std::unique_ptr<PendingAppend>>& grou
     topic_partitions.clear();
   }
   index_lock.unlock();
+  for (const auto& append : group) {
+    // Records the broker may have stored unanswered have no rows: the tenant's next append (the
+    // client's retry, after the 503 below) first catches up its topic (and, through its current
+    // layout, every sealed one), which finds and remembers them, so the retry does not store
+    // them again.
+    if (!append->possibly_stored) continue;
+    auto current = AppendPlacement(append->request);
+    std::lock_guard lock(topics_mu);
+    topic_partitions.erase(append->topic);
+    if (current.ok()) topic_partitions.erase(current->topic);
+  }
   {
     std::lock_guard lock(send_mu);
     for (const auto& append : group) {

@@ -68,6 +68,9 @@ Status KafkaMockCluster::CreateTopic(const std::string& topic, int partitions, i
 }
 Status KafkaMockCluster::SetBrokerDown(int id) { return Command(fmt::format("down {}", id)); }
 Status KafkaMockCluster::SetBrokerUp(int id) { return Command(fmt::format("up {}", id)); }
+Status KafkaMockCluster::SetRoundTrip(int id, int ms) {
+  return Command(fmt::format("rtt {} {}", id, ms));
+}
 Status KafkaMockCluster::SetLeader(const std::string& topic, int partition, int broker) {
   return Command(fmt::format("leader {} {} {}", topic, partition, broker));
 }

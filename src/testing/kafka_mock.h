@@ -37,6 +37,9 @@ class KafkaMockCluster {
   Status SetBrokerDown(int id);
   Status SetBrokerUp(int id);
   Status SetLeader(const std::string& topic, int partition, int broker);
+  // Delays broker `id`'s answers by `ms` (-1: every broker); its requests take effect at once,
+  // so a produce is stored while its acknowledgement is late.
+  Status SetRoundTrip(int id, int ms);
 
   // The offsets consumer group `group` has committed for each (topic, partition), as Kafka's
   // consumer-lag tools read them (over the Kafka protocol); kNoOffset where it has none.

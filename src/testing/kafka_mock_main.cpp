@@ -8,6 +8,8 @@
 //   create TOPIC PARTITIONS REPLICATION   creates a topic (the mock has no CreateTopics)
 //   down BROKER | up BROKER               stops or resumes a broker's connections
 //   leader TOPIC PARTITION BROKER         moves a partition's leadership
+//   rtt BROKER MS                         delays a broker's answers (requests still take
+//                                         effect at once: a produce is stored, its answer late)
 // Test support only: never linked into the server.
 
 #include <librdkafka/rdkafka.h>
@@ -53,7 +55,13 @@ std::string Run(rd_kafka_mock_cluster_t* cluster, const std::string& line) {
     }
     return Answer(rd_kafka_mock_partition_set_leader(cluster, a.c_str(), x, y));
   }
-  return "error unknown command '" + cmd + "' (create, down, up, leader)";
+  if (cmd == "rtt") {
+    if (!ParseInt(a, &x) || !ParseInt(b, &y) || y < 0 || !c.empty()) {
+      return "error usage: rtt BROKER MS";
+    }
+    return Answer(rd_kafka_mock_broker_set_rtt(cluster, x, y));
+  }
+  return "error unknown command '" + cmd + "' (create, down, up, leader, rtt)";
 }
 
 }  // namespace

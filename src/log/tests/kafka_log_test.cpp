@@ -204,6 +204,66 @@ TEST_F(KafkaLogTest, WithEveryBrokerDownAnAppendFailsAndItsRetryStoresEachActivi
   for (int i = 0; i < 40; ++i) EXPECT_EQ(ids.count(fmt::format("m{}", i)), 1u) << i;
 }
 
+// The broker stores the records but its acknowledgement comes after the delivery timeout: the
+// append fails, and its retry must find what was stored rather than store it again.
+TEST_F(KafkaLogTest, RecordsStoredWhoseAcknowledgementCameTooLateAreNotStoredAgainByTheRetry) {
+  KafkaLogOptions o = TestOptions();
+  o.delivery_timeout_ms = 1000;
+  ASSERT_OK(Open(o, &admin_));
+  std::mutex mu;
+  std::map<uint32_t, uint64_t> announced;  // partition -> the end consumers were told of
+  log_->SetAppendListener([&](const std::vector<PartitionAdvance>& advances) {
+    std::lock_guard lock(mu);
+    for (const auto& a : advances) {
+      uint64_t& end = announced[a.partition.value()];
+      end = std::max(end, a.next.value());
+    }
+  });
+  ASSERT_OK(AppendSync("acme", {Make("first", "u0")}, 4));
+
+  std::vector<model::Activity> acts;
+  for (int i = 0; i < 40; ++i) acts.push_back(Make(fmt::format("m{}", i), fmt::format("u{}", i)));
+  ASSERT_OK(Cluster().SetRoundTrip(-1, 2500));
+  auto failed = AppendSync("acme", acts, 4);
+  ASSERT_OK(Cluster().SetRoundTrip(-1, 0));
+  EXPECT_THAT(failed, StatusIs(StatusCode::kUnavailable, HasSubstr("Kafka did not acknowledge")));
+  // The test is only a test if the broker kept some (the ones sent before the timeout).
+  std::vector<uint64_t> highs(4);
+  uint64_t kept = 0;
+  for (uint32_t p = 0; p < 4; ++p) {
+    ASSERT_OK_AND_ASSIGN(auto high, log_->HighWatermark(TenantId("acme"), PartitionId(p)));
+    highs[p] = high.value();
+    kept += highs[p];
+  }
+  ASSERT_GT(kept, 1u) << "the broker stored none of the unacknowledged records";
+
+  Result<AppendResult> retry = Unavailable("not yet");
+  for (int attempt = 0; attempt < 10 && !retry.ok(); ++attempt) retry = AppendSync("acme", acts, 4);
+  ASSERT_OK(retry);
+  EXPECT_EQ(retry->duplicates, kept - 1);
+  EXPECT_EQ(retry->stored + retry->duplicates, 40u);
+  std::multiset<std::string> ids;
+  for (uint32_t p = 0; p < 4; ++p) {
+    ASSERT_OK_AND_ASSIGN(auto high, log_->HighWatermark(TenantId("acme"), PartitionId(p)));
+    // A read returns what it fetched in time: read on until the partition's end.
+    uint64_t next = 0;
+    for (int reads = 0; next < high.value() && reads < 20; ++reads) {
+      ASSERT_OK_AND_ASSIGN(auto entries,
+                           log_->Read(TenantId("acme"), PartitionId(p), Offset(next), 1000));
+      for (const auto& e : entries) ids.insert(e.activity.message_id.str());
+      if (!entries.empty()) next = entries.back().offset.value() + 1;
+    }
+  }
+  EXPECT_EQ(ids.size(), 41u);
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(ids.count(fmt::format("m{}", i)), 1u) << i;
+  // Consumers were told of every record, also of those only the retry's catch-up found.
+  std::lock_guard lock(mu);
+  for (uint32_t p = 0; p < 4; ++p) {
+    ASSERT_OK_AND_ASSIGN(auto high, log_->HighWatermark(TenantId("acme"), PartitionId(p)));
+    EXPECT_EQ(announced[p], high.value()) << p;
+  }
+}
+
 TEST_F(KafkaLogTest, ARetentionGapMadeByTheBrokerRaisesTheLowWatermarkAndReadsStartAtIt) {
   KafkaLogOptions o = TestOptions();
   o.tail_cache_bytes = 0;  // every read goes to the broker

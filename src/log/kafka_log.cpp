@@ -40,6 +40,14 @@ bool IsUnknownTopic(rd_kafka_resp_err_t err) {
          err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
 }
 
+// The client's view of a partition's leader is out of date (an election moved it).
+bool IsStaleLeader(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+         err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+         err == RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH ||
+         err == RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH;
+}
+
 // A client configuration: Fairway's settings, then the operator's client properties.
 Result<rd_kafka_conf_t*> NewConf(const KafkaLogOptions& options,
                                  std::vector<std::pair<std::string, std::string>> settings) {
@@ -1151,8 +1159,24 @@ void KafkaLog::Impl::WriteRows(std::vector<std::unique_ptr<PendingAppend>>& grou
 Result<std::pair<int64_t, int64_t>> KafkaLog::Impl::TopicWatermarks(const std::string& topic,
                                                                     int32_t partition) {
   int64_t low = 0, high = 0;
-  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-      reader, topic.c_str(), partition, &low, &high, static_cast<int>(options.request_timeout_ms));
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options.request_timeout_ms);
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  while (true) {
+    err = rd_kafka_query_watermark_offsets(reader, topic.c_str(), partition, &low, &high,
+                                           static_cast<int>(options.request_timeout_ms));
+    if (!IsStaleLeader(err) || std::chrono::steady_clock::now() >= deadline) break;
+    // The partition's leadership moved: its metadata is asked for now (which updates the
+    // client's view) rather than at the next periodic refresh, and the query repeated.
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(reader, topic.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(reader, 0, rkt, &md, static_cast<int>(options.request_timeout_ms)) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   if (IsUnknownTopic(err)) return std::pair<int64_t, int64_t>{0, 0};
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return Unavailable(fmt::format("Kafka watermarks of '{}' partition {}: {}", topic, partition,

@@ -418,6 +418,43 @@ TEST_F(KafkaLogTest, HealthIsUnavailableWhileNoBrokerAnswersAndRecoversByItself)
   EXPECT_OK(up);
 }
 
+// A partition's leadership moves (an election after a broker failure): watermark queries and
+// reads find the new leader at once, not after the next periodic metadata refresh.
+TEST_F(KafkaLogTest, WatermarksAndReadsFollowALeaderThatMoved) {
+  ASSERT_OK(Open(TestOptions(), &admin_));
+  const TenantId acme("acme");
+  const std::string topic = log_->TopicOf(acme);
+  ASSERT_OK(Cluster().CreateTopic(topic, 1));
+  ASSERT_OK(Cluster().SetLeader(topic, 0, 1));
+  ASSERT_OK(AppendSync("acme", {Make("a0", "u")}, 1));
+  ASSERT_OK_AND_ASSIGN(auto high, log_->HighWatermark(acme, PartitionId(0)));
+  EXPECT_EQ(high.value(), 1u);
+  // Another node reads the partition through Kafka (its memory holds none of it), its fetcher
+  // started on the first leader.
+  ::fairway::testing::TempDir other_dir;
+  ASSERT_OK_AND_ASSIGN(auto other_store,
+                       ::fairway::testing::OpenFairwayStore(other_dir.path(), &clock_));
+  KafkaLogOptions other_options = TestOptions();
+  other_options.topic_prefix = topic.substr(0, topic.size() - 4);  // the same topics
+  ASSERT_OK_AND_ASSIGN(
+      auto other, KafkaLog::Open(other_options, other_store.get(), &clock_, &metrics_, &admin_));
+  other->Start();
+  ASSERT_OK_AND_ASSIGN(auto first, other->Read(acme, PartitionId(0), Offset(0), 10));
+  ASSERT_EQ(first.size(), 1u);
+  uint64_t appended = 1;
+  for (int broker : {2, 3, 1}) {
+    ASSERT_OK(Cluster().SetLeader(topic, 0, broker));
+    ASSERT_OK_AND_ASSIGN(auto moved, log_->HighWatermark(acme, PartitionId(0)));
+    EXPECT_EQ(moved.value(), appended) << "leader " << broker;
+    ASSERT_OK(AppendSync("acme", {Make(fmt::format("a{}", appended), "u")}, 1));
+    ++appended;
+    ASSERT_OK_AND_ASSIGN(auto read, other->Read(acme, PartitionId(0), Offset(appended - 1), 10));
+    ASSERT_EQ(read.size(), 1u) << "leader " << broker;
+    EXPECT_EQ(read[0].activity.message_id.str(), fmt::format("a{}", appended - 1));
+  }
+  other->Stop();
+}
+
 TEST_F(KafkaLogTest, AppendsBeyondTheQueueBoundAreRefusedWhileKafkaHoldsThemBack) {
   KafkaLogOptions o = TestOptions();
   o.max_queued_events = 1000;

@@ -123,7 +123,10 @@ class ActivityLog {
   // that arrive after it fail with NotFound until ReopenTenant, so a request admitted just
   // before the tenant was deleted cannot leave orphaned data.
   virtual Status DropTenant(const TenantId& tenant) = 0;
-  // Accepts appends again for a tenant id that was dropped (the id is being reused).
+  // Accepts appends again for a tenant id that was dropped (the id is being reused); called for
+  // every tenant created. FailedPrecondition while records of an earlier tenant with this id
+  // remain (a backend whose drop removes them later), which would become the new tenant's
+  // history.
   virtual Status ReopenTenant(const TenantId& tenant) = 0;
 
   // Whether AppendInWrite works: the log is kept in the same store as the caller's state.

@@ -1486,8 +1486,42 @@ Result<std::vector<model::PartitionLayout>> KafkaLog::Layouts(const TenantId& te
 }
 
 Status KafkaLog::ReopenTenant(const TenantId& tenant) {
-  std::lock_guard lock(impl_->send_mu);
-  impl_->dropped.erase(tenant.str());
+  Impl& im = *impl_;
+  // A tenant deleted earlier with this id may have topics Kafka has not deleted yet (it does so
+  // in the background), or that the operator has not: their records would become the new
+  // tenant's history, and be processed with its configuration. Such an id waits until they are
+  // gone (or empty).
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(im.reader, 1, nullptr, &md,
+                                              static_cast<int>(im.options.request_timeout_ms));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Unavailable(fmt::format("cannot check Kafka for topics of an earlier tenant '{}': {}",
+                                   tenant.str(), rd_kafka_err2str(err)));
+  }
+  const std::string base = im.Topic(tenant);
+  std::vector<std::pair<std::string, int>> topics;
+  for (int t = 0; t < md->topic_cnt; ++t) {
+    std::string_view name = md->topics[t].topic;
+    const bool layout = name.size() > base.size() + 1 && name.starts_with(base) &&
+                        name[base.size()] == '.' &&
+                        name.find_first_not_of("0123456789", base.size() + 1) == name.npos;
+    if (name == base || layout) topics.emplace_back(name, md->topics[t].partition_cnt);
+  }
+  rd_kafka_metadata_destroy(md);
+  for (const auto& [topic, partitions] : topics) {
+    for (int p = 0; p < partitions; ++p) {
+      FAIRWAY_ASSIGN_OR_RETURN(auto marks, im.TopicWatermarks(topic, p));
+      if (marks.second > marks.first) {
+        return FailedPrecondition(fmt::format(
+            "Kafka topic '{}' still holds records of a tenant '{}' deleted earlier: Kafka deletes "
+            "topics in the background, so create the tenant again once it is gone (with "
+            "kafka.create_topics off, delete it first)",
+            topic, tenant.str()));
+      }
+    }
+  }
+  std::lock_guard lock(im.send_mu);
+  im.dropped.erase(tenant.str());
   return Status::Ok();
 }
 

@@ -345,6 +345,45 @@ TEST_F(KafkaLogTest, DroppingATenantDeletesItsTopicAndItsLeadIndex) {
   EXPECT_TRUE(page.entries.empty());
 }
 
+// A tenant id is taken again only once the topics of the earlier tenant with that id hold no
+// records: Kafka deletes topics in the background, and what they hold would become the new
+// tenant's history.
+TEST_F(KafkaLogTest, ATenantIdIsTakenAgainOnlyOnceItsEarlierTopicsHoldNoRecords) {
+  ASSERT_OK(Open(TestOptions(), &admin_));
+  // Never used: no topics.
+  EXPECT_OK(log_->ReopenTenant(TenantId("fresh")));
+  // Topics the operator created ahead, empty.
+  const std::string ready = log_->TopicOf(TenantId("ready"));
+  ASSERT_OK(Cluster().CreateTopic(ready, 2));
+  ASSERT_OK(Cluster().CreateTopic(ready + ".1", 4));
+  EXPECT_OK(log_->ReopenTenant(TenantId("ready")));
+  // A layout topic of an earlier tenant still holds records (the mock never deletes topics).
+  model::TenantConfig old;
+  old.id = TenantId("old");
+  old.partitions = 2;
+  ASSERT_OK(AppendSync("old", {Make("a", "u")}, 2));
+  ASSERT_OK(log_->StartLayout(old, 3).status());
+  ASSERT_OK(AppendSync("old", {Make("b", "u")}, 2));
+  ASSERT_OK(log_->DropTenant(old.id));
+  EXPECT_THAT(log_->ReopenTenant(old.id),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("deleted earlier")));
+  EXPECT_THAT(AppendSync("old", {Make("c", "u")}, 2), StatusIs(StatusCode::kNotFound));
+  // Tenants whose names start the same are other tenants.
+  EXPECT_OK(log_->ReopenTenant(TenantId("ol")));
+  // With every broker down nobody can tell: refused as unavailable.
+  ASSERT_OK(Cluster().SetBrokerDown(-1));
+  KafkaLogOptions o = TestOptions();
+  o.request_timeout_ms = 500;
+  ::fairway::testing::TempDir other_dir;
+  ASSERT_OK_AND_ASSIGN(auto other_store,
+                       ::fairway::testing::OpenFairwayStore(other_dir.path(), &clock_));
+  ASSERT_OK_AND_ASSIGN(auto other,
+                       KafkaLog::Open(o, other_store.get(), &clock_, &metrics_, &admin_));
+  Status down = other->ReopenTenant(TenantId("fresh"));
+  ASSERT_OK(Cluster().SetBrokerUp(-1));
+  EXPECT_THAT(down, StatusIs(StatusCode::kUnavailable, HasSubstr("cannot check Kafka")));
+}
+
 TEST_F(KafkaLogTest, RecordsStoredButNeverIndexedAreCaughtUpBeforeTheTenantsNextAppend) {
   // A node that stopped between Kafka's acknowledgement and writing its dedup and index rows
   // left records the store knows nothing of: here, written to the topic by a bare producer.

@@ -74,6 +74,7 @@ class PeriodicService {
  public:
   PeriodicService(std::chrono::milliseconds interval, std::function<void()> pass)
       : interval_(interval), pass_(std::move(pass)) {}
+  ~PeriodicService() { Stop(); }
   void Start() {
     thread_ = std::thread([this] { Run(); });
   }
@@ -247,29 +248,16 @@ int Serve(Config config) {
     spdlog::error("finishing interrupted tenant deletions: {}", st.ToString());
     return 1;
   }
-  for (auto t : tenants->get()->List()) {
-    // A partition layout the log started just before the process stopped, before the registry
-    // stored it, is taken from the log's record.
-    auto layouts = log.Layouts(t.id);
-    if (!layouts.ok()) {
-      spdlog::error(
-          "reading the partition layouts of tenant '{}': {}; its activities since a partition "
-          "count change wait until they are read (the tenant's next PATCH reads them again)",
-          t.id.str(), layouts.status().ToString());
-    } else {
-      auto adopted = tenants->get()->AdoptLayouts(t.id, *layouts);
-      if (!adopted.ok()) {
-        spdlog::error("storing the partition layouts of tenant '{}': {}", t.id.str(),
-                      adopted.status().ToString());
-        return 1;
-      }
-      t = std::move(adopted).value();
-    }
+  for (const auto& t : tenants->get()->List()) {
     if (Status st = engine.UpsertTenant(t); !st.ok()) {
       spdlog::error("starting processing for tenant '{}': {}", t.id.str(), st.ToString());
       return 1;
     }
   }
+  // A partition layout the log started without the registry storing it (the process stopped,
+  // or the change's seal failed) is taken now, and looked for again now and then.
+  PeriodicService follow_layouts(std::chrono::seconds(10), [&api] { api.FollowLogLayouts(); });
+  follow_layouts.Start();
   PeriodicService retention(
       std::chrono::seconds(config.retention_interval_seconds),
       [registry = tenants->get(), &log, clock] { RetentionPass(registry, &log, clock); });
@@ -290,6 +278,7 @@ int Serve(Config config) {
     spdlog::error("{}", st.message());
     retention.Stop();
     progress.Stop();
+    follow_layouts.Stop();
     timers.Stop();
     dispatcher.Stop();
     engine.Stop();
@@ -322,6 +311,7 @@ int Serve(Config config) {
   server.Stop();
   retention.Stop();
   progress.Stop();
+  follow_layouts.Stop();
   timers.Stop();
   engine.Stop();
   // The progress of the last work items, for whoever watches the consumer groups.

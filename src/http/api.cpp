@@ -280,6 +280,27 @@ Status Api::ResumeDeletions() {
   return Status::Ok();
 }
 
+void Api::FollowLogLayouts() {
+  admin_tasks_->Submit([this] {
+    for (const auto& t : tenants_->List()) {
+      if (t.status == model::TenantStatus::kDeleting) continue;
+      if (Status st = FollowLogLayouts(t.id); !st.ok()) {
+        spdlog::warn("partition layouts of tenant '{}': {}", t.id.str(), st.ToString());
+      }
+    }
+  });
+}
+
+Status Api::FollowLogLayouts(const TenantId& id) {
+  FAIRWAY_ASSIGN_OR_RETURN(auto layouts, log_->Layouts(id));
+  FAIRWAY_ASSIGN_OR_RETURN(auto before, tenants_->Get(id));
+  FAIRWAY_ASSIGN_OR_RETURN(auto adopted, tenants_->AdoptLayouts(id, layouts));
+  if (adopted.first_partition() == before.first_partition()) return Status::Ok();
+  spdlog::info("tenant '{}': took the partition layout from {} ({} partitions) the log started",
+               id.str(), adopted.first_partition(), adopted.partitions);
+  return engine_->UpsertTenant(adopted);
+}
+
 void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view query,
                       Responder respond) {
   auto token = BearerToken(req.authorization);
@@ -351,13 +372,7 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
         // A layout the log started without the registry storing it (a change that failed or
         // was cut short) is taken before the change, and again after a failed one, so that
         // processing follows the log.
-        auto follow_log = [this, &id] {
-          auto layouts = log_->Layouts(id);
-          if (!layouts.ok()) return;
-          auto adopted = tenants_->AdoptLayouts(id, *layouts);
-          if (adopted.ok()) (void)engine_->UpsertTenant(*adopted);
-        };
-        follow_log();
+        (void)FollowLogLayouts(id);
         auto updated =
             tenants_->Update(id, body, [this](const model::TenantConfig& t, uint32_t count) {
               auto ends = log_->StartLayout(t, count);
@@ -368,7 +383,7 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
               }
               return ends;
             });
-        if (!updated.ok()) follow_log();
+        if (!updated.ok()) (void)FollowLogLayouts(id);
         return respond(applied(updated));
       }
       if (method == "DELETE") {

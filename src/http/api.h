@@ -85,6 +85,11 @@ class Api final : public Handler {
 
   // Finishes deleting tenants left in the `deleting` state (by a crash mid-delete).
   Status ResumeDeletions();
+  // Queues, behind the admin operations in progress, a pass that gives every tenant the
+  // partition layouts its log has recorded and the registry has not (a partition-count change
+  // cut short: its seal failed or timed out, or the process stopped), and processing with them.
+  // Logs what it cannot read. The server runs it at start and then periodically.
+  void FollowLogLayouts();
 
  private:
   void HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endpoint,
@@ -111,6 +116,8 @@ class Api final : public Handler {
   // The tenant an API key belongs to, or the error response.
   Result<model::TenantConfig> AuthenticateApiKey(const HttpRequest& req);
   Status DeleteTenant(const TenantId& id);
+  // FollowLogLayouts for one tenant; on the admin task queue.
+  Status FollowLogLayouts(const TenantId& id);
   // 429 + Retry-After for a tenant holding its share of the ingest queue.
   HttpResponse OverShare(const model::TenantConfig& tenant);
   // The 429 for a write key whose tenant already holds its share of the ingest queue (checked

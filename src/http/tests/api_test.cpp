@@ -71,7 +71,7 @@ class ApiTest : public ::fairway::testing::StoreAndLogTest {
         std::move(tenancy::TenantRegistry::Open(store_.get(), SystemClock::Default())).value();
     ApiOptions ao;
     ao.admin_token = kAdminToken;
-    api_ = std::make_unique<Api>(ao, tenants_.get(), log_.get(), log_.get(), engine_.get(),
+    api_ = std::make_unique<Api>(ao, tenants_.get(), ApiLog(), log_.get(), engine_.get(),
                                  leads_.get(), SystemClock::Default(), metrics_.get());
     // The campaign routes' services (the dispatcher and timers are not started: the routes
     // only read and write their rows).
@@ -92,6 +92,8 @@ class ApiTest : public ::fairway::testing::StoreAndLogTest {
     base_ = "http://127.0.0.1:" + std::to_string(server_->port());
     client_ = std::make_unique<TestClient>(base_);
   }
+  // The log the API is given (the engine always has the real one).
+  virtual log::ActivityLog* ApiLog() { return log_.get(); }
   void TearDown() override {
     // Whatever can still hold a connection (log callbacks, admin tasks) stops before the
     // server that owns the connections' event loop is destroyed.
@@ -504,6 +506,115 @@ TEST_F(ApiTest, APartitionCountChangeStartsANewLayoutAndLosesNothing) {
   // A messageId of the old layout sent again is still recognised.
   ASSERT_EQ(Ingest(k.write, "track", R"({"userId":"u0","event":"e","messageId":"r1-0"})").status,
             200);
+  ASSERT_TRUE(engine_->WaitIdle(std::chrono::seconds(60)));
+  auto auth = std::vector<std::string>{BearerAuth(k.api)};
+  for (int u = 0; u < 5; ++u) {
+    const std::string lead = fmt::format("u{}", u);
+    EXPECT_EQ(StoredCount(k.api, lead), 8u) << lead;
+    json profile = Get(client_->Request("GET", "/v1/leads/" + lead, {}, auth), 200);
+    EXPECT_EQ(profile["activity_count"], 8) << lead;
+  }
+  json status = Get(Admin("GET", "/admin/v1/tenants/acme/processing"), 200);
+  for (const auto& p : status["processors"]) {
+    EXPECT_EQ(p["partitions"].size(), before + 8) << p["name"];
+    EXPECT_EQ(p["lag_events"], 0) << p["name"];
+  }
+}
+
+// The real log, whose partition-layout changes can be made to fail once the new layout has
+// started (a seal that timed out on Kafka), and whose record of layouts can be made unreadable
+// for a while (Kafka down).
+class FlakyLayoutsLog final : public log::ActivityLog {
+ public:
+  explicit FlakyLayoutsLog(log::ActivityLog* log) : log_(log) {}
+  std::atomic<bool> fail_seal{false};
+  std::atomic<bool> layouts_unreadable{false};
+
+  void Start() override { log_->Start(); }
+  void Stop() override { log_->Stop(); }
+  void Append(log::AppendRequest request, log::AppendCallback done) override {
+    log_->Append(std::move(request), std::move(done));
+  }
+  Result<std::vector<log::LogEntry>> Read(const TenantId& t, PartitionId p, Offset from,
+                                          size_t max) override {
+    return log_->Read(t, p, from, max);
+  }
+  Result<Offset> HighWatermark(const TenantId& t, PartitionId p) override {
+    return log_->HighWatermark(t, p);
+  }
+  Result<Offset> LowWatermark(const TenantId& t, PartitionId p) override {
+    return log_->LowWatermark(t, p);
+  }
+  Result<uint64_t> ApplyRetention(const TenantId& t, uint32_t n, int64_t cutoff) override {
+    return log_->ApplyRetention(t, n, cutoff);
+  }
+  Status DropTenant(const TenantId& t) override { return log_->DropTenant(t); }
+  Status ReopenTenant(const TenantId& t) override { return log_->ReopenTenant(t); }
+  Result<std::vector<uint64_t>> StartLayout(const model::TenantConfig& t, uint32_t n) override {
+    auto ends = log_->StartLayout(t, n);
+    if (ends.ok() && fail_seal) return Unavailable("sealing the old layout timed out");
+    return ends;
+  }
+  Result<std::vector<model::PartitionLayout>> Layouts(const TenantId& t) override {
+    if (layouts_unreadable) return Unavailable("the log's layouts cannot be read now");
+    return log_->Layouts(t);
+  }
+  Status Health() override { return log_->Health(); }
+  void SetAppendListener(log::AppendListener listener) override {
+    log_->SetAppendListener(std::move(listener));
+  }
+
+ private:
+  log::ActivityLog* log_;
+};
+
+class ApiFlakyLayoutsTest : public ApiTest {
+ protected:
+  log::ActivityLog* ApiLog() override {
+    flaky_ = std::make_unique<FlakyLayoutsLog>(log_.get());
+    return flaky_.get();
+  }
+  std::unique_ptr<FlakyLayoutsLog> flaky_;
+};
+
+// A partition-count change whose new layout the log started, but whose answer was an error
+// (the seal timed out) while the log's record could not be read: the registry and processing
+// take the new layout once it can be read, without another PATCH or a restart, and nothing
+// appended meanwhile is lost.
+TEST_F(ApiFlakyLayoutsTest, ALayoutTheLogStartedWithoutTheRegistryIsTakenOnceReadable) {
+  Keys k = CreateTenant("acme");
+  auto send_round = [&](int round) {
+    std::string batch = R"({"batch":[)";
+    for (int i = 0; i < 20; ++i) {
+      if (i > 0) batch += ",";
+      batch += fmt::format(R"({{"type":"track","userId":"u{}","event":"e","messageId":"r{}-{}"}})",
+                           i % 5, round, i);
+    }
+    ASSERT_EQ(Ingest(k.write, "batch", batch + "]}").status, 200);
+  };
+  send_round(1);
+  const uint32_t before = json::parse(Admin("GET", "/admin/v1/tenants/acme").body)["partitions"];
+  flaky_->fail_seal = true;
+  flaky_->layouts_unreadable = true;
+  json failed = Get(Admin("PATCH", "/admin/v1/tenants/acme", R"({"partitions":8})"), 503);
+  EXPECT_NE(failed["error"]["message"].get<std::string>().find("timed out"), std::string::npos);
+  flaky_->fail_seal = false;
+  json unchanged = Get(Admin("GET", "/admin/v1/tenants/acme"), 200);
+  EXPECT_EQ(unchanged["partitions"], before);
+  EXPECT_TRUE(unchanged["sealed_layouts"].empty());
+  // The log routes appends to the layout it started; processing does not know it yet.
+  send_round(2);
+  json waiting = Get(Admin("GET", "/admin/v1/tenants/acme/processing"), 200);
+  EXPECT_EQ(waiting["processors"][0]["partitions"].size(), before);
+
+  // The periodic pass, once the log's record can be read.
+  api_->FollowLogLayouts();  // still unreadable: nothing changes, and nothing breaks
+  flaky_->layouts_unreadable = false;
+  api_->FollowLogLayouts();
+  json taken = Get(Admin("GET", "/admin/v1/tenants/acme"), 200);  // after the pass, in order
+  EXPECT_EQ(taken["partitions"], 8);
+  EXPECT_EQ(taken["first_partition"], before);
+  ASSERT_EQ(taken["sealed_layouts"].size(), 1u);
   ASSERT_TRUE(engine_->WaitIdle(std::chrono::seconds(60)));
   auto auth = std::vector<std::string>{BearerAuth(k.api)};
   for (int u = 0; u < 5; ++u) {

@@ -206,6 +206,16 @@ TEST_P(E2ePartitionsTest, FourToEightPartitionsUnderLoadKeepEveryLeadsOrderAndLo
       if (seen != expected) std::this_thread::sleep_for(50ms);  // polling progress, bounded
     }
     EXPECT_EQ(seen, expected);
+    // The cluster view names each task's topic and topic partition, its owner and its lag.
+    auto view = admin.Request("GET", "/admin/v1/cluster?tenant=acme", {}, {BearerAuth(kToken)});
+    ASSERT_EQ(view.status, 200) << view.body;
+    json tasks = json::parse(view.body)["data"][0]["tasks"];
+    ASSERT_EQ(tasks.size(), 12u);
+    for (int p = 0; p < 12; ++p) {
+      EXPECT_EQ(tasks[p]["topic"], p < 4 ? "fairway.acme" : "fairway.acme.1") << p;
+      EXPECT_EQ(tasks[p]["topic_partition"], p < 4 ? p : p - 4) << p;
+      for (const auto& proc : tasks[p]["processors"]) EXPECT_EQ(proc["lag_events"], 0) << p;
+    }
   }
   server.Kill(SIGTERM);
 }

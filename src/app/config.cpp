@@ -269,6 +269,19 @@ const std::vector<Key>& Keys() {
          return ParseNumber<int64_t>("kafka.delivery_timeout_ms", v, 100, 3'600'000,
                                      &c->log.kafka.delivery_timeout_ms);
        }},
+      {"cluster.node_id", "FAIRWAY_NODE_ID", "",
+       "This node's name, shown as the owner of its processing tasks (GET /admin/v1/cluster); "
+       "empty: the host name. Letters, digits, '.', '_' and '-', at most 64.",
+       [](const std::string& v, Config* c) {
+         if (v.size() > 64 || v.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
+                                                  "VWXYZ0123456789._-") != std::string::npos) {
+           return InvalidArgument(
+               "config key 'cluster.node_id' may hold letters, digits, '.', '_' and '-' (at "
+               "most 64)");
+         }
+         c->node_id = v;
+         return Status::Ok();
+       }},
       {"kafka.progress_interval_ms", "FAIRWAY_KAFKA_PROGRESS_INTERVAL_MS", "5000",
        "How often each processor's progress is committed as the offsets of the consumer group "
        "'<topic_prefix>processing.<processor>', so that Kafka's consumer-lag tools show how far "

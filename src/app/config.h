@@ -30,6 +30,8 @@ struct Config {
   size_t ingest_queue_events = 4'000;
   model::TenantConfig tenant_defaults;
   int retention_interval_seconds = 3600;
+  // This node's name (tasks' owner in GET /admin/v1/cluster); empty: the host name.
+  std::string node_id;
   // How often processing progress is committed to Kafka's consumer groups (0: never).
   int64_t kafka_progress_interval_ms = 5000;
 };

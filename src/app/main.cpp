@@ -227,6 +227,11 @@ int Serve(Config config) {
   ao.admin_token = *token;
   ao.tenant_defaults = config.tenant_defaults;
   ao.metrics_token = config.metrics_token;
+  ao.node_id = config.node_id;
+  if (ao.node_id.empty()) {
+    char host[256] = {};
+    ao.node_id = ::gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "fairway";
+  }
   // Twice the fair-share capacity stays within the log's queue, so ingest meets 429 per tenant
   // before anyone meets the log's overload 503.
   ao.ingest_queue_events = std::min(config.ingest_queue_events,

@@ -451,7 +451,11 @@ std::vector<log::ProcessingProgress> Engine::Progress() {
       p.tenant = t->config.id;
       p.processor = s->spec->name;
       p.committed.reserve(s->partitions.size());
-      for (size_t i = 0; i < s->partitions.size(); ++i) p.committed.push_back(s->committed_lwm[i]);
+      p.high.reserve(s->partitions.size());
+      for (size_t i = 0; i < s->partitions.size(); ++i) {
+        p.committed.push_back(s->committed_lwm[i]);
+        p.high.push_back(std::max<uint64_t>(s->partitions[i].hwm, p.committed.back()));
+      }
     }
   }
   return out;

@@ -310,6 +310,15 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
     r.headers = {{"WWW-Authenticate", "Bearer realm=\"fairway-admin\""}};
     return respond(std::move(r));
   }
+  if (StripTrailingSlash(path) == "/admin/v1/cluster") {
+    if (req.method != "GET") {
+      return respond(Error(InvalidArgument(fmt::format("{} is not allowed here", req.method))));
+    }
+    admin_tasks_->Submit([this, query = std::string(query), respond = std::move(respond)] {
+      respond(HandleClusterAdmin(query));
+    });
+    return;
+  }
   constexpr std::string_view kTenants = "/admin/v1/tenants";
   if (path.substr(0, kTenants.size()) != kTenants) {
     return respond(Error(NotFound(fmt::format("no admin route {}", path))));

@@ -54,6 +54,8 @@ struct ApiOptions {
   // (IngestShares): a tenant past its share gets 429, and past twice this in all, 503. Keep
   // twice this at most the log's queue bound.
   size_t ingest_queue_events = 4'000;
+  // This node's name in GET /admin/v1/cluster (the tasks' owner).
+  std::string node_id = "fairway";
 };
 
 class Api final : public Handler {
@@ -98,6 +100,8 @@ class Api final : public Handler {
                    Responder respond);
   void HandleActivities(HttpRequest& req, std::string_view query, Responder respond);
   // /admin/v1/tenants/{id}/processing... and /dead-letters... (on the admin task thread).
+  // GET /admin/v1/cluster: the processing tasks, their owner, lag and state size.
+  HttpResponse HandleClusterAdmin(std::string_view query);
   HttpResponse HandleProcessingAdmin(const TenantId& id, std::string_view action,
                                      const std::string& method, const std::string& query,
                                      const std::string& body);

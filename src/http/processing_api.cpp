@@ -7,13 +7,17 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <boost/url/pct_string_view.hpp>
+#include <map>
 
 #include "common/json_writer.h"
 #include "common/time_format.h"
 #include "http/api.h"
+#include "log/lead_index.h"
 #include "model/json_limits.h"
+#include "storage/schema.h"
 
 namespace fairway::http {
 
@@ -105,6 +109,92 @@ Result<ReplayRequest> ParseReplay(std::string_view body) {
 }
 
 }  // namespace
+
+HttpResponse Api::HandleClusterAdmin(std::string_view query) {
+  auto params = ParseQuery(query);
+  if (!params.ok()) return Error(params.status());
+  std::string only, cursor;
+  size_t limit = 100;
+  for (const auto& [k, v] : *params) {
+    if (k == "tenant") {
+      only = v;
+    } else if (Status st; PageParam(k, v, &cursor, &limit, &st)) {
+      if (!st.ok()) return Error(st);
+    } else {
+      return Error(InvalidArgument(fmt::format("parameter '{}' is not known", k)));
+    }
+  }
+  // A page of tenants in id order, from after the cursor (the last id of the page before).
+  std::vector<model::TenantConfig> tenants;
+  if (!only.empty()) {
+    auto t = tenants_->Get(TenantId(only));
+    if (!t.ok()) return Error(t.status());
+    tenants.push_back(std::move(t).value());
+  } else {
+    for (auto& t : tenants_->List()) {
+      if (t.status != model::TenantStatus::kDeleting && t.id.str() > cursor) {
+        tenants.push_back(std::move(t));
+      }
+    }
+    std::sort(tenants.begin(), tenants.end(),
+              [](const auto& a, const auto& b) { return a.id.str() < b.id.str(); });
+  }
+  std::string next_cursor;
+  if (tenants.size() > limit) {
+    tenants.resize(limit);
+    next_cursor = tenants.back().id.str();
+  }
+  std::map<std::string, std::vector<log::ProcessingProgress>> progress;
+  for (auto& p : engine_->Progress()) progress[p.tenant.str()].push_back(std::move(p));
+
+  // What the node keeps of a tenant: processing state (engine, campaigns, deliveries), and what
+  // it keeps of the tenant's log (its records on the embedded backend; the dedup window, lead
+  // index and checkpoints on both).
+  static constexpr storage::ColumnFamily kStateFamilies[] = {
+      storage::kEngineState, storage::kEngineOffsets, storage::kDeadLetters,
+      storage::kOutbox,      storage::kEngineMeta,    storage::kCampaigns,
+      storage::kTimers,      storage::kDeliveries,    storage::kCampaignStats};
+  static constexpr storage::ColumnFamily kLogFamilies[] = {
+      storage::kLogBlocks, storage::kLogDedup, storage::kLogLeadIndex, storage::kLogMeta};
+  const std::string& node = options_.node_id;
+  JsonWriter w;
+  w.BeginObject().Key("node").String(node);
+  w.Key("nodes").BeginArray().BeginObject().Key("id").String(node).Key("self").Bool(true);
+  w.EndObject().EndArray();
+  w.Key("data").BeginArray();
+  for (const auto& t : tenants) {
+    w.BeginObject().Key("tenant").String(t.id.str()).Key("owner").String(node);
+    if (storage::Store* store = campaigns_.store) {
+      const std::string begin = log::TenantKeyPrefix(t.id), end = log::TenantKeyEnd(t.id);
+      uint64_t state_bytes = 0, log_bytes = 0;
+      for (auto cf : kStateFamilies) state_bytes += store->ApproximateBytes(cf, begin, end);
+      for (auto cf : kLogFamilies) log_bytes += store->ApproximateBytes(cf, begin, end);
+      w.Key("state_bytes").Uint(state_bytes).Key("log_bytes").Uint(log_bytes);
+    }
+    w.Key("tasks").BeginArray();
+    const auto& streams = progress[t.id.str()];
+    size_t partitions = 0;
+    for (const auto& s : streams) partitions = std::max(partitions, s.committed.size());
+    for (uint32_t p = 0; p < partitions; ++p) {
+      uint64_t high = 0;
+      for (const auto& s : streams) high = std::max(high, p < s.high.size() ? s.high[p] : 0);
+      w.BeginObject().Key("partition").Uint(p).Key("owner").String(node);
+      if (auto at = log_->Locate(t.id, p)) {
+        w.Key("topic").String(at->topic).Key("topic_partition").Uint(at->partition);
+      }
+      w.Key("high_watermark").Uint(high).Key("processors").BeginArray();
+      for (const auto& s : streams) {
+        const uint64_t committed = p < s.committed.size() ? s.committed[p] : 0;
+        w.BeginObject().Key("name").String(s.processor).Key("committed").Uint(committed);
+        w.Key("lag_events").Uint(high > committed ? high - committed : 0).EndObject();
+      }
+      w.EndArray().EndObject();
+    }
+    w.EndArray().EndObject();
+  }
+  EndPage(w, next_cursor);
+  return Json(200, w.Take());
+}
 
 HttpResponse Api::HandleProcessingAdmin(const TenantId& id, std::string_view action,
                                         const std::string& method, const std::string& query,

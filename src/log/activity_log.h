@@ -86,6 +86,15 @@ struct ProcessingProgress {
   TenantId tenant;
   std::string processor;
   std::vector<uint64_t> committed;
+  // The end of each partition as the engine knows it (the log's high watermark when it last
+  // heard of an append).
+  std::vector<uint64_t> high;
+};
+
+// Where a log partition is in the backend's own terms (Kafka: a topic and its partition).
+struct LogLocation {
+  std::string topic;
+  int32_t partition = 0;
 };
 
 class ActivityLog {
@@ -164,6 +173,11 @@ class ActivityLog {
   // For watching only: processing resumes from the offsets the engine stores with its state.
   virtual Status PublishProgress(const std::vector<ProcessingProgress>& progress) {
     return Status::Ok();
+  }
+  // Where log partition `partition` of `tenant` is, for operators; nullopt when the backend has
+  // no name for it (the embedded log) or the partition is in no layout.
+  virtual std::optional<LogLocation> Locate(const TenantId& tenant, uint32_t partition) {
+    return std::nullopt;
   }
 
   // Tells `listener` about every commit from now on (consumers wake up on it instead of

@@ -494,6 +494,12 @@ Status KafkaLog::Health() {
   return im.health;
 }
 
+std::optional<LogLocation> KafkaLog::Locate(const TenantId& tenant, uint32_t partition) {
+  auto placement = impl_->PartitionPlacement(tenant, partition);
+  if (!placement.ok() || !placement->has_value()) return std::nullopt;
+  return LogLocation{(*placement)->topic, static_cast<int32_t>(partition - (*placement)->first)};
+}
+
 std::string KafkaLog::ProgressGroupOf(std::string_view processor) const {
   return fmt::format("{}processing.{}", impl_->options.topic_prefix, processor);
 }

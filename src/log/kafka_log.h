@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -116,6 +117,8 @@ class KafkaLog final : public ActivityLog, public ActivityIndex {
   Status PublishProgress(const std::vector<ProcessingProgress>& progress) override;
   // "<topic prefix>processing.<processor>".
   std::string ProgressGroupOf(std::string_view processor) const;
+  // The topic of the partition's layout and its partition there.
+  std::optional<LogLocation> Locate(const TenantId& tenant, uint32_t partition) override;
 
   Result<ActivityPage> Query(const ActivityQuery& query) override;
 

@@ -199,6 +199,16 @@ class RocksStore final : public Store {
                                        end.empty() ? nullptr : &e),
                      "compact");
   }
+  uint64_t ApproximateBytes(ColumnFamily cf, std::string_view begin,
+                            std::string_view end) override {
+    rocksdb::SizeApproximationOptions opts;
+    opts.include_memtables = true;
+    opts.include_files = true;
+    rocksdb::Range range(ToSlice(begin), ToSlice(end));
+    uint64_t size = 0;
+    if (!db_->GetApproximateSizes(opts, handles_.at(cf + 1), &range, 1, &size).ok()) return 0;
+    return size;
+  }
   uint64_t DiskBytes() override {
     uint64_t total = 0;
     for (auto* h : handles_) {

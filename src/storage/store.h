@@ -167,6 +167,10 @@ class Store {
   virtual Status CompactRange(ColumnFamily cf, std::string_view begin, std::string_view end) = 0;
   // Bytes of live data: SST files plus memtables not yet flushed.
   virtual uint64_t DiskBytes() = 0;
+  // Approximate bytes the keys in [begin, end) of `cf` take, in files and memtables (a range
+  // smaller than a data block may count as 0).
+  virtual uint64_t ApproximateBytes(ColumnFamily cf, std::string_view begin,
+                                    std::string_view end) = 0;
   // Flushes memtables to SST files.
   virtual Status Flush() = 0;
 

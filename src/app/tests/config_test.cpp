@@ -209,6 +209,23 @@ TEST(ConfigTest, KafkaSettingsAreReadAndTheBackendNeedsBrokers) {
   }
 }
 
+TEST(ConfigTest, TheNodeIdIsANameOrEmpty) {
+  TempDir dir;
+  std::string path = dir.Sub("node.toml");
+  std::ofstream(path) << "[cluster]\nnode_id = \"fw-eu.1\"\n";
+  ASSERT_OK_AND_ASSIGN(Config c, LoadConfig(path));
+  EXPECT_EQ(c.node_id, "fw-eu.1");
+  std::ofstream(path) << "[server]\nlisten = \"127.0.0.1:0\"\n";
+  ASSERT_OK_AND_ASSIGN(Config unset, LoadConfig(path));
+  EXPECT_EQ(unset.node_id, "");
+  for (const std::string& bad : std::vector<std::string>{"a/b", "a b", std::string(65, 'n')}) {
+    std::ofstream(path) << "[cluster]\nnode_id = \"" << bad << "\"\n";
+    EXPECT_THAT(LoadConfig(path),
+                StatusIs(StatusCode::kInvalidArgument, HasSubstr("cluster.node_id")))
+        << bad;
+  }
+}
+
 TEST(ConfigTest, ReferenceListsEveryKey) {
   std::string md = ConfigReferenceMarkdown();
   for (const char* key :

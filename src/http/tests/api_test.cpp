@@ -630,6 +630,89 @@ TEST_F(ApiFlakyLayoutsTest, ALayoutTheLogStartedWithoutTheRegistryIsTakenOnceRea
   }
 }
 
+// GET /admin/v1/cluster: every tenant's tasks (one per log partition) with their owner (this
+// node), each processor's committed offset and lag, and what the node keeps of the tenant.
+TEST_F(ApiTest, TheClusterViewShowsEachTasksOwnerLagAndStateSize) {
+  Keys acme = CreateTenant("acme");
+  CreateTenant("beta");
+  std::string batch = R"({"batch":[)";
+  for (int i = 0; i < 2000; ++i) {
+    if (i > 0) batch += ",";
+    batch += fmt::format(
+        R"({{"type":"identify","userId":"user-{}","traits":{{"email":"user-{}@example.com",)"
+        R"("plan":"pro","company":"Company number {}"}}}})",
+        i, i, i);
+  }
+  ASSERT_EQ(Ingest(acme.write, "batch", batch + "]}").status, 200);
+  ASSERT_TRUE(engine_->WaitIdle(std::chrono::seconds(60)));
+  ASSERT_OK(store_->Flush());
+  // With the leads processor paused, what acme is sent next waits: its lag.
+  Get(Admin("POST", "/admin/v1/tenants/acme/processing/leads/disable"), 200);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(
+        Ingest(acme.write, "track", fmt::format(R"({{"userId":"late-{}","event":"e"}})", i)).status,
+        200);
+  }
+  ASSERT_TRUE(engine_->WaitIdle(std::chrono::seconds(60)));
+
+  json view = Get(Admin("GET", "/admin/v1/cluster"), 200);
+  EXPECT_EQ(view["node"], "fairway");
+  ASSERT_EQ(view["nodes"].size(), 1u);
+  EXPECT_EQ(view["nodes"][0]["id"], "fairway");
+  ASSERT_EQ(view["data"].size(), 2u);
+  EXPECT_TRUE(view["next_cursor"].is_null());
+  const json& a = view["data"][0];
+  const json& b = view["data"][1];
+  EXPECT_EQ(a["tenant"], "acme");
+  EXPECT_EQ(b["tenant"], "beta");
+  EXPECT_EQ(a["owner"], "fairway");
+  ASSERT_EQ(a["tasks"].size(), 4u);
+  uint64_t leads_lag = 0, committed = 0;
+  for (const auto& task : a["tasks"]) {
+    EXPECT_EQ(task["owner"], "fairway");
+    EXPECT_FALSE(task.contains("topic")) << "the embedded log has no topics";
+    for (const auto& p : task["processors"]) {
+      if (p["name"] == "leads") {
+        leads_lag += p["lag_events"].get<uint64_t>();
+        committed += p["committed"].get<uint64_t>();
+      } else {
+        EXPECT_EQ(p["lag_events"], 0) << p["name"];
+      }
+    }
+  }
+  EXPECT_EQ(leads_lag, 10u);
+  EXPECT_GE(committed, 2000u);
+  // 2,000 profiles take room (compressed); a tenant with nothing takes next to none.
+  EXPECT_GT(a["state_bytes"].get<uint64_t>(), 20'000u);
+  EXPECT_GT(a["log_bytes"].get<uint64_t>(), 0u);
+  EXPECT_LT(b["state_bytes"].get<uint64_t>(), a["state_bytes"].get<uint64_t>() / 10);
+
+  // Pages of tenants, in id order.
+  json first = Get(Admin("GET", "/admin/v1/cluster?limit=1"), 200);
+  ASSERT_EQ(first["data"].size(), 1u);
+  EXPECT_EQ(first["data"][0]["tenant"], "acme");
+  ASSERT_EQ(first["next_cursor"], "acme");
+  json second = Get(Admin("GET", "/admin/v1/cluster?limit=1&cursor=acme"), 200);
+  ASSERT_EQ(second["data"].size(), 1u);
+  EXPECT_EQ(second["data"][0]["tenant"], "beta");
+  EXPECT_TRUE(second["next_cursor"].is_null());
+  json only = Get(Admin("GET", "/admin/v1/cluster?tenant=beta"), 200);
+  ASSERT_EQ(only["data"].size(), 1u);
+  EXPECT_EQ(only["data"][0]["tenant"], "beta");
+  Get(Admin("GET", "/admin/v1/cluster?tenant=nope"), 404);
+  for (const auto& [query, name] :
+       std::vector<std::pair<std::string, std::string>>{{"limit=0", "'limit'"},
+                                                        {"limit=1001", "'limit'"},
+                                                        {"limit=x", "'limit'"},
+                                                        {"owner=me", "'owner'"}}) {
+    json refused = Get(Admin("GET", "/admin/v1/cluster?" + query), 400);
+    EXPECT_NE(refused["error"]["message"].get<std::string>().find(name), std::string::npos)
+        << query;
+  }
+  Get(Admin("POST", "/admin/v1/cluster"), 400);
+  EXPECT_EQ(client_->Request("GET", "/admin/v1/cluster").status, 401);
+}
+
 TEST_F(ApiTest, LeadsMergeAnonymousHistoryAndAreFoundByAnyIdentity) {
   Keys k = CreateTenant("acme");
   for (int i = 0; i < 3; ++i) {

@@ -644,10 +644,10 @@ TEST_F(KafkaLogTest, ProgressIsCommittedAsEachProcessorsConsumerGroupOffsets) {
   std::vector<uint64_t> leads = {ends[0], ends[1], 0, 0, 0};
   leads[later] = 1;
   const std::vector<ProcessingProgress> progress = {
-      {tenant.id, "leads", leads},
-      {tenant.id, "campaigns", {ends[0] - 1, 0, 0, 0, 0}},
+      {tenant.id, "leads", leads, {}},
+      {tenant.id, "campaigns", {ends[0] - 1, 0, 0, 0, 0}, {}},
       // A tenant whose topic does not exist: nothing to commit, and no error.
-      {TenantId("never-written"), "leads", {3}}};
+      {TenantId("never-written"), "leads", {3}, {}}};
   ASSERT_OK(log_->PublishProgress(progress));
   EXPECT_EQ(log_->ProgressGroupOf("leads"), o.topic_prefix + "processing.leads");
   const std::vector<std::pair<std::string, int>> all = {

@@ -108,21 +108,30 @@ Result<ReplayRequest> ParseReplay(std::string_view body) {
   return r;
 }
 
+// A query of the paging parameters and one more, `name` (into *value); InvalidArgument names a
+// bad or unknown parameter.
+Status ParsePagedQuery(std::string_view query, std::string_view name, std::string* value,
+                       std::string* cursor, size_t* limit) {
+  FAIRWAY_ASSIGN_OR_RETURN(auto params, ParseQuery(query));
+  for (const auto& [k, v] : params) {
+    if (k == name) {
+      *value = v;
+    } else if (Status st; PageParam(k, v, cursor, limit, &st)) {
+      FAIRWAY_RETURN_IF_ERROR(st);
+    } else {
+      return InvalidArgument(fmt::format("parameter '{}' is not known", k));
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 HttpResponse Api::HandleClusterAdmin(std::string_view query) {
-  auto params = ParseQuery(query);
-  if (!params.ok()) return Error(params.status());
   std::string only, cursor;
   size_t limit = 100;
-  for (const auto& [k, v] : *params) {
-    if (k == "tenant") {
-      only = v;
-    } else if (Status st; PageParam(k, v, &cursor, &limit, &st)) {
-      if (!st.ok()) return Error(st);
-    } else {
-      return Error(InvalidArgument(fmt::format("parameter '{}' is not known", k)));
-    }
+  if (Status st = ParsePagedQuery(query, "tenant", &only, &cursor, &limit); !st.ok()) {
+    return Error(st);
   }
   // A page of tenants in id order, from after the cursor (the last id of the page before).
   std::vector<model::TenantConfig> tenants;
@@ -236,18 +245,10 @@ HttpResponse Api::HandleProcessingAdmin(const TenantId& id, std::string_view act
     return Error(NotFound(fmt::format("processor '{}' not found", processor)));
   }
   if (action == "dead-letters" && method == "GET") {
-    auto params = ParseQuery(query);
-    if (!params.ok()) return Error(params.status());
     std::string processor, cursor;
     size_t limit = 100;
-    for (const auto& [k, v] : *params) {
-      if (k == "processor") {
-        processor = v;
-      } else if (Status st; PageParam(k, v, &cursor, &limit, &st)) {
-        if (!st.ok()) return Error(st);
-      } else {
-        return Error(InvalidArgument(fmt::format("parameter '{}' is not known", k)));
-      }
+    if (Status st = ParsePagedQuery(query, "processor", &processor, &cursor, &limit); !st.ok()) {
+      return Error(st);
     }
     if (processor.empty()) return Error(InvalidArgument("parameter 'processor' is required"));
     auto page = engine_->ListDeadLetters(id, processor, cursor, limit);

@@ -129,6 +129,19 @@ class ApiTest : public ::fairway::testing::StoreAndLogTest {
     EXPECT_EQ(r.status, 200) << r.body;
     return r.status == 200 ? json::parse(r.body) : json();
   }
+  // 20 tracks of one round, 4 for each of the leads u0-u4.
+  void SendRound(const std::string& write_key, int round) {
+    std::string batch = R"({"batch":[)";
+    for (int i = 0; i < 20; ++i) {
+      if (i > 0) batch += ",";
+      batch += fmt::format(R"({{"type":"track","userId":"u{}","event":"e","messageId":"r{}-{}"}})",
+                           i % 5, round, i);
+    }
+    ASSERT_EQ(Ingest(write_key, "batch", batch + "]}").status, 200);
+  }
+  // Once processing is idle: u0-u4 each have `per_lead` activities stored and counted, and every
+  // processor has `partitions` partitions and no lag.
+  void ExpectRoundsProcessed(const Keys& k, size_t per_lead, size_t partitions);
   // Activities the clients sent (not those Fairway generated, such as lead_created).
   size_t StoredCount(const std::string& api_key, const std::string& lead) {
     json page = Activities(api_key, "lead=" + lead + "&limit=1000");
@@ -467,18 +480,25 @@ json Get(const ClientResponse& r, int status) {
 
 // PATCH of the partition count: the current layout is sealed and a new one follows it; every
 // activity before and after is kept and processed; bad counts are refused naming the field.
+void ApiTest::ExpectRoundsProcessed(const Keys& k, size_t per_lead, size_t partitions) {
+  ASSERT_TRUE(engine_->WaitIdle(std::chrono::seconds(60)));
+  auto auth = std::vector<std::string>{BearerAuth(k.api)};
+  for (int u = 0; u < 5; ++u) {
+    const std::string lead = fmt::format("u{}", u);
+    EXPECT_EQ(StoredCount(k.api, lead), per_lead) << lead;
+    json profile = Get(client_->Request("GET", "/v1/leads/" + lead, {}, auth), 200);
+    EXPECT_EQ(profile["activity_count"], per_lead) << lead;
+  }
+  json status = Get(Admin("GET", "/admin/v1/tenants/acme/processing"), 200);
+  for (const auto& p : status["processors"]) {
+    EXPECT_EQ(p["partitions"].size(), partitions) << p["name"];
+    EXPECT_EQ(p["lag_events"], 0) << p["name"];
+  }
+}
+
 TEST_F(ApiTest, APartitionCountChangeStartsANewLayoutAndLosesNothing) {
   Keys k = CreateTenant("acme");
-  auto send_round = [&](int round) {
-    std::string batch = R"({"batch":[)";
-    for (int i = 0; i < 20; ++i) {
-      if (i > 0) batch += ",";
-      batch += fmt::format(R"({{"type":"track","userId":"u{}","event":"e","messageId":"r{}-{}"}})",
-                           i % 5, round, i);
-    }
-    ASSERT_EQ(Ingest(k.write, "batch", batch + "]}").status, 200);
-  };
-  send_round(1);
+  SendRound(k.write, 1);
   const uint32_t before = json::parse(Admin("GET", "/admin/v1/tenants/acme").body)["partitions"];
   json grown = Get(Admin("PATCH", "/admin/v1/tenants/acme", R"({"partitions":8})"), 200);
   EXPECT_EQ(grown["partitions"], 8);
@@ -502,23 +522,11 @@ TEST_F(ApiTest, APartitionCountChangeStartsANewLayoutAndLosesNothing) {
   EXPECT_EQ(same["sealed_layouts"].size(), 1u);
   EXPECT_EQ(same["first_partition"], before);
 
-  send_round(2);
+  SendRound(k.write, 2);
   // A messageId of the old layout sent again is still recognised.
   ASSERT_EQ(Ingest(k.write, "track", R"({"userId":"u0","event":"e","messageId":"r1-0"})").status,
             200);
-  ASSERT_TRUE(engine_->WaitIdle(std::chrono::seconds(60)));
-  auto auth = std::vector<std::string>{BearerAuth(k.api)};
-  for (int u = 0; u < 5; ++u) {
-    const std::string lead = fmt::format("u{}", u);
-    EXPECT_EQ(StoredCount(k.api, lead), 8u) << lead;
-    json profile = Get(client_->Request("GET", "/v1/leads/" + lead, {}, auth), 200);
-    EXPECT_EQ(profile["activity_count"], 8) << lead;
-  }
-  json status = Get(Admin("GET", "/admin/v1/tenants/acme/processing"), 200);
-  for (const auto& p : status["processors"]) {
-    EXPECT_EQ(p["partitions"].size(), before + 8) << p["name"];
-    EXPECT_EQ(p["lag_events"], 0) << p["name"];
-  }
+  ExpectRoundsProcessed(k, 8, before + 8);
 }
 
 // The real log, whose partition-layout changes can be made to fail once the new layout has
@@ -583,16 +591,7 @@ class ApiFlakyLayoutsTest : public ApiTest {
 // appended meanwhile is lost.
 TEST_F(ApiFlakyLayoutsTest, ALayoutTheLogStartedWithoutTheRegistryIsTakenOnceReadable) {
   Keys k = CreateTenant("acme");
-  auto send_round = [&](int round) {
-    std::string batch = R"({"batch":[)";
-    for (int i = 0; i < 20; ++i) {
-      if (i > 0) batch += ",";
-      batch += fmt::format(R"({{"type":"track","userId":"u{}","event":"e","messageId":"r{}-{}"}})",
-                           i % 5, round, i);
-    }
-    ASSERT_EQ(Ingest(k.write, "batch", batch + "]}").status, 200);
-  };
-  send_round(1);
+  SendRound(k.write, 1);
   const uint32_t before = json::parse(Admin("GET", "/admin/v1/tenants/acme").body)["partitions"];
   flaky_->fail_seal = true;
   flaky_->layouts_unreadable = true;
@@ -603,7 +602,7 @@ TEST_F(ApiFlakyLayoutsTest, ALayoutTheLogStartedWithoutTheRegistryIsTakenOnceRea
   EXPECT_EQ(unchanged["partitions"], before);
   EXPECT_TRUE(unchanged["sealed_layouts"].empty());
   // The log routes appends to the layout it started; processing does not know it yet.
-  send_round(2);
+  SendRound(k.write, 2);
   json waiting = Get(Admin("GET", "/admin/v1/tenants/acme/processing"), 200);
   EXPECT_EQ(waiting["processors"][0]["partitions"].size(), before);
 
@@ -615,19 +614,7 @@ TEST_F(ApiFlakyLayoutsTest, ALayoutTheLogStartedWithoutTheRegistryIsTakenOnceRea
   EXPECT_EQ(taken["partitions"], 8);
   EXPECT_EQ(taken["first_partition"], before);
   ASSERT_EQ(taken["sealed_layouts"].size(), 1u);
-  ASSERT_TRUE(engine_->WaitIdle(std::chrono::seconds(60)));
-  auto auth = std::vector<std::string>{BearerAuth(k.api)};
-  for (int u = 0; u < 5; ++u) {
-    const std::string lead = fmt::format("u{}", u);
-    EXPECT_EQ(StoredCount(k.api, lead), 8u) << lead;
-    json profile = Get(client_->Request("GET", "/v1/leads/" + lead, {}, auth), 200);
-    EXPECT_EQ(profile["activity_count"], 8) << lead;
-  }
-  json status = Get(Admin("GET", "/admin/v1/tenants/acme/processing"), 200);
-  for (const auto& p : status["processors"]) {
-    EXPECT_EQ(p["partitions"].size(), before + 8) << p["name"];
-    EXPECT_EQ(p["lag_events"], 0) << p["name"];
-  }
+  ExpectRoundsProcessed(k, 8, before + 8);
 }
 
 // GET /admin/v1/cluster: every tenant's tasks (one per log partition) with their owner (this

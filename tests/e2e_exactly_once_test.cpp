@@ -243,11 +243,8 @@ TEST(E2eExactlyOnceTest, OnTheKafkaBackendStateAfterRepeatedSigkillEqualsACleanP
   ASSERT_OK(kafka.status());
   // The mock has no CreateTopics: the topic is provisioned as an operator would.
   ASSERT_OK(kafka.CreateTopic("fairway.acme", 4, 3));
-  ExpectKilledRunEqualsCleanPass([&](ServerProcess* server) {
-    server->SetEnv("FAIRWAY_LOG_BACKEND", "kafka");
-    server->SetEnv("FAIRWAY_KAFKA_BROKERS", kafka.bootstrap_servers());
-    server->SetEnv("FAIRWAY_KAFKA_CREATE_TOPICS", "false");
-  });
+  ExpectKilledRunEqualsCleanPass(
+      [&](ServerProcess* server) { server->UseKafka(kafka.bootstrap_servers()); });
 }
 
 }  // namespace

@@ -47,9 +47,7 @@ TEST(E2eKafkaTest, BrokersThatFailAndComeBackLoseNoAcknowledgedActivity) {
   ASSERT_OK(kafka.CreateTopic("fairway.acme", 4, 3));
   TempDir dir;
   ServerProcess server(FAIRWAY_BINARY, dir.Sub("data"), kToken);
-  server.SetEnv("FAIRWAY_LOG_BACKEND", "kafka");
-  server.SetEnv("FAIRWAY_KAFKA_BROKERS", kafka.bootstrap_servers());
-  server.SetEnv("FAIRWAY_KAFKA_CREATE_TOPICS", "false");
+  server.UseKafka(kafka.bootstrap_servers());
   // Short, so that appends caught by an outage fail (503) and are re-sent, not only delayed.
   server.SetEnv("FAIRWAY_KAFKA_DELIVERY_TIMEOUT_MS", "1500");
   server.SetLogFile(dir.Sub("server.log"));

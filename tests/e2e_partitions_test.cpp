@@ -73,9 +73,7 @@ TEST_P(E2ePartitionsTest, FourToEightPartitionsUnderLoadKeepEveryLeadsOrderAndLo
     // of its second layout, "<topic>.1".
     ASSERT_OK(kafka->CreateTopic("fairway.acme", 4, 3));
     ASSERT_OK(kafka->CreateTopic("fairway.acme.1", 8, 3));
-    server.SetEnv("FAIRWAY_LOG_BACKEND", "kafka");
-    server.SetEnv("FAIRWAY_KAFKA_BROKERS", kafka->bootstrap_servers());
-    server.SetEnv("FAIRWAY_KAFKA_CREATE_TOPICS", "false");
+    server.UseKafka(kafka->bootstrap_servers());
     server.SetEnv("FAIRWAY_KAFKA_PROGRESS_INTERVAL_MS", "200");
   }
   // A small read-ahead: the backlog stays in the log rather than in the engine's memory, so

@@ -29,6 +29,13 @@ class ServerProcess {
   void SetEnv(std::string name, std::string value) {
     env_.emplace_back(std::move(name), std::move(value));
   }
+  // Puts the server's log on the Kafka cluster at `brokers`, whose topics the test creates (the
+  // mock cluster has no CreateTopics). Before Start.
+  void UseKafka(const std::string& brokers) {
+    SetEnv("FAIRWAY_LOG_BACKEND", "kafka");
+    SetEnv("FAIRWAY_KAFKA_BROKERS", brokers);
+    SetEnv("FAIRWAY_KAFKA_CREATE_TOPICS", "false");
+  }
   // Appends the server's log (stderr) to `path` instead of the test's stderr. Before Start.
   void SetLogFile(std::string path) { log_file_ = std::move(path); }
 

@@ -281,7 +281,11 @@ Status Api::ResumeDeletions() {
 }
 
 void Api::FollowLogLayouts() {
+  // One pass waits at a time: a pass slowed down (a seal waiting for Kafka) does not pile up
+  // more of them in front of admin operations.
+  if (follow_layouts_queued_.exchange(true)) return;
   admin_tasks_->Submit([this] {
+    follow_layouts_queued_ = false;
     for (const auto& t : tenants_->List()) {
       if (t.status == model::TenantStatus::kDeleting) continue;
       if (Status st = FollowLogLayouts(t.id); !st.ok()) {
@@ -295,10 +299,20 @@ Status Api::FollowLogLayouts(const TenantId& id) {
   FAIRWAY_ASSIGN_OR_RETURN(auto layouts, log_->Layouts(id));
   FAIRWAY_ASSIGN_OR_RETURN(auto before, tenants_->Get(id));
   FAIRWAY_ASSIGN_OR_RETURN(auto adopted, tenants_->AdoptLayouts(id, layouts));
-  if (adopted.first_partition() == before.first_partition()) return Status::Ok();
-  spdlog::info("tenant '{}': took the partition layout from {} ({} partitions) the log started",
-               id.str(), adopted.first_partition(), adopted.partitions);
-  return engine_->UpsertTenant(adopted);
+  // The engine is given the layout when the registry takes it, and again after that failed.
+  const bool changed = adopted.first_partition() != before.first_partition();
+  if (!changed && !engine_behind_.count(id.str())) return Status::Ok();
+  if (changed) {
+    spdlog::info("tenant '{}': took the partition layout from {} ({} partitions) the log started",
+                 id.str(), adopted.first_partition(), adopted.partitions);
+  }
+  Status st = engine_->UpsertTenant(adopted);
+  if (st.ok()) {
+    engine_behind_.erase(id.str());
+  } else {
+    engine_behind_.insert(id.str());
+  }
+  return st;
 }
 
 void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view query,

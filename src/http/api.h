@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -122,6 +123,9 @@ class Api final : public Handler {
   Status DeleteTenant(const TenantId& id);
   // FollowLogLayouts for one tenant; on the admin task queue.
   Status FollowLogLayouts(const TenantId& id);
+  std::atomic<bool> follow_layouts_queued_{false};
+  // Tenants whose layout the registry took but the engine refused (on the admin task queue).
+  std::set<std::string> engine_behind_;
   // 429 + Retry-After for a tenant holding its share of the ingest queue.
   HttpResponse OverShare(const model::TenantConfig& tenant);
   // The 429 for a write key whose tenant already holds its share of the ingest queue (checked

@@ -77,7 +77,9 @@ struct PartitionAdvance {
   PartitionId partition;
   Offset next;
 };
-// Runs on the log's writer thread after each commit that stored records: keep it short.
+// Runs after each commit that stored records, on the log's writer thread, and (Kafka) on the
+// thread of an append that found records this node had not announced: keep it short, and never
+// call the log from it.
 using AppendListener = std::function<void(const std::vector<PartitionAdvance>&)>;
 
 // How far one processor of one tenant has processed its log: everything below committed[p] of

@@ -234,6 +234,9 @@ struct KafkaLog::Impl {
 
   std::mutex topics_mu;
   std::unordered_map<std::string, uint32_t> topic_partitions;  // topics known to exist
+  // Per topic: how often its catch-up was asked for again (records possibly stored unanswered).
+  // A check that began before such a request does not mark the topic known.
+  std::unordered_map<std::string, uint64_t> topic_unsettled;
   // Per topic, held while it is first checked and its records caught up (CatchUp); guarded by
   // topics_mu.
   std::unordered_map<std::string, std::shared_ptr<std::mutex>> ensure_locks;
@@ -544,8 +547,12 @@ Status KafkaLog::Impl::CommitProgress(const std::string& group,
       st = Unavailable(fmt::format("committing the offsets of Kafka consumer group '{}': {}", group,
                                    rd_kafka_event_error_string(ev)));
     }
-    // Per partition: the ones Kafka took; an unknown topic is not an error here.
-    const rd_kafka_topic_partition_list_t* answered = rd_kafka_event_topic_partition_list(ev);
+    // Per partition: the ones Kafka took; an unknown topic is not an error here. A request
+    // that failed as a whole leaves the partitions' own errors unset: none was taken.
+    const rd_kafka_resp_err_t request_err = rd_kafka_event_error(ev);
+    const rd_kafka_topic_partition_list_t* answered = request_err == RD_KAFKA_RESP_ERR_NO_ERROR
+                                                          ? rd_kafka_event_topic_partition_list(ev)
+                                                          : nullptr;
     *committed = rd_kafka_topic_partition_list_new(answered ? answered->cnt : 0);
     for (int i = 0; answered && i < answered->cnt; ++i) {
       const rd_kafka_topic_partition_t& tp = answered->elems[i];
@@ -687,6 +694,11 @@ Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const Placement
   }
   std::lock_guard ensure(*topic_mu);
   if (auto st = known()) return *st;
+  uint64_t unsettled = 0;
+  {
+    std::lock_guard lock(topics_mu);
+    unsettled = topic_unsettled[topic];
+  }
   FAIRWAY_RETURN_IF_ERROR(CheckTopic(request, placement));
   // The records of this layout, and of the sealed layouts before it, acknowledged before this
   // node stopped get their rows.
@@ -702,7 +714,9 @@ Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const Placement
   }
   FAIRWAY_RETURN_IF_ERROR(CatchUp(request, placement));
   std::lock_guard lock(topics_mu);
-  topic_partitions[topic] = placement.count;
+  // Records possibly stored unanswered since the check began may lie past what it read: the
+  // next append checks again.
+  if (topic_unsettled[topic] == unsettled) topic_partitions[topic] = placement.count;
   return Status::Ok();
 }
 
@@ -787,8 +801,23 @@ Status KafkaLog::Impl::CatchUp(const AppendRequest& req, const Placement& placem
       FAIRWAY_RETURN_IF_ERROR(store->Write(batch, /*sync=*/false));
     }
     {
+      // Appends acknowledged meanwhile may have marked offsets past what was read: they join
+      // the checkpoint, which only grows.
       std::lock_guard lock(index_mu);
-      indexed[key] = Indexed{std::max(from, checkpoint), {}};
+      Indexed& ix = indexed[key];
+      uint64_t cp = std::max({ix.checkpoint, from, checkpoint});
+      while (!ix.ranges.empty() && ix.ranges.begin()->first <= cp) {
+        cp = std::max(cp, ix.ranges.begin()->second);
+        ix.ranges.erase(ix.ranges.begin());
+      }
+      ix.checkpoint = cp;
+      if (cp > from) {
+        storage::WriteBatch batch;
+        std::string v;
+        PutFixed64BE(&v, cp);
+        batch.Put(storage::kLogMeta, key, v);
+        FAIRWAY_RETURN_IF_ERROR(store->Write(batch, /*sync=*/false));
+      }
     }
     // Records found beyond the end this node knew of (stored while their acknowledgement was
     // lost) become readable: reads past the memory's newest records go to Kafka, and consumers
@@ -1118,8 +1147,11 @@ void KafkaLog::Impl::WriteRows(std::vector<std::unique_ptr<PendingAppend>>& grou
     if (!append->possibly_stored) continue;
     auto current = AppendPlacement(append->request);
     std::lock_guard lock(topics_mu);
-    topic_partitions.erase(append->topic);
-    if (current.ok()) topic_partitions.erase(current->topic);
+    for (const std::string* topic : {&append->topic, current.ok() ? &current->topic : nullptr}) {
+      if (topic == nullptr) continue;
+      topic_partitions.erase(*topic);
+      ++topic_unsettled[*topic];
+    }
   }
   {
     std::lock_guard lock(send_mu);
@@ -1402,6 +1434,13 @@ Status KafkaLog::DropTenant(const TenantId& tenant) {
   {
     std::lock_guard lock(im.topics_mu);
     for (const auto& topic : topics) im.topic_partitions.erase(topic);
+  }
+  {
+    // A tenant created again with this id starts its published progress afresh.
+    std::lock_guard lock(im.progress_mu);
+    std::erase_if(im.published, [&](const auto& kv) {
+      return std::find(topics.begin(), topics.end(), std::get<1>(kv.first)) != topics.end();
+    });
   }
   {
     std::lock_guard lock(im.layouts_mu);

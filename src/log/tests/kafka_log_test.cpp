@@ -240,7 +240,9 @@ TEST_F(KafkaLogTest, RecordsStoredWhoseAcknowledgementCameTooLateAreNotStoredAga
   Result<AppendResult> retry = Unavailable("not yet");
   for (int attempt = 0; attempt < 10 && !retry.ok(); ++attempt) retry = AppendSync("acme", acts, 4);
   ASSERT_OK(retry);
-  EXPECT_EQ(retry->duplicates, kept - 1);
+  // An earlier attempt of the retry may itself have stored part and failed: at least what the
+  // first request left is recognised.
+  EXPECT_GE(retry->duplicates, kept - 1);
   EXPECT_EQ(retry->stored + retry->duplicates, 40u);
   std::multiset<std::string> ids;
   for (uint32_t p = 0; p < 4; ++p) {

@@ -9,8 +9,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -18,6 +20,7 @@
 #include <unordered_set>
 
 #include "common/coding.h"
+#include "common/task_queue.h"
 #include "log/block.h"
 #include "log/lead_index.h"
 #include "log/tail_cache.h"
@@ -337,9 +340,21 @@ struct KafkaLog::Impl {
   // of `committed`, without an error.
   Status CommitProgress(const std::string& group, rd_kafka_topic_partition_list_t* offsets,
                         rd_kafka_topic_partition_list_t** committed);
+
+  // OK when `placement`'s topic is checked and caught up; nullopt when it is not yet (or must be
+  // again); an error when it has another partition count.
+  std::optional<Status> KnownTopic(const AppendRequest& request, const Placement& placement);
+  // Sends a request whose topic is checked.
+  void SendChecked(AppendRequest request, AppendCallback done);
+  // Topic checks and catch-ups, which wait for Kafka, run here rather than on the appending
+  // thread (an HTTP I/O thread). Last member: it stops, running what is queued, first.
+  std::unique_ptr<TaskQueue> checks = std::make_unique<TaskQueue>();
 };
 
 KafkaLog::Impl::~Impl() {
+  // Appends still waiting for a topic check are refused while the clients exist.
+  accepting = false;
+  checks.reset();
   {
     std::lock_guard lock(readers_mu);
     for (auto& [key, r] : readers) {
@@ -459,6 +474,12 @@ void KafkaLog::Stop() {
     // After this no request is being sent: appends from now on are refused.
     std::lock_guard lock(impl_->send_mu);
     impl_->accepting = false;
+  }
+  {
+    // Appends waiting for their topic's check are answered (refused) before Stop returns.
+    std::promise<void> drained;
+    impl_->checks->Submit([&drained] { drained.set_value(); });
+    drained.get_future().wait();
   }
   if (!impl_->polling.exchange(false)) return;
   impl_->poller.join();
@@ -673,16 +694,20 @@ std::atomic<int64_t>* KafkaLog::Impl::Sending(const std::string& topic) {
   return c.get();
 }
 
+std::optional<Status> KafkaLog::Impl::KnownTopic(const AppendRequest& request,
+                                                 const Placement& placement) {
+  std::lock_guard lock(topics_mu);
+  auto it = topic_partitions.find(placement.topic);
+  if (it == topic_partitions.end()) return std::nullopt;
+  if (it->second == placement.count) return Status::Ok();
+  return Unavailable(fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}",
+                                 placement.topic, it->second, request.tenant.str(),
+                                 placement.count));
+}
+
 Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const Placement& placement) {
   const std::string& topic = placement.topic;
-  auto known = [&]() -> std::optional<Status> {
-    std::lock_guard lock(topics_mu);
-    auto it = topic_partitions.find(topic);
-    if (it == topic_partitions.end()) return std::nullopt;
-    if (it->second == placement.count) return Status::Ok();
-    return Unavailable(fmt::format("Kafka topic '{}' has {} partitions; tenant '{}' has {}", topic,
-                                   it->second, request.tenant.str(), placement.count));
-  };
+  auto known = [&] { return KnownTopic(request, placement); };
   if (auto st = known()) return *st;
   // One tenant's first append waits for its own topic's check only, not for other tenants'.
   std::shared_ptr<std::mutex> topic_mu;
@@ -906,13 +931,26 @@ void KafkaLog::Append(AppendRequest request, AppendCallback done) {
   if (request.activities.empty()) return done(AppendResult{});
   auto placement = im.AppendPlacement(request);
   if (!placement.ok()) return done(placement.status());
-  if (Status st = im.EnsureTopic(request, *placement); !st.ok()) return done(st);
+  if (auto known = im.KnownTopic(request, *placement)) {
+    if (!known->ok()) return done(*known);
+    return im.SendChecked(std::move(request), std::move(done));
+  }
+  // The topic's check and catch-up wait for Kafka (seconds while it is slow): on the log's own
+  // thread, so that the caller's thread serves other requests meanwhile.
+  im.checks->Submit([&im, request = std::move(request), done = std::move(done),
+                     placement = *placement]() mutable {
+    if (!im.accepting) return done(Unavailable("activity log is shutting down"));
+    if (Status st = im.EnsureTopic(request, placement); !st.ok()) return done(st);
+    im.SendChecked(std::move(request), std::move(done));
+  });
+}
 
+void KafkaLog::Impl::SendChecked(AppendRequest request, AppendCallback done) {
   auto append = std::make_unique<PendingAppend>();
   append->request = std::move(request);
   append->done = std::move(done);
-  append->now_ms = im.clock->NowMillis();
-  im.Send(std::move(append));
+  append->now_ms = clock->NowMillis();
+  Send(std::move(append));
 }
 
 void KafkaLog::Impl::Send(std::unique_ptr<PendingAppend> append) {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "log/lead_index.h"
@@ -264,6 +265,36 @@ TEST_F(KafkaLogTest, RecordsStoredWhoseAcknowledgementCameTooLateAreNotStoredAga
     ASSERT_OK_AND_ASSIGN(auto high, log_->HighWatermark(TenantId("acme"), PartitionId(p)));
     EXPECT_EQ(announced[p], high.value()) << p;
   }
+}
+
+// An append whose topic must be checked first (a tenant's first after a start, or the retry
+// after records were possibly stored) waits for Kafka on the log's own thread, never on the
+// appending one (an HTTP I/O thread, which has other requests to serve).
+TEST_F(KafkaLogTest, ATopicCheckWaitsForKafkaOffTheAppendingThread) {
+  KafkaLogOptions o = TestOptions();
+  o.request_timeout_ms = 1000;
+  ASSERT_OK(Open(o, &admin_));
+  ASSERT_OK(Cluster().SetBrokerDown(-1));
+  AppendRequest r;
+  r.tenant = TenantId("acme");
+  r.partitions = 2;
+  r.dedup_window_ms = 3'600'000;
+  r.activities = {Make("a", "u")};
+  std::promise<std::pair<std::thread::id, Status>> answered;
+  log_->Append(r, [&](Result<AppendResult> res) {
+    answered.set_value({std::this_thread::get_id(), res.status()});
+  });
+  auto [thread, status] = answered.get_future().get();
+  ASSERT_OK(Cluster().SetBrokerUp(-1));
+  EXPECT_NE(thread, std::this_thread::get_id()) << "the check held the appending thread";
+  EXPECT_THAT(status, StatusIs(StatusCode::kUnavailable));
+  // Once Kafka answers, the same append goes through.
+  Result<AppendResult> again = Unavailable("not yet");
+  for (int attempt = 0; attempt < 10 && !again.ok(); ++attempt) {
+    again = AppendSync("acme", {Make("a", "u")}, 2);
+  }
+  ASSERT_OK(again);
+  EXPECT_EQ(again->stored, 1u);
 }
 
 TEST_F(KafkaLogTest, ARetentionGapMadeByTheBrokerRaisesTheLowWatermarkAndReadsStartAtIt) {

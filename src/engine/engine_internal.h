@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <thread>
@@ -376,6 +377,11 @@ struct Tenant {
   model::TenantConfig config;
   bool removing = false;
   std::vector<std::shared_ptr<Stream>> streams;
+  // Partitions one of the streams is reading now. The tenant's other streams wait for that
+  // read and take its records from the chunk cache, instead of reading the same stretch
+  // alongside it; `read_waiters` are queued again when it ends.
+  std::set<uint32_t> reading;
+  std::vector<std::weak_ptr<Stream>> read_waiters;
   bool active() const { return config.status == model::TenantStatus::kActive && !removing; }
 };
 

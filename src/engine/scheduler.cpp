@@ -365,20 +365,33 @@ void Engine::Impl::WorkerLoop() {
           s->breaker.state == Breaker::State::kOpen) {
         continue;
       }
-      // Round robin over the partitions that have unread records.
+      // Round robin over the partitions that have unread records and that no other stream
+      // of the tenant is reading now.
+      Tenant* t = s->tenant.get();
+      const bool shared = t->streams.size() > 1;
+      bool wait_for_read = false;
       size_t n = s->partitions.size();
       for (size_t i = 0; i < n; ++i) {
         size_t p = (s->fetch_rr + i) % n;
         uint64_t limit = ReadLimit(s.get(), p);
-        if (s->partitions[p].next_fetch < limit) {
-          s->fetch_rr = p + 1;
-          s->fetching = true;
-          uint64_t from = s->partitions[p].next_fetch;
-          lock.unlock();
-          Fetch(std::move(s), static_cast<uint32_t>(p), from, limit);
-          lock.lock();
-          break;
+        if (s->partitions[p].next_fetch >= limit) continue;
+        if (shared && !t->reading.insert(static_cast<uint32_t>(p)).second) {
+          wait_for_read = true;
+          continue;
         }
+        s->fetch_rr = p + 1;
+        s->fetching = true;
+        uint64_t from = s->partitions[p].next_fetch;
+        wait_for_read = false;
+        lock.unlock();
+        Fetch(std::move(s), static_cast<uint32_t>(p), from, limit);
+        lock.lock();
+        break;
+      }
+      if (wait_for_read) {
+        bool listed = std::ranges::any_of(
+            t->read_waiters, [&](const std::weak_ptr<Stream>& w) { return w.lock() == s; });
+        if (!listed) t->read_waiters.push_back(s);
       }
       continue;
     }
@@ -473,6 +486,13 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
   for (const auto* e : entries) keys.push_back(OrderingKey(s->spec->ordering, *e));
   std::lock_guard lock(mu);
   s->fetching = false;
+  // (Unconditionally: the tenant may have gained a stream since this read began.)
+  t->reading.erase(partition);
+  auto waiters = std::move(t->read_waiters);
+  t->read_waiters.clear();
+  for (const auto& w : waiters) {
+    if (auto st = w.lock()) MaybeQueueFetch(st);
+  }
   auto& ps = s->partitions[partition];
   if (!chunk || (entries.empty() && next == from && from < hwm)) {
     s->fetch_error =

@@ -22,6 +22,7 @@
 #include "common/coding.h"
 #include "common/task_queue.h"
 #include "log/block.h"
+#include "log/kafka_client.h"
 #include "log/lead_index.h"
 #include "log/tail_cache.h"
 #include "storage/keys.h"
@@ -37,122 +38,6 @@ std::string PartitionKey(const TenantId& tenant, uint32_t partition) {
   PutFixed32BE(&k, partition);
   return k;
 }
-
-bool IsUnknownTopic(rd_kafka_resp_err_t err) {
-  return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-         err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
-}
-
-// The client's view of a partition's leader is out of date (an election moved it).
-bool IsStaleLeader(rd_kafka_resp_err_t err) {
-  return err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
-         err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
-         err == RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH ||
-         err == RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH;
-}
-
-// A client configuration: Fairway's settings, then the operator's client properties.
-Result<rd_kafka_conf_t*> NewConf(const KafkaLogOptions& options,
-                                 std::vector<std::pair<std::string, std::string>> settings) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  settings.insert(settings.begin(), {"bootstrap.servers", options.brokers});
-  // Acknowledgements are small writes: Nagle's algorithm would hold them for the peer's
-  // delayed ACK (tens of milliseconds on every append).
-  settings.insert(settings.begin() + 1, {"socket.nagle.disable", "true"});
-  settings.insert(settings.end(), options.client_properties.begin(),
-                  options.client_properties.end());
-  // librdkafka's own log lines go to Fairway's log.
-  rd_kafka_conf_set_log_cb(conf,
-                           [](const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
-                             const auto lvl = level <= 3   ? spdlog::level::err
-                                              : level == 4 ? spdlog::level::warn
-                                              : level <= 6 ? spdlog::level::info
-                                                           : spdlog::level::debug;
-                             spdlog::log(lvl, "kafka {} {}: {}", rd_kafka_name(rk), fac, buf);
-                           });
-  char err[512];
-  for (const auto& [name, value] : settings) {
-    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return InvalidArgument(fmt::format("config key 'kafka.properties': '{}': {}", name, err));
-    }
-  }
-  return conf;
-}
-
-// Waits for the result of one admin call on `queue`.
-Status AdminResult(rd_kafka_queue_t* queue, int64_t timeout_ms, bool create,
-                   const std::string& topic) {
-  rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, static_cast<int>(timeout_ms + 2000));
-  if (ev == nullptr) return Unavailable(fmt::format("Kafka admin call on '{}' timed out", topic));
-  Status st;
-  if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    st = Unavailable(
-        fmt::format("Kafka admin call on '{}' failed: {}", topic, rd_kafka_event_error_string(ev)));
-  } else {
-    size_t n = 0;
-    const rd_kafka_topic_result_t** results =
-        create ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n)
-               : rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
-    rd_kafka_resp_err_t err =
-        n == 1 ? rd_kafka_topic_result_error(results[0]) : RD_KAFKA_RESP_ERR__BAD_MSG;
-    if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-      st = AlreadyExists(fmt::format("Kafka topic '{}' exists", topic));
-    } else if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-      st = NotFound(fmt::format("Kafka topic '{}' does not exist", topic));
-    } else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const char* why = n == 1 ? rd_kafka_topic_result_error_string(results[0]) : nullptr;
-      st = Unavailable(fmt::format("Kafka admin call on '{}' failed: {}", topic,
-                                   why ? why : rd_kafka_err2str(err)));
-    }
-  }
-  rd_kafka_event_destroy(ev);
-  return st;
-}
-
-// The cluster's admin API (CreateTopics, DeleteTopics) through a client of the log.
-class ClusterTopicAdmin final : public KafkaTopicAdmin {
- public:
-  ClusterTopicAdmin(rd_kafka_t* rk, int replication_factor, int64_t timeout_ms)
-      : rk_(rk), replication_factor_(replication_factor), timeout_ms_(timeout_ms) {}
-
-  Status CreateTopic(const std::string& topic, uint32_t partitions, int64_t retention_ms) override {
-    char err[512];
-    rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), static_cast<int>(partitions),
-                                                    replication_factor_, err, sizeof err);
-    if (nt == nullptr) return InvalidArgument(fmt::format("topic '{}': {}", topic, err));
-    std::string retention = retention_ms > 0 ? std::to_string(retention_ms) : "-1";
-    rd_kafka_NewTopic_set_config(nt, "retention.ms", retention.c_str());
-    rd_kafka_queue_t* queue = rd_kafka_queue_new(rk_);
-    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(opts, static_cast<int>(timeout_ms_), err, sizeof err);
-    rd_kafka_CreateTopics(rk_, &nt, 1, opts, queue);
-    Status st = AdminResult(queue, timeout_ms_, /*create=*/true, topic);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_NewTopic_destroy(nt);
-    rd_kafka_queue_destroy(queue);
-    return st;
-  }
-
-  Status DeleteTopic(const std::string& topic) override {
-    char err[512];
-    rd_kafka_DeleteTopic_t* dt = rd_kafka_DeleteTopic_new(topic.c_str());
-    rd_kafka_queue_t* queue = rd_kafka_queue_new(rk_);
-    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_DELETETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(opts, static_cast<int>(timeout_ms_), err, sizeof err);
-    rd_kafka_DeleteTopics(rk_, &dt, 1, opts, queue);
-    Status st = AdminResult(queue, timeout_ms_, /*create=*/false, topic);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_DeleteTopic_destroy(dt);
-    rd_kafka_queue_destroy(queue);
-    return st;
-  }
-
- private:
-  rd_kafka_t* rk_;
-  int replication_factor_;
-  int64_t timeout_ms_;
-};
 
 }  // namespace
 

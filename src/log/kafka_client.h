@@ -1,0 +1,44 @@
+#pragma once
+// What Fairway's Kafka clients share: a client configuration built from KafkaLogOptions, the
+// classes of broker errors the clients handle alike, and the cluster's admin API. Includes
+// librdkafka's header: only the .cpp files that talk to Kafka include this one.
+
+#include <librdkafka/rdkafka.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "log/kafka_log.h"
+
+namespace fairway::log {
+
+bool IsUnknownTopic(rd_kafka_resp_err_t err);
+
+// The client's view of a partition's leader is out of date (an election moved it).
+bool IsStaleLeader(rd_kafka_resp_err_t err);
+
+// A client configuration: bootstrap.servers and Fairway's `settings`, then the operator's
+// client properties (options.client_properties); librdkafka's log lines go to Fairway's log.
+// InvalidArgument names a property librdkafka refuses.
+Result<rd_kafka_conf_t*> NewConf(const KafkaLogOptions& options,
+                                 std::vector<std::pair<std::string, std::string>> settings);
+
+// The cluster's admin API (CreateTopics, DeleteTopics) through the client `rk` (not owned).
+class ClusterTopicAdmin final : public KafkaTopicAdmin {
+ public:
+  ClusterTopicAdmin(rd_kafka_t* rk, int replication_factor, int64_t timeout_ms)
+      : rk_(rk), replication_factor_(replication_factor), timeout_ms_(timeout_ms) {}
+
+  Status CreateTopic(const std::string& topic, uint32_t partitions, int64_t retention_ms) override;
+  Status DeleteTopic(const std::string& topic) override;
+
+ private:
+  rd_kafka_t* rk_;
+  int replication_factor_;
+  int64_t timeout_ms_;
+};
+
+}  // namespace fairway::log

@@ -382,6 +382,79 @@ void WriteBatch::Clear() { impl_->batch.Clear(); }
 size_t WriteBatch::Count() const { return static_cast<size_t>(impl_->batch.Count()); }
 size_t WriteBatch::ByteSize() const { return impl_->batch.GetDataSize(); }
 
+namespace {
+
+// Turns a native batch's records back into WriteBatch::Op, for column families 1..64 (ours).
+class OpVisitor final : public rocksdb::WriteBatch::Handler {
+ public:
+  explicit OpVisitor(const std::function<void(const WriteBatch::Op&)>* fn) : fn_(fn) {}
+  rocksdb::Status PutCF(uint32_t id, const rocksdb::Slice& k, const rocksdb::Slice& v) override {
+    return Emit(WriteBatch::OpType::kPut, id, k, v);
+  }
+  rocksdb::Status DeleteCF(uint32_t id, const rocksdb::Slice& k) override {
+    return Emit(WriteBatch::OpType::kDelete, id, k, {});
+  }
+  rocksdb::Status MergeCF(uint32_t id, const rocksdb::Slice& k, const rocksdb::Slice& v) override {
+    return Emit(WriteBatch::OpType::kMerge, id, k, v);
+  }
+  rocksdb::Status DeleteRangeCF(uint32_t id, const rocksdb::Slice& b,
+                                const rocksdb::Slice& e) override {
+    return Emit(WriteBatch::OpType::kDeleteRange, id, b, e);
+  }
+  rocksdb::Status SingleDeleteCF(uint32_t id, const rocksdb::Slice& k) override {
+    return Emit(WriteBatch::OpType::kDelete, id, k, {});
+  }
+
+ private:
+  rocksdb::Status Emit(WriteBatch::OpType type, uint32_t id, const rocksdb::Slice& k,
+                       const rocksdb::Slice& v) {
+    if (id == 0 || id > 64) return rocksdb::Status::Corruption("unknown column family");
+    if (fn_ != nullptr) {
+      (*fn_)(WriteBatch::Op{type, id - 1, std::string_view(k.data(), k.size()),
+                            std::string_view(v.data(), v.size())});
+    }
+    return rocksdb::Status::OK();
+  }
+  const std::function<void(const WriteBatch::Op&)>* fn_;
+};
+
+}  // namespace
+
+void WriteBatch::ForEach(const std::function<void(const Op&)>& fn) const {
+  OpVisitor visitor(&fn);
+  impl_->batch.Iterate(&visitor).PermitUncheckedError();
+}
+
+void WriteBatch::Add(const Op& op) {
+  switch (op.type) {
+    case OpType::kPut:
+      Put(op.cf, op.key, op.value);
+      break;
+    case OpType::kDelete:
+      Delete(op.cf, op.key);
+      break;
+    case OpType::kMerge:
+      Merge(op.cf, op.key, op.value);
+      break;
+    case OpType::kDeleteRange:
+      DeleteRange(op.cf, op.key, op.value);
+      break;
+  }
+}
+
+std::string WriteBatch::Data() const { return impl_->batch.Data(); }
+
+Result<WriteBatch> WriteBatch::FromData(std::string data) {
+  // The fixed header: 8-byte sequence number and 4-byte count.
+  if (data.size() < 12) return InvalidArgument("a write batch is at least 12 bytes");
+  WriteBatch b;
+  b.impl_->batch = rocksdb::WriteBatch(std::move(data));
+  OpVisitor visitor(nullptr);
+  rocksdb::Status s = b.impl_->batch.Iterate(&visitor);
+  if (!s.ok()) return InvalidArgument("not a write batch: " + s.ToString());
+  return b;
+}
+
 Status RocksStore::Write(WriteBatch& batch, bool sync) {
   int pending = injected_failures_.load();
   while (pending > 0) {

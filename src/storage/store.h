@@ -107,6 +107,23 @@ class WriteBatch {
   size_t Count() const;
   size_t ByteSize() const;
 
+  // One write of a batch, as ForEach shows it. For kDeleteRange, `value` is the range's end.
+  enum class OpType { kPut, kDelete, kMerge, kDeleteRange };
+  struct Op {
+    OpType type;
+    ColumnFamily cf;
+    std::string_view key;
+    std::string_view value;
+  };
+  // Calls `fn` for each write, in order; the views last until the batch changes.
+  void ForEach(const std::function<void(const Op&)>& fn) const;
+  // Adds `op` (as ForEach showed it) to this batch.
+  void Add(const Op& op);
+  // The batch's serialized form, and a batch rebuilt from one (InvalidArgument when `data` is
+  // not a whole batch of Fairway's column families).
+  std::string Data() const;
+  static Result<WriteBatch> FromData(std::string data);
+
  private:
   friend struct WriteBatchAccess;  // defined in store.cpp
   struct Impl;

@@ -105,33 +105,6 @@ struct SlotMembership::Impl {
       }
     }
   }
-
-  // The slots topic's partition count, 0 when it does not exist. Asks for every topic's
-  // metadata: a request naming the topic would have a broker with automatic creation create it
-  // with the broker's default count.
-  Result<uint32_t> TopicPartitions() {
-    const rd_kafka_metadata_t* md = nullptr;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(consumer, 1, nullptr, &md,
-                                                static_cast<int>(options.kafka.request_timeout_ms));
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return Unavailable(
-          fmt::format("reading metadata of Kafka topic '{}': {}", topic, rd_kafka_err2str(err)));
-    }
-    uint32_t n = 0;
-    rd_kafka_resp_err_t topic_err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-    for (int i = 0; i < md->topic_cnt; ++i) {
-      if (topic != md->topics[i].topic) continue;
-      topic_err = md->topics[i].err;
-      n = static_cast<uint32_t>(md->topics[i].partition_cnt);
-    }
-    rd_kafka_metadata_destroy(md);
-    if (log::IsUnknownTopic(topic_err)) return 0u;
-    if (topic_err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return Unavailable(fmt::format("reading metadata of Kafka topic '{}': {}", topic,
-                                     rd_kafka_err2str(topic_err)));
-    }
-    return n;
-  }
 };
 
 Result<std::unique_ptr<SlotMembership>> SlotMembership::Join(MembershipOptions options,
@@ -166,29 +139,8 @@ Result<std::unique_ptr<SlotMembership>> SlotMembership::Join(MembershipOptions o
     return InvalidArgument(fmt::format("Kafka client for cluster membership: {}", err));
   }
   rd_kafka_poll_set_consumer(impl->consumer);
-  auto partitions = impl->TopicPartitions();
-  if (!partitions.ok()) return partitions.status();
-  const uint32_t want = impl->options.slots;
-  if (*partitions == 0) {
-    if (!impl->options.kafka.create_topics) {
-      return FailedPrecondition(fmt::format(
-          "Kafka topic '{}' does not exist: create it with {} partitions (cluster.slots), or "
-          "turn kafka.create_topics on",
-          impl->topic, want));
-    }
-    log::ClusterTopicAdmin admin(impl->consumer, impl->options.kafka.replication_factor,
-                                 impl->options.kafka.request_timeout_ms);
-    Status st = admin.CreateTopic(impl->topic, want, 0);
-    if (!st.ok() && st.code() != StatusCode::kAlreadyExists) return st;
-    partitions = impl->TopicPartitions();
-    if (!partitions.ok()) return partitions.status();
-  }
-  if (*partitions != want) {
-    return FailedPrecondition(fmt::format(
-        "Kafka topic '{}' has {} partitions but cluster.slots is {}: every node of a cluster "
-        "must use the topic's count",
-        impl->topic, *partitions, want));
-  }
+  FAIRWAY_RETURN_IF_ERROR(log::EnsureTopic(impl->consumer, impl->options.kafka, impl->topic,
+                                           impl->options.slots, "cluster.slots"));
   rd_kafka_topic_partition_list_t* subscription = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(subscription, impl->topic.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t sub_err = rd_kafka_subscribe(impl->consumer, subscription);

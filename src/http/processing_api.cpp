@@ -156,15 +156,6 @@ HttpResponse Api::HandleClusterAdmin(std::string_view query) {
   std::map<std::string, std::vector<log::ProcessingProgress>> progress;
   for (auto& p : engine_->Progress()) progress[p.tenant.str()].push_back(std::move(p));
 
-  // What the node keeps of a tenant: processing state (engine, campaigns, deliveries), and what
-  // it keeps of the tenant's log (its records on the embedded backend; the dedup window, lead
-  // index and checkpoints on both).
-  static constexpr storage::ColumnFamily kStateFamilies[] = {
-      storage::kEngineState, storage::kEngineOffsets, storage::kDeadLetters,
-      storage::kOutbox,      storage::kEngineMeta,    storage::kCampaigns,
-      storage::kTimers,      storage::kDeliveries,    storage::kCampaignStats};
-  static constexpr storage::ColumnFamily kLogFamilies[] = {
-      storage::kLogBlocks, storage::kLogDedup, storage::kLogLeadIndex, storage::kLogMeta};
   const std::string& node = options_.node_id;
   JsonWriter w;
   w.BeginObject().Key("node").String(node);
@@ -176,8 +167,8 @@ HttpResponse Api::HandleClusterAdmin(std::string_view query) {
     if (storage::Store* store = campaigns_.store) {
       const std::string begin = log::TenantKeyPrefix(t.id), end = log::TenantKeyEnd(t.id);
       uint64_t state_bytes = 0, log_bytes = 0;
-      for (auto cf : kStateFamilies) state_bytes += store->ApproximateBytes(cf, begin, end);
-      for (auto cf : kLogFamilies) log_bytes += store->ApproximateBytes(cf, begin, end);
+      for (auto cf : storage::kTenantStateFamilies) state_bytes += store->ApproximateBytes(cf, begin, end);
+      for (auto cf : storage::kTenantLogFamilies) log_bytes += store->ApproximateBytes(cf, begin, end);
       w.Key("state_bytes").Uint(state_bytes).Key("log_bytes").Uint(log_bytes);
     }
     w.Key("tasks").BeginArray();

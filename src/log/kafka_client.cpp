@@ -112,4 +112,58 @@ Status ClusterTopicAdmin::DeleteTopic(const std::string& topic) {
   return st;
 }
 
+namespace {
+
+// The partition count of `topic`, 0 when it does not exist. Asks for every topic's metadata: a
+// request naming the topic would have a broker with automatic creation create it with the
+// broker's default count.
+Result<uint32_t> TopicPartitions(rd_kafka_t* rk, const std::string& topic, int64_t timeout_ms) {
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, nullptr, &md, static_cast<int>(timeout_ms));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Unavailable(
+        fmt::format("reading metadata of Kafka topic '{}': {}", topic, rd_kafka_err2str(err)));
+  }
+  uint32_t n = 0;
+  rd_kafka_resp_err_t topic_err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    if (topic != md->topics[i].topic) continue;
+    topic_err = md->topics[i].err;
+    n = static_cast<uint32_t>(md->topics[i].partition_cnt);
+  }
+  rd_kafka_metadata_destroy(md);
+  if (IsUnknownTopic(topic_err)) return 0u;
+  if (topic_err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Unavailable(fmt::format("reading metadata of Kafka topic '{}': {}", topic,
+                                   rd_kafka_err2str(topic_err)));
+  }
+  return n;
+}
+
+}  // namespace
+
+Status EnsureTopic(rd_kafka_t* rk, const KafkaLogOptions& options, const std::string& topic,
+                   uint32_t partitions, std::string_view count_key) {
+  FAIRWAY_ASSIGN_OR_RETURN(uint32_t have, TopicPartitions(rk, topic, options.request_timeout_ms));
+  if (have == 0) {
+    if (!options.create_topics) {
+      return FailedPrecondition(fmt::format(
+          "Kafka topic '{}' does not exist: create it with {} partitions ({}), or turn "
+          "kafka.create_topics on",
+          topic, partitions, count_key));
+    }
+    ClusterTopicAdmin admin(rk, options.replication_factor, options.request_timeout_ms);
+    Status st = admin.CreateTopic(topic, partitions, 0);
+    if (!st.ok() && st.code() != StatusCode::kAlreadyExists) return st;
+    FAIRWAY_ASSIGN_OR_RETURN(have, TopicPartitions(rk, topic, options.request_timeout_ms));
+  }
+  if (have != partitions) {
+    return FailedPrecondition(
+        fmt::format("Kafka topic '{}' has {} partitions but {} is {}: every node of a cluster "
+                    "must use the topic's count",
+                    topic, have, count_key, partitions));
+  }
+  return Status::Ok();
+}
+
 }  // namespace fairway::log

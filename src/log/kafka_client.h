@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -40,5 +41,11 @@ class ClusterTopicAdmin final : public KafkaTopicAdmin {
   int replication_factor_;
   int64_t timeout_ms_;
 };
+
+// Makes sure `topic` exists with `partitions` partitions, through the client `rk`: creates it
+// (unlimited retention) when it is missing and options.create_topics is on. FailedPrecondition
+// says what differs, naming the config key `count_key` that sets the count.
+Status EnsureTopic(rd_kafka_t* rk, const KafkaLogOptions& options, const std::string& topic,
+                   uint32_t partitions, std::string_view count_key);
 
 }  // namespace fairway::log

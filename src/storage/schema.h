@@ -43,7 +43,21 @@ enum : ColumnFamily {
   kDeliveries = 12,
   // campaigns: tenant \0 campaign id \0 day(be32) \0 metric -> counter (merge-added).
   kCampaignStats = 13,
+  // cluster: slot(be32) -> where the node's copy of the slot's state stands in the slot's
+  // changelog (cluster/changelog.h).
+  kClusterMeta = 14,
 };
+
+// The families that hold a tenant's processing state (engine, campaigns, deliveries), every key
+// beginning with tenant \0: what moves with a tenant between the nodes of a cluster.
+inline constexpr ColumnFamily kTenantStateFamilies[] = {
+    kEngineState, kEngineOffsets, kDeadLetters, kOutbox,       kEngineMeta,
+    kCampaigns,   kTimers,        kDeliveries,  kCampaignStats};
+
+// The families that hold what a node keeps of a tenant's log (its records on the embedded
+// backend; the dedup window, lead index and checkpoints on both).
+inline constexpr ColumnFamily kTenantLogFamilies[] = {kLogBlocks, kLogDedup, kLogLeadIndex,
+                                                      kLogMeta};
 
 // The column family specs for StoreOptions::column_families, in enum order.
 inline std::vector<ColumnFamilySpec> FairwayColumnFamilies() {
@@ -62,6 +76,7 @@ inline std::vector<ColumnFamilySpec> FairwayColumnFamilies() {
       {.name = "timers"},
       {.name = "deliveries"},
       {.name = "campaign_stats", .counters = true},
+      {.name = "cluster_meta"},
   };
 }
 

@@ -312,6 +312,7 @@ void Engine::Impl::Complete(ItemImpl* raw, Status status) {
     if (committed || dead_lettered) WakeDownstream(s);
     if (!outbox_keys.empty()) {
       outbox_in_flight++;  // counted before the item stops counting, so no idle gap
+      tenant_outbox[s->tenant_id.str()]++;
       emitted = std::move(item->emitted_);
       tenant_config = s->tenant->config;
     }
@@ -359,11 +360,17 @@ void Engine::Impl::ForwardOutbox(const model::TenantConfig& tenant, std::vector<
   // The log may outlive the engine: the callback holds no pointer into it.
   log->Append(std::move(req), [weak = self, store = store, keys = std::move(keys),
                                tenant](Result<log::AppendResult> r) {
-    if (auto impl = weak.lock()) {
-      std::lock_guard lock(impl->mu);
-      impl->outbox_in_flight--;
-      impl->done_cv.notify_all();
-    }
+    // Counted down once the outbox rows are cleared: a release waits for that.
+    auto done = [&weak, &tenant] {
+      if (auto impl = weak.lock()) {
+        std::lock_guard lock(impl->mu);
+        impl->outbox_in_flight--;
+        if (--impl->tenant_outbox[tenant.id.str()] == 0) {
+          impl->tenant_outbox.erase(tenant.id.str());
+        }
+        impl->done_cv.notify_all();
+      }
+    };
     if (!r.ok()) {
       // Stays in the outbox and is sent again (dedup makes a re-send harmless).
       spdlog::warn("engine: appending generated activities of {}: {}", tenant.id.str(),
@@ -374,12 +381,14 @@ void Engine::Impl::ForwardOutbox(const model::TenantConfig& tenant, std::vector<
           if (impl->tenants.contains(tenant.id.str())) impl->outbox_rescans.push_back(tenant);
         });
       }
+      done();
       return;
     }
     storage::WriteBatch batch;
     for (const auto& k : keys) batch.Delete(storage::kOutbox, k);
     Status st = store->Write(batch, false);
     if (!st.ok()) spdlog::warn("engine: clearing outbox of {}: {}", tenant.id.str(), st.ToString());
+    done();
   });
 }
 
@@ -402,6 +411,7 @@ void Engine::Impl::ScanOutbox(const model::TenantConfig& tenant) {
       {
         std::lock_guard lock(mu);
         outbox_in_flight++;
+        tenant_outbox[tenant.id.str()]++;
       }
       ForwardOutbox(tenant, std::move(keys), std::move(activities));
       keys.clear();
@@ -412,6 +422,7 @@ void Engine::Impl::ScanOutbox(const model::TenantConfig& tenant) {
     {
       std::lock_guard lock(mu);
       outbox_in_flight++;
+      tenant_outbox[tenant.id.str()]++;
     }
     ForwardOutbox(tenant, std::move(keys), std::move(activities));
   }

@@ -200,6 +200,7 @@ void Engine::Stop() {
 Status Engine::UpsertTenant(const model::TenantConfig& config) {
   if (config.status == model::TenantStatus::kDeleting) return RemoveTenant(config.id);
   Impl& im = *impl_;
+  if (im.owns && !im.owns(config.id)) return ReleaseTenant(config.id);
   {
     // A new layout adds partitions: every stream's commits wait while they are added.
     std::shared_ptr<Tenant> existing;
@@ -323,8 +324,27 @@ Status Engine::Impl::ReadHighWatermarks(const model::TenantConfig& config, uint3
   return read_status;
 }
 
-Status Engine::RemoveTenant(const TenantId& tenant) {
+void Engine::SetOwnership(std::function<bool(const TenantId&)> owns) {
+  impl_->owns = std::move(owns);
+}
+
+Status Engine::ReleaseTenant(const TenantId& tenant) {
   Impl& im = *impl_;
+  std::shared_ptr<Tenant> t;
+  FAIRWAY_RETURN_IF_ERROR(im.Detach(tenant, &t));
+  if (t == nullptr) return Status::Ok();
+  {
+    // Commits finished with the work they belong to; none is in progress now.
+    std::vector<std::unique_lock<std::mutex>> commit_locks;
+    for (auto& s : t->streams) commit_locks.emplace_back(s->commit_mu);
+  }
+  std::lock_guard lock(im.mu);
+  t->streams.clear();  // breaks the tenant <-> stream cycle
+  return Status::Ok();
+}
+
+Status Engine::Impl::Detach(const TenantId& tenant, std::shared_ptr<Tenant>* out) {
+  Impl& im = *this;
   std::shared_ptr<Tenant> t;
   {
     std::unique_lock lock(im.mu);
@@ -337,7 +357,7 @@ Status Engine::RemoveTenant(const TenantId& tenant) {
       for (auto& s : t->streams) {
         if (s->in_flight_items > 0 || s->fetching) return false;
       }
-      return true;
+      return !im.tenant_outbox.contains(tenant.str());
     });
     for (auto& s : t->streams) {
       s->removed = true;
@@ -353,6 +373,15 @@ Status Engine::RemoveTenant(const TenantId& tenant) {
     im.Unstarve();
     im.done_cv.notify_all();
   }
+  *out = std::move(t);
+  return Status::Ok();
+}
+
+Status Engine::RemoveTenant(const TenantId& tenant) {
+  Impl& im = *impl_;
+  std::shared_ptr<Tenant> t;
+  FAIRWAY_RETURN_IF_ERROR(im.Detach(tenant, &t));
+  if (t == nullptr) return Status::Ok();
   std::string begin = tenant.str();
   begin.push_back('\0');
   std::string end = PrefixEnd(begin);

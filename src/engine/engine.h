@@ -22,6 +22,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -134,6 +135,15 @@ class Engine {
   // Stops processing the tenant, waits for its work in processing, and deletes its offsets,
   // processor state, dead letters and settings.
   Status RemoveTenant(const TenantId& tenant);
+
+  // In a cluster, a node processes only the tenants it owns. With `owns` set, UpsertTenant of a
+  // tenant `owns` refuses releases it instead (when running) and keeps nothing of it. Requires:
+  // before the first UpsertTenant.
+  void SetOwnership(std::function<bool(const TenantId&)> owns);
+  // Stops processing the tenant and waits for its work in processing, keeping everything it
+  // stored (another node, or this one later, resumes from its committed offsets). A no-op for a
+  // tenant not running.
+  Status ReleaseTenant(const TenantId& tenant);
 
   // Turns a processor on or off for one tenant (persisted). Turning it on resumes from the
   // committed offsets.

@@ -421,6 +421,11 @@ struct Engine::Impl {
   ChunkCache chunks;
 
   std::vector<std::unique_ptr<ProcessorSlot>> processors;
+  // Engine::SetOwnership (set before Start, read-only after).
+  std::function<bool(const TenantId&)> owns;
+  // Stops the tenant's streams and waits for its work in processing; *out is the tenant taken
+  // out of the engine (null when it was not running).
+  Status Detach(const TenantId& tenant, std::shared_ptr<Tenant>* out);
 
   std::mutex mu;
   PendingPool pool;                 // guarded by mu
@@ -445,6 +450,8 @@ struct Engine::Impl {
   // Generated activities handed to the log and not yet stored: the engine is not idle while
   // they are on their way (they are more work).
   uint32_t outbox_in_flight = 0;
+  // The same, per tenant (by id): a released tenant's outbox appends finish first.
+  std::unordered_map<std::string, uint32_t> tenant_outbox;
   bool global_starved = false;
 
   // --- setup ---

@@ -121,6 +121,11 @@ class TestProcessor final : public Processor {
     std::lock_guard lock(mu_);
     return seen_.size();
   }
+  size_t CountFor(const std::string& tenant) {
+    std::lock_guard lock(mu_);
+    return static_cast<size_t>(std::count_if(seen_.begin(), seen_.end(),
+                                             [&](const Seen& x) { return x.tenant == tenant; }));
+  }
   std::vector<Seen> seen() {
     std::lock_guard lock(mu_);
     return seen_;
@@ -1347,6 +1352,47 @@ class CountingLog final : public ::fairway::testing::ForwardingLog {
   }
   std::atomic<uint64_t> records_read{0};
 };
+
+TEST_F(EngineTest, AReleasedTenantStopsAndResumesFromItsCommittedOffsets) {
+  auto a = Tenant("alpha", 1, 2);
+  auto b = Tenant("beta", 1, 2);
+  auto proc = std::make_unique<TestProcessor>(Named("p"));
+  TestProcessor* p = proc.get();
+  std::vector<std::unique_ptr<Processor>> processors;
+  processors.push_back(std::move(proc));
+  StartProcessors(std::move(processors), {});
+  std::atomic<bool> owns_beta{false};
+  engine_->SetOwnership([&](const TenantId& t) { return t.str() != "beta" || owns_beta.load(); });
+  ASSERT_OK(engine_->UpsertTenant(a));
+  ASSERT_OK(engine_->UpsertTenant(b));  // not owned: not processed
+  Append(a, 300, 10);
+  Append(b, 200, 10);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  ExpectExactlyOnceInOrder(p->seen(), "alpha", 300);
+  EXPECT_EQ(p->CountFor("beta"), 0u);
+
+  // Released, alpha keeps its offsets and stops; taken again, it goes on from them.
+  ASSERT_OK(engine_->ReleaseTenant(a.id));
+  ASSERT_OK(engine_->ReleaseTenant(a.id));  // again: nothing to do
+  Append(a, 300, 10);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(p->CountFor("alpha"), 300u);
+  ASSERT_OK(engine_->UpsertTenant(a));
+  owns_beta = true;
+  ASSERT_OK(engine_->UpsertTenant(b));
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  ExpectExactlyOnceInOrder(p->seen(), "alpha", 600);
+  ExpectExactlyOnceInOrder(p->seen(), "beta", 200);
+
+  // No longer owned: an upsert releases it.
+  owns_beta = false;
+  ASSERT_OK(engine_->UpsertTenant(b));
+  Append(b, 50, 5);
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(p->CountFor("beta"), 200u);
+  auto status = engine_->GetStatus(b.id);
+  EXPECT_FALSE(status.ok());
+}
 
 TEST_F(EngineTest, TheTenantsProcessorsShareOneReadOfEachStretchOfTheLog) {
   auto a = Tenant("alpha", 1, 2);

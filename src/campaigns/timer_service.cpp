@@ -37,7 +37,7 @@ Status TimerService::Start() {
     }
     std::string tenant(key.substr(0, zero));
     int64_t due = static_cast<int64_t>(DecodeFixed64BE(key.data() + zero + 1));
-    {
+    if (!owns_ || owns_(TenantId(tenant))) {
       std::lock_guard lock(mu_);
       next_due_[tenant] = due;
     }
@@ -60,6 +60,7 @@ void TimerService::Stop() {
 }
 
 void TimerService::Notify(const TenantId& tenant, int64_t due_ms) {
+  if (owns_ && !owns_(tenant)) return;
   {
     std::lock_guard lock(mu_);
     auto [it, inserted] = next_due_.try_emplace(tenant.str(), due_ms);
@@ -76,6 +77,26 @@ Status TimerService::RemoveTenant(const TenantId& tenant) {
   storage::WriteBatch batch;
   batch.DeleteRange(storage::kTimers, TimerTenantPrefix(tenant), TimerTenantEnd(tenant));
   return store_->Write(batch, /*sync=*/true);
+}
+
+void TimerService::SetOwnership(std::function<bool(const TenantId&)> owns) {
+  owns_ = std::move(owns);
+}
+
+void TimerService::ReleaseTenant(const TenantId& tenant) {
+  std::unique_lock lock(mu_);
+  next_due_.erase(tenant.str());
+  idle_cv_.wait(lock, [&] { return releasing_ != tenant.str(); });
+}
+
+Status TimerService::TakeTenant(const TenantId& tenant) {
+  std::string prefix = TimerTenantPrefix(tenant);
+  auto it = store_->NewIterator(storage::kTimers, prefix, TimerTenantEnd(tenant));
+  it->Seek(prefix);
+  FAIRWAY_RETURN_IF_ERROR(it->status());
+  if (!it->Valid() || it->key().size() < prefix.size() + 8) return Status::Ok();
+  Notify(tenant, static_cast<int64_t>(DecodeFixed64BE(it->key().data() + prefix.size())));
+  return Status::Ok();
 }
 
 uint64_t TimerService::released() const {

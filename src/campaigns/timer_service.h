@@ -56,6 +56,14 @@ class TimerService {
   // Deletes a tenant's timers.
   Status RemoveTenant(const TenantId& tenant);
 
+  // In a cluster, a node releases the timers of the tenants it owns only: Start and Notify skip
+  // the others. Requires: before Start.
+  void SetOwnership(std::function<bool(const TenantId&)> owns);
+  // Stops releasing the tenant's timers (waiting for a release in progress); its rows stay.
+  void ReleaseTenant(const TenantId& tenant);
+  // Looks for the tenant's stored timers (the node has just taken it, rows and all).
+  Status TakeTenant(const TenantId& tenant);
+
   // For tests: true once no stored timer is due (by the clock) and nothing is being released;
   // false after `timeout`.
   bool WaitIdle(std::chrono::milliseconds timeout);
@@ -72,6 +80,7 @@ class TimerService {
   const Clock* clock_;
   std::function<std::optional<model::TenantConfig>(const TenantId&)> tenant_config_;
   TimerServiceOptions options_;
+  std::function<bool(const TenantId&)> owns_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -84,6 +84,7 @@ void DeliveryDispatcher::Impl::DrainInbox() {
     if (!notes.empty() || !rems.empty()) idle = false;
   }
   for (const auto& id : notes) {
+    if (owns && !owns(TenantId(id))) continue;  // another node delivers its rows
     auto it = tenants.find(id);
     if (it != tenants.end() && it->second->removal) continue;  // going away
     GetTenant(TenantId(id))->dirty = true;
@@ -94,7 +95,7 @@ void DeliveryDispatcher::Impl::DrainInbox() {
 void DeliveryDispatcher::Impl::BeginRemoval(std::shared_ptr<Removal> r) {
   auto it = tenants.find(r->tenant.str());
   if (it == tenants.end()) {
-    Status st = DeleteTenantRows(r->tenant);
+    Status st = r->keep_rows ? Status::Ok() : DeleteTenantRows(r->tenant);
     r->done.set_value(st);
     return;
   }
@@ -131,8 +132,10 @@ void DeliveryDispatcher::Impl::BeginRemoval(std::shared_ptr<Removal> r) {
       return true;
     });
   };
-  drop(unwritten);
-  drop(outcomes);
+  if (!r->keep_rows) {
+    drop(unwritten);
+    drop(outcomes);
+  }
   removing.push_back(std::move(r));
 }
 
@@ -141,11 +144,21 @@ void DeliveryDispatcher::Impl::FinishRemovals(bool force) {
   for (auto& r : removing) {
     auto it = tenants.find(r->tenant.str());
     Tenant* t = it == tenants.end() ? nullptr : it->second.get();
-    if (t != nullptr && t->in_flight > 0 && !force) {
+    // A release waits for its outcomes to be written too (they name the tenant's rows).
+    const bool unwritten_rows =
+        t != nullptr && r->keep_rows &&
+        (std::ranges::any_of(unwritten, [t](const Outcome& o) { return o.tenant == t; }) ||
+         std::ranges::any_of(outcomes, [t](const Outcome& o) { return o.tenant == t; }));
+    if (t != nullptr && (t->in_flight > 0 || unwritten_rows) && !force) {
       still.push_back(std::move(r));
       continue;
     }
-    Status st = DeleteTenantRows(r->tenant);
+    if (unwritten_rows) {
+      // Stopping: the outcomes not written stay pending on disk, as after a crash.
+      std::erase_if(unwritten, [t](const Outcome& o) { return o.tenant == t; });
+      std::erase_if(outcomes, [t](const Outcome& o) { return o.tenant == t; });
+    }
+    Status st = r->keep_rows ? Status::Ok() : DeleteTenantRows(r->tenant);
     if (t != nullptr && t->removal == r) {
       std::erase(rr, t);
       tenants.erase(it);
@@ -311,7 +324,7 @@ void DeliveryDispatcher::Start() {
   {
     std::lock_guard lock(im.mu);
     im.running = true;
-    for (auto& t : found) im.notified.insert(std::move(t));
+    for (auto& t : found) im.notified.insert(std::move(t));  // (the thread checks ownership)
   }
   im.thread = std::thread([&im] { im.Loop(); });
 }
@@ -339,15 +352,28 @@ void DeliveryDispatcher::Notify(const TenantId& tenant) {
   im.transport.Wakeup();
 }
 
+void DeliveryDispatcher::SetOwnership(std::function<bool(const TenantId&)> owns) {
+  impl_->owns = std::move(owns);
+}
+
 Status DeliveryDispatcher::RemoveTenant(const TenantId& tenant) {
-  Impl& im = *impl_;
+  return impl_->Remove(tenant, /*keep_rows=*/false);
+}
+
+Status DeliveryDispatcher::ReleaseTenant(const TenantId& tenant) {
+  return impl_->Remove(tenant, /*keep_rows=*/true);
+}
+
+Status DeliveryDispatcher::Impl::Remove(const TenantId& tenant, bool keep_rows) {
+  Impl& im = *this;
   std::unique_lock lock(im.mu);
   if (!im.running) {
     // No thread to coordinate with; holding mu keeps Start from racing the delete.
-    return im.DeleteTenantRows(tenant);
+    return keep_rows ? Status::Ok() : im.DeleteTenantRows(tenant);
   }
   auto r = std::make_shared<Removal>();
   r->tenant = tenant;
+  r->keep_rows = keep_rows;
   auto done = r->done.get_future();
   im.removals.push_back(std::move(r));
   im.idle = false;

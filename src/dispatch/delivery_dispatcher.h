@@ -161,6 +161,15 @@ class DeliveryDispatcher {
   // series. Rows enqueued afterwards start afresh. Thread-safe; blocks the caller.
   Status RemoveTenant(const TenantId& tenant);
 
+  // In a cluster, a node delivers the rows of the tenants it owns only: Notify and the recovery
+  // scan skip the others. Requires: before Start.
+  void SetOwnership(std::function<bool(const TenantId&)> owns);
+  // Stops starting the tenant's deliveries and waits for its transfers in flight (at most
+  // request_timeout) and for their outcomes to be written; its rows stay on disk for whoever
+  // delivers them next (a Notify here, once the node owns the tenant again). Thread-safe;
+  // blocks the caller.
+  Status ReleaseTenant(const TenantId& tenant);
+
   // For tests and tools: true once nothing is in flight or queued, no row on disk is due now
   // (next attempt <= clock now) as far as the dispatcher knows after handling every Notify
   // made before the call, and every outcome is written; false if `timeout` (real time) passes

@@ -72,6 +72,9 @@ struct TenantMetrics {
 struct Removal {
   TenantId tenant;
   std::promise<Status> done;
+  // A release (DeliveryDispatcher::ReleaseTenant): the outcomes of transfers in flight are
+  // written, and the rows stay.
+  bool keep_rows = false;
 };
 
 // One tenant's deliveries as the dispatcher thread sees them. Owned by that thread.
@@ -117,6 +120,8 @@ struct DeliveryDispatcher::Impl {
   const DestinationFilter filter;
   std::function<std::optional<std::string>(const TenantId&)> secrets;
   DeliveryListener* listener = nullptr;
+  // DeliveryDispatcher::SetOwnership; empty: every tenant.
+  std::function<bool(const TenantId&)> owns;
   Transport transport;
 
   // --- shared with other threads (mu) ---
@@ -149,6 +154,8 @@ struct DeliveryDispatcher::Impl {
   void BeginRemoval(std::shared_ptr<Removal> r);
   void FinishRemovals(bool force);
   Status DeleteTenantRows(const TenantId& tenant);
+  // RemoveTenant (keep_rows false) and ReleaseTenant (true), from any thread.
+  Status Remove(const TenantId& tenant, bool keep_rows);
   // The tenants with at least one pending row on disk (recovery at Start).
   std::vector<std::string> TenantsWithPendingRows();
 

@@ -101,7 +101,7 @@ size_t DeliveryDispatcher::Impl::CollectCompletions() {
     t->in_flight--;
     t->m.in_flight->Add(-1);
     in_flight--;
-    if (t->removal) {
+    if (t->removal && !t->removal->keep_rows) {
       Release(t, row);  // its rows are about to be deleted
       continue;
     }

@@ -448,6 +448,41 @@ TEST_F(CampaignPipelineTest, DueTimersAreReleasedInChunksAndOnlyWhenDue) {
   EXPECT_EQ(Generated()["campaign_wait_elapsed"], 10);
 }
 
+TEST_F(CampaignPipelineTest, AReleasedTenantsTimersWaitForItsNextOwner) {
+  // A second service over the same store, as a node that takes the tenant over would run one.
+  std::atomic<bool> owns{false};
+  TimerService other(
+      store_.get(), log_.get(), &clock_,
+      [this](const TenantId&) -> std::optional<model::TenantConfig> { return tenant_; });
+  other.SetOwnership([&](const TenantId&) { return owns.load(); });
+  ASSERT_OK(other.Start());
+  storage::WriteBatch batch;
+  for (int i = 0; i < 3; ++i) {
+    Timer t;
+    t.campaign = "c";
+    t.run_id = MakeRunId("c", std::to_string(i));
+    t.step = 1;
+    t.user_id = "u" + std::to_string(i);
+    batch.Put(storage::kTimers,
+              TimerKey(kTenant, clock_.NowMillis() + 1000, LeadId(t.user_id), "c", t.run_id),
+              EncodeTimer(t));
+  }
+  ASSERT_OK(store_->Write(batch, false));
+  timers_->ReleaseTenant(kTenant);
+  other.Notify(kTenant, clock_.NowMillis() + 1000);  // not owned there yet
+  clock_.AdvanceMillis(2000);
+  Settle();
+  ASSERT_TRUE(other.WaitIdle(60s));
+  EXPECT_EQ(TimerRows(), 3u);
+  EXPECT_EQ(other.released(), 0u);
+  owns = true;
+  ASSERT_OK(other.TakeTenant(kTenant));
+  ASSERT_TRUE(other.WaitIdle(60s));
+  EXPECT_EQ(other.released(), 3u);
+  EXPECT_EQ(TimerRows(), 0u);
+  other.Stop();
+}
+
 TEST_F(CampaignPipelineTest, HistoryFiltersCountTheTriggeringActivityAndFilterLogicCombines) {
   Create("third-visit", R"J({"name": "Third pricing visit", "status": "active",
     "triggers": [{"type": "visits_web_page", "url": {"op": "contains", "value": "/pricing"}}],

@@ -643,6 +643,47 @@ TEST_F(DispatchTest, RemoveTenantWaitsForItsTransfersAndDeletesItsRows) {
   EXPECT_TRUE(List(kBeta, false).empty());
 }
 
+TEST_F(DispatchTest, AReleasedTenantsRowsStayForItsNextOwnerAndItsLastOutcomesAreWritten) {
+  std::atomic<bool> owns_acme{true};
+  dispatcher_ = std::make_unique<DeliveryDispatcher>(store_.get(), &clock_, &metrics_, Options());
+  dispatcher_->SetListener(&listener_);
+  dispatcher_->SetOwnership([&](const TenantId& t) { return t != kAcme || owns_acme.load(); });
+  dispatcher_->Start();
+  Delivery later = Webhook("later", "/ok/later");
+  later.next_attempt_ms = clock_.NowMillis() + 60'000;  // not due yet: stays on disk
+  Enqueue(kAcme, {Webhook("s1", "/slow/s1"), later});
+  ASSERT_TRUE(WaitFor([&] { return RequestsTo("/slow/").size() == 1; }));
+  owns_acme = false;
+  auto released = std::async(std::launch::async, [&] { return dispatcher_->ReleaseTenant(kAcme); });
+  // It waits for s1 in flight...
+  EXPECT_EQ(released.wait_for(milliseconds(200)), std::future_status::timeout);
+  Control("/__control/release");
+  ASSERT_EQ(released.wait_for(kWait), std::future_status::ready);
+  ASSERT_OK(released.get());
+  // ...and writes its outcome, so the next owner does not send it again.
+  ASSERT_EQ(listener_.delivered().size(), 1u);
+  auto pending = List(kAcme, false);
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].id, "later");
+  // Not owned: neither a notification nor due time starts it here.
+  clock_.AdvanceMillis(120'000);
+  dispatcher_->Notify(kAcme);
+  ASSERT_TRUE(dispatcher_->WaitIdle(kWait));
+  EXPECT_TRUE(RequestsTo("/ok/later").empty());
+  // Owned again: delivered once.
+  owns_acme = true;
+  dispatcher_->Notify(kAcme);
+  ASSERT_TRUE(WaitFor([&] { return RequestsTo("/ok/later").size() == 1; }));
+  ASSERT_TRUE(dispatcher_->WaitIdle(kWait));
+  EXPECT_TRUE(List(kAcme, false).empty());
+  EXPECT_EQ(RequestsTo("/slow/s1").size(), 1u);
+  // A release of a tenant the dispatcher does not hold, and after Stop, keeps rows too.
+  Enqueue(kBeta, {later});
+  dispatcher_->Stop();
+  ASSERT_OK(dispatcher_->ReleaseTenant(kBeta));
+  EXPECT_EQ(List(kBeta, false).size(), 1u);
+}
+
 TEST_F(DispatchTest, ListPaginatesOldestFirstAndRejectsBadCursors) {
   StartDispatcher();
   std::vector<Delivery> rows;

@@ -285,11 +285,14 @@ Status Engine::UpsertTenant(const model::TenantConfig& config) {
       }
     }
   }
+  // Ownership is checked again where the tenant becomes visible, under the lock a release takes
+  // to find it: a release that began meanwhile either finds the tenant or keeps it out.
+  if (im.owns && !im.owns(config.id)) return Status::Ok();
   // Generated activities a crash left in the outbox go to the log before any new work runs.
   im.ScanOutbox(config);
   {
     std::lock_guard lock(im.mu);
-    if (!im.tenants.emplace(config.id.str(), t).second) {
+    if ((im.owns && !im.owns(config.id)) || !im.tenants.emplace(config.id.str(), t).second) {
       t->streams.clear();
       return Status::Ok();  // added concurrently
     }

@@ -81,12 +81,22 @@ Status AdminResult(rd_kafka_queue_t* queue, int64_t timeout_ms, bool create,
 
 Status ClusterTopicAdmin::CreateTopic(const std::string& topic, uint32_t partitions,
                                       int64_t retention_ms) {
+  return Create(topic, partitions, retention_ms, /*compact=*/false);
+}
+
+Status ClusterTopicAdmin::CreateCompactedTopic(const std::string& topic, uint32_t partitions) {
+  return Create(topic, partitions, 0, /*compact=*/true);
+}
+
+Status ClusterTopicAdmin::Create(const std::string& topic, uint32_t partitions,
+                                 int64_t retention_ms, bool compact) {
   char err[512];
   rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), static_cast<int>(partitions),
                                                   replication_factor_, err, sizeof err);
   if (nt == nullptr) return InvalidArgument(fmt::format("topic '{}': {}", topic, err));
   std::string retention = retention_ms > 0 ? std::to_string(retention_ms) : "-1";
   rd_kafka_NewTopic_set_config(nt, "retention.ms", retention.c_str());
+  if (compact) rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk_);
   rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_CREATETOPICS);
   rd_kafka_AdminOptions_set_request_timeout(opts, static_cast<int>(timeout_ms_), err, sizeof err);
@@ -143,17 +153,18 @@ Result<uint32_t> TopicPartitions(rd_kafka_t* rk, const std::string& topic, int64
 }  // namespace
 
 Status EnsureTopic(rd_kafka_t* rk, const KafkaLogOptions& options, const std::string& topic,
-                   uint32_t partitions, std::string_view count_key) {
+                   uint32_t partitions, std::string_view count_key, bool compacted) {
   FAIRWAY_ASSIGN_OR_RETURN(uint32_t have, TopicPartitions(rk, topic, options.request_timeout_ms));
   if (have == 0) {
     if (!options.create_topics) {
-      return FailedPrecondition(fmt::format(
-          "Kafka topic '{}' does not exist: create it with {} partitions ({}), or turn "
-          "kafka.create_topics on",
-          topic, partitions, count_key));
+      return FailedPrecondition(
+          fmt::format("Kafka topic '{}' does not exist: create it with {} partitions ({}), or turn "
+                      "kafka.create_topics on",
+                      topic, partitions, count_key));
     }
     ClusterTopicAdmin admin(rk, options.replication_factor, options.request_timeout_ms);
-    Status st = admin.CreateTopic(topic, partitions, 0);
+    Status st = compacted ? admin.CreateCompactedTopic(topic, partitions)
+                          : admin.CreateTopic(topic, partitions, 0);
     if (!st.ok() && st.code() != StatusCode::kAlreadyExists) return st;
     FAIRWAY_ASSIGN_OR_RETURN(have, TopicPartitions(rk, topic, options.request_timeout_ms));
   }

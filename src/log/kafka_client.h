@@ -34,18 +34,23 @@ class ClusterTopicAdmin final : public KafkaTopicAdmin {
       : rk_(rk), replication_factor_(replication_factor), timeout_ms_(timeout_ms) {}
 
   Status CreateTopic(const std::string& topic, uint32_t partitions, int64_t retention_ms) override;
+  // The same, with cleanup.policy=compact: Kafka keeps each key's latest record.
+  Status CreateCompactedTopic(const std::string& topic, uint32_t partitions);
   Status DeleteTopic(const std::string& topic) override;
 
  private:
+  Status Create(const std::string& topic, uint32_t partitions, int64_t retention_ms, bool compact);
+
   rd_kafka_t* rk_;
   int replication_factor_;
   int64_t timeout_ms_;
 };
 
 // Makes sure `topic` exists with `partitions` partitions, through the client `rk`: creates it
-// (unlimited retention) when it is missing and options.create_topics is on. FailedPrecondition
-// says what differs, naming the config key `count_key` that sets the count.
+// (unlimited retention; compacted with `compacted`) when it is missing and
+// options.create_topics is on. FailedPrecondition says what differs, naming the config key
+// `count_key` that sets the count.
 Status EnsureTopic(rd_kafka_t* rk, const KafkaLogOptions& options, const std::string& topic,
-                   uint32_t partitions, std::string_view count_key);
+                   uint32_t partitions, std::string_view count_key, bool compacted = false);
 
 }  // namespace fairway::log

@@ -30,9 +30,63 @@ Result<std::unique_ptr<TenantRegistry>> TenantRegistry::Open(storage::Store* sto
 }
 
 Status TenantRegistry::Persist(const TenantConfig& config) {
+  std::string stored = model::TenantToStoredJson(config);
+  if (journal_ != nullptr) {
+    FAIRWAY_ASSIGN_OR_RETURN(int64_t at, journal_->Record(config.id, stored));
+    int64_t& held = positions_[config.id.str()];
+    held = std::max(held, at);
+  }
   storage::WriteBatch b;
-  b.Put(storage::kTenants, config.id.str(), model::TenantToStoredJson(config));
+  b.Put(storage::kTenants, config.id.str(), stored);
   return store_->Write(b, /*sync=*/true);
+}
+
+Result<JournaledChange> TenantRegistry::ApplyJournaled(const TenantId& id,
+                                                       const std::optional<std::string>& stored,
+                                                       int64_t position) {
+  std::lock_guard w(write_mu_);
+  JournaledChange out;
+  auto held = positions_.find(id.str());
+  if (held != positions_.end() && held->second >= position) {
+    std::shared_lock r(mu_);
+    auto it = by_id_.find(id.str());
+    if (it != by_id_.end()) out.config = it->second->config;
+    return out;
+  }
+  std::optional<TenantConfig> config;
+  if (stored) {
+    auto parsed = model::TenantFromStoredJson(*stored);
+    if (!parsed.ok()) {
+      return InvalidArgument(fmt::format("tenant '{}' at journal position {}: {}", id.str(),
+                                         position, parsed.status().message()));
+    }
+    config = std::move(parsed).value();
+    if (config->id != id) {
+      return InvalidArgument(fmt::format("journal position {} is keyed '{}' but holds tenant '{}'",
+                                         position, id.str(), config->id.str()));
+    }
+  }
+  storage::WriteBatch b;
+  if (config) {
+    b.Put(storage::kTenants, id.str(), *stored);
+  } else {
+    b.Delete(storage::kTenants, id.str());
+  }
+  FAIRWAY_RETURN_IF_ERROR(store_->Write(b, /*sync=*/true));
+  positions_[id.str()] = position;
+  std::unique_lock lock(mu_);
+  auto it = by_id_.find(id.str());
+  if (it != by_id_.end()) UnindexKeys(*it->second);
+  if (!config) {
+    if (it != by_id_.end()) by_id_.erase(it);
+  } else {
+    if (it == by_id_.end()) it = by_id_.emplace(id.str(), std::make_unique<Entry>()).first;
+    it->second->config = *config;
+    IndexKeys(it->second.get());
+  }
+  out.applied = true;
+  out.config = std::move(config);
+  return out;
 }
 
 void TenantRegistry::IndexKeys(Entry* e) {
@@ -152,6 +206,11 @@ Result<IssuedKeys> TenantRegistry::RotateKeys(const TenantId& id) {
 
 Status TenantRegistry::Remove(const TenantId& id) {
   std::lock_guard w(write_mu_);
+  if (journal_ != nullptr) {
+    FAIRWAY_ASSIGN_OR_RETURN(int64_t at, journal_->Record(id, std::nullopt));
+    int64_t& held = positions_[id.str()];
+    held = std::max(held, at);
+  }
   storage::WriteBatch b;
   b.Delete(storage::kTenants, id.str());
   FAIRWAY_RETURN_IF_ERROR(store_->Write(b, /*sync=*/true));

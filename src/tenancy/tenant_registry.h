@@ -42,6 +42,24 @@ struct IngestAdmission {
   double retry_after_s = 0;
 };
 
+// Where the nodes of a cluster share tenant changes (cluster/config_topic.h). A registry with a
+// journal records every change there before it stores it.
+class ConfigJournal {
+ public:
+  virtual ~ConfigJournal() = default;
+  // Records the tenant's stored form (model::TenantToStoredJson; nullopt: the tenant is gone)
+  // and returns its position in the journal once it is durable there.
+  virtual Result<int64_t> Record(const TenantId& id, const std::optional<std::string>& stored) = 0;
+};
+
+// What a journaled change did to this node's registry.
+struct JournaledChange {
+  // False when this node already held the same or a later change of the tenant.
+  bool applied = false;
+  // The tenant after the change; nullopt when it is gone.
+  std::optional<model::TenantConfig> config;
+};
+
 class TenantRegistry {
  public:
   // Loads every stored tenant. `store` must use storage::FairwayColumnFamilies().
@@ -70,6 +88,16 @@ class TenantRegistry {
   // Forgets the tenant (after its data has been dropped).
   Status Remove(const TenantId& id);
 
+  // Shares every change through `journal` (not owned; must outlive the registry). Requires:
+  // before any change.
+  void SetJournal(ConfigJournal* journal) { journal_ = journal; }
+  // A change recorded in the journal at `position` (by any node, this one included), in
+  // journal order: stored unless this node already holds a later change of the tenant. The
+  // tenant's token bucket survives a change.
+  Result<JournaledChange> ApplyJournaled(const TenantId& id,
+                                         const std::optional<std::string>& stored,
+                                         int64_t position);
+
   // Ingest path: authenticates a write key, checks the tenant is active and takes `events`
   // tokens from its bucket. Unauthenticated, PermissionDenied (suspended/deleting) or
   // ResourceExhausted (rate; admission.retry_after_s says how long to wait).
@@ -96,7 +124,10 @@ class TenantRegistry {
 
   storage::Store* store_;
   const Clock* clock_;
+  ConfigJournal* journal_ = nullptr;
   std::mutex write_mu_;  // serialises changes (persist + swap)
+  // Guarded by write_mu_: the journal position of the latest change held, per tenant.
+  std::unordered_map<std::string, int64_t> positions_;
   mutable std::shared_mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<Entry>> by_id_;
   std::unordered_map<std::string, Entry*> by_write_hash_;

@@ -1,3 +1,4 @@
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <future>
@@ -128,6 +129,77 @@ TEST_F(TenantRegistryTest, RateLimitPerTenantWithRetryAfter) {
 
 // A partition-count change seals the log's current layout and records it with the tenant; a
 // restart between the log's record and the registry's finds the log's and takes it.
+// A journal in memory: the records in order, as a cluster's config topic would hold them.
+class MemoryJournal final : public ConfigJournal {
+ public:
+  Result<int64_t> Record(const TenantId& id, const std::optional<std::string>& stored) override {
+    if (fail_next_) {
+      fail_next_ = false;
+      return Unavailable("journal down");
+    }
+    records.push_back({id, stored});
+    return static_cast<int64_t>(records.size() - 1);
+  }
+  // Applies every record from `from` to `registry`, as a node's follower does.
+  void Replay(TenantRegistry* registry, size_t from = 0) {
+    for (size_t i = from; i < records.size(); ++i) {
+      ASSERT_OK(
+          registry->ApplyJournaled(records[i].first, records[i].second, static_cast<int64_t>(i)));
+    }
+  }
+  void FailNext() { fail_next_ = true; }
+  std::vector<std::pair<TenantId, std::optional<std::string>>> records;
+
+ private:
+  bool fail_next_ = false;
+};
+
+TEST_F(TenantRegistryTest, AJournaledRegistrysChangesReachAnotherNodesRegistry) {
+  MemoryJournal journal;
+  registry_->SetJournal(&journal);
+  TempDir other_dir;
+  ASSERT_OK_AND_ASSIGN(auto other_store, ::fairway::testing::OpenFairwayStore(other_dir.path()));
+  ASSERT_OK_AND_ASSIGN(auto other, TenantRegistry::Open(other_store.get(), &clock_));
+
+  ASSERT_OK_AND_ASSIGN(auto created, registry_->Create(Config("acme")));
+  ASSERT_OK(registry_->SetStatus(TenantId("acme"), TenantStatus::kSuspended));
+  ASSERT_OK_AND_ASSIGN(auto keys, registry_->RotateKeys(TenantId("acme")));
+  ASSERT_OK(registry_->Create(Config("gone")));
+  ASSERT_OK(registry_->Remove(TenantId("gone")));
+  ASSERT_EQ(journal.records.size(), 5u);
+  EXPECT_FALSE(journal.records[4].second.has_value());  // a removal is a tombstone
+  journal.Replay(other.get());
+
+  ASSERT_OK_AND_ASSIGN(auto acme, other->Get(TenantId("acme")));
+  EXPECT_EQ(acme.status, TenantStatus::kSuspended);
+  EXPECT_TRUE(other->AuthenticateApiKey(keys.api_key).ok());  // the rotated keys, not the first
+  EXPECT_FALSE(other->AuthenticateApiKey(created.keys.api_key).ok());
+  EXPECT_FALSE(other->Get(TenantId("gone")).ok());
+  ASSERT_OK_AND_ASSIGN(auto stored, other_store->Get(storage::kTenants, "acme"));
+  EXPECT_TRUE(stored.has_value());  // stored, so it survives the other node's restart
+
+  // The node that made a change holds it already: reading its own record changes nothing, and
+  // an older record never undoes a newer change.
+  ASSERT_OK_AND_ASSIGN(auto again,
+                       registry_->ApplyJournaled(TenantId("acme"), journal.records[0].second, 0));
+  EXPECT_FALSE(again.applied);
+  EXPECT_EQ(registry_->Get(TenantId("acme"))->status, TenantStatus::kSuspended);
+  ASSERT_OK_AND_ASSIGN(auto own,
+                       registry_->ApplyJournaled(TenantId("acme"), journal.records[2].second, 2));
+  EXPECT_FALSE(own.applied);
+
+  // A change the journal refuses is not made.
+  journal.FailNext();
+  EXPECT_THAT(registry_->SetStatus(TenantId("acme"), TenantStatus::kActive),
+              ::fairway::testing::StatusIs(StatusCode::kUnavailable));
+  EXPECT_EQ(registry_->Get(TenantId("acme"))->status, TenantStatus::kSuspended);
+
+  // A record that is not a tenant is refused, naming its position.
+  auto bad = other->ApplyJournaled(TenantId("x"), std::string("{not json"), 99);
+  EXPECT_THAT(bad, ::fairway::testing::StatusIs(StatusCode::kInvalidArgument,
+                                                ::testing::HasSubstr("position 99")));
+}
+
 TEST(TenantLayoutTest, PartitionChangeSealsTheCurrentLayout) {
   ::fairway::testing::StoreAndLog env;
   ASSERT_OK(env.Open());

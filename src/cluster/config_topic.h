@@ -1,0 +1,57 @@
+#pragma once
+// ConfigTopic: how the nodes of a cluster share tenants. The compacted topic
+// `<prefix>__config` (one partition) holds each tenant's stored configuration keyed by its id,
+// and a tombstone once it is gone. A node records its tenant changes there before storing them
+// (TenantRegistry's journal), and follows the topic, applying every node's changes to its own
+// registry in topic order: the last change recorded wins, on every node alike. Each node
+// remembers how far it has read (column family cluster_meta), so a restart reads on from there.
+//
+// Thread-safe.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/ids.h"
+#include "common/status.h"
+#include "log/kafka_log.h"
+#include "storage/store.h"
+#include "tenancy/tenant_registry.h"
+
+namespace fairway::cluster {
+
+class ConfigTopic final : public tenancy::ConfigJournal {
+ public:
+  // Told of each change applied to the registry (on the follower's thread, in topic order).
+  using ChangeListener =
+      std::function<void(const TenantId& tenant, const tenancy::JournaledChange& change)>;
+
+  // Creates the topic when it is missing and kafka.create_topics is on. `local` keeps the
+  // follower's position; it and `registry` must outlive the topic.
+  static Result<std::unique_ptr<ConfigTopic>> Open(const log::KafkaLogOptions& kafka,
+                                                   storage::Store* local,
+                                                   tenancy::TenantRegistry* registry);
+  ~ConfigTopic() override;
+
+  Result<int64_t> Record(const TenantId& id, const std::optional<std::string>& stored) override;
+
+  // Starts applying the topic's records after this node's position to the registry and returns
+  // once every record there at the call is applied (Unavailable if that takes longer than
+  // `timeout`). Call once.
+  Status Follow(ChangeListener listener, std::chrono::milliseconds timeout);
+  // The position up to which this node has applied the topic.
+  int64_t Applied() const;
+
+  static std::string TopicFor(std::string_view prefix);
+
+  struct Impl;
+
+ private:
+  explicit ConfigTopic(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fairway::cluster

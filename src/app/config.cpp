@@ -282,6 +282,36 @@ const std::vector<Key>& Keys() {
          c->node_id = v;
          return Status::Ok();
        }},
+      {"cluster.enabled", "FAIRWAY_CLUSTER_ENABLED", "false",
+       "Run as one node of a cluster (needs log.backend = 'kafka'): the nodes share tenants "
+       "through the topic '<topic_prefix>__config', split the slots of "
+       "'<topic_prefix>__slots' in one consumer group, and each processes the tenants of its "
+       "slots, whose state follows them through '<topic_prefix>__changelog' "
+       "(docs/distributed.md).",
+       [](const std::string& v, Config* c) {
+         return ParseBool("cluster.enabled", v, &c->cluster_enabled);
+       }},
+      {"cluster.slots", "FAIRWAY_CLUSTER_SLOTS", "64",
+       "Slots of a cluster, the unit of placement: partitions of the slots and changelog "
+       "topics. Fixed for the cluster's life; every node must use the same. 1 to 4096.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<uint32_t>("cluster.slots", v, 1, 4096, &c->cluster_slots);
+       }},
+      {"cluster.session_timeout_ms", "FAIRWAY_CLUSTER_SESSION_TIMEOUT_MS", "6000",
+       "A node silent this long (it died, or lost the network) leaves the cluster and its slots "
+       "move to the others. Kafka brokers accept 6000-1800000 by default.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<int>("cluster.session_timeout_ms", v, 1000, 3'600'000,
+                                 &c->cluster_session_timeout_ms);
+       }},
+      {"cluster.append_poll_ms", "FAIRWAY_CLUSTER_APPEND_POLL_MS", "100",
+       "How often a node asks Kafka for the ends of its tenants' partitions, to find the "
+       "activities other nodes ingested: the most such activities wait before processing "
+       "starts. 10 to 10000.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<int>("cluster.append_poll_ms", v, 10, 10'000,
+                                 &c->cluster_append_poll_ms);
+       }},
       {"kafka.progress_interval_ms", "FAIRWAY_KAFKA_PROGRESS_INTERVAL_MS", "5000",
        "How often each processor's progress is committed as the offsets of the consumer group "
        "'<topic_prefix>processing.<processor>', so that Kafka's consumer-lag tools show how far "
@@ -506,6 +536,9 @@ Result<Config> LoadConfig(const std::string& path) {
   }
   if (c.log.backend == log::kKafkaBackend && c.log.kafka.brokers.empty()) {
     return InvalidArgument("config key 'kafka.brokers' is required when log.backend is 'kafka'");
+  }
+  if (c.cluster_enabled && c.log.backend != log::kKafkaBackend) {
+    return InvalidArgument("config key 'cluster.enabled' needs log.backend = 'kafka'");
   }
   return c;
 }

@@ -34,6 +34,11 @@ struct Config {
   std::string node_id;
   // How often processing progress is committed to Kafka's consumer groups (0: never).
   int64_t kafka_progress_interval_ms = 5000;
+  // A cluster of nodes on the Kafka backend (cluster/): slots, membership and changelog.
+  bool cluster_enabled = false;
+  uint32_t cluster_slots = 64;
+  int cluster_session_timeout_ms = 6000;
+  int cluster_append_poll_ms = 100;
 };
 
 // Reads `path` (if not empty) then the FAIRWAY_* environment. Errors name the key.

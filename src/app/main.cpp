@@ -21,10 +21,14 @@
 #include <iostream>
 #include <thread>
 
+#include "app/cluster_node.h"
 #include "app/config.h"
 #include "campaigns/campaign_processor.h"
 #include "campaigns/campaign_stats.h"
 #include "campaigns/timer_service.h"
+#include "cluster/changelog.h"
+#include "cluster/config_topic.h"
+#include "cluster/slot_membership.h"
 #include "common/crypto.h"
 #include "dispatch/delivery_dispatcher.h"
 #include "engine/engine.h"
@@ -186,18 +190,46 @@ int Serve(Config config) {
     return 1;
   }
   log::ActivityLog& log = *opened_log->log;
+  // In a cluster, tenants are shared through the config topic, and every write of a tenant's
+  // processing state goes through the changelog of its slot (docs/distributed.md).
+  std::string node_id = config.node_id;
+  if (node_id.empty()) {
+    char host[256] = {};
+    node_id = ::gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "fairway";
+  }
+  std::unique_ptr<cluster::Changelog> changelog;
+  std::unique_ptr<cluster::ConfigTopic> config_topic;
+  storage::Store* state_store = store->get();
+  if (config.cluster_enabled) {
+    auto opened = cluster::Changelog::Open(
+        {.kafka = config.log.kafka, .node_id = node_id, .slots = config.cluster_slots},
+        store->get());
+    if (!opened.ok()) {
+      spdlog::error("cluster changelog: {}", opened.status().ToString());
+      return 1;
+    }
+    changelog = std::move(opened).value();
+    state_store = changelog->store();
+    auto topic = cluster::ConfigTopic::Open(config.log.kafka, store->get(), tenants->get());
+    if (!topic.ok()) {
+      spdlog::error("cluster config topic: {}", topic.status().ToString());
+      return 1;
+    }
+    config_topic = std::move(topic).value();
+    (*tenants)->SetJournal(config_topic.get());
+  }
   // The engine subscribes to the log before the log's writer starts, so it hears of every
-  // append; it processes every tenant the registry knows.
-  identity::LeadStore leads(store->get());
-  campaigns::CampaignRegistry campaign_registry(store->get(), clock);
+  // append; it processes every tenant the registry knows (in a cluster, of the slots it owns).
+  identity::LeadStore leads(state_store);
+  campaigns::CampaignRegistry campaign_registry(state_store, clock);
   auto tenant_config =
       [registry = tenants->get()](const TenantId& id) -> std::optional<model::TenantConfig> {
     auto t = registry->Get(id);
     if (!t.ok()) return std::nullopt;
     return *t;
   };
-  campaigns::TimerService timers(store->get(), &log, clock, tenant_config);
-  dispatch::DeliveryDispatcher dispatcher(store->get(), clock, &metrics, config.dispatch);
+  campaigns::TimerService timers(state_store, &log, clock, tenant_config);
+  dispatch::DeliveryDispatcher dispatcher(state_store, clock, &metrics, config.dispatch);
   campaigns::DeliveryStatsRecorder delivery_stats(clock);
   dispatcher.SetListener(&delivery_stats);
   dispatcher.SetSigningSecrets(
@@ -209,7 +241,7 @@ int Serve(Config config) {
         }
         return s->webhook_secret;
       });
-  engine::Engine engine(store->get(), &log, clock, &metrics, config.engine);
+  engine::Engine engine(state_store, &log, clock, &metrics, config.engine);
   engine.AddProcessor(std::make_unique<identity::LeadProcessor>(
       identity::LeadProcessorOptions{.metrics = &metrics}));
   campaigns::CampaignProcessorOptions cpo;
@@ -227,18 +259,36 @@ int Serve(Config config) {
   ao.admin_token = *token;
   ao.tenant_defaults = config.tenant_defaults;
   ao.metrics_token = config.metrics_token;
-  ao.node_id = config.node_id;
-  if (ao.node_id.empty()) {
-    char host[256] = {};
-    ao.node_id = ::gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "fairway";
-  }
+  ao.node_id = node_id;
   // Twice the fair-share capacity stays within the log's queue, so ingest meets 429 per tenant
   // before anyone meets the log's overload 503.
   ao.ingest_queue_events = std::min(config.ingest_queue_events,
                                     std::max<size_t>(1, config.log.embedded.max_queued_events / 2));
   http::Api api(ao, tenants->get(), &log, opened_log->index, &engine, &leads, clock, &metrics);
-  api.SetCampaignServices({&campaign_registry, &timers, &dispatcher, store->get()});
-  api.SetReadinessCheck([store = store->get(), &log]() -> Status {
+  api.SetCampaignServices({&campaign_registry, &timers, &dispatcher, state_store});
+  std::unique_ptr<ClusterNode> cluster_node;
+  if (config.cluster_enabled) {
+    cluster_node = std::make_unique<ClusterNode>(
+        ClusterServices{
+            .tenants = tenants->get(),
+            .changelog = changelog.get(),
+            .engine = &engine,
+            .dispatcher = &dispatcher,
+            .timers = &timers,
+            .metrics = &metrics,
+            .delete_state = [&api](const TenantId& t) { return api.DeleteTenantState(t); }},
+        config.cluster_slots);
+    auto owns = [node = cluster_node.get()](const TenantId& t) { return node->Owns(t); };
+    api.SetClusterView({.slots = config.cluster_slots,
+                        .slot_of = [slots = config.cluster_slots](
+                                       const TenantId& t) { return cluster::SlotOf(t, slots); },
+                        .active_slots = [node = cluster_node.get()] { return node->ActiveSlots(); },
+                        .owns = owns});
+    engine.SetOwnership(owns);
+    dispatcher.SetOwnership(owns);
+    timers.SetOwnership(owns);
+  }
+  api.SetReadinessCheck([store = store->get(), &log, node = cluster_node.get()]() -> Status {
     auto health = store->Health();
     if (!health.writable) {
       std::string why = "storage refuses writes: " + health.reason;
@@ -247,8 +297,21 @@ int Serve(Config config) {
       }
       return Unavailable(std::move(why));
     }
+    if (node != nullptr) FAIRWAY_RETURN_IF_ERROR(node->Ready());
     return log.Health();
   });
+  if (config_topic) {
+    // Every tenant change any node recorded, before anything runs on the registry.
+    Status st = config_topic->Follow(
+        [node = cluster_node.get()](const TenantId& t, const tenancy::JournaledChange& change) {
+          node->OnTenantChange(t, change);
+        },
+        std::chrono::seconds(60));
+    if (!st.ok()) {
+      spdlog::error("cluster config topic: {}", st.ToString());
+      return 1;
+    }
+  }
   if (Status st = api.ResumeDeletions(); !st.ok()) {
     spdlog::error("finishing interrupted tenant deletions: {}", st.ToString());
     return 1;
@@ -267,6 +330,23 @@ int Serve(Config config) {
       std::chrono::seconds(config.retention_interval_seconds),
       [registry = tenants->get(), &log, clock] { RetentionPass(registry, &log, clock); });
   retention.Start();
+  // In a cluster, other nodes ingest the tenants this node processes: their ends are polled.
+  bool poll_failing = false;
+  PeriodicService foreign_appends(
+      std::chrono::milliseconds(config.cluster_append_poll_ms),
+      [&log, registry = tenants->get(), node = cluster_node.get(), &poll_failing] {
+        std::vector<std::pair<TenantId, uint32_t>> owned;
+        for (const auto& t : registry->List()) {
+          if (t.status != model::TenantStatus::kDeleting && node->Owns(t.id)) {
+            owned.emplace_back(t.id, t.log_partitions());
+          }
+        }
+        Status st = log.PollForeignAppends(owned);
+        if (!st.ok() && !poll_failing) spdlog::warn("cluster: {}", st.ToString());
+        if (st.ok() && poll_failing) spdlog::info("cluster: polling partition ends works again");
+        poll_failing = !st.ok();
+      });
+  if (cluster_node) foreign_appends.Start();
   bool progress_failing = false;
   const bool publish_progress =
       config.log.backend == log::kKafkaBackend && config.kafka_progress_interval_ms > 0;
@@ -278,9 +358,33 @@ int Serve(Config config) {
     return 1;
   }
   dispatcher.Start();
+  std::unique_ptr<cluster::SlotMembership> membership;
+  if (cluster_node) {
+    auto joined = cluster::SlotMembership::Join(
+        {.kafka = config.log.kafka,
+         .node_id = node_id,
+         .slots = config.cluster_slots,
+         .session_timeout_ms = config.cluster_session_timeout_ms,
+         .heartbeat_interval_ms = std::max(100, config.cluster_session_timeout_ms / 6)},
+        cluster_node.get());
+    if (!joined.ok()) {
+      spdlog::error("cluster membership: {}", joined.status().ToString());
+      timers.Stop();
+      dispatcher.Stop();
+      engine.Stop();
+      log.Stop();
+      return 1;
+    }
+    membership = std::move(joined).value();
+  }
   http::HttpServer server(config.server, &api);
   if (Status st = server.Start(); !st.ok()) {
     spdlog::error("{}", st.message());
+    if (membership) {
+      cluster_node->Stop();
+      membership->Leave();
+    }
+    foreign_appends.Stop();
     retention.Stop();
     progress.Stop();
     follow_layouts.Stop();
@@ -314,6 +418,13 @@ int Serve(Config config) {
   // Stop everything that can still answer a request (and so holds connections) before the
   // server, which owns the connections' event loop, is destroyed at the end of this scope.
   server.Stop();
+  if (membership) {
+    // Hands every slot over cleanly (its work finished, its state in the changelog) before
+    // anything stops, so the other nodes take them at once.
+    cluster_node->Stop();
+    membership->Leave();
+  }
+  foreign_appends.Stop();
   retention.Stop();
   progress.Stop();
   follow_layouts.Stop();

@@ -47,8 +47,10 @@ void Engine::Impl::WatchdogPass(int64_t now_ns) {
     if (t->removing) continue;
     for (auto& sp : t->streams) {
       Stream* s = sp.get();
-      if (s->progress != s->watchdog_progress || !ExpectsProgress(s, now_ns) ||
-          s->breaker.state == Breaker::State::kOpen) {
+      // (A stream the watchdog has not seen yet starts its watch now: a tenant that arrives
+      // with a backlog has ready work before it has had a chance to dispatch any.)
+      if (s->watchdog_since_ns == 0 || s->progress != s->watchdog_progress ||
+          !ExpectsProgress(s, now_ns) || s->breaker.state == Breaker::State::kOpen) {
         s->watchdog_progress = s->progress;
         s->watchdog_since_ns = now_ns;
         continue;

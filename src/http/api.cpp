@@ -256,6 +256,16 @@ Status Api::DeleteTenant(const TenantId& id) {
   if (!marked.ok() && marked.status().code() != StatusCode::kFailedPrecondition) {
     return marked.status();  // (already deleting is fine: finish the job)
   }
+  FAIRWAY_RETURN_IF_ERROR(DeleteTenantState(id));
+  FAIRWAY_RETURN_IF_ERROR(log_->DropTenant(id));
+  FAIRWAY_RETURN_IF_ERROR(tenants_->Remove(id));
+  metrics_->RemoveSeriesWithLabel("tenant", id.str());
+  std::lock_guard lock(tenant_metrics_mu_);
+  tenant_metrics_.erase(id.str());
+  return Status::Ok();
+}
+
+Status Api::DeleteTenantState(const TenantId& id) {
   // Processing stops first (waiting for work in progress), so nothing writes state after it
   // is deleted.
   FAIRWAY_RETURN_IF_ERROR(engine_->RemoveTenant(id));
@@ -265,11 +275,6 @@ Status Api::DeleteTenant(const TenantId& id) {
   if (campaigns_.store) {
     FAIRWAY_RETURN_IF_ERROR(campaigns::RemoveCampaignStats(campaigns_.store, id));
   }
-  FAIRWAY_RETURN_IF_ERROR(log_->DropTenant(id));
-  FAIRWAY_RETURN_IF_ERROR(tenants_->Remove(id));
-  metrics_->RemoveSeriesWithLabel("tenant", id.str());
-  std::lock_guard lock(tenant_metrics_mu_);
-  tenant_metrics_.erase(id.str());
   return Status::Ok();
 }
 

@@ -80,6 +80,16 @@ class Api final : public Handler {
   // tenant's campaigns, timers, deliveries and statistics. Before serving.
   void SetCampaignServices(CampaignServices services) { campaigns_ = services; }
 
+  // In a cluster: the slots and which tenants this node owns, for GET /admin/v1/cluster.
+  struct ClusterView {
+    uint32_t slots = 0;
+    std::function<uint32_t(const TenantId&)> slot_of;
+    std::function<std::vector<uint32_t>()> active_slots;
+    std::function<bool(const TenantId&)> owns;
+  };
+  // Before serving.
+  void SetClusterView(ClusterView view) { cluster_ = std::move(view); }
+
   // /readyz answers 200 only after this.
   void SetReady(bool ready) { ready_ = ready; }
   // Once ready, /readyz also asks `check`: a non-OK status answers 503 with its message as the
@@ -88,6 +98,10 @@ class Api final : public Handler {
 
   // Finishes deleting tenants left in the `deleting` state (by a crash mid-delete).
   Status ResumeDeletions();
+  // Deletes what this node keeps of a tenant being deleted: its processing state, timers,
+  // deliveries, campaigns and their statistics (in a cluster, the owner of the tenant's slot
+  // does this when it learns of the deletion). Not its log, nor its registry entry.
+  Status DeleteTenantState(const TenantId& id);
   // Queues, behind the admin operations in progress, a pass that gives every tenant the
   // partition layouts its log has recorded and the registry has not (a partition-count change
   // cut short: its seal failed or timed out, or the process stopped), and processing with them.
@@ -147,6 +161,7 @@ class Api final : public Handler {
   engine::Engine* engine_;
   identity::LeadStore* leads_;
   CampaignServices campaigns_;
+  ClusterView cluster_;
   const Clock* clock_;
   MetricsRegistry* metrics_;
   std::atomic<bool> ready_{false};

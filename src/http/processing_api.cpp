@@ -157,18 +157,38 @@ HttpResponse Api::HandleClusterAdmin(std::string_view query) {
   for (auto& p : engine_->Progress()) progress[p.tenant.str()].push_back(std::move(p));
 
   const std::string& node = options_.node_id;
+  const bool clustered = cluster_.slots > 0;
   JsonWriter w;
   w.BeginObject().Key("node").String(node);
   w.Key("nodes").BeginArray().BeginObject().Key("id").String(node).Key("self").Bool(true);
+  if (clustered) {
+    w.Key("slots").BeginArray();
+    for (uint32_t s : cluster_.active_slots()) w.Uint(s);
+    w.EndArray();
+  }
   w.EndObject().EndArray();
+  if (clustered) w.Key("slots").Uint(cluster_.slots);
   w.Key("data").BeginArray();
   for (const auto& t : tenants) {
-    w.BeginObject().Key("tenant").String(t.id.str()).Key("owner").String(node);
+    // In a cluster another node may own the tenant: this one knows only that it does not.
+    const bool here = !clustered || cluster_.owns(t.id);
+    auto owner = [&] {
+      if (here) {
+        w.String(node);
+      } else {
+        w.Null();
+      }
+    };
+    w.BeginObject().Key("tenant").String(t.id.str()).Key("owner");
+    owner();
+    if (clustered) w.Key("slot").Uint(cluster_.slot_of(t.id));
     if (storage::Store* store = campaigns_.store) {
       const std::string begin = log::TenantKeyPrefix(t.id), end = log::TenantKeyEnd(t.id);
       uint64_t state_bytes = 0, log_bytes = 0;
-      for (auto cf : storage::kTenantStateFamilies) state_bytes += store->ApproximateBytes(cf, begin, end);
-      for (auto cf : storage::kTenantLogFamilies) log_bytes += store->ApproximateBytes(cf, begin, end);
+      for (auto cf : storage::kTenantStateFamilies)
+        state_bytes += store->ApproximateBytes(cf, begin, end);
+      for (auto cf : storage::kTenantLogFamilies)
+        log_bytes += store->ApproximateBytes(cf, begin, end);
       w.Key("state_bytes").Uint(state_bytes).Key("log_bytes").Uint(log_bytes);
     }
     w.Key("tasks").BeginArray();
@@ -178,7 +198,8 @@ HttpResponse Api::HandleClusterAdmin(std::string_view query) {
     for (uint32_t p = 0; p < partitions; ++p) {
       uint64_t high = 0;
       for (const auto& s : streams) high = std::max(high, p < s.high.size() ? s.high[p] : 0);
-      w.BeginObject().Key("partition").Uint(p).Key("owner").String(node);
+      w.BeginObject().Key("partition").Uint(p).Key("owner");
+      owner();
       if (auto at = log_->Locate(t.id, p)) {
         w.Key("topic").String(at->topic).Key("topic_partition").Uint(at->partition);
       }

@@ -185,6 +185,13 @@ class ActivityLog {
   // Tells `listener` about every commit from now on (consumers wake up on it instead of
   // polling). One listener; set it before appends start.
   virtual void SetAppendListener(AppendListener listener) = 0;
+
+  // Looks for records that other writers (the other nodes of a cluster) appended to the first
+  // `partitions` log partitions of each tenant, and tells the listener of the partitions whose
+  // end moved. The embedded log has no other writer: nothing to do.
+  virtual Status PollForeignAppends(const std::vector<std::pair<TenantId, uint32_t>>& tenants) {
+    return Status::Ok();
+  }
 };
 
 struct ActivityQuery {

@@ -518,6 +518,47 @@ void KafkaLog::FailNextAppends(int n) {
 
 void KafkaLog::SetAppendListener(AppendListener listener) { impl_->listener = std::move(listener); }
 
+Status KafkaLog::PollForeignAppends(const std::vector<std::pair<TenantId, uint32_t>>& tenants) {
+  Impl& im = *impl_;
+  // (tenant, log partition) of each entry of the request's list, in order.
+  std::vector<std::pair<const TenantId*, uint32_t>> names;
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(64);
+  for (const auto& [tenant, partitions] : tenants) {
+    for (uint32_t p = 0; p < partitions; ++p) {
+      auto placement = im.PartitionPlacement(tenant, p);
+      if (!placement.ok() || !*placement) continue;
+      rd_kafka_topic_partition_t* tp = rd_kafka_topic_partition_list_add(
+          list, (*placement)->topic.c_str(), static_cast<int32_t>(p - (*placement)->first));
+      tp->offset = RD_KAFKA_OFFSET_END;  // as a timestamp: the partition's end offset
+      names.emplace_back(&tenant, p);
+    }
+  }
+  Status st;
+  if (!names.empty()) {
+    rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(
+        im.reader, list, static_cast<int>(im.options.request_timeout_ms));
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      st = Unavailable(fmt::format("asking Kafka for partition ends: {}", rd_kafka_err2str(err)));
+    }
+  }
+  std::vector<PartitionAdvance> advances;
+  if (st.ok()) {
+    std::lock_guard lock(im.advance_mu);
+    for (int i = 0; i < list->cnt; ++i) {
+      const rd_kafka_topic_partition_t& tp = list->elems[i];
+      if (tp.err != RD_KAFKA_RESP_ERR_NO_ERROR || tp.offset < 0) continue;
+      const auto& [tenant, p] = names[static_cast<size_t>(i)];
+      uint64_t& last = im.reported[PartitionKey(*tenant, p)];
+      if (static_cast<uint64_t>(tp.offset) <= last) continue;
+      last = static_cast<uint64_t>(tp.offset);
+      advances.push_back({*tenant, PartitionId(p), Offset(last)});
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  if (im.listener && !advances.empty()) im.listener(advances);
+  return st;
+}
+
 Result<std::vector<model::PartitionLayout>> KafkaLog::Impl::LoadLayouts(const TenantId& tenant) {
   FAIRWAY_ASSIGN_OR_RETURN(auto v, store->Get(storage::kLogMeta, LayoutsKey(tenant)));
   if (!v) return std::vector<model::PartitionLayout>{};
@@ -1269,7 +1310,10 @@ Result<std::vector<LogEntry>> KafkaLog::Read(const TenantId& tenant, PartitionId
   std::vector<LogEntry> out;
   if (max_records == 0) return out;
   std::vector<TailCache::Block> cached;
-  if (im.tail.Read(PartitionKey(tenant, partition.value()), from.value(), max_records, &cached)) {
+  // The tail cache holds this node's own appends only: where it has nothing from `from` on,
+  // records another node appended may be there, and the brokers are asked.
+  if (im.tail.Read(PartitionKey(tenant, partition.value()), from.value(), max_records, &cached) &&
+      !cached.empty()) {
     im.tail_reads->Add();
     std::string scratch;
     std::vector<std::string_view> records;

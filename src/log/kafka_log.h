@@ -100,6 +100,8 @@ class KafkaLog final : public ActivityLog, public ActivityIndex {
   Status DropTenant(const TenantId& tenant) override;
   Status ReopenTenant(const TenantId& tenant) override;
   void SetAppendListener(AppendListener listener) override;
+  // Asks the brokers for the end offsets of every partition named, in one request per broker.
+  Status PollForeignAppends(const std::vector<std::pair<TenantId, uint32_t>>& tenants) override;
   // A new layout is a new topic, "<topic>.<n>" for the tenant's n-th layout after its first
   // (created like the first when kafka.create_topics is on). Kafka's own partition growth is
   // not used: it would move keys between a topic's partitions under its consumers.

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <string>
 
 namespace fairway::testing {
 
@@ -18,6 +19,11 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  // For looking into a failed run (servers' logs, stores): FAIRWAY_KEEP_TEST_DIRS=1 keeps them.
+  if (const char* keep = std::getenv("FAIRWAY_KEEP_TEST_DIRS"); keep && std::string(keep) == "1") {
+    std::fprintf(stderr, "kept %s\n", path_.c_str());
+    return;
+  }
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }

@@ -1,0 +1,80 @@
+#pragma once
+// ClusterNode: what one node of a cluster does when its slots change (docs/distributed.md).
+//
+// - Taking a slot: the changelog restores the slot's state (fencing earlier owners); then the
+//   slot is active: its tenants' processing, timers and deliveries start here.
+// - Releasing a slot: it stops being active first (nothing starts anew for its tenants), then
+//   the tenants' processing, timers and deliveries stop, waiting for work in progress, whose
+//   writes still reach the changelog; then the changelog hands the slot over.
+// - A tenant change from the config topic reaches the engine (which runs only tenants this
+//   node owns), and a deletion removes the owner's state of the tenant.
+//
+// Thread-safe: slot changes arrive on the membership's thread, tenant changes on the config
+// topic's, questions from anywhere.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "campaigns/timer_service.h"
+#include "cluster/changelog.h"
+#include "cluster/slot_membership.h"
+#include "common/metrics.h"
+#include "dispatch/delivery_dispatcher.h"
+#include "engine/engine.h"
+#include "tenancy/tenant_registry.h"
+
+namespace fairway::app {
+
+struct ClusterServices {
+  tenancy::TenantRegistry* tenants = nullptr;
+  cluster::Changelog* changelog = nullptr;
+  engine::Engine* engine = nullptr;
+  dispatch::DeliveryDispatcher* dispatcher = nullptr;
+  campaigns::TimerService* timers = nullptr;
+  MetricsRegistry* metrics = nullptr;
+  // Deletes what the node keeps of a tenant being deleted (Api::DeleteTenantState).
+  std::function<Status(const TenantId&)> delete_state;
+};
+
+class ClusterNode final : public cluster::SlotListener {
+ public:
+  ClusterNode(ClusterServices services, uint32_t slots);
+
+  // Whether this node runs `tenant`'s work now: its slot is taken and not being released.
+  bool Owns(const TenantId& tenant) const;
+  // Unavailable until the node has joined the cluster and while it restores a slot.
+  Status Ready() const;
+  // The slots active here, ascending.
+  std::vector<uint32_t> ActiveSlots() const;
+
+  void OnAssigned(const std::vector<uint32_t>& slots) override;
+  void OnRevoked(const std::vector<uint32_t>& slots, bool lost) override;
+  // A change of the config topic (ConfigTopic's listener).
+  void OnTenantChange(const TenantId& tenant, const tenancy::JournaledChange& change);
+  // Stops retrying a slot that cannot be restored (shutdown).
+  void Stop() { stopping_ = true; }
+
+ private:
+  std::vector<model::TenantConfig> TenantsOf(uint32_t slot) const;
+  void Take(uint32_t slot);
+  void Release(uint32_t slot, bool lost);
+
+  ClusterServices s_;
+  const uint32_t slots_;
+  mutable std::mutex mu_;
+  std::vector<bool> active_;         // guarded by mu_
+  bool joined_ = false;              // guarded by mu_
+  std::vector<uint32_t> restoring_;  // guarded by mu_
+  std::atomic<bool> stopping_{false};
+  Gauge* owned_gauge_;
+  Counter* taken_;
+  Counter* released_;
+  Counter* restored_bytes_;
+  Histogram* restore_seconds_;
+};
+
+}  // namespace fairway::app

@@ -265,6 +265,15 @@ Status Api::DeleteTenant(const TenantId& id) {
   return Status::Ok();
 }
 
+Status Api::CheckProcessedHere(const TenantId& tenant) const {
+  if (cluster_.slots == 0 || cluster_.owns(tenant)) return Status::Ok();
+  return FailedPrecondition(fmt::format(
+      "tenant '{}' is processed by another node of this cluster (slot {}), which holds its "
+      "leads, campaigns and processing state: send this request to that node (GET "
+      "/admin/v1/cluster on a node lists the slots it processes)",
+      tenant.str(), cluster_.slot_of(tenant)));
+}
+
 Status Api::DeleteTenantState(const TenantId& id) {
   // Processing stops first (waiting for work in progress), so nothing writes state after it
   // is deleted.
@@ -436,6 +445,7 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
     }
     if (action.starts_with("processing") || action.starts_with("dead-letters")) {
       if (auto t = tenants_->Get(id); !t.ok()) return respond(Error(t.status()));
+      if (Status st = CheckProcessedHere(id); !st.ok()) return respond(Error(st));
       return respond(HandleProcessingAdmin(id, action, method, query, body));
     }
     respond(Error(NotFound(fmt::format("no admin route {} /admin/v1/tenants{}", method, rest))));

@@ -162,6 +162,9 @@ class Api final : public Handler {
   identity::LeadStore* leads_;
   CampaignServices campaigns_;
   ClusterView cluster_;
+  // In a cluster: FailedPrecondition naming the tenant's slot unless this node processes the
+  // tenant (its leads, campaigns and processing state live on the node that does).
+  Status CheckProcessedHere(const TenantId& tenant) const;
   const Clock* clock_;
   MetricsRegistry* metrics_;
   std::atomic<bool> ready_{false};

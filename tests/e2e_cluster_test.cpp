@@ -285,6 +285,14 @@ TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
     }
   }
 
+  {
+    // A partition change would record the layout in one node's store only: refused for now.
+    TestClient admin(nodes[1]->WaitUrl());
+    auto r =
+        admin.Request("PATCH", "/admin/v1/tenants/t0", R"({"partitions":8})", {BearerAuth(kToken)});
+    EXPECT_EQ(r.status, 409) << r.body;
+    EXPECT_NE(r.body.find("partitions"), std::string::npos) << r.body;
+  }
   // Each tenant's campaign goes to the node that processes it: a tenant's definitions live with
   // its state (another node refuses, naming the slot).
   for (int t = 0; t < kTenants; ++t) {

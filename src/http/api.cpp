@@ -410,8 +410,16 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
         // was cut short) is taken before the change, and again after a failed one, so that
         // processing follows the log.
         (void)FollowLogLayouts(id);
-        auto updated =
-            tenants_->Update(id, body, [this](const model::TenantConfig& t, uint32_t count) {
+        auto updated = tenants_->Update(
+            id, body,
+            [this](const model::TenantConfig& t, uint32_t count) -> Result<std::vector<uint64_t>> {
+              if (cluster_.slots > 0) {
+                // The layouts are recorded in the store of the node that starts them, which
+                // the node processing the tenant does not read.
+                return FailedPrecondition(
+                    "field 'partitions': a tenant's partition count cannot change in a cluster "
+                    "yet (docs/distributed.md)");
+              }
               auto ends = log_->StartLayout(t, count);
               if (ends.ok()) {
                 spdlog::info("tenant '{}': {} partitions from partition {} after {} from {}",

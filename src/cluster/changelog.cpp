@@ -390,22 +390,15 @@ Result<std::unique_ptr<Changelog>> Changelog::Open(ChangelogOptions options,
                     {"client.id", "fairway-changelog"}}));
   rd_kafka_conf_set_dr_msg_cb(
       pconf, [](rd_kafka_t*, const rd_kafka_message_t* m, void*) { Impl::OnDelivery(m); });
-  char err[512];
-  impl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
-  if (impl->producer == nullptr) {
-    rd_kafka_conf_destroy(pconf);
-    return InvalidArgument(fmt::format("Kafka client for the changelog: {}", err));
-  }
+  FAIRWAY_ASSIGN_OR_RETURN(impl->producer,
+                           log::NewClient(RD_KAFKA_PRODUCER, pconf, "the changelog"));
   FAIRWAY_ASSIGN_OR_RETURN(
       rd_kafka_conf_t * rconf,
       log::NewConf(options.kafka, {{"enable.partition.eof", "false"},
                                    {"fetch.wait.max.ms", "20"},
                                    {"client.id", "fairway-changelog-reader"}}));
-  impl->reader = rd_kafka_new(RD_KAFKA_CONSUMER, rconf, err, sizeof err);
-  if (impl->reader == nullptr) {
-    rd_kafka_conf_destroy(rconf);
-    return InvalidArgument(fmt::format("Kafka client for the changelog: {}", err));
-  }
+  FAIRWAY_ASSIGN_OR_RETURN(impl->reader,
+                           log::NewClient(RD_KAFKA_CONSUMER, rconf, "the changelog's restores"));
   FAIRWAY_RETURN_IF_ERROR(
       log::EnsureTopic(impl->producer, options.kafka, impl->topic, options.slots, "cluster.slots"));
   impl->produce_topic = rd_kafka_topic_new(impl->producer, impl->topic.c_str(), nullptr);

@@ -131,21 +131,14 @@ Result<std::unique_ptr<ConfigTopic>> ConfigTopic::Open(const log::KafkaLogOption
     ack->done = true;
     ack->cv.notify_all();
   });
-  char err[512];
-  impl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
-  if (impl->producer == nullptr) {
-    rd_kafka_conf_destroy(pconf);
-    return InvalidArgument(fmt::format("Kafka client for the config topic: {}", err));
-  }
+  FAIRWAY_ASSIGN_OR_RETURN(impl->producer,
+                           log::NewClient(RD_KAFKA_PRODUCER, pconf, "the config topic"));
   FAIRWAY_ASSIGN_OR_RETURN(rd_kafka_conf_t * rconf,
                            log::NewConf(kafka, {{"enable.partition.eof", "false"},
                                                 {"fetch.wait.max.ms", "100"},
                                                 {"client.id", "fairway-config-reader"}}));
-  impl->reader = rd_kafka_new(RD_KAFKA_CONSUMER, rconf, err, sizeof err);
-  if (impl->reader == nullptr) {
-    rd_kafka_conf_destroy(rconf);
-    return InvalidArgument(fmt::format("Kafka client for the config topic: {}", err));
-  }
+  FAIRWAY_ASSIGN_OR_RETURN(impl->reader,
+                           log::NewClient(RD_KAFKA_CONSUMER, rconf, "the config topic's reads"));
   FAIRWAY_RETURN_IF_ERROR(
       log::EnsureTopic(impl->producer, kafka, impl->topic, 1, "its partition count", true));
   impl->produce_topic = rd_kafka_topic_new(impl->producer, impl->topic.c_str(), nullptr);

@@ -132,12 +132,8 @@ Result<std::unique_ptr<SlotMembership>> SlotMembership::Join(MembershipOptions o
   rd_kafka_conf_set_rebalance_cb(
       *conf, [](rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
                 void* opaque) { static_cast<Impl*>(opaque)->OnRebalance(rk, err, parts); });
-  char err[512];
-  impl->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, *conf, err, sizeof err);
-  if (impl->consumer == nullptr) {
-    rd_kafka_conf_destroy(*conf);
-    return InvalidArgument(fmt::format("Kafka client for cluster membership: {}", err));
-  }
+  FAIRWAY_ASSIGN_OR_RETURN(impl->consumer,
+                           log::NewClient(RD_KAFKA_CONSUMER, *conf, "cluster membership"));
   rd_kafka_poll_set_consumer(impl->consumer);
   FAIRWAY_RETURN_IF_ERROR(log::EnsureTopic(impl->consumer, impl->options.kafka, impl->topic,
                                            impl->options.slots, "cluster.slots"));

@@ -45,6 +45,16 @@ Result<rd_kafka_conf_t*> NewConf(const KafkaLogOptions& options,
   return conf;
 }
 
+Result<rd_kafka_t*> NewClient(rd_kafka_type_t type, rd_kafka_conf_t* conf, std::string_view what) {
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);  // kept by rd_kafka_new only when it succeeds
+    return InvalidArgument(fmt::format("Kafka client for {}: {}", what, err));
+  }
+  return rk;
+}
+
 namespace {
 
 // Waits for the result of one admin call on `queue`.

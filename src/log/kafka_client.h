@@ -27,6 +27,10 @@ bool IsStaleLeader(rd_kafka_resp_err_t err);
 Result<rd_kafka_conf_t*> NewConf(const KafkaLogOptions& options,
                                  std::vector<std::pair<std::string, std::string>> settings);
 
+// A client of `type` with `conf`, which it takes (destroyed when the client cannot be made).
+// InvalidArgument names `what` and librdkafka's reason.
+Result<rd_kafka_t*> NewClient(rd_kafka_type_t type, rd_kafka_conf_t* conf, std::string_view what);
+
 // The cluster's admin API (CreateTopics, DeleteTopics) through the client `rk` (not owned).
 class ClusterTopicAdmin final : public KafkaTopicAdmin {
  public:

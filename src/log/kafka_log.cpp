@@ -267,7 +267,6 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::Open(KafkaLogOptions options, storag
   const KafkaLogOptions& o = impl->options;
   impl->store = store;
   impl->clock = clock;
-  char err[512];
   FAIRWAY_ASSIGN_OR_RETURN(
       rd_kafka_conf_t * pconf,
       NewConf(o, {{"enable.idempotence", "true"},
@@ -282,11 +281,8 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::Open(KafkaLogOptions options, storag
   rd_kafka_conf_set_dr_msg_cb(pconf, [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     static_cast<Impl*>(opaque)->OnDelivery(m);
   });
-  impl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
-  if (impl->producer == nullptr) {
-    rd_kafka_conf_destroy(pconf);  // kept by rd_kafka_new only when it succeeds
-    return InvalidArgument(fmt::format("Kafka producer: {}", err));
-  }
+  FAIRWAY_ASSIGN_OR_RETURN(impl->producer,
+                           NewClient(RD_KAFKA_PRODUCER, pconf, "the log's appends"));
   // Reads fetch only below the high watermark and stop at it: small queues, short waits.
   FAIRWAY_ASSIGN_OR_RETURN(rd_kafka_conf_t * rconf,
                            NewConf(o, {{"enable.partition.eof", "false"},
@@ -298,11 +294,7 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::Open(KafkaLogOptions options, storag
                                        {"fetch.error.backoff.ms", "50"},
                                        {"reconnect.backoff.ms", "50"},
                                        {"reconnect.backoff.max.ms", "1000"}}));
-  impl->reader = rd_kafka_new(RD_KAFKA_CONSUMER, rconf, err, sizeof err);
-  if (impl->reader == nullptr) {
-    rd_kafka_conf_destroy(rconf);
-    return InvalidArgument(fmt::format("Kafka consumer: {}", err));
-  }
+  FAIRWAY_ASSIGN_OR_RETURN(impl->reader, NewClient(RD_KAFKA_CONSUMER, rconf, "the log's reads"));
   if (admin != nullptr) {
     impl->admin = admin;
   } else if (o.create_topics) {
@@ -423,12 +415,9 @@ Result<rd_kafka_t*> KafkaLog::Impl::ProgressClient(const std::string& group) {
                                              {"allow.auto.create.topics", "false"},
                                              {"reconnect.backoff.ms", "50"},
                                              {"reconnect.backoff.max.ms", "1000"}}));
-  char err[512];
-  rd_kafka_t* client = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-  if (client == nullptr) {
-    rd_kafka_conf_destroy(conf);
-    return InvalidArgument(fmt::format("Kafka consumer of group '{}': {}", group, err));
-  }
+  FAIRWAY_ASSIGN_OR_RETURN(
+      rd_kafka_t * client,
+      NewClient(RD_KAFKA_CONSUMER, conf, fmt::format("the progress group '{}'", group)));
   progress_clients.emplace(group, client);
   return client;
 }

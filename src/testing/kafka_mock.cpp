@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <librdkafka/rdkafka.h>
 
+#include <atomic>
 #include <string>
 
 namespace fairway::testing {
@@ -15,6 +16,16 @@ KafkaMockCluster::KafkaMockCluster(int brokers)
     status_ = Internal(
         fmt::format("{} exited before printing its bootstrap servers", FAIRWAY_KAFKA_MOCK_BIN));
   }
+}
+
+KafkaMockCluster& KafkaMockCluster::Shared() {
+  static auto* cluster = new KafkaMockCluster(3);  // never destroyed: its child dies with us
+  return *cluster;
+}
+
+std::string KafkaMockCluster::FreshTopicPrefix(std::string_view stem) {
+  static std::atomic<int> next{0};
+  return fmt::format("{}{}.", stem, next++);
 }
 
 Status KafkaMockCluster::Command(const std::string& line) {

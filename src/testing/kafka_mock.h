@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -50,6 +51,12 @@ class KafkaMockCluster {
 
   // Sends one command line of fairway_kafka_mock and returns its answer as a Status.
   Status Command(const std::string& line);
+
+  // One three-broker cluster for a whole test binary (starting one takes a moment): its tests
+  // keep apart by topic prefix (FreshTopicPrefix).
+  static KafkaMockCluster& Shared();
+  // A topic prefix no other caller in this process got: `stem` followed by a number and '.'.
+  static std::string FreshTopicPrefix(std::string_view stem);
 
  private:
   ChildProcess child_;

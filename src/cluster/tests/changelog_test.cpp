@@ -22,15 +22,8 @@ using ::fairway::testing::TempDir;
 
 constexpr uint32_t kSlots = 4;
 
-KafkaMockCluster& Cluster() {
-  static auto* cluster = new KafkaMockCluster(3);
-  return *cluster;
-}
-
-std::string FreshPrefix() {
-  static std::atomic<int> next{0};
-  return fmt::format("c{}.", next++);
-}
+KafkaMockCluster& Cluster() { return KafkaMockCluster::Shared(); }
+std::string FreshPrefix() { return KafkaMockCluster::FreshTopicPrefix("c"); }
 
 // A node: its own store, and its changelog over it.
 struct Node {

@@ -21,15 +21,8 @@ using ::fairway::testing::KafkaMockCluster;
 using ::fairway::testing::TempDir;
 using namespace std::chrono_literals;
 
-KafkaMockCluster& Cluster() {
-  static auto* cluster = new KafkaMockCluster(3);
-  return *cluster;
-}
-
-std::string FreshPrefix() {
-  static std::atomic<int> next{0};
-  return fmt::format("g{}.", next++);
-}
+KafkaMockCluster& Cluster() { return KafkaMockCluster::Shared(); }
+std::string FreshPrefix() { return KafkaMockCluster::FreshTopicPrefix("g"); }
 
 log::KafkaLogOptions Kafka(const std::string& prefix) {
   log::KafkaLogOptions o;

@@ -23,15 +23,8 @@ using ::testing::HasSubstr;
 
 constexpr auto kWait = std::chrono::seconds(60);
 
-KafkaMockCluster& Cluster() {
-  static auto* cluster = new KafkaMockCluster(3);
-  return *cluster;
-}
-
-std::string FreshPrefix() {
-  static std::atomic<int> next{0};
-  return fmt::format("m{}.", next++);
-}
+KafkaMockCluster& Cluster() { return KafkaMockCluster::Shared(); }
+std::string FreshPrefix() { return KafkaMockCluster::FreshTopicPrefix("m"); }
 
 // Every node's slots as its listener heard them; tests wait on it for a state of the group.
 class Group {

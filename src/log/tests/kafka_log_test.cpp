@@ -35,18 +35,8 @@ using ::fairway::testing::KafkaMockCluster;
 using ::fairway::testing::StatusIs;
 using ::testing::HasSubstr;
 
-// One mock cluster for the whole binary: starting one takes a moment, and every test uses
-// topics of its own.
-KafkaMockCluster& Cluster() {
-  static auto* cluster = new KafkaMockCluster(3);
-  return *cluster;
-}
-
-// A fresh topic prefix per log, so tests never see each other's records.
-std::string FreshPrefix() {
-  static std::atomic<int> next{0};
-  return fmt::format("t{}.", next++);
-}
+KafkaMockCluster& Cluster() { return KafkaMockCluster::Shared(); }
+std::string FreshPrefix() { return KafkaMockCluster::FreshTopicPrefix("t"); }
 
 // Creates topics in the mock cluster, which has no CreateTopics; deletions (which it cannot do
 // either) are recorded.

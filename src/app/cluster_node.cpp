@@ -4,8 +4,11 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/json.hpp>
 #include <chrono>
 #include <thread>
+
+#include "common/json_writer.h"
 
 namespace fairway::app {
 
@@ -13,6 +16,7 @@ ClusterNode::ClusterNode(ClusterServices services, uint32_t slots)
     : s_(std::move(services)),
       slots_(slots),
       active_(slots, false),
+      owners_(slots),
       owned_gauge_(s_.metrics->GetGauge("fairway_cluster_slots_owned",
                                         "Slots this node owns and processes now.")),
       taken_(s_.metrics->GetCounter("fairway_cluster_slots_taken_total",
@@ -97,6 +101,7 @@ void ClusterNode::Take(uint32_t slot) {
   }
   taken_->Add();
   owned_gauge_->Add(1);
+  PublishOwner(slot, restored->epoch);
   // The tenants as they are now (a change meanwhile reached the registry first).
   for (const auto& t : TenantsOf(slot)) {
     if (t.status == model::TenantStatus::kDeleting) {
@@ -144,6 +149,63 @@ void ClusterNode::Release(uint32_t slot, bool lost) {
     released_->Add();
     owned_gauge_->Add(-1);
   }
+}
+
+void ClusterNode::PublishOwner(uint32_t slot, int64_t epoch) {
+  std::string url;
+  {
+    std::lock_guard lock(mu_);
+    url = url_;
+    // Known at once here (the topic's copy comes back later).
+    if (epoch >= owners_[slot].epoch) owners_[slot] = {s_.node_id, url, epoch};
+  }
+  if (url.empty() || s_.config_topic == nullptr) return;  // published once the address is set
+  JsonWriter w;
+  w.BeginObject().Key("node").String(s_.node_id).Key("url").String(url).Key("epoch").Int(epoch);
+  w.EndObject();
+  if (Status st = s_.config_topic->PublishSlotOwner(slot, w.Take()); !st.ok()) {
+    spdlog::warn("cluster: publishing the owner of slot {}: {}", slot, st.ToString());
+  }
+}
+
+void ClusterNode::SetAdvertisedUrl(std::string url) {
+  std::vector<std::pair<uint32_t, int64_t>> mine;
+  {
+    std::lock_guard lock(mu_);
+    url_ = std::move(url);
+    for (uint32_t s = 0; s < slots_; ++s) {
+      if (active_[s]) mine.emplace_back(s, owners_[s].epoch);
+    }
+  }
+  for (auto [slot, epoch] : mine) PublishOwner(slot, epoch);
+}
+
+void ClusterNode::OnSlotOwner(uint32_t slot, std::string_view value) {
+  if (slot >= slots_) return;
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(value, ec);
+  const boost::json::object* o = ec ? nullptr : v.if_object();
+  const boost::json::value* node = o ? o->if_contains("node") : nullptr;
+  const boost::json::value* url = o ? o->if_contains("url") : nullptr;
+  const boost::json::value* epoch = o ? o->if_contains("epoch") : nullptr;
+  if (!node || !node->is_string() || !url || !url->is_string() || !epoch || !epoch->is_int64()) {
+    spdlog::warn("cluster: slot {} owner record is not one: skipped", slot);
+    return;
+  }
+  std::lock_guard lock(mu_);
+  Owner& owner = owners_[slot];
+  if (epoch->as_int64() < owner.epoch) return;  // an older owner's late record
+  owner = {std::string(node->as_string()), std::string(url->as_string()), epoch->as_int64()};
+  spdlog::info("cluster: slot {} is processed by node {} ({})", slot, owner.node, owner.url);
+}
+
+std::optional<std::string> ClusterNode::OwnerUrl(const TenantId& tenant) const {
+  const uint32_t slot = cluster::SlotOf(tenant, slots_);
+  std::lock_guard lock(mu_);
+  if (active_[slot]) return std::nullopt;
+  const Owner& o = owners_[slot];
+  if (o.url.empty() || o.node == s_.node_id) return std::nullopt;
+  return o.url;
 }
 
 void ClusterNode::OnTenantChange(const TenantId& tenant, const tenancy::JournaledChange& change) {

@@ -16,11 +16,14 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "campaigns/timer_service.h"
 #include "cluster/changelog.h"
+#include "cluster/config_topic.h"
 #include "cluster/slot_membership.h"
 #include "common/metrics.h"
 #include "dispatch/delivery_dispatcher.h"
@@ -38,6 +41,10 @@ struct ClusterServices {
   MetricsRegistry* metrics = nullptr;
   // Deletes what the node keeps of a tenant being deleted (Api::DeleteTenantState).
   std::function<Status(const TenantId&)> delete_state;
+  // Where the slots' owners are published (null: nowhere).
+  cluster::ConfigTopic* config_topic = nullptr;
+  // This node's name.
+  std::string node_id;
 };
 
 class ClusterNode final : public cluster::SlotListener {
@@ -58,10 +65,25 @@ class ClusterNode final : public cluster::SlotListener {
   // Stops retrying a slot that cannot be restored (shutdown).
   void Stop() { stopping_ = true; }
 
+  // The address other nodes forward this node's tenants' requests to; publishes this node as
+  // the owner of the slots it has (and, from now on, of each slot it takes).
+  void SetAdvertisedUrl(std::string url);
+  // A slot owner record of the config topic (ConfigTopic's slot owner listener).
+  void OnSlotOwner(uint32_t slot, std::string_view value);
+  // The address of the node that processes `tenant`, when another node does and it is known.
+  std::optional<std::string> OwnerUrl(const TenantId& tenant) const;
+
  private:
   std::vector<model::TenantConfig> TenantsOf(uint32_t slot) const;
   void Take(uint32_t slot);
   void Release(uint32_t slot, bool lost);
+  void PublishOwner(uint32_t slot, int64_t epoch);
+
+  // Who owns each slot, as the owners published it: the latest epoch wins.
+  struct Owner {
+    std::string node, url;
+    int64_t epoch = -1;
+  };
 
   ClusterServices s_;
   const uint32_t slots_;
@@ -69,6 +91,8 @@ class ClusterNode final : public cluster::SlotListener {
   std::vector<bool> active_;         // guarded by mu_
   bool joined_ = false;              // guarded by mu_
   std::vector<uint32_t> restoring_;  // guarded by mu_
+  std::vector<Owner> owners_;        // guarded by mu_
+  std::string url_;                  // guarded by mu_
   std::atomic<bool> stopping_{false};
   Gauge* owned_gauge_;
   Counter* taken_;

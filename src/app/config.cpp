@@ -304,6 +304,19 @@ const std::vector<Key>& Keys() {
          return ParseNumber<int>("cluster.session_timeout_ms", v, 1000, 3'600'000,
                                  &c->cluster_session_timeout_ms);
        }},
+      {"cluster.advertised_url", "FAIRWAY_CLUSTER_ADVERTISED_URL", "(the listen address)",
+       "Where the other nodes of a cluster reach this node to forward requests about the "
+       "tenants it processes, e.g. http://10.0.0.5:8080. Default: the listen address, with the "
+       "node id as host when listening on all interfaces. All nodes need the same admin_token.",
+       [](const std::string& v, Config* c) {
+         if (!v.empty() && !v.starts_with("http://") && !v.starts_with("https://")) {
+           return InvalidArgument(
+               "config key 'cluster.advertised_url' must start with http:// or https://");
+         }
+         c->cluster_advertised_url = v;
+         while (c->cluster_advertised_url.ends_with('/')) c->cluster_advertised_url.pop_back();
+         return Status::Ok();
+       }},
       {"cluster.append_poll_ms", "FAIRWAY_CLUSTER_APPEND_POLL_MS", "100",
        "How often a node asks Kafka for the ends of its tenants' partitions, to find the "
        "activities other nodes ingested: the most such activities wait before processing "

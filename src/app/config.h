@@ -39,6 +39,7 @@ struct Config {
   uint32_t cluster_slots = 64;
   int cluster_session_timeout_ms = 6000;
   int cluster_append_poll_ms = 100;
+  std::string cluster_advertised_url;
 };
 
 // Reads `path` (if not empty) then the FAIRWAY_* environment. Errors name the key.

@@ -276,14 +276,18 @@ int Serve(Config config) {
             .dispatcher = &dispatcher,
             .timers = &timers,
             .metrics = &metrics,
-            .delete_state = [&api](const TenantId& t) { return api.DeleteTenantState(t); }},
+            .delete_state = [&api](const TenantId& t) { return api.DeleteTenantState(t); },
+            .config_topic = config_topic.get(),
+            .node_id = node_id},
         config.cluster_slots);
     auto owns = [node = cluster_node.get()](const TenantId& t) { return node->Owns(t); };
     api.SetClusterView({.slots = config.cluster_slots,
                         .slot_of = [slots = config.cluster_slots](
                                        const TenantId& t) { return cluster::SlotOf(t, slots); },
                         .active_slots = [node = cluster_node.get()] { return node->ActiveSlots(); },
-                        .owns = owns});
+                        .owns = owns,
+                        .owner_url = [node = cluster_node.get()](
+                                         const TenantId& t) { return node->OwnerUrl(t); }});
     engine.SetOwnership(owns);
     dispatcher.SetOwnership(owns);
     timers.SetOwnership(owns);
@@ -301,6 +305,10 @@ int Serve(Config config) {
     return log.Health();
   });
   if (config_topic) {
+    config_topic->SetSlotOwnerListener(
+        [node = cluster_node.get()](uint32_t slot, std::string_view value) {
+          node->OnSlotOwner(slot, value);
+        });
     // Every tenant change any node recorded, before anything runs on the registry.
     Status st = config_topic->Follow(
         [node = cluster_node.get()](const TenantId& t, const tenancy::JournaledChange& change) {
@@ -395,9 +403,17 @@ int Serve(Config config) {
     return 1;
   }
   api.SetReady(true);
-  std::string url =
-      fmt::format("{}://{}:{}", config.server.tls_cert_file.empty() ? "http" : "https",
-                  config.server.host, server.port());
+  const char* scheme = config.server.tls_cert_file.empty() ? "http" : "https";
+  std::string url = fmt::format("{}://{}:{}", scheme, config.server.host, server.port());
+  if (cluster_node) {
+    // Where the other nodes forward requests about this node's tenants.
+    std::string advertised = config.cluster_advertised_url;
+    if (advertised.empty()) {
+      const bool any_address = config.server.host == "0.0.0.0" || config.server.host == "::";
+      advertised = any_address ? fmt::format("{}://{}:{}", scheme, node_id, server.port()) : url;
+    }
+    cluster_node->SetAdvertisedUrl(advertised);
+  }
   spdlog::info("fairway listening on {} (data in {})", url, config.data_dir);
   if (config.admin_token.empty()) {
     std::cout << fmt::format(

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -11,6 +12,7 @@
 
 #include "common/coding.h"
 #include "log/kafka_client.h"
+#include "storage/keys.h"
 #include "storage/schema.h"
 
 namespace fairway::cluster {
@@ -18,6 +20,8 @@ namespace {
 
 // The follower's position in cluster_meta (slot keys are 4 bytes: no clash).
 constexpr std::string_view kPositionKey = "config";
+// Keys of slot owner records (tenant ids have no '/').
+constexpr std::string_view kSlotKeyPrefix = "slot/";
 
 struct Ack {
   std::mutex mu;
@@ -41,6 +45,7 @@ struct ConfigTopic::Impl {
   std::thread poller, follower;
   std::atomic<bool> stopping{false};
 
+  SlotOwnerListener slot_owners;  // set before Follow
   mutable std::mutex mu;
   std::condition_variable cv;
   int64_t next = 0;  // guarded by mu: the next offset to apply
@@ -62,7 +67,24 @@ struct ConfigTopic::Impl {
   }
 
   void Apply(const rd_kafka_message_t* m, const ChangeListener& listener) {
-    TenantId id(std::string(static_cast<const char*>(m->key), m->key_len));
+    std::string_view key(static_cast<const char*>(m->key), m->key_len);
+    if (key.starts_with(kSlotKeyPrefix)) {
+      uint32_t slot = 0;
+      auto digits = key.substr(kSlotKeyPrefix.size());
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), slot);
+      if (ec == std::errc() && end == digits.data() + digits.size() && m->payload != nullptr) {
+        std::string_view value(static_cast<const char*>(m->payload), m->len);
+        // Kept, so that a restart knows the owners published before its position.
+        storage::WriteBatch b;
+        b.Put(storage::kClusterMeta, key, value);
+        if (Status st = local->Write(b, /*sync=*/false); !st.ok()) {
+          spdlog::warn("cluster: storing the owner of slot {}: {}", slot, st.ToString());
+        }
+        if (slot_owners) slot_owners(slot, value);
+      }
+      return;
+    }
+    TenantId id{std::string(key)};
     std::optional<std::string> stored;
     if (m->payload != nullptr) stored.emplace(static_cast<const char*>(m->payload), m->len);
     auto change = registry->ApplyJournaled(id, stored, m->offset);
@@ -157,21 +179,34 @@ Result<std::unique_ptr<ConfigTopic>> ConfigTopic::Open(const log::KafkaLogOption
 ConfigTopic::ConfigTopic(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ConfigTopic::~ConfigTopic() = default;
 
+void ConfigTopic::SetSlotOwnerListener(SlotOwnerListener listener) {
+  impl_->slot_owners = std::move(listener);
+}
+
+Status ConfigTopic::PublishSlotOwner(uint32_t slot, const std::string& value) {
+  return Produce(fmt::format("{}{}", kSlotKeyPrefix, slot), value).status();
+}
+
 Result<int64_t> ConfigTopic::Record(const TenantId& id, const std::optional<std::string>& stored) {
-  Ack ack;
-  const std::string& key = id.str();
-  if (rd_kafka_produce(impl_->produce_topic, 0, RD_KAFKA_MSG_F_COPY,
-                       stored ? const_cast<char*>(stored->data()) : nullptr,
-                       stored ? stored->size() : 0, key.data(), key.size(), &ack) != 0) {
+  auto at = Produce(id.str(), stored);
+  if (!at.ok()) {
     return Unavailable(fmt::format("recording tenant '{}' in the config topic: {}", id.str(),
-                                   rd_kafka_err2str(rd_kafka_last_error())));
+                                   at.status().message()));
+  }
+  return at;
+}
+
+Result<int64_t> ConfigTopic::Produce(const std::string& key,
+                                     const std::optional<std::string>& value) {
+  Ack ack;
+  if (rd_kafka_produce(impl_->produce_topic, 0, RD_KAFKA_MSG_F_COPY,
+                       value ? const_cast<char*>(value->data()) : nullptr,
+                       value ? value->size() : 0, key.data(), key.size(), &ack) != 0) {
+    return Unavailable(rd_kafka_err2str(rd_kafka_last_error()));
   }
   std::unique_lock lock(ack.mu);
   ack.cv.wait(lock, [&] { return ack.done; });
-  if (ack.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return Unavailable(fmt::format("recording tenant '{}' in the config topic: {}", id.str(),
-                                   rd_kafka_err2str(ack.err)));
-  }
+  if (ack.err != RD_KAFKA_RESP_ERR_NO_ERROR) return Unavailable(rd_kafka_err2str(ack.err));
   return ack.offset;
 }
 
@@ -182,6 +217,20 @@ Status ConfigTopic::Follow(ChangeListener listener, std::chrono::milliseconds ti
       im.reader, im.topic.c_str(), 0, &low, &high, static_cast<int>(im.kafka.request_timeout_ms));
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return Unavailable(fmt::format("reading the config topic's end: {}", rd_kafka_err2str(err)));
+  }
+  // The slot owners read before this node's position, then everything after it.
+  if (im.slot_owners) {
+    std::string begin(kSlotKeyPrefix);
+    auto it = im.local->NewIterator(storage::kClusterMeta, begin, storage::PrefixEnd(begin));
+    for (it->Seek(begin); it->Valid(); it->Next()) {
+      uint32_t slot = 0;
+      std::string_view digits = it->key().substr(begin.size());
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), slot);
+      if (ec == std::errc() && end == digits.data() + digits.size()) {
+        im.slot_owners(slot, it->value());
+      }
+    }
+    FAIRWAY_RETURN_IF_ERROR(it->status());
   }
   int64_t from = 0;
   {

@@ -4,7 +4,8 @@
 // and a tombstone once it is gone. A node records its tenant changes there before storing them
 // (TenantRegistry's journal), and follows the topic, applying every node's changes to its own
 // registry in topic order: the last change recorded wins, on every node alike. Each node
-// remembers how far it has read (column family cluster_meta), so a restart reads on from there.
+// remembers how far it has read (column family cluster_meta), so a restart reads on from there,
+// and the slot owner records it has read.
 //
 // Thread-safe.
 
@@ -38,6 +39,13 @@ class ConfigTopic final : public tenancy::ConfigJournal {
 
   Result<int64_t> Record(const TenantId& id, const std::optional<std::string>& stored) override;
 
+  // Who processes each slot, for forwarding requests: a record keyed "slot/<n>" (no tenant id
+  // has a '/') whose value the owner chooses (ClusterNode: its node id, address and epoch).
+  Status PublishSlotOwner(uint32_t slot, const std::string& value);
+  // Told of every slot owner record read, in topic order. Requires: before Follow.
+  using SlotOwnerListener = std::function<void(uint32_t slot, std::string_view value)>;
+  void SetSlotOwnerListener(SlotOwnerListener listener);
+
   // Starts applying the topic's records after this node's position to the registry and returns
   // once every record there at the call is applied (Unavailable if that takes longer than
   // `timeout`). Call once.
@@ -51,6 +59,8 @@ class ConfigTopic final : public tenancy::ConfigJournal {
 
  private:
   explicit ConfigTopic(std::unique_ptr<Impl> impl);
+  // Produces one record and waits for its acknowledgement; its offset.
+  Result<int64_t> Produce(const std::string& key, const std::optional<std::string>& value);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -11,6 +11,7 @@
 #include "common/crypto.h"
 #include "common/json_writer.h"
 #include "common/time_format.h"
+#include "http/forward.h"
 #include "http/responses.h"
 
 namespace fairway::http {
@@ -40,7 +41,28 @@ Api::Api(ApiOptions options, tenancy::TenantRegistry* tenants, log::ActivityLog*
       "Ingest requests refused because their tenant held its share of the ingest queue.");
 }
 
-Api::~Api() { admin_tasks_->Stop(); }
+Api::~Api() { Stop(); }
+
+void Api::Stop() {
+  admin_tasks_->Stop();
+  for (auto& q : forward_tasks_) q->Stop();
+}
+
+void Api::SetClusterView(ClusterView view) {
+  cluster_ = std::move(view);
+  while (forward_tasks_.size() < 4) forward_tasks_.push_back(std::make_unique<TaskQueue>());
+}
+
+void Api::ForwardOrRefuse(const TenantId& tenant, HttpRequest req, Responder respond) {
+  std::optional<std::string> owner =
+      req.forwarded_by.empty() && cluster_.owner_url ? cluster_.owner_url(tenant) : std::nullopt;
+  if (!owner || forward_tasks_.empty()) return respond(Error(CheckProcessedHere(tenant)));
+  TaskQueue& q = *forward_tasks_[next_forward_++ % forward_tasks_.size()];
+  q.Submit([this, owner = std::move(*owner), req = std::move(req),
+            respond = std::move(respond)]() mutable {
+    respond(ForwardRequest(owner, req, options_.node_id));
+  });
+}
 
 Api::TenantMetrics Api::MetricsFor(const TenantId& id) {
   std::lock_guard lock(tenant_metrics_mu_);
@@ -357,7 +379,8 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
   // Every admin operation writes synchronously or reads a consistent view: run them in order,
   // off the I/O threads.
   admin_tasks_->Submit([this, rest = std::string(rest), query = std::string(query), method,
-                        body = std::move(body), respond = std::move(respond)]() {
+                        body = std::move(body), forwarded_by = std::move(req.forwarded_by),
+                        respond = std::move(respond)]() {
     // Tenant changes reach the processing engine before the answer does.
     auto applied = [this](const Result<model::TenantConfig>& t) -> HttpResponse {
       if (!t.ok()) return Error(t.status());
@@ -453,7 +476,16 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
     }
     if (action.starts_with("processing") || action.starts_with("dead-letters")) {
       if (auto t = tenants_->Get(id); !t.ok()) return respond(Error(t.status()));
-      if (Status st = CheckProcessedHere(id); !st.ok()) return respond(Error(st));
+      if (!CheckProcessedHere(id).ok()) {
+        HttpRequest again{
+            .method = method,
+            .target = fmt::format("/admin/v1/tenants{}{}{}", rest, query.empty() ? "" : "?", query),
+            .authorization = "Bearer " + options_.admin_token,
+            .content_type = "application/json",
+            .body = body,
+            .forwarded_by = forwarded_by};
+        return ForwardOrRefuse(id, std::move(again), std::move(respond));
+      }
       return respond(HandleProcessingAdmin(id, action, method, query, body));
     }
     respond(Error(NotFound(fmt::format("no admin route {} /admin/v1/tenants{}", method, rest))));

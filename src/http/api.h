@@ -74,7 +74,7 @@ class Api final : public Handler {
 
   // Finishes and joins the admin task thread. Call before destroying the HttpServer: pending
   // tasks hold connections, which must be released while the server still exists.
-  void Stop() { admin_tasks_->Stop(); }
+  void Stop();
 
   // Enables the campaign routes (they answer 503 without) and the removal of a deleted
   // tenant's campaigns, timers, deliveries and statistics. Before serving.
@@ -86,9 +86,12 @@ class Api final : public Handler {
     std::function<uint32_t(const TenantId&)> slot_of;
     std::function<std::vector<uint32_t>()> active_slots;
     std::function<bool(const TenantId&)> owns;
+    // The address of the node that processes a tenant, when another node does and it is known:
+    // requests about its state are forwarded there.
+    std::function<std::optional<std::string>(const TenantId&)> owner_url;
   };
   // Before serving.
-  void SetClusterView(ClusterView view) { cluster_ = std::move(view); }
+  void SetClusterView(ClusterView view);
 
   // /readyz answers 200 only after this.
   void SetReady(bool ready) { ready_ = ready; }
@@ -165,6 +168,13 @@ class Api final : public Handler {
   // In a cluster: FailedPrecondition naming the tenant's slot unless this node processes the
   // tenant (its leads, campaigns and processing state live on the node that does).
   Status CheckProcessedHere(const TenantId& tenant) const;
+  // Answers a request about the state of a tenant this node does not process: with the answer of
+  // the node that does (forwarded off the I/O threads), or 409 when that node is unknown or the
+  // request was forwarded already.
+  void ForwardOrRefuse(const TenantId& tenant, HttpRequest req, Responder respond);
+  // Forwarded requests wait for the other node on these threads, round robin.
+  std::vector<std::unique_ptr<TaskQueue>> forward_tasks_;
+  std::atomic<size_t> next_forward_{0};
   const Clock* clock_;
   MetricsRegistry* metrics_;
   std::atomic<bool> ready_{false};

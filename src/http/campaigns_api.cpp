@@ -411,7 +411,9 @@ void Api::HandleCampaigns(HttpRequest& req, std::string_view path, std::string_v
                           Responder respond) {
   auto tenant = AuthenticateApiKey(req);
   if (!tenant.ok()) return respond(Error(tenant.status()));
-  if (Status st = CheckProcessedHere(tenant->id); !st.ok()) return respond(Error(st));
+  if (!CheckProcessedHere(tenant->id).ok()) {
+    return ForwardOrRefuse(tenant->id, std::move(req), std::move(respond));
+  }
   if (!campaigns_.registry || !campaigns_.dispatcher || !campaigns_.store) {
     return respond(Error(Unavailable("campaigns are not enabled in this server")));
   }

@@ -16,6 +16,9 @@ struct HttpRequest {
   std::string authorization;
   std::string content_type;
   std::string body;
+  // The node that forwarded this request (header Fairway-Forwarded-By), empty when a client
+  // sent it.
+  std::string forwarded_by;
 };
 
 struct HttpResponse {

@@ -285,7 +285,9 @@ void Api::HandleLeads(HttpRequest& req, std::string_view path, std::string_view 
                       Responder respond) {
   auto tenant = AuthenticateApiKey(req);
   if (!tenant.ok()) return respond(Error(tenant.status()));
-  if (Status st = CheckProcessedHere(tenant->id); !st.ok()) return respond(Error(st));
+  if (!CheckProcessedHere(tenant->id).ok()) {
+    return ForwardOrRefuse(tenant->id, std::move(req), std::move(respond));
+  }
   constexpr std::string_view kPrefix = "/v1/leads/";
   if (path.size() > kPrefix.size()) {
     auto encoded = boost::urls::make_pct_string_view(path.substr(kPrefix.size()));

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "http/content_encoding.h"
+#include "http/forward.h"
 
 namespace fairway::http {
 
@@ -218,6 +219,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     head.target = std::string(header.target());
     head.authorization = std::string(header[bhttp::field::authorization]);
     head.content_type = std::string(header[bhttp::field::content_type]);
+    head.forwarded_by = std::string(header[kForwardedByHeader]);
     if (auto refusal = state_->handler->Screen(head)) return Reject(std::move(*refusal));
     // Bytes this request will hold: its body, the decoded body, or the most a chunked body may
     // take.
@@ -289,6 +291,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     req.target = std::string(msg.target());
     req.authorization = std::string(msg[bhttp::field::authorization]);
     req.content_type = std::string(msg[bhttp::field::content_type]);
+    req.forwarded_by = std::string(msg[kForwardedByHeader]);
     if (encoding_ == ContentEncoding::kIdentity) {
       req.body = std::move(msg.body());
     } else {

@@ -44,7 +44,8 @@ enum : ColumnFamily {
   // campaigns: tenant \0 campaign id \0 day(be32) \0 metric -> counter (merge-added).
   kCampaignStats = 13,
   // cluster: slot(be32) -> where the node's copy of the slot's state stands in the slot's
-  // changelog (cluster/changelog.h).
+  // changelog (cluster/changelog.h); "config" -> how far the node has read the config topic;
+  // "slot/<n>" -> the owner of slot n as last published (cluster/config_topic.h).
   kClusterMeta = 14,
 };
 

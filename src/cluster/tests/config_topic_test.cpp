@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
+#include <memory>
 #include <mutex>
 
 #include "storage/schema.h"
@@ -118,6 +120,40 @@ TEST(ConfigTopicTest, EveryNodesTenantChangesReachEveryNodeInOneOrder) {
   EXPECT_TRUE(b.registry->Get(TenantId("beta")).ok());
   EXPECT_FALSE(b.registry->Get(TenantId("gone")).ok());
   EXPECT_EQ(b.config->Applied(), a.config->Applied());
+}
+
+TEST(ConfigTopicTest, SlotOwnersReachEveryNodeAndARestartStillKnowsThem) {
+  std::string prefix = FreshPrefix();
+  ASSERT_OK(Cluster().CreateTopic(ConfigTopic::TopicFor(prefix), 1, 3));
+  Node a(prefix);
+  TempDir b_dir;
+  auto owners_of = [](Node& n) {
+    auto owners = std::make_shared<std::map<uint32_t, std::string>>();
+    n.config->SetSlotOwnerListener([owners, &n](uint32_t slot, std::string_view value) {
+      std::lock_guard lock(n.mu);
+      (*owners)[slot] = std::string(value);
+      n.cv.notify_all();
+    });
+    return owners;
+  };
+  {
+    Node b(prefix, &b_dir);
+    auto owners = owners_of(b);
+    ASSERT_OK(b.Follow());
+    ASSERT_OK(a.config->PublishSlotOwner(3, R"({"node":"a"})"));
+    ASSERT_OK(a.config->PublishSlotOwner(3, R"({"node":"a2"})"));
+    ASSERT_OK(a.registry->Create(Config("acme")));  // tenants and owners share the topic
+    ASSERT_TRUE(b.WaitHeard(1));
+    std::lock_guard lock(b.mu);
+    EXPECT_EQ((*owners)[3], R"({"node":"a2"})");
+  }
+  Node b(prefix, &b_dir);  // reads on after its position: the owners come from its store
+  auto owners = owners_of(b);
+  ASSERT_OK(b.Follow());
+  std::lock_guard lock(b.mu);
+  EXPECT_EQ(owners->size(), 1u);
+  EXPECT_EQ((*owners)[3], R"({"node":"a2"})");
+  EXPECT_TRUE(b.heard.empty());
 }
 
 TEST(ConfigTopicTest, AMissingTopicIsNamedWhenTopicsAreNotCreated) {

@@ -226,6 +226,51 @@ TEST(ConfigTest, TheNodeIdIsANameOrEmpty) {
   }
 }
 
+TEST(ConfigTest, ClusterSettingsAreReadAtTheirLimitsAndNeedTheKafkaBackend) {
+  TempDir dir;
+  std::string path = dir.Sub("cluster.toml");
+  const std::string kafka = "[log]\nbackend = \"kafka\"\n[kafka]\nbrokers = \"k:1\"\n";
+  ASSERT_OK_AND_ASSIGN(Config defaults, LoadConfig(""));
+  EXPECT_FALSE(defaults.cluster_enabled);
+  EXPECT_EQ(defaults.cluster_slots, 64u);
+  EXPECT_EQ(defaults.cluster_session_timeout_ms, 6000);
+  EXPECT_EQ(defaults.cluster_append_poll_ms, 100);
+  std::ofstream(path) << kafka
+                      << "[cluster]\nenabled = true\nslots = 1\nsession_timeout_ms = 1000\n"
+                         "append_poll_ms = 10\nadvertised_url = \"http://10.0.0.5:8080//\"\n";
+  ASSERT_OK_AND_ASSIGN(Config low, LoadConfig(path));
+  EXPECT_TRUE(low.cluster_enabled);
+  EXPECT_EQ(low.cluster_slots, 1u);
+  EXPECT_EQ(low.cluster_session_timeout_ms, 1000);
+  EXPECT_EQ(low.cluster_append_poll_ms, 10);
+  EXPECT_EQ(low.cluster_advertised_url, "http://10.0.0.5:8080");
+  std::ofstream(path) << kafka
+                      << "[cluster]\nslots = 4096\nsession_timeout_ms = 3600000\n"
+                         "append_poll_ms = 10000\n";
+  ASSERT_OK_AND_ASSIGN(Config high, LoadConfig(path));
+  EXPECT_EQ(high.cluster_slots, 4096u);
+  EXPECT_EQ(high.cluster_session_timeout_ms, 3'600'000);
+  EXPECT_EQ(high.cluster_append_poll_ms, 10'000);
+  for (const auto& [line, key] : std::vector<std::pair<std::string, std::string>>{
+           {"slots = 0", "cluster.slots"},
+           {"slots = 4097", "cluster.slots"},
+           {"slots = \"many\"", "cluster.slots"},
+           {"session_timeout_ms = 999", "cluster.session_timeout_ms"},
+           {"session_timeout_ms = 3600001", "cluster.session_timeout_ms"},
+           {"append_poll_ms = 0", "cluster.append_poll_ms"},
+           {"append_poll_ms = 9", "cluster.append_poll_ms"},
+           {"append_poll_ms = 10001", "cluster.append_poll_ms"},
+           {"advertised_url = \"10.0.0.5:8080\"", "cluster.advertised_url"},
+           {"enabled = \"yes\"", "cluster.enabled"}}) {
+    std::ofstream(path) << kafka << "[cluster]\n" << line << "\n";
+    EXPECT_THAT(LoadConfig(path), StatusIs(StatusCode::kInvalidArgument, HasSubstr(key))) << line;
+  }
+  // A cluster shares its tenants and state through Kafka: the embedded log cannot.
+  std::ofstream(path) << "[cluster]\nenabled = true\n";
+  EXPECT_THAT(LoadConfig(path),
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("cluster.enabled")));
+}
+
 TEST(ConfigTest, ReferenceListsEveryKey) {
   std::string md = ConfigReferenceMarkdown();
   for (const char* key :

@@ -305,7 +305,7 @@ TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
   }
   // A tenant's campaigns live with its state on the node that processes it: created through
   // another node, the request is forwarded there; a request forwarded already is not forwarded
-  // again (409 naming the slot).
+  // again (503 naming the slot: it reached a node that no longer owns the slot).
   for (int t = 0; t < kTenants; ++t) {
     std::vector<std::string> up;
     for (int i = 0; i < 3; ++i) up.push_back(nodes[i]->WaitUrl());
@@ -315,7 +315,7 @@ TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
     TestClient c(other);
     auto refused = c.Request("GET", "/v1/campaigns", {},
                              {BearerAuth(keys[t].api), "Fairway-Forwarded-By: n9"});
-    EXPECT_EQ(refused.status, 409) << refused.body;
+    EXPECT_EQ(refused.status, 503) << refused.body;
     EXPECT_NE(refused.body.find("processed by another node"), std::string::npos) << refused.body;
     CreateCampaign(other, keys[t].api,
                    WebhookCampaign(receiver.port(), "/ok/cluster", TenantName(t)));

@@ -145,24 +145,35 @@ void ClusterNode::Release(uint32_t slot, bool lost) {
   if (Status st = s_.changelog->Release(slot, /*clean=*/!lost); !st.ok()) {
     spdlog::error("cluster: releasing slot {}: {}", slot, st.ToString());
   }
+  // No longer here: nodes stop forwarding to this one before the next owner is known.
+  if (was_active && !lost) PublishOwner(slot, std::nullopt);
   if (was_active) {
     released_->Add();
     owned_gauge_->Add(-1);
   }
 }
 
-void ClusterNode::PublishOwner(uint32_t slot, int64_t epoch) {
+void ClusterNode::PublishOwner(uint32_t slot, std::optional<int64_t> taken_at) {
   std::string url;
+  int64_t epoch = 0;
   {
     std::lock_guard lock(mu_);
     url = url_;
-    // Known at once here (the topic's copy comes back later).
-    if (epoch >= owners_[slot].epoch) owners_[slot] = {s_.node_id, url, epoch};
+    if (taken_at) {
+      epoch = *taken_at;
+      // Known at once here (the topic's copy comes back later).
+      if (epoch >= owners_[slot].epoch) owners_[slot] = {s_.node_id, url, epoch};
+    } else {
+      // A release: the same epoch, and no address.
+      epoch = owners_[slot].epoch;
+      if (owners_[slot].node != s_.node_id) return;
+      owners_[slot].url.clear();
+    }
   }
-  if (url.empty() || s_.config_topic == nullptr) return;  // published once the address is set
+  if (url.empty() || s_.config_topic == nullptr) return;  // published once it is set
   JsonWriter w;
-  w.BeginObject().Key("node").String(s_.node_id).Key("url").String(url).Key("epoch").Int(epoch);
-  w.EndObject();
+  w.BeginObject().Key("node").String(s_.node_id).Key("url").String(taken_at ? url : "");
+  w.Key("epoch").Int(epoch).EndObject();
   if (Status st = s_.config_topic->PublishSlotOwner(slot, w.Take()); !st.ok()) {
     spdlog::warn("cluster: publishing the owner of slot {}: {}", slot, st.ToString());
   }

@@ -77,7 +77,9 @@ class ClusterNode final : public cluster::SlotListener {
   std::vector<model::TenantConfig> TenantsOf(uint32_t slot) const;
   void Take(uint32_t slot);
   void Release(uint32_t slot, bool lost);
-  void PublishOwner(uint32_t slot, int64_t epoch);
+  // Publishes this node as the owner of `slot` since `taken_at` (its epoch), or, without it, as
+  // its owner no more (a clean release).
+  void PublishOwner(uint32_t slot, std::optional<int64_t> taken_at);
 
   // Who owns each slot, as the owners published it: the latest epoch wins.
   struct Owner {

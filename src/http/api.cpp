@@ -289,10 +289,11 @@ Status Api::DeleteTenant(const TenantId& id) {
 
 Status Api::CheckProcessedHere(const TenantId& tenant) const {
   if (cluster_.slots == 0 || cluster_.owns(tenant)) return Status::Ok();
-  return FailedPrecondition(fmt::format(
+  // Transient: the slot is between owners, or this node has not heard of its new one yet.
+  return Unavailable(fmt::format(
       "tenant '{}' is processed by another node of this cluster (slot {}), which holds its "
-      "leads, campaigns and processing state: send this request to that node (GET "
-      "/admin/v1/cluster on a node lists the slots it processes)",
+      "leads, campaigns and processing state, and that node is not known here now (the slot "
+      "is moving between nodes): retry",
       tenant.str(), cluster_.slot_of(tenant)));
 }
 

@@ -165,12 +165,12 @@ class Api final : public Handler {
   identity::LeadStore* leads_;
   CampaignServices campaigns_;
   ClusterView cluster_;
-  // In a cluster: FailedPrecondition naming the tenant's slot unless this node processes the
-  // tenant (its leads, campaigns and processing state live on the node that does).
+  // In a cluster: Unavailable naming the tenant's slot unless this node processes the tenant
+  // (its leads, campaigns and processing state live on the node that does).
   Status CheckProcessedHere(const TenantId& tenant) const;
   // Answers a request about the state of a tenant this node does not process: with the answer of
-  // the node that does (forwarded off the I/O threads), or 409 when that node is unknown or the
-  // request was forwarded already.
+  // the node that does (forwarded off the I/O threads), or 503 when that node is not known or
+  // the request was forwarded already (it reached a node that no longer owns the slot).
   void ForwardOrRefuse(const TenantId& tenant, HttpRequest req, Responder respond);
   // Forwarded requests wait for the other node on these threads, round robin.
   std::vector<std::unique_ptr<TaskQueue>> forward_tasks_;

@@ -678,7 +678,9 @@ TEST_F(DispatchTest, AReleasedTenantsRowsStayForItsNextOwnerAndItsLastOutcomesAr
   EXPECT_TRUE(List(kAcme, false).empty());
   EXPECT_EQ(RequestsTo("/slow/s1").size(), 1u);
   // A release of a tenant the dispatcher does not hold, and after Stop, keeps rows too.
-  Enqueue(kBeta, {later});
+  Delivery beta = Webhook("beta", "/ok/beta");
+  beta.next_attempt_ms = clock_.NowMillis() + 3'600'000;  // not due: nothing sends it first
+  Enqueue(kBeta, {beta});
   dispatcher_->Stop();
   ASSERT_OK(dispatcher_->ReleaseTenant(kBeta));
   EXPECT_EQ(List(kBeta, false).size(), 1u);

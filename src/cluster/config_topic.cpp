@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -99,7 +100,15 @@ struct ConfigTopic::Impl {
     std::vector<rd_kafka_message_t*> batch(100);
     while (!stopping.load()) {
       ssize_t got = rd_kafka_consume_batch(read_topic, 0, 100, batch.data(), batch.size());
-      if (got <= 0) continue;
+      if (got < 0) {
+        // The partition cannot be read now (the topic gone, no leader): back off instead of
+        // spinning on the error.
+        spdlog::warn("cluster: reading the config topic: {}",
+                     rd_kafka_err2str(rd_kafka_last_error()));
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        continue;
+      }
+      if (got == 0) continue;
       int64_t applied = -1;
       for (ssize_t i = 0; i < got; ++i) {
         rd_kafka_message_t* m = batch[i];

@@ -9,6 +9,7 @@
 //
 // Thread-safe.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>

@@ -3,6 +3,8 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 
+#include <cctype>
+#include <optional>
 #include <string_view>
 
 #include "http/responses.h"

@@ -167,6 +167,36 @@ class ActivityLog {
   // empty if the tenant never changed layout.
   virtual Result<std::vector<model::PartitionLayout>> Layouts(const TenantId& tenant) = 0;
 
+  // A layout change with several appending nodes (a cluster), in three steps, so that no node
+  // appends to the new layout before every node has stopped appending to the old one:
+  // 1. The node changing the count starts the new layout without sealing the current one
+  //    (BeginLayout) and tells the others.
+  // 2. Every node takes the layouts (FollowLayouts): from then on its appends of the tenant are
+  //    refused with Unavailable (the client retries) until the old layout is sealed; it returns
+  //    once none of its appends to the old layout is on its way any more.
+  // 3. Once every node has, the changing node seals the old layout at the ends the log holds
+  //    (SealLayout), and the others take the sealed layouts (FollowLayouts again), after which
+  //    appends go to the new layout everywhere.
+  // Requires KafkaLogOptions::shared_appends; FailedPrecondition elsewhere.
+  virtual Result<std::vector<model::PartitionLayout>> BeginLayout(const model::TenantConfig& tenant,
+                                                                  uint32_t count) {
+    return FailedPrecondition("this activity log has no shared layout changes");
+  }
+  virtual Status FollowLayouts(const model::TenantConfig& tenant,
+                               const std::vector<model::PartitionLayout>& layouts) {
+    return FailedPrecondition("this activity log has no shared layout changes");
+  }
+  // Seals the layout before the newest (started by BeginLayout or taken by FollowLayouts) at
+  // the ends the log holds; returns the layouts. Repeating it returns the same ends.
+  virtual Result<std::vector<model::PartitionLayout>> SealLayout(const TenantId& tenant) {
+    return FailedPrecondition("this activity log has no shared layout changes");
+  }
+  // The layouts as recorded, an unsealed one included; never seals anything (Layouts seals a
+  // layout a stop left unsealed).
+  virtual Result<std::vector<model::PartitionLayout>> RecordedLayouts(const TenantId& tenant) {
+    return Layouts(tenant);
+  }
+
   // OK while the log can take appends; otherwise why not (the server's readiness shows it).
   virtual Status Health() { return Status::Ok(); }
 

@@ -577,6 +577,14 @@ Result<std::vector<model::PartitionLayout>> KafkaLog::Impl::RecordedLayouts(
 
 Result<KafkaLog::Impl::Placement> KafkaLog::Impl::AppendPlacement(const AppendRequest& req) {
   FAIRWAY_ASSIGN_OR_RETURN(auto recorded, RecordedLayouts(req.tenant));
+  if (options.shared_appends && recorded.size() >= 2 &&
+      recorded[recorded.size() - 2].ends.empty()) {
+    // Until every node has stopped appending to the old layout, none appends to the new one.
+    return Unavailable(fmt::format(
+        "tenant '{}' is changing its partition count; its activities are taken again once "
+        "every node has moved to the new partitions (retry)",
+        req.tenant.str()));
+  }
   if (!recorded.empty() && recorded.back().first >= req.first_partition) {
     return Placement{LayoutTopic(req.tenant, recorded.size() - 1), recorded.back().first,
                      recorded.back().count};
@@ -1414,44 +1422,14 @@ Status KafkaLog::DropTenant(const TenantId& tenant) {
 // Seals the next-to-last layout of `list` (whose ends are not known yet) at its partitions'
 // high watermarks, once no record this node sent to it is unreported; saves the list.
 // Requires layout_change_mu.
-static Status SealLayout(KafkaLog::Impl& im, const TenantId& tenant,
-                         std::vector<model::PartitionLayout>* list);
+static Status SealAtWatermarks(KafkaLog::Impl& im, const TenantId& tenant,
+                               std::vector<model::PartitionLayout>* list);
 
-Result<std::vector<uint64_t>> KafkaLog::StartLayout(const model::TenantConfig& config,
-                                                    uint32_t count) {
-  Impl& im = *impl_;
-  std::lock_guard change(im.layout_change_mu);
-  const TenantId& tenant = config.id;
-  FAIRWAY_ASSIGN_OR_RETURN(auto recorded, im.LoadLayouts(tenant));
-  bool repeated = false;
-  FAIRWAY_ASSIGN_OR_RETURN(
-      auto next, NextLayouts(std::move(recorded), config.current_layout(), count, {}, &repeated));
-  if (repeated && !next[next.size() - 2].ends.empty()) return next[next.size() - 2].ends;
-  // The new layout's topic exists before any append can be sent to it.
-  AppendRequest request = AppendRequestFor(config);
-  request.first_partition = next.back().first;
-  request.partitions = count;
-  FAIRWAY_RETURN_IF_ERROR(
-      im.EnsureTopic(request, {im.LayoutTopic(tenant, next.size() - 1), next.back().first, count}));
-  {
-    // Recorded before any record goes to the new layout, so a restart before the old one is
-    // sealed still finds the new layout (Layouts seals it then).
-    std::lock_guard send_lock(im.send_mu);
-    FAIRWAY_RETURN_IF_ERROR(im.SaveLayouts(tenant, next));
-  }
-  FAIRWAY_RETURN_IF_ERROR(SealLayout(im, tenant, &next));
-  return next[next.size() - 2].ends;
-}
-
-static Status SealLayout(KafkaLog::Impl& im, const TenantId& tenant,
-                         std::vector<model::PartitionLayout>* list) {
-  model::PartitionLayout& old = (*list)[list->size() - 2];
-  const std::string topic = im.LayoutTopic(tenant, list->size() - 2);
+// Waits until no record this node sent to `topic` is unreported (acknowledged or failed).
+static Status WaitSent(KafkaLog::Impl& im, const TenantId& tenant, const std::string& topic,
+                       std::chrono::steady_clock::time_point deadline) {
   // Records sent before the switch are acknowledged or failed within the delivery timeout.
   std::atomic<int64_t>* sending = im.Sending(topic);
-  const auto deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::milliseconds(im.options.delivery_timeout_ms + im.options.request_timeout_ms);
   while (sending->load() > 0) {
     if (std::chrono::steady_clock::now() > deadline) {
       return Unavailable(fmt::format(
@@ -1460,6 +1438,115 @@ static Status SealLayout(KafkaLog::Impl& im, const TenantId& tenant,
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  return Status::Ok();
+}
+
+// Records the layout of `count` partitions after `config`'s current one (its topic checked
+// first); `*repeated` when it was recorded already. Requires layout_change_mu.
+static Result<std::vector<model::PartitionLayout>> RecordNextLayout(
+    KafkaLog::Impl& im, const model::TenantConfig& config, uint32_t count, bool* repeated) {
+  FAIRWAY_ASSIGN_OR_RETURN(auto recorded, im.LoadLayouts(config.id));
+  FAIRWAY_ASSIGN_OR_RETURN(
+      auto next, NextLayouts(std::move(recorded), config.current_layout(), count, {}, repeated));
+  if (*repeated) return next;
+  // The new layout's topic exists before any append can be sent to it.
+  AppendRequest request = AppendRequestFor(config);
+  request.first_partition = next.back().first;
+  request.partitions = count;
+  FAIRWAY_RETURN_IF_ERROR(im.EnsureTopic(
+      request, {im.LayoutTopic(config.id, next.size() - 1), next.back().first, count}));
+  // Recorded before any record goes to the new layout, so a restart before the old one is
+  // sealed still finds the new layout (Layouts seals it then).
+  std::lock_guard send_lock(im.send_mu);
+  FAIRWAY_RETURN_IF_ERROR(im.SaveLayouts(config.id, next));
+  return next;
+}
+
+Result<std::vector<uint64_t>> KafkaLog::StartLayout(const model::TenantConfig& config,
+                                                    uint32_t count) {
+  Impl& im = *impl_;
+  if (im.options.shared_appends) {
+    return FailedPrecondition("with shared appends, a layout change begins with BeginLayout");
+  }
+  std::lock_guard change(im.layout_change_mu);
+  bool repeated = false;
+  FAIRWAY_ASSIGN_OR_RETURN(auto next, RecordNextLayout(im, config, count, &repeated));
+  if (repeated && !next[next.size() - 2].ends.empty()) return next[next.size() - 2].ends;
+  FAIRWAY_RETURN_IF_ERROR(SealAtWatermarks(im, config.id, &next));
+  return next[next.size() - 2].ends;
+}
+
+Result<std::vector<model::PartitionLayout>> KafkaLog::BeginLayout(const model::TenantConfig& config,
+                                                                  uint32_t count) {
+  Impl& im = *impl_;
+  if (!im.options.shared_appends) {
+    return FailedPrecondition("a layout change of a log with one writer is StartLayout");
+  }
+  std::lock_guard change(im.layout_change_mu);
+  bool repeated = false;
+  return RecordNextLayout(im, config, count, &repeated);
+}
+
+Status KafkaLog::FollowLayouts(const model::TenantConfig& config,
+                               const std::vector<model::PartitionLayout>& layouts) {
+  Impl& im = *impl_;
+  if (!im.options.shared_appends) {
+    return FailedPrecondition("a log with one writer records its own layouts");
+  }
+  std::lock_guard change(im.layout_change_mu);
+  const TenantId& tenant = config.id;
+  FAIRWAY_ASSIGN_OR_RETURN(auto recorded, im.LoadLayouts(tenant));
+  FAIRWAY_ASSIGN_OR_RETURN(auto merged, MergeLayouts(recorded, layouts));
+  if (merged != recorded) {
+    if (merged.size() > recorded.size()) {
+      const model::PartitionLayout& last = merged.back();
+      AppendRequest request = AppendRequestFor(config);
+      request.first_partition = last.first;
+      request.partitions = last.count;
+      FAIRWAY_RETURN_IF_ERROR(im.EnsureTopic(
+          request, {im.LayoutTopic(tenant, merged.size() - 1), last.first, last.count}));
+    }
+    std::lock_guard send_lock(im.send_mu);
+    FAIRWAY_RETURN_IF_ERROR(im.SaveLayouts(tenant, merged));
+  }
+  // From here on no append of the tenant goes to an unsealed older layout: wait for those sent.
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(im.options.delivery_timeout_ms + im.options.request_timeout_ms);
+  for (size_t i = 0; i + 1 < merged.size(); ++i) {
+    if (merged[i].ends.empty()) {
+      FAIRWAY_RETURN_IF_ERROR(WaitSent(im, tenant, im.LayoutTopic(tenant, i), deadline));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<model::PartitionLayout>> KafkaLog::SealLayout(const TenantId& tenant) {
+  Impl& im = *impl_;
+  std::lock_guard change(im.layout_change_mu);
+  FAIRWAY_ASSIGN_OR_RETURN(auto recorded, im.LoadLayouts(tenant));
+  if (recorded.size() < 2) {
+    return FailedPrecondition(
+        fmt::format("tenant '{}' has no partition layout to seal", tenant.str()));
+  }
+  if (recorded[recorded.size() - 2].ends.empty()) {
+    FAIRWAY_RETURN_IF_ERROR(SealAtWatermarks(im, tenant, &recorded));
+  }
+  return recorded;
+}
+
+Result<std::vector<model::PartitionLayout>> KafkaLog::RecordedLayouts(const TenantId& tenant) {
+  return impl_->RecordedLayouts(tenant);
+}
+
+static Status SealAtWatermarks(KafkaLog::Impl& im, const TenantId& tenant,
+                               std::vector<model::PartitionLayout>* list) {
+  model::PartitionLayout& old = (*list)[list->size() - 2];
+  const std::string topic = im.LayoutTopic(tenant, list->size() - 2);
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(im.options.delivery_timeout_ms + im.options.request_timeout_ms);
+  FAIRWAY_RETURN_IF_ERROR(WaitSent(im, tenant, topic, deadline));
   std::vector<uint64_t> ends;
   for (uint32_t i = 0; i < old.count; ++i) {
     // A leader that has just come back may not be known yet: asked again until the deadline.
@@ -1479,9 +1566,11 @@ Result<std::vector<model::PartitionLayout>> KafkaLog::Layouts(const TenantId& te
   Impl& im = *impl_;
   std::lock_guard change(im.layout_change_mu);
   FAIRWAY_ASSIGN_OR_RETURN(auto recorded, im.LoadLayouts(tenant));
-  // A layout started before a restart and not yet sealed is sealed now.
-  if (recorded.size() >= 2 && recorded[recorded.size() - 2].ends.empty()) {
-    FAIRWAY_RETURN_IF_ERROR(SealLayout(im, tenant, &recorded));
+  // A layout started before a restart and not yet sealed is sealed now (by this node only when
+  // it is the log's one writer).
+  if (!im.options.shared_appends && recorded.size() >= 2 &&
+      recorded[recorded.size() - 2].ends.empty()) {
+    FAIRWAY_RETURN_IF_ERROR(SealAtWatermarks(im, tenant, &recorded));
   }
   return recorded;
 }

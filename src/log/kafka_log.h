@@ -57,6 +57,9 @@ struct KafkaLogOptions {
   size_t max_queued_events = 500'000;
   // Memory for the newest acknowledged records, from which consumers that keep up read.
   size_t tail_cache_bytes = 64u << 20;
+  // Other nodes append to the same tenants (a cluster): a layout change goes through
+  // BeginLayout, FollowLayouts and SealLayout, and a tenant's appends wait while it changes.
+  bool shared_appends = false;
 };
 
 // Creates and deletes topics. KafkaLog uses the cluster's admin API unless given another (the
@@ -107,7 +110,15 @@ class KafkaLog final : public ActivityLog, public ActivityIndex {
   // not used: it would move keys between a topic's partitions under its consumers.
   Result<std::vector<uint64_t>> StartLayout(const model::TenantConfig& tenant,
                                             uint32_t count) override;
+  // With shared_appends, returns the layouts as recorded and seals nothing (the node that
+  // changes the count seals).
   Result<std::vector<model::PartitionLayout>> Layouts(const TenantId& tenant) override;
+  Result<std::vector<model::PartitionLayout>> BeginLayout(const model::TenantConfig& tenant,
+                                                          uint32_t count) override;
+  Status FollowLayouts(const model::TenantConfig& tenant,
+                       const std::vector<model::PartitionLayout>& layouts) override;
+  Result<std::vector<model::PartitionLayout>> SealLayout(const TenantId& tenant) override;
+  Result<std::vector<model::PartitionLayout>> RecordedLayouts(const TenantId& tenant) override;
   // Unavailable while no broker answers a metadata request (checked at most once a second).
   Status Health() override;
 

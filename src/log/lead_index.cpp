@@ -200,4 +200,25 @@ Result<std::vector<model::PartitionLayout>> NextLayouts(
   return recorded;
 }
 
+Result<std::vector<model::PartitionLayout>> MergeLayouts(
+    std::vector<model::PartitionLayout> recorded,
+    const std::vector<model::PartitionLayout>& incoming) {
+  for (size_t i = 0; i < incoming.size(); ++i) {
+    const model::PartitionLayout& in = incoming[i];
+    if (i >= recorded.size()) {
+      recorded.push_back(in);
+      continue;
+    }
+    model::PartitionLayout& have = recorded[i];
+    if (have.first != in.first || have.count != in.count ||
+        (!have.ends.empty() && !in.ends.empty() && have.ends != in.ends)) {
+      return FailedPrecondition(
+          fmt::format("layout {} differs: {} partitions from partition {} here, {} from {} there",
+                      i, have.count, have.first, in.count, in.first));
+    }
+    if (have.ends.empty()) have.ends = in.ends;
+  }
+  return recorded;
+}
+
 }  // namespace fairway::log

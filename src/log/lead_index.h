@@ -58,6 +58,13 @@ Result<std::vector<model::PartitionLayout>> NextLayouts(
     std::vector<model::PartitionLayout> recorded, const model::PartitionLayout& current,
     uint32_t count, const std::vector<uint64_t>& ends, bool* repeated);
 
+// `recorded` (the log's record, empty if none) with what `incoming` (another node's record of
+// the same tenant's layouts) adds: the layouts after the recorded ones, and the ends of layouts
+// sealed since. FailedPrecondition when the two disagree on a layout or on a sealed end.
+Result<std::vector<model::PartitionLayout>> MergeLayouts(
+    std::vector<model::PartitionLayout> recorded,
+    const std::vector<model::PartitionLayout>& incoming);
+
 // Reads the record at (partition, offset): nullopt when it is no longer stored (retention).
 using RecordFetcher =
     std::function<Result<std::optional<model::Activity>>(uint32_t partition, uint64_t offset)>;

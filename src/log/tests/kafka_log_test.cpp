@@ -610,6 +610,94 @@ TEST_F(KafkaLogTest, ANewLayoutIsANewTopicAndTheOldOneIsSealedAfterItsRecordsInF
   EXPECT_EQ(admin_.deleted(), (std::set<std::string>{old_topic, new_topic, old_topic + ".2"}));
 }
 
+// Two nodes append to one tenant (a cluster). Node A changes the partition count: from then on
+// neither node appends to the new layout before both have stopped appending to the old one, and
+// the old layout is sealed after every record either sent to it.
+TEST_F(KafkaLogTest, ALayoutChangeSharedByTwoNodesSealsTheOldLayoutAfterBothStoppedAppendingToIt) {
+  KafkaLogOptions o = TestOptions();
+  o.shared_appends = true;
+  ASSERT_OK(Open(o, &admin_));
+  ::fairway::testing::TempDir other_dir;
+  ASSERT_OK_AND_ASSIGN(auto other_store,
+                       ::fairway::testing::OpenFairwayStore(other_dir.path(), &clock_));
+  ASSERT_OK_AND_ASSIGN(auto other,
+                       KafkaLog::Open(o, other_store.get(), &clock_, &metrics_, &admin_));
+  other->Start();
+  model::TenantConfig tenant;
+  tenant.id = TenantId("acme");
+  tenant.partitions = 2;
+  const std::string old_topic = log_->TopicOf(tenant.id);
+  const std::string new_topic = old_topic + ".1";
+  ASSERT_OK(Cluster().CreateTopic(old_topic, 2));
+  ASSERT_OK(Cluster().CreateTopic(new_topic, 3));
+  for (int p = 0; p < 2; ++p) ASSERT_OK(Cluster().SetLeader(old_topic, p, 1));
+  auto append = [&](KafkaLog* log, std::vector<model::Activity> acts) {
+    AppendRequest r;
+    r.tenant = tenant.id;
+    r.partitions = 2;
+    r.dedup_window_ms = 3'600'000;
+    r.activities = std::move(acts);
+    auto done = std::make_shared<std::promise<Result<AppendResult>>>();
+    auto result = done->get_future();
+    log->Append(std::move(r), [done](Result<AppendResult> x) { done->set_value(std::move(x)); });
+    return result;
+  };
+  ASSERT_OK(append(log_.get(), {Make("a-first", "u")}).get());
+  ASSERT_OK(append(other.get(), {Make("b-first", "v")}).get());
+  // One writer's change is refused: with shared appends a change has three steps.
+  EXPECT_THAT(log_->StartLayout(tenant, 3).status(), StatusIs(StatusCode::kFailedPrecondition));
+
+  ASSERT_OK_AND_ASSIGN(auto begun, log_->BeginLayout(tenant, 3));
+  ASSERT_EQ(begun.size(), 2u);
+  EXPECT_TRUE(begun[0].ends.empty());
+  EXPECT_EQ(begun[1], (model::PartitionLayout{2, 3, {}}));
+  // A holds the tenant's appends; B, not told yet, still appends to the old layout.
+  EXPECT_THAT(append(log_.get(), {Make("a-held", "u")}).get().status(),
+              StatusIs(StatusCode::kUnavailable, HasSubstr("changing its partition count")));
+  ASSERT_OK(Cluster().SetBrokerDown(1));
+  auto b_in_flight = append(other.get(), {Make("b-late", "v"), Make("b-late2", "w")});
+  auto followed =
+      std::async(std::launch::async, [&] { return other->FollowLayouts(tenant, begun); });
+  // B's take of the change cannot return while its record for the old layout is on its way.
+  const bool finished_early =
+      followed.wait_for(std::chrono::milliseconds(300)) == std::future_status::ready;
+  ASSERT_OK(Cluster().SetBrokerUp(1));
+  EXPECT_FALSE(finished_early) << "B took the change with a record for the old layout unsent";
+  ASSERT_OK_AND_ASSIGN(AppendResult late, b_in_flight.get());
+  EXPECT_EQ(late.stored, 2u);
+  ASSERT_OK(followed.get());
+  EXPECT_THAT(append(other.get(), {Make("b-held", "v")}).get().status(),
+              StatusIs(StatusCode::kUnavailable));
+  // B does not seal a layout it did not start, even when asked for its layouts.
+  ASSERT_OK_AND_ASSIGN(auto seen_by_b, other->Layouts(tenant.id));
+  ASSERT_EQ(seen_by_b.size(), 2u);
+  EXPECT_TRUE(seen_by_b[0].ends.empty());
+
+  // A seals after every record of both nodes.
+  ASSERT_OK_AND_ASSIGN(auto sealed, log_->SealLayout(tenant.id));
+  ASSERT_EQ(sealed.size(), 2u);
+  ASSERT_EQ(sealed[0].ends.size(), 2u);
+  EXPECT_EQ(sealed[0].ends[0] + sealed[0].ends[1], 4u);
+  ASSERT_OK_AND_ASSIGN(auto again, log_->SealLayout(tenant.id));
+  EXPECT_EQ(again, sealed) << "a repeated seal keeps its ends";
+  // A appends to the new layout at once; B once it takes the sealed layouts.
+  ASSERT_OK(append(log_.get(), {Make("a-new", "u")}).get());
+  EXPECT_THAT(append(other.get(), {Make("b-held2", "v")}).get().status(),
+              StatusIs(StatusCode::kUnavailable));
+  ASSERT_OK(other->FollowLayouts(tenant, sealed));
+  ASSERT_OK_AND_ASSIGN(auto b_layouts, other->RecordedLayouts(tenant.id));
+  EXPECT_EQ(b_layouts, sealed);
+  ASSERT_OK(append(other.get(), {Make("b-new", "v")}).get());
+  const uint32_t p = LayoutPartition("v", 2, 3);
+  ASSERT_OK_AND_ASSIGN(auto entries, other->Read(tenant.id, PartitionId(p), Offset(0), 10));
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].activity.message_id.str(), "b-new");
+  // Layouts that disagree with the recorded ones are refused, naming the difference.
+  EXPECT_THAT(other->FollowLayouts(tenant, {{0, 2, {}}, {2, 5, {}}}),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("differs")));
+  other->Stop();
+}
+
 // A node that stopped after recording a new layout and before sealing the old one seals it when
 // the layouts are next read (at start-up).
 TEST_F(KafkaLogTest, ALayoutLeftUnsealedByAStopIsSealedWhenReadBack) {

@@ -5,6 +5,7 @@
 // up, every lead of every tenant equals what one clean embedded pass over the same activities
 // computes, and counts each activity once.
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -136,12 +137,14 @@ class Node {
     server_.SetEnv("FAIRWAY_DISPATCH_ALLOW_NETWORKS", "127.0.0.0/8");
     server_.SetLogFile(dir.Sub(name + ".log"));
   }
+  void SetEnv(const std::string& name, const std::string& value) { server_.SetEnv(name, value); }
   void Start() {
     std::lock_guard lock(mu_);
     server_.Start();
     up_ = true;
     cv_.notify_all();
   }
+  void Signal(int sig) { server_.Signal(sig); }
   void Kill(int sig) {
     std::lock_guard lock(mu_);
     if (sig == SIGTERM) {
@@ -295,14 +298,6 @@ TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
     }
   }
 
-  {
-    // A partition change would record the layout in one node's store only: refused for now.
-    TestClient admin(nodes[1]->WaitUrl());
-    auto r =
-        admin.Request("PATCH", "/admin/v1/tenants/t0", R"({"partitions":8})", {BearerAuth(kToken)});
-    EXPECT_EQ(r.status, 409) << r.body;
-    EXPECT_NE(r.body.find("partitions"), std::string::npos) << r.body;
-  }
   // A tenant's campaigns live with its state on the node that processes it: created through
   // another node, the request is forwarded there; a request forwarded already is not forwarded
   // again (503 naming the slot: it reached a node that no longer owns the slot).
@@ -447,6 +442,257 @@ TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
   std::cout << requests_seen << " webhook requests for " << body_by_key.size() << " keys\n";
   clean.Kill(SIGTERM);
   for (int i : {0, 1, 3}) nodes[i]->Kill(SIGTERM);
+}
+
+// A tenant's partitions go from 4 to 8 while clients send through all three nodes, each lead's
+// consecutive requests through different nodes, and the change is asked of a node that does not
+// process the tenant. The nodes hold the tenant's appends (503, the clients re-send) from the
+// moment they learn of the change until every node has stopped appending to the old layout and
+// it is sealed: no lead's activity is processed after a later one, and each is counted once.
+TEST(E2eClusterTest, APartitionChangeUnderLoadThroughEveryNodeKeepsEveryLeadsOrder) {
+  testing::KafkaMockCluster kafka(3);
+  ASSERT_OK(kafka.status());
+  ASSERT_OK(kafka.CreateTopic("fairway.__slots", kSlots, 3));
+  ASSERT_OK(kafka.CreateTopic("fairway.__changelog", kSlots, 3));
+  ASSERT_OK(kafka.CreateTopic("fairway.__config", 1, 3));
+  ASSERT_OK(kafka.CreateTopic("fairway.acme", 4, 3));
+  ASSERT_OK(kafka.CreateTopic("fairway.acme.1", 8, 3));
+  TempDir dir;
+  std::vector<std::unique_ptr<Node>> nodes;
+  std::vector<std::string> urls;
+  for (const char* name : {"n1", "n2", "n3"}) {
+    nodes.push_back(std::make_unique<Node>(dir, name, kafka.bootstrap_servers()));
+    // A small read-ahead keeps the backlog in the log, so the new layout's partitions are
+    // there to read while older activities of the same leads still wait.
+    nodes.back()->SetEnv("FAIRWAY_ENGINE_STREAM_BUFFER_KB", "16");
+    nodes.back()->Start();
+  }
+  for (auto& n : nodes) urls.push_back(n->WaitUrl());
+  for (const auto& url : urls) ASSERT_TRUE(WaitReady(url));
+  ASSERT_GT(WaitSlotsCovered(urls), 0);
+  const Keys keys = CreateTenant(urls[0], "acme", 2000);
+  std::string owner;
+  for (const auto deadline = std::chrono::steady_clock::now() + 30s;
+       owner.empty() && std::chrono::steady_clock::now() < deadline;) {
+    owner = OwnerOf(urls, "acme");
+    if (owner.empty()) std::this_thread::sleep_for(20ms);  // polling, with a deadline
+  }
+  ASSERT_FALSE(owner.empty()) << "no node processes acme";
+  // Every node learns of the tenant through the config topic (a moment after the answer).
+  for (const auto& url : urls) {
+    TestClient c(url);
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (c.Request("GET", "/admin/v1/tenants/acme", {}, {BearerAuth(kToken)}).status != 200) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "acme never reached " << url;
+      std::this_thread::sleep_for(20ms);  // polling, with a deadline
+    }
+  }
+
+  constexpr int kClients = 4, kLeadsPerClient = 6, kPer = 5;
+  auto lead = [](int c, int l) { return fmt::format("c{}-l{}", c, l); };
+  std::atomic<int> acknowledged{0}, held{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::vector<int>> sent(kClients, std::vector<int>(kLeadsPerClient, 0));
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; !stop; ++i) {
+        const int l = i % kLeadsPerClient;
+        int& seq = sent[c][l];
+        std::string body = R"({"batch":[)";
+        for (int e = 0; e < kPer; ++e) {
+          const int n = seq + e;
+          body += fmt::format(
+              R"({}{{"type":"track","event":"Step","userId":"{}","messageId":"{}-{}",)"
+              R"("timestamp":"2026-01-01T{:02}:{:02}:{:02}Z","properties":{{"seq":{}}}}})",
+              e ? "," : "", lead(c, l), lead(c, l), n, n / 3600, n / 60 % 60, n % 60, n);
+        }
+        body += "]}";
+        // Each request of a lead goes to another node than the lead's request before; a refused
+        // one is re-sent to the same node (its dedup window knows what it stored).
+        TestClient client(urls[(c + i + i / kLeadsPerClient) % urls.size()]);
+        const auto deadline = std::chrono::steady_clock::now() + 60s;
+        auto r = client.Request("POST", "/v1/batch", body, {BasicAuth(keys.write)});
+        while (r.status == 503 && std::chrono::steady_clock::now() < deadline) {
+          if (r.body.find("changing its partition count") != std::string::npos) ++held;
+          std::this_thread::sleep_for(20ms);  // a client's back-off before it re-sends
+          r = client.Request("POST", "/v1/batch", body, {BasicAuth(keys.write)});
+        }
+        ASSERT_EQ(r.status, 200) << r.body;
+        seq += kPer;
+        ++acknowledged;
+      }
+    });
+  }
+  auto wait_acks = [&](int n) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (acknowledged < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(5ms);  // polling progress, bounded
+    }
+    EXPECT_GE(acknowledged.load(), n) << "the clients stopped getting acknowledgements";
+  };
+  wait_acks(150);
+  json before = LeadsStatus(owner, kToken);
+  EXPECT_GT(before.value("lag_events", 0), 0) << "processing kept up: nothing to order";
+  // Asked of a node that does not process acme: forwarded to the one that does.
+  std::string other = urls[0] == owner ? urls[1] : urls[0];
+  TestClient admin(other);
+  auto patched =
+      admin.Request("PATCH", "/admin/v1/tenants/acme", R"({"partitions":8})", {BearerAuth(kToken)});
+  ASSERT_EQ(patched.status, 200) << patched.body;
+  json tenant = json::parse(patched.body);
+  EXPECT_EQ(tenant["partitions"], 8);
+  EXPECT_EQ(tenant["first_partition"], 4);
+  ASSERT_EQ(tenant["sealed_layouts"].size(), 1u);
+  uint64_t sealed_records = 0;
+  for (const auto& e : tenant["sealed_layouts"][0]["ends"]) sealed_records += e.get<uint64_t>();
+  wait_acks(acknowledged + 150);
+  stop = true;
+  for (auto& t : clients) t.join();
+  std::cout << held << " requests held during the change\n";
+
+  // Every lead counts each of its activities once, on the node that processes it.
+  TestClient reader(owner);
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  for (int c = 0; c < kClients; ++c) {
+    for (int l = 0; l < kLeadsPerClient; ++l) {
+      json got;
+      do {
+        auto r = reader.Request("GET", "/v1/leads/" + lead(c, l), {}, {BearerAuth(keys.api)});
+        got = r.status == 200 ? json::parse(r.body) : json{{"http_status", r.status}};
+        if (got.value("activity_count", -1) == sent[c][l]) break;
+        std::this_thread::sleep_for(50ms);  // polling, with a deadline
+      } while (std::chrono::steady_clock::now() < deadline);
+      EXPECT_EQ(got.value("activity_count", -1), sent[c][l]) << lead(c, l) << " " << got.dump();
+    }
+  }
+  ASSERT_TRUE(WaitLeadsProcessed(owner, kToken, 60s));
+  json status = LeadsStatus(owner, kToken);
+  EXPECT_EQ(status["dead_letters_total"], 0);
+  ASSERT_EQ(status["partitions"].size(), 12u) << status.dump();
+  uint64_t old_committed = 0, new_committed = 0;
+  for (size_t p = 0; p < 12; ++p) {
+    (p < 4 ? old_committed : new_committed) += status["partitions"][p]["committed"].get<uint64_t>();
+  }
+  EXPECT_EQ(old_committed, sealed_records) << "appends reached the old layout after its seal";
+  EXPECT_GT(new_committed, 0u) << "nothing reached the new layout";
+  // Every node took the new layout.
+  for (const auto& url : urls) {
+    TestClient c(url);
+    auto r = c.Request("GET", "/admin/v1/tenants/acme", {}, {BearerAuth(kToken)});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(json::parse(r.body)["first_partition"], 4) << url;
+  }
+  TestClient owner_admin(owner);
+  auto metrics = owner_admin.Request("GET", "/metrics", {}, {BearerAuth(kToken)});
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_EQ(MetricValue(metrics.body, R"(fairway_leads_late_activities_total{tenant="acme"})"), 0)
+      << "a lead's activity was processed after a later one of the same lead";
+  for (auto& n : nodes) n->Kill(SIGTERM);
+}
+
+// A node that does not answer (frozen with SIGSTOP) holds a partition change up: the change
+// answers 503 naming it after cluster.layout_change_timeout_ms, the tenant's activities are
+// refused (503) meanwhile, and once the node answers again the node processing the tenant
+// completes the change by itself; every activity is then counted once, in order.
+TEST(E2eClusterTest, APartitionChangeHeldUpByASilentNodeCompletesOnceItAnswers) {
+  testing::KafkaMockCluster kafka(3);
+  ASSERT_OK(kafka.status());
+  ASSERT_OK(kafka.CreateTopic("fairway.__slots", kSlots, 3));
+  ASSERT_OK(kafka.CreateTopic("fairway.__changelog", kSlots, 3));
+  ASSERT_OK(kafka.CreateTopic("fairway.__config", 1, 3));
+  ASSERT_OK(kafka.CreateTopic("fairway.acme", 4, 3));
+  ASSERT_OK(kafka.CreateTopic("fairway.acme.1", 8, 3));
+  TempDir dir;
+  std::vector<std::unique_ptr<Node>> nodes;
+  std::vector<std::string> urls;
+  for (const char* name : {"n1", "n2", "n3"}) {
+    nodes.push_back(std::make_unique<Node>(dir, name, kafka.bootstrap_servers()));
+    nodes.back()->SetEnv("FAIRWAY_CLUSTER_LAYOUT_CHANGE_TIMEOUT_MS", "1500");
+    nodes.back()->Start();
+  }
+  for (auto& n : nodes) urls.push_back(n->WaitUrl());
+  for (const auto& url : urls) ASSERT_TRUE(WaitReady(url));
+  ASSERT_GT(WaitSlotsCovered(urls), 0);
+  const Keys keys = CreateTenant(urls[0], "acme", 0);
+  for (const auto& url : urls) {
+    TestClient c(url);
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (c.Request("GET", "/admin/v1/tenants/acme", {}, {BearerAuth(kToken)}).status != 200) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "acme never reached " << url;
+      std::this_thread::sleep_for(20ms);  // polling, with a deadline
+    }
+  }
+  const std::string owner = OwnerOf(urls, "acme");
+  ASSERT_FALSE(owner.empty());
+  const size_t silent = urls[0] == owner ? 1 : 0;
+  const std::string silent_name = fmt::format("n{}", silent + 1);
+
+  // Lead "u" gets activity `seq` through `url`, re-sent while refused with 503.
+  int seq = 0;
+  auto send = [&](const std::string& url) {
+    TestClient c(url);
+    std::string body =
+        fmt::format(R"({{"type":"track","event":"Step","userId":"u","messageId":"m{}",)"
+                    R"("timestamp":"2026-01-01T00:{:02}:{:02}Z"}})",
+                    seq, seq / 60, seq % 60);
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    auto r = c.Request("POST", "/v1/track", body, {BasicAuth(keys.write)});
+    while (r.status == 503 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(50ms);  // a client's back-off before it re-sends
+      r = c.Request("POST", "/v1/track", body, {BasicAuth(keys.write)});
+    }
+    EXPECT_EQ(r.status, 200) << url << ": " << r.body;
+    ++seq;
+  };
+  for (int i = 0; i < 30; ++i) send(urls[i % 3]);
+
+  nodes[silent]->Signal(SIGSTOP);
+  TestClient admin(owner);
+  auto patched =
+      admin.Request("PATCH", "/admin/v1/tenants/acme", R"({"partitions":8})", {BearerAuth(kToken)});
+  EXPECT_EQ(patched.status, 503) << patched.body;
+  EXPECT_NE(patched.body.find(silent_name), std::string::npos) << patched.body;
+  // Held: nothing reaches either layout while a node may still append to the old one.
+  TestClient writer(owner);
+  auto refused = writer.Request(
+      "POST", "/v1/track", R"({"type":"track","event":"Step","userId":"u","messageId":"held"})",
+      {BasicAuth(keys.write)});
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_NE(refused.body.find("changing its partition count"), std::string::npos) << refused.body;
+  nodes[silent]->Signal(SIGCONT);
+
+  // Completed by itself (the node processing acme looks every 10 seconds), on every node.
+  for (const auto& url : urls) {
+    TestClient c(url);
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    json t;
+    do {
+      auto r = c.Request("GET", "/admin/v1/tenants/acme", {}, {BearerAuth(kToken)});
+      t = r.status == 200 ? json::parse(r.body) : json{};
+      if (t.value("first_partition", 0) == 4) break;
+      std::this_thread::sleep_for(50ms);  // polling, with a deadline
+    } while (std::chrono::steady_clock::now() < deadline);
+    EXPECT_EQ(t.value("first_partition", 0), 4) << url << " " << t.dump();
+    EXPECT_EQ(t.value("partitions", 0), 8) << url;
+  }
+  for (int i = 0; i < 30; ++i) send(urls[i % 3]);
+
+  ASSERT_TRUE(WaitLeadsProcessed(owner, kToken, 60s));
+  TestClient reader(owner);
+  json lead;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  do {
+    auto r = reader.Request("GET", "/v1/leads/u", {}, {BearerAuth(keys.api)});
+    lead = r.status == 200 ? json::parse(r.body) : json{};
+    if (lead.value("activity_count", -1) == seq) break;
+    std::this_thread::sleep_for(50ms);  // polling, with a deadline
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(lead.value("activity_count", -1), seq) << lead.dump();
+  auto metrics = admin.Request("GET", "/metrics", {}, {BearerAuth(kToken)});
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_EQ(MetricValue(metrics.body, R"(fairway_leads_late_activities_total{tenant="acme"})"), 0);
+  for (auto& n : nodes) n->Kill(SIGTERM);
 }
 
 }  // namespace

@@ -50,15 +50,6 @@ std::string EventTime(int seq) {
   return fmt::format("2026-01-01T{:02}:{:02}:{:02}Z", seq / 3600, seq / 60 % 60, seq % 60);
 }
 
-// The value of one series of a Prometheus text page (0 when absent).
-double Series(const std::string& page, const std::string& series) {
-  std::istringstream in(page);
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return 0;
-}
-
 class E2ePartitionsTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(E2ePartitionsTest, FourToEightPartitionsUnderLoadKeepEveryLeadsOrderAndLoseNothing) {
@@ -183,7 +174,7 @@ TEST_P(E2ePartitionsTest, FourToEightPartitionsUnderLoadKeepEveryLeadsOrderAndLo
   // Every lead's activities were processed in their sequence: none came after a later one.
   auto metrics = admin.Request("GET", "/metrics", {}, {BearerAuth(kToken)});
   ASSERT_EQ(metrics.status, 200);
-  EXPECT_EQ(Series(metrics.body, R"(fairway_leads_late_activities_total{tenant="acme"})"), 0)
+  EXPECT_EQ(MetricValue(metrics.body, R"(fairway_leads_late_activities_total{tenant="acme"})"), 0)
       << "a lead's activity was processed after a later one of the same lead";
   if (on_kafka) {
     // Kafka's lag tools see the same progress: the leads processor's consumer group has

@@ -1,11 +1,12 @@
 #pragma once
-// The `leads` processor's status of a tenant as the admin API reports it, and a bounded wait for
-// processing to catch up: shared by the end-to-end suites.
+// The `leads` processor's status of a tenant as the admin API reports it, a bounded wait for
+// processing to catch up, and one series of the metrics page: shared by the end-to-end suites.
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -43,6 +44,15 @@ inline bool WaitLeadsProcessed(const std::string& url, const std::string& admin_
   }
   ADD_FAILURE() << "processing did not catch up: " << s.dump();
   return false;
+}
+
+// The value of one series of a Prometheus text page (0 when absent).
+inline double MetricValue(const std::string& page, const std::string& series) {
+  std::istringstream in(page);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return 0;
 }
 
 }  // namespace fairway::e2e

@@ -66,6 +66,11 @@ class ServerProcess {
     child_.reset();
   }
 
+  // Sends `sig` only: SIGSTOP freezes the server (a node that stops answering), SIGCONT wakes it.
+  void Signal(int sig) {
+    if (child_) child_->Signal(sig);
+  }
+
   // Sends SIGTERM and waits up to `timeout` for the server to exit; false (and SIGKILL) if it
   // does not.
   bool Terminate(std::chrono::milliseconds timeout) {

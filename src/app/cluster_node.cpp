@@ -5,10 +5,12 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
+#include <charconv>
 #include <chrono>
 #include <thread>
 
 #include "common/json_writer.h"
+#include "log/lead_index.h"
 
 namespace fairway::app {
 
@@ -207,6 +209,7 @@ void ClusterNode::OnSlotOwner(uint32_t slot, std::string_view value) {
   Owner& owner = owners_[slot];
   if (epoch->as_int64() < owner.epoch) return;  // an older owner's late record
   owner = {std::string(node->as_string()), std::string(url->as_string()), epoch->as_int64()};
+  acks_cv_.notify_all();  // a layout change may wait for a node no longer named
   spdlog::info("cluster: slot {} is processed by node {} ({})", slot, owner.node, owner.url);
 }
 
@@ -228,9 +231,136 @@ void ClusterNode::OnTenantChange(const TenantId& tenant, const tenancy::Journale
     }
     return;
   }
+  if (!change.config->sealed_layouts.empty() && s_.log != nullptr) {
+    // A partition count change is complete: this node's appends go to the new layout now.
+    auto layouts = change.config->sealed_layouts;
+    layouts.push_back(change.config->current_layout());
+    if (Status st = s_.log->FollowLayouts(*change.config, layouts); !st.ok()) {
+      spdlog::error("cluster: partition layouts of tenant '{}': {}", tenant.str(), st.ToString());
+    }
+  }
   // Starts, changes or (not owned here) releases the tenant's processing.
   if (Status st = s_.engine->UpsertTenant(*change.config); !st.ok()) {
     spdlog::error("cluster: tenant '{}': {}", tenant.str(), st.ToString());
+  }
+}
+
+void ClusterNode::OnLayoutNote(std::string_view tenant, std::string_view value, int64_t offset) {
+  const TenantId id{std::string(tenant)};
+  auto config = s_.tenants->Get(id);
+  auto layouts = log::DecodeLayouts(value);
+  if (!config.ok() || !layouts.ok() || s_.log == nullptr) {
+    spdlog::warn("cluster: layout change of tenant '{}' at {} skipped: {}", tenant, offset,
+                 !config.ok() ? config.status().ToString() : layouts.status().ToString());
+    return;
+  }
+  // Unacknowledged on failure: the changing node asks again.
+  if (Status st = s_.log->FollowLayouts(*config, *layouts); !st.ok()) {
+    spdlog::warn("cluster: taking the layout change of tenant '{}': {}", tenant, st.ToString());
+    return;
+  }
+  auto acked = s_.config_topic->PublishNote("layout-ack", fmt::format("{}/{}", tenant, s_.node_id),
+                                            std::to_string(offset));
+  if (!acked.ok()) {
+    spdlog::warn("cluster: acknowledging the layout change of tenant '{}': {}", tenant,
+                 acked.status().ToString());
+  }
+}
+
+void ClusterNode::OnLayoutAck(std::string_view name, std::string_view value) {
+  const size_t slash = name.find('/');
+  int64_t round = -1;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), round);
+  if (slash == std::string_view::npos || ec != std::errc() || end != value.data() + value.size()) {
+    spdlog::warn("cluster: layout acknowledgement '{}' is not one: skipped", name);
+    return;
+  }
+  std::lock_guard lock(mu_);
+  int64_t& seen =
+      layout_acks_[std::string(name.substr(0, slash))][std::string(name.substr(slash + 1))];
+  seen = std::max(seen, round);
+  acks_cv_.notify_all();
+}
+
+Result<std::vector<model::PartitionLayout>> ClusterNode::FinishLayout(
+    const TenantId& tenant, const std::vector<model::PartitionLayout>& layouts) {
+  FAIRWAY_ASSIGN_OR_RETURN(int64_t round, s_.config_topic->PublishNote(
+                                              "layout", tenant.str(), log::EncodeLayouts(layouts)));
+  // The nodes that may append: every node named as a slot's owner (a node takes ingest once
+  // ready, that is once it has slots), and this one.
+  auto missing = [&] {
+    std::set<std::string> nodes{s_.node_id};
+    for (const Owner& o : owners_) {
+      if (!o.url.empty()) nodes.insert(o.node);
+    }
+    const auto& acks = layout_acks_[tenant.str()];
+    std::vector<std::string> out;
+    for (const auto& n : nodes) {
+      auto it = acks.find(n);
+      if (it == acks.end() || it->second < round) out.push_back(n);
+    }
+    return out;
+  };
+  {
+    std::unique_lock lock(mu_);
+    if (!acks_cv_.wait_for(lock, s_.layout_wait, [&] { return missing().empty(); })) {
+      return Unavailable(fmt::format(
+          "the partition change of tenant '{}' waits for node(s) {} to stop appending to its "
+          "old partitions; it completes by itself once they have",
+          tenant.str(), fmt::join(missing(), ", ")));
+    }
+  }
+  return s_.log->SealLayout(tenant);
+}
+
+Result<std::vector<uint64_t>> ClusterNode::ChangeLayout(const model::TenantConfig& tenant,
+                                                        uint32_t count) {
+  {
+    std::lock_guard lock(mu_);
+    if (!changing_.insert(tenant.id.str()).second) {
+      return Unavailable(
+          fmt::format("tenant '{}' is changing its partition count already", tenant.id.str()));
+    }
+  }
+  auto result = [&]() -> Result<std::vector<uint64_t>> {
+    FAIRWAY_ASSIGN_OR_RETURN(auto layouts, s_.log->BeginLayout(tenant, count));
+    if (layouts[layouts.size() - 2].ends.empty()) {
+      FAIRWAY_ASSIGN_OR_RETURN(layouts, FinishLayout(tenant.id, layouts));
+    }
+    return layouts[layouts.size() - 2].ends;
+  }();
+  std::lock_guard lock(mu_);
+  changing_.erase(tenant.id.str());
+  return result;
+}
+
+void ClusterNode::CompleteLayoutChanges() {
+  if (s_.log == nullptr) return;
+  for (const auto& t : s_.tenants->List()) {
+    if (t.status == model::TenantStatus::kDeleting || !Owns(t.id)) continue;
+    {
+      std::lock_guard lock(mu_);
+      if (!changing_.insert(t.id.str()).second) continue;  // PATCH is at it
+    }
+    Status st = [&]() -> Status {
+      FAIRWAY_ASSIGN_OR_RETURN(auto layouts, s_.log->RecordedLayouts(t.id));
+      if (layouts.size() < 2) return Status::Ok();
+      if (layouts[layouts.size() - 2].ends.empty()) {
+        spdlog::info("cluster: completing the partition change of tenant '{}'", t.id.str());
+        FAIRWAY_ASSIGN_OR_RETURN(layouts, FinishLayout(t.id, layouts));
+      }
+      // Sealed here but not recorded for the cluster yet (the change's node stopped between).
+      if (layouts.back().first <= t.first_partition()) return Status::Ok();
+      FAIRWAY_ASSIGN_OR_RETURN(auto adopted, s_.tenants->AdoptLayouts(t.id, layouts));
+      spdlog::info("cluster: tenant '{}' has {} partitions from partition {}", t.id.str(),
+                   adopted.partitions, adopted.first_partition());
+      return s_.engine->UpsertTenant(adopted);
+    }();
+    if (!st.ok()) {
+      spdlog::warn("cluster: partition change of tenant '{}': {}", t.id.str(), st.ToString());
+    }
+    std::lock_guard lock(mu_);
+    changing_.erase(t.id.str());
   }
 }
 

@@ -13,10 +13,14 @@
 // topic's, questions from anywhere.
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +32,7 @@
 #include "common/metrics.h"
 #include "dispatch/delivery_dispatcher.h"
 #include "engine/engine.h"
+#include "log/activity_log.h"
 #include "tenancy/tenant_registry.h"
 
 namespace fairway::app {
@@ -45,6 +50,10 @@ struct ClusterServices {
   cluster::ConfigTopic* config_topic = nullptr;
   // This node's name.
   std::string node_id;
+  // The activity log, whose partition layouts change through the config topic.
+  log::ActivityLog* log = nullptr;
+  // How long a layout change waits for every node to stop appending to the old layout.
+  std::chrono::milliseconds layout_wait{20'000};
 };
 
 class ClusterNode final : public cluster::SlotListener {
@@ -73,6 +82,21 @@ class ClusterNode final : public cluster::SlotListener {
   // The address of the node that processes `tenant`, when another node does and it is known.
   std::optional<std::string> OwnerUrl(const TenantId& tenant) const;
 
+  // Partition count changes (docs/distributed.md, "Partition changes in a cluster").
+  // Changes the count of `tenant`, processed here, to `count`: starts the new layout
+  // (ActivityLog::BeginLayout), tells every node through the config topic, waits until every
+  // node named as a slot owner has stopped appending to the old layout, and seals it; returns
+  // the sealed layout's ends (TenantRegistry::LayoutStarter). Unavailable when a node did not
+  // answer within layout_wait: the change then completes by itself (CompleteLayoutChanges).
+  Result<std::vector<uint64_t>> ChangeLayout(const model::TenantConfig& tenant, uint32_t count);
+  // Completes the changes of the tenants processed here that a failure cut short (the node
+  // that started one died, a node did not answer in time). Called now and then.
+  void CompleteLayoutChanges();
+  // Config topic notes: a layout change ("layout/<tenant>": the layouts), which this node takes
+  // and acknowledges ("layout-ack/<tenant>/<node>": the change note's offset).
+  void OnLayoutNote(std::string_view tenant, std::string_view value, int64_t offset);
+  void OnLayoutAck(std::string_view name, std::string_view value);
+
  private:
   std::vector<model::TenantConfig> TenantsOf(uint32_t slot) const;
   void Take(uint32_t slot);
@@ -80,6 +104,10 @@ class ClusterNode final : public cluster::SlotListener {
   // Publishes this node as the owner of `slot` since `taken_at` (its epoch), or, without it, as
   // its owner no more (a clean release).
   void PublishOwner(uint32_t slot, std::optional<int64_t> taken_at);
+  // Tells every node of `layouts` (the newest unsealed), waits for their acknowledgements and
+  // seals; the sealed layouts.
+  Result<std::vector<model::PartitionLayout>> FinishLayout(
+      const TenantId& tenant, const std::vector<model::PartitionLayout>& layouts);
 
   // Who owns each slot, as the owners published it: the latest epoch wins.
   struct Owner {
@@ -95,6 +123,10 @@ class ClusterNode final : public cluster::SlotListener {
   std::vector<uint32_t> restoring_;  // guarded by mu_
   std::vector<Owner> owners_;        // guarded by mu_
   std::string url_;                  // guarded by mu_
+  // Tenant -> node -> the newest layout change note the node acknowledged (its offset).
+  std::map<std::string, std::map<std::string, int64_t>> layout_acks_;  // guarded by mu_
+  std::set<std::string> changing_;  // tenants whose layout change runs here; guarded by mu_
+  std::condition_variable acks_cv_;
   std::atomic<bool> stopping_{false};
   Gauge* owned_gauge_;
   Counter* taken_;

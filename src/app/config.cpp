@@ -304,6 +304,14 @@ const std::vector<Key>& Keys() {
          return ParseNumber<int>("cluster.session_timeout_ms", v, 1000, 3'600'000,
                                  &c->cluster_session_timeout_ms);
        }},
+      {"cluster.layout_change_timeout_ms", "FAIRWAY_CLUSTER_LAYOUT_CHANGE_TIMEOUT_MS", "20000",
+       "How long a tenant's partition count change waits for every node to stop appending to "
+       "the old partitions before it answers 503; the change then completes by itself once they "
+       "have (the tenant's activities are refused with 503 meanwhile). 100 to 600000.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<int>("cluster.layout_change_timeout_ms", v, 100, 600'000,
+                                 &c->cluster_layout_change_timeout_ms);
+       }},
       {"cluster.advertised_url", "FAIRWAY_CLUSTER_ADVERTISED_URL", "(the listen address)",
        "Where the other nodes of a cluster reach this node to forward requests about the "
        "tenants it processes, e.g. http://10.0.0.5:8080. Default: the listen address, with the "

@@ -39,6 +39,7 @@ struct Config {
   uint32_t cluster_slots = 64;
   int cluster_session_timeout_ms = 6000;
   int cluster_append_poll_ms = 100;
+  int cluster_layout_change_timeout_ms = 20'000;
   std::string cluster_advertised_url;
 };
 

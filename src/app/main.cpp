@@ -184,6 +184,8 @@ int Serve(Config config) {
     spdlog::error("{}", tenants.status().message());
     return 1;
   }
+  // In a cluster every node appends to every tenant's log.
+  config.log.kafka.shared_appends = config.cluster_enabled;
   auto opened_log = log::OpenActivityLog(config.log, store->get(), clock, &metrics);
   if (!opened_log.ok()) {
     spdlog::error("{}", opened_log.status().message());
@@ -278,16 +280,21 @@ int Serve(Config config) {
             .metrics = &metrics,
             .delete_state = [&api](const TenantId& t) { return api.DeleteTenantState(t); },
             .config_topic = config_topic.get(),
-            .node_id = node_id},
+            .node_id = node_id,
+            .log = &log,
+            .layout_wait = std::chrono::milliseconds(config.cluster_layout_change_timeout_ms)},
         config.cluster_slots);
     auto owns = [node = cluster_node.get()](const TenantId& t) { return node->Owns(t); };
-    api.SetClusterView({.slots = config.cluster_slots,
-                        .slot_of = [slots = config.cluster_slots](
-                                       const TenantId& t) { return cluster::SlotOf(t, slots); },
-                        .active_slots = [node = cluster_node.get()] { return node->ActiveSlots(); },
-                        .owns = owns,
-                        .owner_url = [node = cluster_node.get()](
-                                         const TenantId& t) { return node->OwnerUrl(t); }});
+    api.SetClusterView(
+        {.slots = config.cluster_slots,
+         .slot_of = [slots = config.cluster_slots](
+                        const TenantId& t) { return cluster::SlotOf(t, slots); },
+         .active_slots = [node = cluster_node.get()] { return node->ActiveSlots(); },
+         .owns = owns,
+         .owner_url = [node = cluster_node.get()](const TenantId& t) { return node->OwnerUrl(t); },
+         .change_layout = [node = cluster_node.get()](
+                              const model::TenantConfig& t,
+                              uint32_t count) { return node->ChangeLayout(t, count); }});
     engine.SetOwnership(owns);
     dispatcher.SetOwnership(owns);
     timers.SetOwnership(owns);
@@ -309,6 +316,13 @@ int Serve(Config config) {
         [node = cluster_node.get()](uint32_t slot, std::string_view value) {
           node->OnSlotOwner(slot, value);
         });
+    config_topic->SetNoteListener(
+        "layout",
+        [node = cluster_node.get()](std::string_view tenant, std::string_view value,
+                                    int64_t offset) { node->OnLayoutNote(tenant, value, offset); });
+    config_topic->SetNoteListener(
+        "layout-ack", [node = cluster_node.get()](std::string_view name, std::string_view value,
+                                                  int64_t) { node->OnLayoutAck(name, value); });
     // Every tenant change any node recorded, before anything runs on the registry.
     Status st = config_topic->Follow(
         [node = cluster_node.get()](const TenantId& t, const tenancy::JournaledChange& change) {
@@ -332,7 +346,14 @@ int Serve(Config config) {
   }
   // A partition layout the log started without the registry storing it (the process stopped,
   // or the change's seal failed) is taken now, and looked for again now and then.
-  PeriodicService follow_layouts(std::chrono::seconds(10), [&api] { api.FollowLogLayouts(); });
+  // In a cluster, the node processing a tenant completes its interrupted changes.
+  PeriodicService follow_layouts(std::chrono::seconds(10), [&api, node = cluster_node.get()] {
+    if (node != nullptr) {
+      node->CompleteLayoutChanges();
+    } else {
+      api.FollowLogLayouts();
+    }
+  });
   follow_layouts.Start();
   PeriodicService retention(
       std::chrono::seconds(config.retention_interval_seconds),

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -46,7 +47,8 @@ struct ConfigTopic::Impl {
   std::thread poller, follower;
   std::atomic<bool> stopping{false};
 
-  SlotOwnerListener slot_owners;  // set before Follow
+  SlotOwnerListener slot_owners;                           // set before Follow
+  std::map<std::string, NoteListener, std::less<>> notes;  // set before Follow
   mutable std::mutex mu;
   std::condition_variable cv;
   int64_t next = 0;  // guarded by mu: the next offset to apply
@@ -82,6 +84,15 @@ struct ConfigTopic::Impl {
           spdlog::warn("cluster: storing the owner of slot {}: {}", slot, st.ToString());
         }
         if (slot_owners) slot_owners(slot, value);
+      }
+      return;
+    }
+    if (auto slash = key.find('/'); slash != std::string_view::npos) {
+      // A note (no tenant id has a '/'); one of a kind this node does not know is skipped.
+      auto it = notes.find(key.substr(0, slash));
+      if (it != notes.end() && m->payload != nullptr) {
+        it->second(key.substr(slash + 1),
+                   std::string_view(static_cast<const char*>(m->payload), m->len), m->offset);
       }
       return;
     }
@@ -190,6 +201,15 @@ ConfigTopic::~ConfigTopic() = default;
 
 void ConfigTopic::SetSlotOwnerListener(SlotOwnerListener listener) {
   impl_->slot_owners = std::move(listener);
+}
+
+void ConfigTopic::SetNoteListener(std::string kind, NoteListener listener) {
+  impl_->notes[std::move(kind)] = std::move(listener);
+}
+
+Result<int64_t> ConfigTopic::PublishNote(std::string_view kind, std::string_view name,
+                                         const std::string& value) {
+  return Produce(fmt::format("{}/{}", kind, name), value);
 }
 
 Status ConfigTopic::PublishSlotOwner(uint32_t slot, const std::string& value) {

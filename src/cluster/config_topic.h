@@ -47,6 +47,16 @@ class ConfigTopic final : public tenancy::ConfigJournal {
   using SlotOwnerListener = std::function<void(uint32_t slot, std::string_view value)>;
   void SetSlotOwnerListener(SlotOwnerListener listener);
 
+  // Notes the nodes send each other, keyed "<kind>/<name>" (ClusterNode: partition layout
+  // changes and their acknowledgements). A node hears of the notes after its position only.
+  using NoteListener =
+      std::function<void(std::string_view name, std::string_view value, int64_t offset)>;
+  // Requires: before Follow; `kind` has no '/' and is not "slot".
+  void SetNoteListener(std::string kind, NoteListener listener);
+  // Produces a note and waits for its acknowledgement; its offset.
+  Result<int64_t> PublishNote(std::string_view kind, std::string_view name,
+                              const std::string& value);
+
   // Starts applying the topic's records after this node's position to the registry and returns
   // once every record there at the call is applied (Unavailable if that takes longer than
   // `timeout`). Call once.

@@ -433,16 +433,18 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
         // A layout the log started without the registry storing it (a change that failed or
         // was cut short) is taken before the change, and again after a failed one, so that
         // processing follows the log.
-        (void)FollowLogLayouts(id);
+        // In a cluster, the node that processes the tenant changes its partition count.
+        if (cluster_.slots == 0) (void)FollowLogLayouts(id);
+        bool forward = false;
         auto updated = tenants_->Update(
             id, body,
-            [this](const model::TenantConfig& t, uint32_t count) -> Result<std::vector<uint64_t>> {
+            [&](const model::TenantConfig& t, uint32_t count) -> Result<std::vector<uint64_t>> {
               if (cluster_.slots > 0) {
-                // The layouts are recorded in the store of the node that starts them, which
-                // the node processing the tenant does not read.
-                return FailedPrecondition(
-                    "field 'partitions': a tenant's partition count cannot change in a cluster "
-                    "yet (docs/distributed.md)");
+                if (!CheckProcessedHere(t.id).ok()) {
+                  forward = true;
+                  return FailedPrecondition("field 'partitions': changed by the tenant's node");
+                }
+                return cluster_.change_layout(t, count);
               }
               auto ends = log_->StartLayout(t, count);
               if (ends.ok()) {
@@ -452,7 +454,16 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
               }
               return ends;
             });
-        if (!updated.ok()) (void)FollowLogLayouts(id);
+        if (forward) {
+          HttpRequest again{.method = method,
+                            .target = fmt::format("/admin/v1/tenants{}", rest),
+                            .authorization = "Bearer " + options_.admin_token,
+                            .content_type = "application/json",
+                            .body = body,
+                            .forwarded_by = forwarded_by};
+          return ForwardOrRefuse(id, std::move(again), std::move(respond));
+        }
+        if (!updated.ok() && cluster_.slots == 0) (void)FollowLogLayouts(id);
         return respond(applied(updated));
       }
       if (method == "DELETE") {

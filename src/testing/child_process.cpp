@@ -99,6 +99,10 @@ void ChildProcess::Kill(int sig) {
   pid_ = -1;
 }
 
+void ChildProcess::Signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
 bool ChildProcess::Terminate(std::chrono::milliseconds timeout) {
   if (pid_ <= 0) return true;
   kill(pid_, SIGTERM);

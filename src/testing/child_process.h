@@ -47,6 +47,8 @@ class ChildProcess {
 
   // Sends `sig` and reaps the child: it is gone when this returns. Nothing if it already is.
   void Kill(int sig);
+  // Sends `sig` only (SIGSTOP, SIGCONT).
+  void Signal(int sig);
   // Sends SIGTERM and waits up to `timeout` for the child to exit; false (and SIGKILL) if it
   // does not.
   bool Terminate(std::chrono::milliseconds timeout);

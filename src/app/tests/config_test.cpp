@@ -235,22 +235,26 @@ TEST(ConfigTest, ClusterSettingsAreReadAtTheirLimitsAndNeedTheKafkaBackend) {
   EXPECT_EQ(defaults.cluster_slots, 64u);
   EXPECT_EQ(defaults.cluster_session_timeout_ms, 6000);
   EXPECT_EQ(defaults.cluster_append_poll_ms, 100);
+  EXPECT_EQ(defaults.cluster_layout_change_timeout_ms, 20'000);
   std::ofstream(path) << kafka
                       << "[cluster]\nenabled = true\nslots = 1\nsession_timeout_ms = 1000\n"
-                         "append_poll_ms = 10\nadvertised_url = \"http://10.0.0.5:8080//\"\n";
+                         "append_poll_ms = 10\nlayout_change_timeout_ms = 100\nadvertised_url = "
+                         "\"http://10.0.0.5:8080//\"\n";
   ASSERT_OK_AND_ASSIGN(Config low, LoadConfig(path));
   EXPECT_TRUE(low.cluster_enabled);
   EXPECT_EQ(low.cluster_slots, 1u);
   EXPECT_EQ(low.cluster_session_timeout_ms, 1000);
   EXPECT_EQ(low.cluster_append_poll_ms, 10);
+  EXPECT_EQ(low.cluster_layout_change_timeout_ms, 100);
   EXPECT_EQ(low.cluster_advertised_url, "http://10.0.0.5:8080");
   std::ofstream(path) << kafka
                       << "[cluster]\nslots = 4096\nsession_timeout_ms = 3600000\n"
-                         "append_poll_ms = 10000\n";
+                         "append_poll_ms = 10000\nlayout_change_timeout_ms = 600000\n";
   ASSERT_OK_AND_ASSIGN(Config high, LoadConfig(path));
   EXPECT_EQ(high.cluster_slots, 4096u);
   EXPECT_EQ(high.cluster_session_timeout_ms, 3'600'000);
   EXPECT_EQ(high.cluster_append_poll_ms, 10'000);
+  EXPECT_EQ(high.cluster_layout_change_timeout_ms, 600'000);
   for (const auto& [line, key] : std::vector<std::pair<std::string, std::string>>{
            {"slots = 0", "cluster.slots"},
            {"slots = 4097", "cluster.slots"},
@@ -260,6 +264,10 @@ TEST(ConfigTest, ClusterSettingsAreReadAtTheirLimitsAndNeedTheKafkaBackend) {
            {"append_poll_ms = 0", "cluster.append_poll_ms"},
            {"append_poll_ms = 9", "cluster.append_poll_ms"},
            {"append_poll_ms = 10001", "cluster.append_poll_ms"},
+           {"layout_change_timeout_ms = 0", "cluster.layout_change_timeout_ms"},
+           {"layout_change_timeout_ms = 99", "cluster.layout_change_timeout_ms"},
+           {"layout_change_timeout_ms = 600001", "cluster.layout_change_timeout_ms"},
+           {"layout_change_timeout_ms = -5", "cluster.layout_change_timeout_ms"},
            {"advertised_url = \"10.0.0.5:8080\"", "cluster.advertised_url"},
            {"enabled = \"yes\"", "cluster.enabled"}}) {
     std::ofstream(path) << kafka << "[cluster]\n" << line << "\n";

@@ -314,11 +314,14 @@ struct Options {
   std::string processor = "both";
   // fsync the log's group commits (the production setting) in the latency scenarios.
   bool sync = true;
+  // EngineOptions::skip_repeats (on in a cluster): what looking up each messageId costs.
+  bool skip_repeats = false;
 };
 
 engine::EngineOptions EngineOpts(const Options& o) {
   engine::EngineOptions e;
   e.threads = o.threads;
+  e.skip_repeats = o.skip_repeats;
   return e;
 }
 
@@ -644,6 +647,8 @@ int main(int argc, char** argv) {
     c->add_option("--seconds", o.seconds, "length of each measured phase");
     c->add_option("--sync", o.sync, "fsync log commits (latency scenarios)");
     c->add_option("--cycles", o.cycles, "calm/storm cycles (latency scenarios)");
+    c->add_option("--skip-repeats", o.skip_repeats,
+                  "skip repeated messageIds when processing (as a cluster node does)");
   };
   auto* tp = app.add_subcommand("throughput", "drain a backlog: trivial and lead processor");
   common(tp);

@@ -594,7 +594,8 @@ TEST(E2eClusterTest, APartitionChangeUnderLoadThroughEveryNodeKeepsEveryLeadsOrd
 // A node that does not answer (frozen with SIGSTOP) holds a partition change up: the change
 // answers 503 naming it after cluster.layout_change_timeout_ms, the tenant's activities are
 // refused (503) meanwhile, and once the node answers again the node processing the tenant
-// completes the change by itself; every activity is then counted once, in order.
+// completes the change by itself; every activity is then counted once, in order. Activities
+// re-sent afterwards through other nodes than their first copies are not counted again.
 TEST(E2eClusterTest, APartitionChangeHeldUpByASilentNodeCompletesOnceItAnswers) {
   testing::KafkaMockCluster kafka(3);
   ASSERT_OK(kafka.status());
@@ -689,9 +690,47 @@ TEST(E2eClusterTest, APartitionChangeHeldUpByASilentNodeCompletesOnceItAnswers) 
     std::this_thread::sleep_for(50ms);  // polling, with a deadline
   } while (std::chrono::steady_clock::now() < deadline);
   EXPECT_EQ(lead.value("activity_count", -1), seq) << lead.dump();
+
+  // A client re-sends activities to other nodes than their first copies went to (after the
+  // change: the copies land in the new layout, the first copies are in the old one). A node
+  // drops a repeat it knows of (its own appends, and what it read of the old layout when it
+  // took the new one); it stores the others, and processing skips them.
+  auto repeats_seen = [&] {
+    double n = 0;
+    for (const auto& url : urls) {
+      TestClient c(url);
+      auto m = c.Request("GET", "/metrics", {}, {BearerAuth(kToken)});
+      n += MetricValue(m.body, R"(fairway_ingest_events_total{tenant="acme",outcome="duplicate"})");
+      n += MetricValue(m.body,
+                       R"(fairway_engine_repeats_skipped_total{tenant="acme",processor="leads"})");
+    }
+    return n;
+  };
+  const double repeats_before = repeats_seen();
+  const int total = seq;
+  for (int i = 0; i < 10; ++i) {
+    seq = i;
+    send(urls[(i + 1) % 3]);
+  }
+  seq = total;
+  send(urls[0]);  // one new activity, processed after the repeats
+  const auto settle = std::chrono::steady_clock::now() + 60s;
+  do {
+    auto r = reader.Request("GET", "/v1/leads/u", {}, {BearerAuth(keys.api)});
+    lead = r.status == 200 ? json::parse(r.body) : json{};
+    if (lead.value("activity_count", -1) == seq) break;
+    std::this_thread::sleep_for(50ms);  // polling, with a deadline
+  } while (std::chrono::steady_clock::now() < settle);
+  EXPECT_EQ(lead.value("activity_count", -1), seq) << "a re-sent activity was counted again";
+  ASSERT_TRUE(WaitLeadsProcessed(owner, kToken, 60s));
   auto metrics = admin.Request("GET", "/metrics", {}, {BearerAuth(kToken)});
   ASSERT_EQ(metrics.status, 200);
   EXPECT_EQ(MetricValue(metrics.body, R"(fairway_leads_late_activities_total{tenant="acme"})"), 0);
+  EXPECT_EQ(repeats_seen() - repeats_before, 10)
+      << "a re-sent activity was neither dropped at ingest nor skipped by processing";
+  EXPECT_GT(MetricValue(metrics.body,
+                        R"(fairway_engine_repeats_skipped_total{tenant="acme",processor="leads"})"),
+            0);
   for (auto& n : nodes) n->Kill(SIGTERM);
 }
 

@@ -186,6 +186,8 @@ int Serve(Config config) {
   }
   // In a cluster every node appends to every tenant's log.
   config.log.kafka.shared_appends = config.cluster_enabled;
+  // ...so its append-time dedup sees only this node's appends: processing skips the repeats.
+  config.engine.skip_repeats = config.cluster_enabled;
   auto opened_log = log::OpenActivityLog(config.log, store->get(), clock, &metrics);
   if (!opened_log.ok()) {
     spdlog::error("{}", opened_log.status().message());

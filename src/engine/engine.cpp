@@ -83,6 +83,11 @@ Status Engine::Impl::LoadStream(Tenant* t, Stream* s) {
                                      "Activities processed, by tenant and processor.", labels);
   s->failures = metrics->GetCounter("fairway_engine_failures_total",
                                     "Failed processing attempts, by tenant and processor.", labels);
+  s->repeats = metrics->GetCounter(
+      "fairway_engine_repeats_skipped_total",
+      "Activities not processed because an earlier record of the tenant's log has their "
+      "messageId (EngineOptions::skip_repeats), by tenant and processor.",
+      labels);
   s->dead_letters = metrics->GetCounter(
       "fairway_engine_dead_letters_total",
       "Activities moved to the dead-letter store, by tenant and processor.", labels);
@@ -243,6 +248,7 @@ Status Engine::UpsertTenant(const model::TenantConfig& config) {
       }
       commit_locks.clear();
       it->second->config = config;
+      it->second->dedup_window_seconds = config.quotas.dedup_window_seconds;
       for (auto& s : it->second->streams) {
         if (new_rate) s->throttle = ProcessingThrottle();  // a new rate starts with a full burst
         s->throttle_timer = false;                         // and re-arms the throttle
@@ -264,6 +270,7 @@ Status Engine::UpsertTenant(const model::TenantConfig& config) {
   }
   auto t = std::make_shared<Tenant>();
   t->config = config;
+  t->dedup_window_seconds = config.quotas.dedup_window_seconds;
   for (auto& slot : im.processors) {
     auto s = std::make_shared<Stream>();
     s->self = s;

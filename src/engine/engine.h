@@ -62,6 +62,11 @@ struct EngineOptions {
   // retried whole after this long, as often as it takes. Such failures are not the activities'
   // fault: they count neither as attempts nor as breaker failures, and never dead-letter.
   std::chrono::milliseconds storage_retry{1'000};
+  // Processing skips a repeated messageId: an activity whose messageId an earlier record of the
+  // tenant's log has, received less than the tenant's dedup window before it, reaches no
+  // processor. For logs with several writers (a cluster), whose append-time dedup sees only
+  // its own node's appends; a log with one writer drops repeats when they are appended.
+  bool skip_repeats = false;
 };
 
 // What the API shows about one processor of one tenant.

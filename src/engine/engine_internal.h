@@ -369,12 +369,15 @@ struct Stream {
 
   Counter* processed = nullptr;
   Counter* failures = nullptr;
+  Counter* repeats = nullptr;
   Counter* dead_letters = nullptr;
   Histogram* latency = nullptr;
 };
 
 struct Tenant {
   model::TenantConfig config;
+  // config.quotas.dedup_window_seconds, read without mu (EngineOptions::skip_repeats).
+  std::atomic<uint32_t> dedup_window_seconds{0};
   bool removing = false;
   std::vector<std::shared_ptr<Stream>> streams;
   // Partitions one of the streams is reading now. The tenant's other streams wait for that
@@ -520,6 +523,12 @@ struct Engine::Impl {
   // --- work ---
   void WorkerLoop();
   void Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t from, uint64_t hwm);
+  // EngineOptions::skip_repeats: removes from `entries` (read from one partition, in offset
+  // order) each record whose messageId an earlier record of the tenant has, received less
+  // than the tenant's dedup window before it, and returns the offsets removed. The first copy
+  // of a messageId is remembered (kProcessedIds, before any processor sees it) by whichever
+  // of the tenant's streams reads it first, so every stream skips the same records.
+  Result<std::vector<uint64_t>> SkipRepeats(Stream* s, std::vector<const log::LogEntry*>* entries);
   void Complete(ItemImpl* item, Status status);
   // Writes `batch` plus the offsets of `done` entries, atomically, in commit order.
   // `replay_key`, when set, is the dead letter being replayed: the commit is Aborted if it is

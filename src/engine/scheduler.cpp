@@ -4,7 +4,14 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include "common/coding.h"
 #include "engine/engine_internal.h"
+#include "log/lead_index.h"
+#include "storage/schema.h"
 
 namespace fairway::engine {
 
@@ -481,6 +488,22 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
                     [&](const log::LogEntry* e) { return committed.IsDone(e->offset.value()); });
     }
   }
+  if (chunk && options.skip_repeats && !entries.empty()) {
+    auto repeats = SkipRepeats(s.get(), &entries);
+    if (!repeats.ok()) {
+      // Retried like a failed read: nothing of this stretch reaches the processor yet.
+      read_status = repeats.status();
+      chunk = nullptr;
+      entries.clear();
+    } else if (!repeats->empty()) {
+      std::lock_guard commit_lock(s->commit_mu);
+      auto& committed = s->partitions[partition].committed;
+      for (uint64_t o : *repeats) committed.MarkDone(o, o + 1);
+      s->PublishCommitted(partition);
+      s->repeats->Add(repeats->size());
+      skipped_removed = true;
+    }
+  }
   std::vector<uint64_t> keys;
   keys.reserve(entries.size());
   for (const auto* e : entries) keys.push_back(OrderingKey(s->spec->ordering, *e));
@@ -514,6 +537,78 @@ void Engine::Impl::Fetch(std::shared_ptr<Stream> s, uint32_t partition, uint64_t
   MaybeQueueFetch(s);
   MaybeReleaseBuffers(s.get());
   done_cv.notify_all();
+}
+
+Result<std::vector<uint64_t>> Engine::Impl::SkipRepeats(
+    Stream* s, std::vector<const log::LogEntry*>* entries) {
+  std::vector<uint64_t> skipped;
+  const int64_t window_ms = int64_t{s->tenant->dedup_window_seconds.load()} * 1000;
+  if (window_ms == 0) return skipped;
+  std::vector<std::string> keys;
+  std::vector<size_t> at;  // keys[k] is the messageId of (*entries)[at[k]]
+  keys.reserve(entries->size());
+  at.reserve(entries->size());
+  for (size_t i = 0; i < entries->size(); ++i) {
+    const std::string& id = (*entries)[i]->activity.message_id.str();
+    if (id.empty()) continue;
+    keys.push_back(log::DedupKey(s->tenant_id, id));
+    at.push_back(i);
+  }
+  if (keys.empty()) return skipped;
+  std::vector<std::string_view> views(keys.begin(), keys.end());
+  std::vector<std::optional<std::string>> found;
+  FAIRWAY_RETURN_IF_ERROR(store->MultiGet(storage::kProcessedIds, views, &found));
+  // The first copy of each messageId as known so far: recorded, or met in this stretch.
+  struct First {
+    std::pair<uint32_t, uint64_t> at;  // partition, offset
+    int64_t expiry_ms = 0;
+    bool known = false, write = false;
+  };
+  std::unordered_map<std::string_view, First> first;
+  std::vector<uint8_t> repeat(entries->size(), 0);
+  for (size_t k = 0; k < keys.size(); ++k) {
+    const log::LogEntry& e = *(*entries)[at[k]];
+    const std::pair<uint32_t, uint64_t> here{e.partition.value(), e.offset.value()};
+    auto [it, fresh] = first.try_emplace(views[k]);
+    First& f = it->second;
+    if (fresh && found[k]) {
+      std::string_view pos;
+      const int64_t expiry = storage::DecodeTtlValue(*found[k], &pos);
+      if (pos.size() == 12) {
+        f = {{DecodeFixed32BE(pos.data()), DecodeFixed64BE(pos.data() + 4)}, expiry, true, false};
+      }
+    }
+    // Log partitions are numbered in layout order: an earlier position was appended earlier.
+    if (f.known && f.at < here && e.activity.received_at_ms < f.expiry_ms) {
+      repeat[at[k]] = 1;
+      continue;
+    }
+    if (f.known && f.at == here) continue;  // the first copy itself, read again
+    // The first copy: none is known, the known one is past its window, or (read by a stream
+    // behind another) the known one is a later copy.
+    f = {here, e.activity.received_at_ms + window_ms, true, true};
+  }
+  storage::WriteBatch batch;
+  for (const auto& [key, f] : first) {
+    if (!f.write) continue;
+    std::string pos;
+    PutFixed32BE(&pos, f.at.first);
+    PutFixed64BE(&pos, f.at.second);
+    batch.Put(storage::kProcessedIds, key, storage::EncodeTtlValue(f.expiry_ms, pos));
+  }
+  // Written before the first copies are processed: their commits come after it in the store's
+  // write-ahead log (and in a cluster, in the slot's changelog).
+  if (batch.Count() > 0) FAIRWAY_RETURN_IF_ERROR(store->Write(batch, /*sync=*/false));
+  size_t out = 0;
+  for (size_t i = 0; i < entries->size(); ++i) {
+    if (repeat[i]) {
+      skipped.push_back((*entries)[i]->offset.value());
+    } else {
+      (*entries)[out++] = (*entries)[i];
+    }
+  }
+  entries->resize(out);
+  return skipped;
 }
 
 }  // namespace fairway::engine

@@ -47,13 +47,16 @@ enum : ColumnFamily {
   // changelog (cluster/changelog.h); "config" -> how far the node has read the config topic;
   // "slot/<n>" -> the owner of slot n as last published (cluster/config_topic.h).
   kClusterMeta = 14,
+  // engine: tenant \0 messageId -> ttl(expiry) partition(be32) offset(be64): the first copy of
+  // each messageId processed, when processing skips repeats (EngineOptions::skip_repeats).
+  kProcessedIds = 15,
 };
 
 // The families that hold a tenant's processing state (engine, campaigns, deliveries), every key
 // beginning with tenant \0: what moves with a tenant between the nodes of a cluster.
 inline constexpr ColumnFamily kTenantStateFamilies[] = {
-    kEngineState, kEngineOffsets, kDeadLetters, kOutbox,       kEngineMeta,
-    kCampaigns,   kTimers,        kDeliveries,  kCampaignStats};
+    kEngineState, kEngineOffsets, kDeadLetters, kOutbox,        kEngineMeta,
+    kCampaigns,   kTimers,        kDeliveries,  kCampaignStats, kProcessedIds};
 
 // The families that hold what a node keeps of a tenant's log (its records on the embedded
 // backend; the dedup window, lead index and checkpoints on both).
@@ -78,6 +81,7 @@ inline std::vector<ColumnFamilySpec> FairwayColumnFamilies() {
       {.name = "deliveries"},
       {.name = "campaign_stats", .counters = true},
       {.name = "cluster_meta"},
+      {.name = "processed_ids", .ttl = true, .bloom = true},
   };
 }
 

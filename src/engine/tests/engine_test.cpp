@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "common/coding.h"
 #include "engine/engine_internal.h"
@@ -1495,6 +1496,90 @@ TEST(ChunkCacheTest, DroppingATenantDropsOnlyItsChunks) {
   EXPECT_EQ(cache.Find(&t1, 3, 0).first, nullptr);
   EXPECT_EQ(cache.Find(&t2, 0, 0).first, kept);
   EXPECT_EQ(cache.bytes(), kept->bytes);
+}
+
+}  // namespace
+}  // namespace fairway::engine
+
+namespace fairway::engine {
+namespace {
+
+// Several nodes appending to one log store a client's re-sent activity twice when the copies
+// reach different nodes. With skip_repeats, no processor sees the later copy of a messageId
+// received within the tenant's dedup window, before and after a restart.
+TEST_F(EngineTest, ProcessingSkipsARepeatedMessageIdInEveryProcessorAndAcrossRestarts) {
+  auto a = Tenant("alpha", 1, 2);
+  a.quotas.dedup_window_seconds = 60;
+  auto open = Tenant("open", 1, 2);
+  open.quotas.dedup_window_seconds = 0;  // no window: every copy is processed
+  const int64_t now = SystemClock::Default()->NowMillis();
+  // Appends (messageId, lead, received_at) as stored, copies included (no append-time dedup).
+  auto append = [&](const model::TenantConfig& t,
+                    const std::vector<std::tuple<std::string, std::string, int64_t>>& acts) {
+    log::AppendRequest req;
+    req.tenant = t.id;
+    req.partitions = t.partitions;
+    for (const auto& [id, lead, received] : acts) {
+      Activity x;
+      x.type = ActivityType::kTrack;
+      x.message_id = MessageId(id);
+      x.user_id = lead;
+      x.event = "Clicked";
+      x.timestamp_ms = received;
+      x.received_at_ms = received;
+      req.activities.push_back(std::move(x));
+    }
+    std::promise<Status> done;
+    log_->Append(std::move(req), [&](Result<log::AppendResult> r) { done.set_value(r.status()); });
+    ASSERT_OK(done.get_future().get());
+  };
+  auto start = [&] {
+    std::vector<std::unique_ptr<Processor>> processors;
+    auto up = std::make_unique<TestProcessor>(Named("up"));
+    auto down = std::make_unique<TestProcessor>(Named("down", "up"));
+    std::pair<TestProcessor*, TestProcessor*> out{up.get(), down.get()};
+    processors.push_back(std::move(up));
+    processors.push_back(std::move(down));
+    StartProcessors(std::move(processors), {a, open}, {.skip_repeats = true});
+    return out;
+  };
+  auto ids = [](TestProcessor* p, const std::string& tenant) {
+    std::multiset<std::string> out;
+    for (const auto& s : p->seen()) {
+      if (s.tenant == tenant) out.insert(s.message_id);
+    }
+    return out;
+  };
+  auto [up, down] = start();
+  // m4's first copy is older than the window when its second copy arrives: both are processed.
+  append(a, {{"m1", "u1", now},
+             {"m2", "u2", now},
+             {"m4", "u4", now - 120'000},
+             {"m1", "u1", now + 1},
+             {"m3", "u3", now}});
+  append(a, {{"m2", "u2", now + 2}, {"m4", "u4", now}, {"m1", "u1", now + 3}});
+  append(open, {{"m1", "u1", now}, {"m1", "u1", now + 1}});
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  const std::multiset<std::string> once{"m1", "m2", "m3", "m4", "m4"};
+  EXPECT_EQ(ids(up, "alpha"), once);
+  EXPECT_EQ(ids(down, "alpha"), once);
+  EXPECT_EQ(ids(up, "open"), (std::multiset<std::string>{"m1", "m1"}));
+  EXPECT_EQ(metrics_
+                ->GetCounter("fairway_engine_repeats_skipped_total", "",
+                             {{"tenant", "alpha"}, {"processor", "down"}})
+                ->value(),
+            3u);
+  auto status = engine_->GetStatus(a.id);
+  ASSERT_OK(status.status());
+  for (const auto& stream : *status) EXPECT_EQ(stream.lag_events, 0u) << stream.processor;
+
+  // After a restart, the first copies are still known.
+  StopEngine();
+  std::tie(up, down) = start();
+  append(a, {{"m1", "u1", now + 4}, {"m5", "u5", now}});
+  ASSERT_TRUE(engine_->WaitIdle(kWait));
+  EXPECT_EQ(ids(up, "alpha"), (std::multiset<std::string>{"m5"}));
+  EXPECT_EQ(ids(down, "alpha"), (std::multiset<std::string>{"m5"}));
 }
 
 }  // namespace

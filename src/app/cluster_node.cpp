@@ -313,8 +313,8 @@ Result<std::vector<model::PartitionLayout>> ClusterNode::FinishLayout(
   return s_.log->SealLayout(tenant);
 }
 
-Result<std::vector<uint64_t>> ClusterNode::ChangeLayout(const model::TenantConfig& tenant,
-                                                        uint32_t count) {
+Result<std::vector<model::PartitionLayout>> ClusterNode::ChangeLayout(
+    const model::TenantConfig& tenant, uint32_t count) {
   {
     std::lock_guard lock(mu_);
     if (!changing_.insert(tenant.id.str()).second) {
@@ -322,12 +322,12 @@ Result<std::vector<uint64_t>> ClusterNode::ChangeLayout(const model::TenantConfi
           fmt::format("tenant '{}' is changing its partition count already", tenant.id.str()));
     }
   }
-  auto result = [&]() -> Result<std::vector<uint64_t>> {
+  auto result = [&]() -> Result<std::vector<model::PartitionLayout>> {
     FAIRWAY_ASSIGN_OR_RETURN(auto layouts, s_.log->BeginLayout(tenant, count));
     if (layouts[layouts.size() - 2].ends.empty()) {
       FAIRWAY_ASSIGN_OR_RETURN(layouts, FinishLayout(tenant.id, layouts));
     }
-    return layouts[layouts.size() - 2].ends;
+    return layouts;
   }();
   std::lock_guard lock(mu_);
   changing_.erase(tenant.id.str());

@@ -86,9 +86,12 @@ class ClusterNode final : public cluster::SlotListener {
   // Changes the count of `tenant`, processed here, to `count`: starts the new layout
   // (ActivityLog::BeginLayout), tells every node through the config topic, waits until every
   // node named as a slot owner has stopped appending to the old layout, and seals it; returns
-  // the sealed layout's ends (TenantRegistry::LayoutStarter). Unavailable when a node did not
-  // answer within layout_wait: the change then completes by itself (CompleteLayoutChanges).
-  Result<std::vector<uint64_t>> ChangeLayout(const model::TenantConfig& tenant, uint32_t count);
+  // the layouts, for the registry (TenantRegistry::AdoptLayouts). Unavailable when a node did
+  // not answer within layout_wait: the change then completes by itself (CompleteLayoutChanges).
+  // Not under the registry's write lock: the answers come through the config topic, whose
+  // follower writes to the registry.
+  Result<std::vector<model::PartitionLayout>> ChangeLayout(const model::TenantConfig& tenant,
+                                                           uint32_t count);
   // Completes the changes of the tenants processed here that a failure cut short (the node
   // that started one died, a node did not answer in time). Called now and then.
   void CompleteLayoutChanges();

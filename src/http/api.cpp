@@ -436,24 +436,36 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
         // In a cluster, the node that processes the tenant changes its partition count.
         if (cluster_.slots == 0) (void)FollowLogLayouts(id);
         bool forward = false;
-        auto updated = tenants_->Update(
-            id, body,
-            [&](const model::TenantConfig& t, uint32_t count) -> Result<std::vector<uint64_t>> {
-              if (cluster_.slots > 0) {
-                if (!CheckProcessedHere(t.id).ok()) {
-                  forward = true;
-                  return FailedPrecondition("field 'partitions': changed by the tenant's node");
-                }
-                return cluster_.change_layout(t, count);
-              }
-              auto ends = log_->StartLayout(t, count);
-              if (ends.ok()) {
-                spdlog::info("tenant '{}': {} partitions from partition {} after {} from {}",
-                             t.id.str(), count, t.log_partitions(), t.partitions,
-                             t.first_partition());
-              }
-              return ends;
-            });
+        std::optional<uint32_t> cluster_count;
+        auto layout_starter = [&](const model::TenantConfig& t,
+                                  uint32_t count) -> Result<std::vector<uint64_t>> {
+          if (cluster_.slots > 0) {
+            // Made below, outside the registry's write lock: the change waits for the
+            // other nodes, whose answers come through the config topic, which the registry
+            // takes too.
+            forward = !CheckProcessedHere(t.id).ok();
+            cluster_count = count;
+            return FailedPrecondition("field 'partitions': changed in the cluster");
+          }
+          auto ends = log_->StartLayout(t, count);
+          if (ends.ok()) {
+            spdlog::info("tenant '{}': {} partitions from partition {} after {} from {}",
+                         t.id.str(), count, t.log_partitions(), t.partitions, t.first_partition());
+          }
+          return ends;
+        };
+        auto updated = tenants_->Update(id, body, layout_starter);
+        if (cluster_count && !forward) {
+          // The change through every node, recorded in the registry (and the config topic)
+          // once sealed; then the rest of the body, whose partition count now holds.
+          auto t = tenants_->Get(id);
+          if (!t.ok()) return respond(Error(t.status()));
+          auto layouts = cluster_.change_layout(*t, *cluster_count);
+          if (!layouts.ok()) return respond(Error(layouts.status()));
+          auto adopted = tenants_->AdoptLayouts(id, *layouts);
+          if (!adopted.ok()) return respond(Error(adopted.status()));
+          updated = tenants_->Update(id, body, layout_starter);
+        }
         if (forward) {
           HttpRequest again{.method = method,
                             .target = fmt::format("/admin/v1/tenants{}", rest),

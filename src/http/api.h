@@ -89,8 +89,9 @@ class Api final : public Handler {
     // The address of the node that processes a tenant, when another node does and it is known:
     // requests about its state are forwarded there.
     std::function<std::optional<std::string>(const TenantId&)> owner_url;
-    // Changes the partition count of a tenant processed here (ClusterNode::ChangeLayout).
-    std::function<Result<std::vector<uint64_t>>(const model::TenantConfig&, uint32_t)>
+    // Changes the partition count of a tenant processed here; the sealed layouts
+    // (ClusterNode::ChangeLayout).
+    std::function<Result<std::vector<model::PartitionLayout>>(const model::TenantConfig&, uint32_t)>
         change_layout;
   };
   // Before serving.

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <future>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -604,12 +605,13 @@ TEST(E2eClusterTest, APartitionChangeHeldUpByASilentNodeCompletesOnceItAnswers) 
   ASSERT_OK(kafka.CreateTopic("fairway.__config", 1, 3));
   ASSERT_OK(kafka.CreateTopic("fairway.acme", 4, 3));
   ASSERT_OK(kafka.CreateTopic("fairway.acme.1", 8, 3));
+  ASSERT_OK(kafka.CreateTopic("fairway.acme.2", 12, 3));
   TempDir dir;
   std::vector<std::unique_ptr<Node>> nodes;
   std::vector<std::string> urls;
   for (const char* name : {"n1", "n2", "n3"}) {
     nodes.push_back(std::make_unique<Node>(dir, name, kafka.bootstrap_servers()));
-    nodes.back()->SetEnv("FAIRWAY_CLUSTER_LAYOUT_CHANGE_TIMEOUT_MS", "1500");
+    nodes.back()->SetEnv("FAIRWAY_CLUSTER_LAYOUT_CHANGE_TIMEOUT_MS", "4000");
     nodes.back()->Start();
   }
   for (auto& n : nodes) urls.push_back(n->WaitUrl());
@@ -677,6 +679,61 @@ TEST(E2eClusterTest, APartitionChangeHeldUpByASilentNodeCompletesOnceItAnswers) 
     EXPECT_EQ(t.value("first_partition", 0), 4) << url << " " << t.dump();
     EXPECT_EQ(t.value("partitions", 0), 8) << url;
   }
+
+  // A second change (8 to 12) while another tenant is created through a third node: the node
+  // making the change goes on applying the config topic while it waits for the answers (were
+  // it to wait holding the registry, the new tenant's record would hold up its follower, and
+  // with it the answers behind it, until the change timed out).
+  nodes[silent]->Signal(SIGSTOP);
+  auto second = std::async(std::launch::async, [&] {
+    TestClient c(owner);
+    return c.Request("PATCH", "/admin/v1/tenants/acme", R"({"partitions":12})",
+                     {BearerAuth(kToken)});
+  });
+  for (const auto begun = std::chrono::steady_clock::now() + 10s;;) {
+    // A repeat of the lead's first activity: harmless if taken before the change begins.
+    auto r = writer.Request("POST", "/v1/track",
+                            R"({"type":"track","event":"Step","userId":"u","messageId":"m0",)"
+                            R"("timestamp":"2026-01-01T00:00:00Z"})",
+                            {BasicAuth(keys.write)});
+    if (r.status == 503 && r.body.find("changing its partition count") != std::string::npos) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), begun) << "the change never began: " << r.body;
+    std::this_thread::sleep_for(10ms);  // polling, with a deadline
+  }
+  std::string third;
+  for (const auto& url : urls) {
+    if (url != owner && url != urls[silent]) third = url;
+  }
+  const Keys beta = CreateTenant(third, "beta");
+  // Seen by the owner's ingest (its admin routes queue behind the change).
+  TestClient owner_client(owner);
+  for (const auto seen = std::chrono::steady_clock::now() + 10s;
+       owner_client
+           .Request("POST", "/v1/track",
+                    R"({"type":"track","event":"Step","userId":"b","messageId":"b0"})",
+                    {BasicAuth(beta.write)})
+           .status != 200;) {
+    ASSERT_LT(std::chrono::steady_clock::now(), seen) << "beta never reached the owner";
+    std::this_thread::sleep_for(10ms);  // polling, with a deadline
+  }
+  EXPECT_EQ(second.wait_for(0s), std::future_status::timeout)
+      << "the owner learnt of beta only once the change had given up";
+  nodes[silent]->Signal(SIGCONT);
+  auto second_answer = second.get();
+  EXPECT_EQ(second_answer.status, 200) << second_answer.body;
+  for (const auto& url : urls) {
+    TestClient c(url);
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    json t;
+    do {
+      auto r = c.Request("GET", "/admin/v1/tenants/acme", {}, {BearerAuth(kToken)});
+      t = r.status == 200 ? json::parse(r.body) : json{};
+      if (t.value("first_partition", 0) == 12) break;
+      std::this_thread::sleep_for(50ms);  // polling, with a deadline
+    } while (std::chrono::steady_clock::now() < deadline);
+    EXPECT_EQ(t.value("first_partition", 0), 12) << url << " " << t.dump();
+  }
+  const int after_changes = seq;
   for (int i = 0; i < 30; ++i) send(urls[i % 3]);
 
   ASSERT_TRUE(WaitLeadsProcessed(owner, kToken, 60s));
@@ -691,10 +748,9 @@ TEST(E2eClusterTest, APartitionChangeHeldUpByASilentNodeCompletesOnceItAnswers) 
   } while (std::chrono::steady_clock::now() < deadline);
   EXPECT_EQ(lead.value("activity_count", -1), seq) << lead.dump();
 
-  // A client re-sends activities to other nodes than their first copies went to (after the
-  // change: the copies land in the new layout, the first copies are in the old one). A node
-  // drops a repeat it knows of (its own appends, and what it read of the old layout when it
-  // took the new one); it stores the others, and processing skips them.
+  // A client re-sends activities sent since the last change to other nodes than their first
+  // copies went to. A node drops a repeat it knows of (its own appends, and what it read of
+  // the old layouts when it took a new one); it stores the others, and processing skips them.
   auto repeats_seen = [&] {
     double n = 0;
     for (const auto& url : urls) {
@@ -709,8 +765,8 @@ TEST(E2eClusterTest, APartitionChangeHeldUpByASilentNodeCompletesOnceItAnswers) 
   const double repeats_before = repeats_seen();
   const int total = seq;
   for (int i = 0; i < 10; ++i) {
-    seq = i;
-    send(urls[(i + 1) % 3]);
+    seq = after_changes + i;
+    send(urls[(i + 1) % 3]);  // its first copy went to urls[i % 3]
   }
   seq = total;
   send(urls[0]);  // one new activity, processed after the repeats

@@ -261,14 +261,73 @@ std::map<std::string, json> ReadLeads(const std::string& url, const std::string&
   return out;
 }
 
-TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
-  testing::KafkaMockCluster kafka(3);
-  ASSERT_OK(kafka.status());
-  // The mock has no CreateTopics: the topics are provisioned as an operator would.
+// The cluster's topics on the mock (which has no CreateTopics), provisioned as an operator
+// would, and `tenant_topics` (name, partitions).
+void CreateClusterTopics(testing::KafkaMockCluster& kafka,
+                         const std::vector<std::pair<std::string, int>>& tenant_topics) {
   ASSERT_OK(kafka.CreateTopic("fairway.__slots", kSlots, 3));
   ASSERT_OK(kafka.CreateTopic("fairway.__changelog", kSlots, 3));
   ASSERT_OK(kafka.CreateTopic("fairway.__config", 1, 3));
-  for (int t = 0; t < kTenants; ++t) ASSERT_OK(kafka.CreateTopic("fairway." + TenantName(t), 4, 3));
+  for (const auto& [topic, partitions] : tenant_topics) {
+    ASSERT_OK(kafka.CreateTopic(topic, partitions, 3));
+  }
+}
+
+// Starts nodes n1-n3 with `env`, and waits until they are ready and share the slots; their
+// addresses in `urls`.
+std::vector<std::unique_ptr<Node>> StartThreeNodes(
+    const TempDir& dir, const std::string& brokers,
+    const std::vector<std::pair<std::string, std::string>>& env, std::vector<std::string>* urls) {
+  std::vector<std::unique_ptr<Node>> nodes;
+  for (const char* name : {"n1", "n2", "n3"}) {
+    nodes.push_back(std::make_unique<Node>(dir, name, brokers));
+    for (const auto& [k, v] : env) nodes.back()->SetEnv(k, v);
+    nodes.back()->Start();
+  }
+  for (auto& n : nodes) urls->push_back(n->WaitUrl());
+  for (const auto& url : *urls) EXPECT_TRUE(WaitReady(url));
+  EXPECT_GT(WaitSlotsCovered(*urls), 0);
+  return nodes;
+}
+
+// Waits (bounded, polling) until every node of `urls` knows `tenant` (the config topic brings
+// it a moment after the answer of the node that created it).
+void WaitTenantOnEveryNode(const std::vector<std::string>& urls, const std::string& tenant) {
+  for (const auto& url : urls) {
+    TestClient c(url);
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (c.Request("GET", "/admin/v1/tenants/" + tenant, {}, {BearerAuth(kToken)}).status !=
+           200) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << tenant << " never reached " << url;
+      std::this_thread::sleep_for(20ms);  // polling, with a deadline
+    }
+  }
+}
+
+// Waits (bounded, polling) until every node of `urls` has taken the layout of `tenant` that
+// starts at log partition `first`.
+void WaitLayoutOnEveryNode(const std::vector<std::string>& urls, const std::string& tenant,
+                           int first, std::chrono::seconds timeout) {
+  for (const auto& url : urls) {
+    TestClient c(url);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    json t;
+    do {
+      auto r = c.Request("GET", "/admin/v1/tenants/" + tenant, {}, {BearerAuth(kToken)});
+      t = r.status == 200 ? json::parse(r.body) : json{};
+      if (t.value("first_partition", 0) == first) break;
+      std::this_thread::sleep_for(50ms);  // polling, with a deadline
+    } while (std::chrono::steady_clock::now() < deadline);
+    EXPECT_EQ(t.value("first_partition", 0), first) << url << " " << t.dump();
+  }
+}
+
+TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
+  testing::KafkaMockCluster kafka(3);
+  ASSERT_OK(kafka.status());
+  std::vector<std::pair<std::string, int>> topics;
+  for (int t = 0; t < kTenants; ++t) topics.emplace_back("fairway." + TenantName(t), 4);
+  CreateClusterTopics(kafka, topics);
 
   TempDir dir;
   std::string record = dir.Sub("webhooks.jsonl");
@@ -284,19 +343,10 @@ TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
   std::vector<Keys> keys;
   for (int t = 0; t < kTenants; ++t)
     keys.push_back(CreateTenant(nodes[0]->WaitUrl(), TenantName(t), 30));
-  // Every node learns of the tenants through the config topic (a moment after the answer).
-  for (int i = 0; i < 3; ++i) {
-    for (int t = 0; t < kTenants; ++t) {
-      TestClient c(nodes[i]->WaitUrl());
-      const auto deadline = std::chrono::steady_clock::now() + 30s;
-      while (
-          c.Request("GET", "/admin/v1/tenants/" + TenantName(t), {}, {BearerAuth(kToken)}).status !=
-          200) {
-        ASSERT_LT(std::chrono::steady_clock::now(), deadline)
-            << TenantName(t) << " never reached node " << i;
-        std::this_thread::sleep_for(20ms);  // polling, with a deadline
-      }
-    }
+  {
+    std::vector<std::string> first_three;
+    for (int i = 0; i < 3; ++i) first_three.push_back(nodes[i]->WaitUrl());
+    for (int t = 0; t < kTenants; ++t) WaitTenantOnEveryNode(first_three, TenantName(t));
   }
 
   // A tenant's campaigns live with its state on the node that processes it: created through
@@ -453,24 +503,13 @@ TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
 TEST(E2eClusterTest, APartitionChangeUnderLoadThroughEveryNodeKeepsEveryLeadsOrder) {
   testing::KafkaMockCluster kafka(3);
   ASSERT_OK(kafka.status());
-  ASSERT_OK(kafka.CreateTopic("fairway.__slots", kSlots, 3));
-  ASSERT_OK(kafka.CreateTopic("fairway.__changelog", kSlots, 3));
-  ASSERT_OK(kafka.CreateTopic("fairway.__config", 1, 3));
-  ASSERT_OK(kafka.CreateTopic("fairway.acme", 4, 3));
-  ASSERT_OK(kafka.CreateTopic("fairway.acme.1", 8, 3));
+  CreateClusterTopics(kafka, {{"fairway.acme", 4}, {"fairway.acme.1", 8}});
   TempDir dir;
-  std::vector<std::unique_ptr<Node>> nodes;
   std::vector<std::string> urls;
-  for (const char* name : {"n1", "n2", "n3"}) {
-    nodes.push_back(std::make_unique<Node>(dir, name, kafka.bootstrap_servers()));
-    // A small read-ahead keeps the backlog in the log, so the new layout's partitions are
-    // there to read while older activities of the same leads still wait.
-    nodes.back()->SetEnv("FAIRWAY_ENGINE_STREAM_BUFFER_KB", "16");
-    nodes.back()->Start();
-  }
-  for (auto& n : nodes) urls.push_back(n->WaitUrl());
-  for (const auto& url : urls) ASSERT_TRUE(WaitReady(url));
-  ASSERT_GT(WaitSlotsCovered(urls), 0);
+  // A small read-ahead keeps the backlog in the log, so the new layout's partitions are there
+  // to read while older activities of the same leads still wait.
+  auto nodes = StartThreeNodes(dir, kafka.bootstrap_servers(),
+                               {{"FAIRWAY_ENGINE_STREAM_BUFFER_KB", "16"}}, &urls);
   const Keys keys = CreateTenant(urls[0], "acme", 2000);
   std::string owner;
   for (const auto deadline = std::chrono::steady_clock::now() + 30s;
@@ -479,15 +518,7 @@ TEST(E2eClusterTest, APartitionChangeUnderLoadThroughEveryNodeKeepsEveryLeadsOrd
     if (owner.empty()) std::this_thread::sleep_for(20ms);  // polling, with a deadline
   }
   ASSERT_FALSE(owner.empty()) << "no node processes acme";
-  // Every node learns of the tenant through the config topic (a moment after the answer).
-  for (const auto& url : urls) {
-    TestClient c(url);
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (c.Request("GET", "/admin/v1/tenants/acme", {}, {BearerAuth(kToken)}).status != 200) {
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "acme never reached " << url;
-      std::this_thread::sleep_for(20ms);  // polling, with a deadline
-    }
-  }
+  WaitTenantOnEveryNode(urls, "acme");
 
   constexpr int kClients = 4, kLeadsPerClient = 6, kPer = 5;
   auto lead = [](int c, int l) { return fmt::format("c{}-l{}", c, l); };
@@ -525,28 +556,15 @@ TEST(E2eClusterTest, APartitionChangeUnderLoadThroughEveryNodeKeepsEveryLeadsOrd
       }
     });
   }
-  auto wait_acks = [&](int n) {
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (acknowledged < n && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(5ms);  // polling progress, bounded
-    }
-    EXPECT_GE(acknowledged.load(), n) << "the clients stopped getting acknowledgements";
-  };
+  auto wait_acks = [&](int n) { WaitAcknowledged(acknowledged, n); };
   wait_acks(150);
   json before = LeadsStatus(owner, kToken);
   EXPECT_GT(before.value("lag_events", 0), 0) << "processing kept up: nothing to order";
   // Asked of a node that does not process acme: forwarded to the one that does.
   std::string other = urls[0] == owner ? urls[1] : urls[0];
-  TestClient admin(other);
-  auto patched =
-      admin.Request("PATCH", "/admin/v1/tenants/acme", R"({"partitions":8})", {BearerAuth(kToken)});
-  ASSERT_EQ(patched.status, 200) << patched.body;
-  json tenant = json::parse(patched.body);
-  EXPECT_EQ(tenant["partitions"], 8);
-  EXPECT_EQ(tenant["first_partition"], 4);
-  ASSERT_EQ(tenant["sealed_layouts"].size(), 1u);
-  uint64_t sealed_records = 0;
-  for (const auto& e : tenant["sealed_layouts"][0]["ends"]) sealed_records += e.get<uint64_t>();
+  auto changed = ChangeAcmeFromFourToEightPartitions(other, kToken);
+  ASSERT_TRUE(changed.has_value());
+  const uint64_t sealed_records = *changed;
   wait_acks(acknowledged + 150);
   stop = true;
   for (auto& t : clients) t.join();
@@ -600,32 +618,13 @@ TEST(E2eClusterTest, APartitionChangeUnderLoadThroughEveryNodeKeepsEveryLeadsOrd
 TEST(E2eClusterTest, APartitionChangeHeldUpByASilentNodeCompletesOnceItAnswers) {
   testing::KafkaMockCluster kafka(3);
   ASSERT_OK(kafka.status());
-  ASSERT_OK(kafka.CreateTopic("fairway.__slots", kSlots, 3));
-  ASSERT_OK(kafka.CreateTopic("fairway.__changelog", kSlots, 3));
-  ASSERT_OK(kafka.CreateTopic("fairway.__config", 1, 3));
-  ASSERT_OK(kafka.CreateTopic("fairway.acme", 4, 3));
-  ASSERT_OK(kafka.CreateTopic("fairway.acme.1", 8, 3));
-  ASSERT_OK(kafka.CreateTopic("fairway.acme.2", 12, 3));
+  CreateClusterTopics(kafka, {{"fairway.acme", 4}, {"fairway.acme.1", 8}, {"fairway.acme.2", 12}});
   TempDir dir;
-  std::vector<std::unique_ptr<Node>> nodes;
   std::vector<std::string> urls;
-  for (const char* name : {"n1", "n2", "n3"}) {
-    nodes.push_back(std::make_unique<Node>(dir, name, kafka.bootstrap_servers()));
-    nodes.back()->SetEnv("FAIRWAY_CLUSTER_LAYOUT_CHANGE_TIMEOUT_MS", "4000");
-    nodes.back()->Start();
-  }
-  for (auto& n : nodes) urls.push_back(n->WaitUrl());
-  for (const auto& url : urls) ASSERT_TRUE(WaitReady(url));
-  ASSERT_GT(WaitSlotsCovered(urls), 0);
+  auto nodes = StartThreeNodes(dir, kafka.bootstrap_servers(),
+                               {{"FAIRWAY_CLUSTER_LAYOUT_CHANGE_TIMEOUT_MS", "4000"}}, &urls);
   const Keys keys = CreateTenant(urls[0], "acme", 0);
-  for (const auto& url : urls) {
-    TestClient c(url);
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (c.Request("GET", "/admin/v1/tenants/acme", {}, {BearerAuth(kToken)}).status != 200) {
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "acme never reached " << url;
-      std::this_thread::sleep_for(20ms);  // polling, with a deadline
-    }
-  }
+  WaitTenantOnEveryNode(urls, "acme");
   const std::string owner = OwnerOf(urls, "acme");
   ASSERT_FALSE(owner.empty());
   const size_t silent = urls[0] == owner ? 1 : 0;
@@ -666,19 +665,7 @@ TEST(E2eClusterTest, APartitionChangeHeldUpByASilentNodeCompletesOnceItAnswers) 
   nodes[silent]->Signal(SIGCONT);
 
   // Completed by itself (the node processing acme looks every 10 seconds), on every node.
-  for (const auto& url : urls) {
-    TestClient c(url);
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    json t;
-    do {
-      auto r = c.Request("GET", "/admin/v1/tenants/acme", {}, {BearerAuth(kToken)});
-      t = r.status == 200 ? json::parse(r.body) : json{};
-      if (t.value("first_partition", 0) == 4) break;
-      std::this_thread::sleep_for(50ms);  // polling, with a deadline
-    } while (std::chrono::steady_clock::now() < deadline);
-    EXPECT_EQ(t.value("first_partition", 0), 4) << url << " " << t.dump();
-    EXPECT_EQ(t.value("partitions", 0), 8) << url;
-  }
+  WaitLayoutOnEveryNode(urls, "acme", 4, 60s);
 
   // A second change (8 to 12) while another tenant is created through a third node: the node
   // making the change goes on applying the config topic while it waits for the answers (were
@@ -721,18 +708,7 @@ TEST(E2eClusterTest, APartitionChangeHeldUpByASilentNodeCompletesOnceItAnswers) 
   nodes[silent]->Signal(SIGCONT);
   auto second_answer = second.get();
   EXPECT_EQ(second_answer.status, 200) << second_answer.body;
-  for (const auto& url : urls) {
-    TestClient c(url);
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    json t;
-    do {
-      auto r = c.Request("GET", "/admin/v1/tenants/acme", {}, {BearerAuth(kToken)});
-      t = r.status == 200 ? json::parse(r.body) : json{};
-      if (t.value("first_partition", 0) == 12) break;
-      std::this_thread::sleep_for(50ms);  // polling, with a deadline
-    } while (std::chrono::steady_clock::now() < deadline);
-    EXPECT_EQ(t.value("first_partition", 0), 12) << url << " " << t.dump();
-  }
+  WaitLayoutOnEveryNode(urls, "acme", 12, 30s);
   const int after_changes = seq;
   for (int i = 0; i < 30; ++i) send(urls[i % 3]);
 

@@ -96,13 +96,7 @@ TEST(E2eKafkaTest, BrokersThatFailAndComeBackLoseNoAcknowledgedActivity) {
     });
   }
   // Two outages while the clients send: one broker, then every broker.
-  auto wait_acks = [&](int n) {
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (acknowledged < n && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(5ms);  // polling progress, bounded
-    }
-    EXPECT_GE(acknowledged.load(), n) << "the clients stopped getting acknowledgements";
-  };
+  auto wait_acks = [&](int n) { WaitAcknowledged(acknowledged, n); };
   wait_acks(60);
   ASSERT_OK(kafka.SetBrokerDown(2));
   std::this_thread::sleep_for(2500ms);  // the outage itself: how long the broker stays down

@@ -116,28 +116,15 @@ TEST_P(E2ePartitionsTest, FourToEightPartitionsUnderLoadKeepEveryLeadsOrderAndLo
       }
     });
   }
-  auto wait_acks = [&](int n) {
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (acknowledged < n && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(5ms);  // polling progress, bounded
-    }
-    EXPECT_GE(acknowledged.load(), n) << "the clients stopped getting acknowledgements";
-  };
+  auto wait_acks = [&](int n) { WaitAcknowledged(acknowledged, n); };
   wait_acks(150);
   // The test is only a test while the old layout has a backlog when the count changes.
   json before = LeadsStatus(server.url(), kToken);
   ASSERT_EQ(before["partitions"].size(), 4u) << before.dump();
   EXPECT_GT(before["lag_events"].get<uint64_t>(), 0u) << "processing kept up: nothing to order";
-  TestClient admin(server.url());
-  auto patched =
-      admin.Request("PATCH", "/admin/v1/tenants/acme", R"({"partitions":8})", {BearerAuth(kToken)});
-  ASSERT_EQ(patched.status, 200) << patched.body;
-  json tenant = json::parse(patched.body);
-  EXPECT_EQ(tenant["partitions"], 8);
-  EXPECT_EQ(tenant["first_partition"], 4);
-  ASSERT_EQ(tenant["sealed_layouts"].size(), 1u);
-  uint64_t sealed_records = 0;
-  for (const auto& e : tenant["sealed_layouts"][0]["ends"]) sealed_records += e.get<uint64_t>();
+  auto changed = ChangeAcmeFromFourToEightPartitions(server.url(), kToken);
+  ASSERT_TRUE(changed.has_value());
+  const uint64_t sealed_records = *changed;
   wait_acks(acknowledged + 150);
   stop = true;
   for (auto& t : clients) t.join();
@@ -172,6 +159,7 @@ TEST_P(E2ePartitionsTest, FourToEightPartitionsUnderLoadKeepEveryLeadsOrderAndLo
     }
   }
   // Every lead's activities were processed in their sequence: none came after a later one.
+  TestClient admin(server.url());
   auto metrics = admin.Request("GET", "/metrics", {}, {BearerAuth(kToken)});
   ASSERT_EQ(metrics.status, 200);
   EXPECT_EQ(MetricValue(metrics.body, R"(fairway_leads_late_activities_total{tenant="acme"})"), 0)

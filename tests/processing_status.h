@@ -1,11 +1,14 @@
 #pragma once
-// The `leads` processor's status of a tenant as the admin API reports it, a bounded wait for
-// processing to catch up, and one series of the metrics page: shared by the end-to-end suites.
+// The `leads` processor's status of a tenant as the admin API reports it, bounded waits for
+// processing to catch up and for clients' acknowledgements, a partition count change, and one
+// series of the metrics page: shared by the end-to-end suites.
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -44,6 +47,36 @@ inline bool WaitLeadsProcessed(const std::string& url, const std::string& admin_
   }
   ADD_FAILURE() << "processing did not catch up: " << s.dump();
   return false;
+}
+
+// Waits (bounded, polling) until the clients' `acknowledged` count reaches `n`; a test failure
+// when it does not within a minute (the clients stopped getting acknowledgements).
+inline void WaitAcknowledged(const std::atomic<int>& acknowledged, int n) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (acknowledged < n && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling progress, bounded
+  }
+  EXPECT_GE(acknowledged.load(), n) << "the clients stopped getting acknowledgements";
+}
+
+// Changes acme's partition count from 4 to 8 through `url` and checks the answer (the new
+// layout from log partition 4, one sealed layout); the records of the sealed layout, or
+// nullopt (and a test failure) when the change did not go through.
+inline std::optional<uint64_t> ChangeAcmeFromFourToEightPartitions(const std::string& url,
+                                                                   const std::string& token) {
+  http::TestClient admin(url);
+  auto patched = admin.Request("PATCH", "/admin/v1/tenants/acme", R"({"partitions":8})",
+                               {http::BearerAuth(token)});
+  EXPECT_EQ(patched.status, 200) << patched.body;
+  if (patched.status != 200) return std::nullopt;
+  nlohmann::json tenant = nlohmann::json::parse(patched.body);
+  EXPECT_EQ(tenant["partitions"], 8);
+  EXPECT_EQ(tenant["first_partition"], 4);
+  EXPECT_EQ(tenant["sealed_layouts"].size(), 1u);
+  if (tenant["sealed_layouts"].size() != 1) return std::nullopt;
+  uint64_t sealed_records = 0;
+  for (const auto& e : tenant["sealed_layouts"][0]["ends"]) sealed_records += e.get<uint64_t>();
+  return sealed_records;
 }
 
 // The value of one series of a Prometheus text page (0 when absent).

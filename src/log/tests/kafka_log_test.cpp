@@ -158,6 +158,20 @@ class KafkaLogTest : public ::testing::Test {
     return result.get();
   }
 
+  // Tenant "acme" of 2 partitions, with its topic and its next layout's (3 partitions)
+  // created, the first topic's partitions led by broker 1.
+  model::TenantConfig AcmeWithNextLayout(std::string* old_topic, std::string* new_topic) {
+    model::TenantConfig tenant;
+    tenant.id = TenantId("acme");
+    tenant.partitions = 2;
+    *old_topic = log_->TopicOf(tenant.id);
+    *new_topic = *old_topic + ".1";
+    EXPECT_OK(Cluster().CreateTopic(*old_topic, 2));
+    EXPECT_OK(Cluster().CreateTopic(*new_topic, 3));
+    for (int p = 0; p < 2; ++p) EXPECT_OK(Cluster().SetLeader(*old_topic, p, 1));
+    return tenant;
+  }
+
   ::fairway::testing::TempDir dir_;
   ManualClock clock_;
   MetricsRegistry metrics_;
@@ -562,15 +576,9 @@ TEST_F(KafkaLogTest, AppendsBeyondTheQueueBoundAreRefusedWhileKafkaHoldsThemBack
 TEST_F(KafkaLogTest, ANewLayoutIsANewTopicAndTheOldOneIsSealedAfterItsRecordsInFlight) {
   KafkaLogOptions o = TestOptions();
   ASSERT_OK(Open(o, &admin_));
-  model::TenantConfig tenant;
-  tenant.id = TenantId("acme");
-  tenant.partitions = 2;
   // Both topics are led by chosen brokers before the log first asks for their metadata.
-  const std::string old_topic = log_->TopicOf(tenant.id);
-  const std::string new_topic = old_topic + ".1";
-  ASSERT_OK(Cluster().CreateTopic(old_topic, 2));
-  ASSERT_OK(Cluster().CreateTopic(new_topic, 3));
-  for (int p = 0; p < 2; ++p) ASSERT_OK(Cluster().SetLeader(old_topic, p, 1));
+  std::string old_topic, new_topic;
+  const model::TenantConfig tenant = AcmeWithNextLayout(&old_topic, &new_topic);
   for (int p = 0; p < 3; ++p) ASSERT_OK(Cluster().SetLeader(new_topic, p, 2));
   ASSERT_OK(AppendSync("acme", {Make("first", "u")}, 2));
 
@@ -623,14 +631,8 @@ TEST_F(KafkaLogTest, ALayoutChangeSharedByTwoNodesSealsTheOldLayoutAfterBothStop
   ASSERT_OK_AND_ASSIGN(auto other,
                        KafkaLog::Open(o, other_store.get(), &clock_, &metrics_, &admin_));
   other->Start();
-  model::TenantConfig tenant;
-  tenant.id = TenantId("acme");
-  tenant.partitions = 2;
-  const std::string old_topic = log_->TopicOf(tenant.id);
-  const std::string new_topic = old_topic + ".1";
-  ASSERT_OK(Cluster().CreateTopic(old_topic, 2));
-  ASSERT_OK(Cluster().CreateTopic(new_topic, 3));
-  for (int p = 0; p < 2; ++p) ASSERT_OK(Cluster().SetLeader(old_topic, p, 1));
+  std::string old_topic, new_topic;
+  const model::TenantConfig tenant = AcmeWithNextLayout(&old_topic, &new_topic);
   auto append = [&](KafkaLog* log, std::vector<model::Activity> acts) {
     AppendRequest r;
     r.tenant = tenant.id;

@@ -763,6 +763,16 @@ TEST(E2eClusterTest, APartitionChangeHeldUpByASilentNodeCompletesOnceItAnswers) 
   EXPECT_GT(MetricValue(metrics.body,
                         R"(fairway_engine_repeats_skipped_total{tenant="acme",processor="leads"})"),
             0);
+  // The owner made both changes: one waited for the frozen node, both were sealed.
+  EXPECT_EQ(MetricValue(metrics.body, R"(fairway_cluster_layout_changes_total{outcome="sealed"})"),
+            2);
+  EXPECT_GE(MetricValue(metrics.body, R"(fairway_cluster_layout_changes_total{outcome="waiting"})"),
+            1);
+  for (const auto& url : urls) {
+    TestClient c(url);
+    auto m = c.Request("GET", "/metrics", {}, {BearerAuth(kToken)});
+    EXPECT_GE(MetricValue(m.body, "fairway_cluster_rebalances_total"), 1) << url;
+  }
   for (auto& n : nodes) n->Kill(SIGTERM);
 }
 

@@ -25,6 +25,16 @@ ClusterNode::ClusterNode(ClusterServices services, uint32_t slots)
                                     "Slots this node took (restored and started).")),
       released_(s_.metrics->GetCounter("fairway_cluster_slots_released_total",
                                        "Slots this node gave up (released or lost).")),
+      rebalances_(s_.metrics->GetCounter(
+          "fairway_cluster_rebalances_total",
+          "Assignment changes of the cluster's group that gave this node slots or took some.")),
+      layouts_sealed_(s_.metrics->GetCounter(
+          "fairway_cluster_layout_changes_total",
+          "Partition count changes this node made: sealed once every node had stopped "
+          "appending to the old layout, or left waiting for nodes that did not answer in time.",
+          {{"outcome", "sealed"}})),
+      layouts_waiting_(s_.metrics->GetCounter("fairway_cluster_layout_changes_total", "",
+                                              {{"outcome", "waiting"}})),
       restored_bytes_(s_.metrics->GetCounter(
           "fairway_cluster_restored_bytes_total",
           "Bytes of state batches applied from the changelog when taking slots.")),
@@ -66,6 +76,7 @@ std::vector<model::TenantConfig> ClusterNode::TenantsOf(uint32_t slot) const {
 }
 
 void ClusterNode::OnAssigned(const std::vector<uint32_t>& slots) {
+  if (!slots.empty()) rebalances_->Add();
   {
     std::lock_guard lock(mu_);
     joined_ = true;
@@ -125,6 +136,7 @@ void ClusterNode::Take(uint32_t slot) {
 }
 
 void ClusterNode::OnRevoked(const std::vector<uint32_t>& slots, bool lost) {
+  if (!slots.empty()) rebalances_->Add();
   for (uint32_t slot : slots) Release(slot, lost);
 }
 
@@ -304,13 +316,16 @@ Result<std::vector<model::PartitionLayout>> ClusterNode::FinishLayout(
   {
     std::unique_lock lock(mu_);
     if (!acks_cv_.wait_for(lock, s_.layout_wait, [&] { return missing().empty(); })) {
+      layouts_waiting_->Add();
       return Unavailable(fmt::format(
           "the partition change of tenant '{}' waits for node(s) {} to stop appending to its "
           "old partitions; it completes by itself once they have",
           tenant.str(), fmt::join(missing(), ", ")));
     }
   }
-  return s_.log->SealLayout(tenant);
+  FAIRWAY_ASSIGN_OR_RETURN(auto sealed, s_.log->SealLayout(tenant));
+  layouts_sealed_->Add();
+  return sealed;
 }
 
 Result<std::vector<model::PartitionLayout>> ClusterNode::ChangeLayout(

@@ -134,6 +134,9 @@ class ClusterNode final : public cluster::SlotListener {
   Gauge* owned_gauge_;
   Counter* taken_;
   Counter* released_;
+  Counter* rebalances_;
+  Counter* layouts_sealed_;
+  Counter* layouts_waiting_;
   Counter* restored_bytes_;
   Histogram* restore_seconds_;
 };

@@ -45,12 +45,14 @@ Api::~Api() { Stop(); }
 
 void Api::Stop() {
   admin_tasks_->Stop();
+  if (layout_tasks_) layout_tasks_->Stop();
   for (auto& q : forward_tasks_) q->Stop();
 }
 
 void Api::SetClusterView(ClusterView view) {
   cluster_ = std::move(view);
   while (forward_tasks_.size() < 4) forward_tasks_.push_back(std::make_unique<TaskQueue>());
+  if (!layout_tasks_) layout_tasks_ = std::make_unique<TaskQueue>();
 }
 
 void Api::ForwardOrRefuse(const TenantId& tenant, HttpRequest req, Responder respond) {
@@ -457,14 +459,24 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
         auto updated = tenants_->Update(id, body, layout_starter);
         if (cluster_count && !forward) {
           // The change through every node, recorded in the registry (and the config topic)
-          // once sealed; then the rest of the body, whose partition count now holds.
-          auto t = tenants_->Get(id);
-          if (!t.ok()) return respond(Error(t.status()));
-          auto layouts = cluster_.change_layout(*t, *cluster_count);
-          if (!layouts.ok()) return respond(Error(layouts.status()));
-          auto adopted = tenants_->AdoptLayouts(id, *layouts);
-          if (!adopted.ok()) return respond(Error(adopted.status()));
-          updated = tenants_->Update(id, body, layout_starter);
+          // once sealed; then the rest of the body, whose partition count now holds. It waits
+          // for the other nodes (up to cluster.layout_change_timeout_ms): on a queue of its
+          // own, so that this node's other admin operations do not wait behind it.
+          return layout_tasks_->Submit([this, id, body, count = *cluster_count, applied,
+                                        respond = std::move(respond)]() mutable {
+            auto t = tenants_->Get(id);
+            if (!t.ok()) return respond(Error(t.status()));
+            auto layouts = cluster_.change_layout(*t, count);
+            if (!layouts.ok()) return respond(Error(layouts.status()));
+            auto adopted = tenants_->AdoptLayouts(id, *layouts);
+            if (!adopted.ok()) return respond(Error(adopted.status()));
+            respond(applied(tenants_->Update(
+                id, body,
+                [](const model::TenantConfig&, uint32_t) -> Result<std::vector<uint64_t>> {
+                  return FailedPrecondition(
+                      "field 'partitions': the count changed again while this change ran");
+                })));
+          });
         }
         if (forward) {
           HttpRequest again{.method = method,

@@ -191,6 +191,8 @@ class Api final : public Handler {
   std::mutex tenant_metrics_mu_;
   std::unordered_map<std::string, TenantMetrics> tenant_metrics_;
   std::unique_ptr<TaskQueue> admin_tasks_;
+  // Partition count changes in a cluster, which wait for the other nodes: off admin_tasks_.
+  std::unique_ptr<TaskQueue> layout_tasks_;
 };
 
 }  // namespace fairway::http

@@ -23,20 +23,12 @@
 #include "dispatch/tests/peer_process.h"
 #include "http/tests/test_client.h"
 #include "testing/temp_dir.h"
+#include "tests/e2e.h"
 #include "tests/server_process.h"
 
 namespace fairway::e2e {
 namespace {
 
-using ::fairway::testing::TempDir;
-
-using http::BasicAuth;
-using http::BearerAuth;
-using http::TestClient;
-using nlohmann::json;
-using namespace std::chrono_literals;
-
-constexpr char kToken[] = "e2e-admin-token";
 constexpr int kLeads = 120;
 constexpr int kClicks = 4;
 

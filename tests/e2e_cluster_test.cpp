@@ -26,20 +26,13 @@
 #include "testing/kafka_mock.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
+#include "tests/e2e.h"
 #include "tests/processing_status.h"
 #include "tests/server_process.h"
 
 namespace fairway::e2e {
 namespace {
 
-using ::fairway::testing::TempDir;
-using http::BasicAuth;
-using http::BearerAuth;
-using http::TestClient;
-using nlohmann::json;
-using namespace std::chrono_literals;
-
-constexpr char kToken[] = "e2e-admin-token";
 constexpr int kTenants = 100;
 constexpr int kSlots = 8;
 constexpr int kLeads = 40;
@@ -65,14 +58,7 @@ std::string Event(int g) {
   return R"({"type":"track","userId":")" + u + R"(","event":")" + event + R"(",)" + common + "}";
 }
 
-std::string RequestBody(int r) {
-  std::string body = R"({"batch":[)";
-  for (int i = 0; i < kPerRequest; ++i) {
-    if (i) body += ",";
-    body += Event(r * kPerRequest + i);
-  }
-  return body + "]}";
-}
+std::string RequestBody(int r) { return BatchOf(r * kPerRequest, kPerRequest, Event); }
 
 std::string TenantName(int t) { return "t" + std::to_string(t); }
 
@@ -241,26 +227,6 @@ std::string OwnerOf(const std::vector<std::string>& urls, const std::string& ten
   return {};
 }
 
-std::map<std::string, json> ReadLeads(const std::string& url, const std::string& api_key) {
-  std::map<std::string, json> out;
-  TestClient c(url);
-  for (int i = 0; i < kLeads; ++i) {
-    std::string u = "u" + std::to_string(i);
-    // A node learns that a slot moved from the config topic, a moment after the move: until
-    // then it forwards to the old owner and answers 503 when that one is gone (clients retry).
-    auto r = c.Request("GET", "/v1/leads/" + u, {}, {BearerAuth(api_key)});
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (r.status == 503 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(50ms);  // a client's back-off before it re-sends
-      r = c.Request("GET", "/v1/leads/" + u, {}, {BearerAuth(api_key)});
-    }
-    EXPECT_EQ(r.status, 200) << u << ": " << r.body;
-    json lead = r.status == 200 ? json::parse(r.body) : json();
-    out[u] = lead;
-  }
-  return out;
-}
-
 // The cluster's topics on the mock (which has no CreateTopics), provisioned as an operator
 // would, and `tenant_topics` (name, partitions).
 void CreateClusterTopics(testing::KafkaMockCluster& kafka,
@@ -426,7 +392,7 @@ TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
     EXPECT_EQ(status["dead_letters_total"], 0) << tenant;
     // Read through a node that does not process the tenant: forwarded to the one that does.
     std::string other = urls[0] == owner ? urls[1] : urls[0];
-    state[tenant] = ReadLeads(other, keys[t].api);
+    state[tenant] = ReadLeads(other, keys[t].api, kLeads);
   }
 
   // One clean pass on one embedded node over the same activities.
@@ -442,7 +408,7 @@ TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
     ASSERT_EQ(res.status, 200) << res.body;
   }
   ASSERT_TRUE(WaitLeadsProcessed(clean.url(), kToken, 60s, "t0"));
-  auto expected = ReadLeads(clean.url(), clean_keys.api);
+  auto expected = ReadLeads(clean.url(), clean_keys.api, kLeads);
 
   constexpr int kPerLead = kRequests * kPerRequest / kLeads;
   for (int t = 0; t < kTenants; ++t) {

@@ -11,19 +11,12 @@
 
 #include "http/tests/test_client.h"
 #include "testing/temp_dir.h"
+#include "tests/e2e.h"
 #include "tests/server_process.h"
 
 namespace fairway::e2e {
 namespace {
 
-using ::fairway::testing::TempDir;
-
-using http::BasicAuth;
-using http::BearerAuth;
-using http::TestClient;
-using nlohmann::json;
-
-constexpr char kToken[] = "e2e-admin-token";
 constexpr int kEventsPerRequest = 5;
 
 std::string Lead(int thread, int request) {

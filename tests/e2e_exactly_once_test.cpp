@@ -23,21 +23,13 @@
 #include "testing/kafka_mock.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
+#include "tests/e2e.h"
 #include "tests/processing_status.h"
 #include "tests/server_process.h"
 
 namespace fairway::e2e {
 namespace {
 
-using ::fairway::testing::TempDir;
-
-using http::BasicAuth;
-using http::BearerAuth;
-using http::TestClient;
-using nlohmann::json;
-using namespace std::chrono_literals;
-
-constexpr char kToken[] = "e2e-admin-token";
 constexpr int kLeads = 200;
 constexpr int kRequests = 600;
 constexpr int kPerRequest = 100;
@@ -69,14 +61,7 @@ std::string Event(int g) {
   return R"({"type":"track","userId":")" + u + R"(","event":"Clicked",)" + id + "}";
 }
 
-std::string RequestBody(int r) {
-  std::string body = R"({"batch":[)";
-  for (int i = 0; i < kPerRequest; ++i) {
-    if (i) body += ",";
-    body += Event(r * kPerRequest + i);
-  }
-  return body + "]}";
-}
+std::string RequestBody(int r) { return BatchOf(r * kPerRequest, kPerRequest, Event); }
 
 // A server whose address changes when it is restarted, shared by the client threads.
 class Target {
@@ -150,19 +135,6 @@ void IngestAll(Target* target, const std::string& write_key, const std::function
   for (auto& th : threads) th.join();
 }
 
-// Every lead's merged state, by userId.
-std::map<std::string, json> ReadLeads(const std::string& url, const std::string& api_key) {
-  std::map<std::string, json> out;
-  TestClient c(url);
-  for (int i = 0; i < kLeads; ++i) {
-    std::string u = "u" + std::to_string(i);
-    auto r = c.Request("GET", "/v1/leads/" + u, {}, {BearerAuth(api_key)});
-    EXPECT_EQ(r.status, 200) << u << ": " << r.body;
-    out[u] = r.status == 200 ? json::parse(r.body) : json();
-  }
-  return out;
-}
-
 // Run 1 on a server that `configure` sets up: throttled processing (a backlog builds up), killed
 // three times. Run 2: one clean pass on the embedded log. Every lead's state must match.
 void ExpectKilledRunEqualsCleanPass(const std::function<void(ServerProcess*)>& configure) {
@@ -207,7 +179,7 @@ void ExpectKilledRunEqualsCleanPass(const std::function<void(ServerProcess*)>& c
   json status = LeadsStatus(target.url(), kToken);
   EXPECT_EQ(status["dead_letters_total"], 0);
   EXPECT_EQ(status["processed_total"].get<int>() > 0, true);
-  auto crashed = ReadLeads(target.url(), api_key);
+  auto crashed = ReadLeads(target.url(), api_key, kLeads);
 
   // Run 2: the same activities, one clean pass.
   ServerProcess clean(FAIRWAY_BINARY, dir.Sub("clean"), kToken);
@@ -218,7 +190,7 @@ void ExpectKilledRunEqualsCleanPass(const std::function<void(ServerProcess*)>& c
   Target clean_target(&clean);
   IngestAll(&clean_target, clean_write, [] {});
   ASSERT_TRUE(WaitLeadsProcessed(clean.url(), kToken));
-  auto expected = ReadLeads(clean.url(), clean_api);
+  auto expected = ReadLeads(clean.url(), clean_api, kLeads);
 
   constexpr int kPerLead = kRequests * kPerRequest / kLeads;
   for (int i = 0; i < kLeads; ++i) {

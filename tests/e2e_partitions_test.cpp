@@ -24,6 +24,7 @@
 #include "testing/kafka_mock.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
+#include "tests/e2e.h"
 #include "tests/processing_status.h"
 #include "tests/server_process.h"
 
@@ -31,14 +32,7 @@ namespace fairway::e2e {
 namespace {
 
 using ::fairway::testing::KafkaMockCluster;
-using ::fairway::testing::TempDir;
-using http::BasicAuth;
-using http::BearerAuth;
-using http::TestClient;
-using nlohmann::json;
-using namespace std::chrono_literals;
 
-constexpr char kToken[] = "e2e-admin-token";
 constexpr int kClients = 4;
 constexpr int kLeadsPerClient = 6;
 constexpr int kPerRequest = 5;

@@ -1,12 +1,14 @@
 #pragma once
 // The `leads` processor's status of a tenant as the admin API reports it, bounded waits for
-// processing to catch up and for clients' acknowledgements, a partition count change, and one
-// series of the metrics page: shared by the end-to-end suites.
+// processing to catch up and for clients' acknowledgements, a partition count change, the leads'
+// merged states, and one series of the metrics page: shared by the end-to-end suites.
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -77,6 +79,38 @@ inline std::optional<uint64_t> ChangeAcmeFromFourToEightPartitions(const std::st
   uint64_t sealed_records = 0;
   for (const auto& e : tenant["sealed_layouts"][0]["ends"]) sealed_records += e.get<uint64_t>();
   return sealed_records;
+}
+
+// The merged state of leads "u0" .. "u<leads - 1>" (GET /v1/leads/{id}), by userId; null for
+// a lead not read. A 503 is re-sent for a while, as a client would: in a cluster, a node learns
+// that a slot moved from the config topic a moment after the move, and until then forwards to
+// the old owner and answers 503 when that one is gone.
+inline std::map<std::string, nlohmann::json> ReadLeads(const std::string& url,
+                                                       const std::string& api_key, int leads) {
+  std::map<std::string, nlohmann::json> out;
+  http::TestClient c(url);
+  for (int i = 0; i < leads; ++i) {
+    std::string u = "u" + std::to_string(i);
+    auto r = c.Request("GET", "/v1/leads/" + u, {}, {http::BearerAuth(api_key)});
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (r.status == 503 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a client's back-off
+      r = c.Request("GET", "/v1/leads/" + u, {}, {http::BearerAuth(api_key)});
+    }
+    EXPECT_EQ(r.status, 200) << u << ": " << r.body;
+    out[u] = r.status == 200 ? nlohmann::json::parse(r.body) : nlohmann::json();
+  }
+  return out;
+}
+
+// A /v1/batch body of events `first` .. `first + n - 1`, each written by `event`.
+inline std::string BatchOf(int first, int n, const std::function<std::string(int)>& event) {
+  std::string body = R"({"batch":[)";
+  for (int i = 0; i < n; ++i) {
+    if (i) body += ",";
+    body += event(first + i);
+  }
+  return body + "]}";
 }
 
 // The value of one series of a Prometheus text page (0 when absent).

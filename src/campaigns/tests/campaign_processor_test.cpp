@@ -182,6 +182,18 @@ class CampaignPipelineTest : public ::fairway::testing::StoreAndLogTest {
     return out;
   }
 
+  // Adds to `batch` the timer of waiting run `i` of campaign "c" (step 1, lead "u<i>"), due at
+  // `due`. No such run exists: its wake-up is stale and changes nothing.
+  void AddStaleTimer(storage::WriteBatch* batch, int i, int64_t due) {
+    Timer t;
+    t.campaign = "c";
+    t.run_id = MakeRunId("c", std::to_string(i));
+    t.step = 1;
+    t.user_id = "u" + std::to_string(i);
+    batch->Put(storage::kTimers, TimerKey(kTenant, due, LeadId(t.user_id), "c", t.run_id),
+               EncodeTimer(t));
+  }
+
   size_t TimerRows() {
     size_t n = 0;
     auto it =
@@ -424,14 +436,7 @@ TEST_F(CampaignPipelineTest, DueTimersAreReleasedInChunksAndOnlyWhenDue) {
   // nothing), due at three different times.
   storage::WriteBatch batch;
   for (int i = 0; i < 10; ++i) {
-    Timer t;
-    t.campaign = "c";
-    t.run_id = MakeRunId("c", std::to_string(i));
-    t.step = 1;
-    t.user_id = "u" + std::to_string(i);
-    int64_t due = clock_.NowMillis() + (i < 6 ? 1000 : i < 9 ? 2000 : 3000);
-    batch.Put(storage::kTimers, TimerKey(kTenant, due, LeadId(t.user_id), "c", t.run_id),
-              EncodeTimer(t));
+    AddStaleTimer(&batch, i, clock_.NowMillis() + (i < 6 ? 1000 : i < 9 ? 2000 : 3000));
   }
   ASSERT_TRUE(store_->Write(batch, false).ok());
   timers_->Notify(kTenant, clock_.NowMillis() + 1000);
@@ -457,16 +462,7 @@ TEST_F(CampaignPipelineTest, AReleasedTenantsTimersWaitForItsNextOwner) {
   other.SetOwnership([&](const TenantId&) { return owns.load(); });
   ASSERT_OK(other.Start());
   storage::WriteBatch batch;
-  for (int i = 0; i < 3; ++i) {
-    Timer t;
-    t.campaign = "c";
-    t.run_id = MakeRunId("c", std::to_string(i));
-    t.step = 1;
-    t.user_id = "u" + std::to_string(i);
-    batch.Put(storage::kTimers,
-              TimerKey(kTenant, clock_.NowMillis() + 1000, LeadId(t.user_id), "c", t.run_id),
-              EncodeTimer(t));
-  }
+  for (int i = 0; i < 3; ++i) AddStaleTimer(&batch, i, clock_.NowMillis() + 1000);
   ASSERT_OK(store_->Write(batch, false));
   timers_->ReleaseTenant(kTenant);
   other.Notify(kTenant, clock_.NowMillis() + 1000);  // not owned there yet

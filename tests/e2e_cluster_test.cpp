@@ -120,6 +120,8 @@ class Node {
     server_.SetEnv("FAIRWAY_CLUSTER_SLOTS", std::to_string(kSlots));
     server_.SetEnv("FAIRWAY_NODE_ID", name);
     server_.SetEnv("FAIRWAY_KAFKA_PROGRESS_INTERVAL_MS", "0");
+    // Snapshots of a slot every 16 KiB of its changelog: restores start from them.
+    server_.SetEnv("FAIRWAY_CLUSTER_SNAPSHOT_KB", "16");
     // The webhook receiver listens on loopback, which webhooks may not reach by default.
     server_.SetEnv("FAIRWAY_DISPATCH_ALLOW_NETWORKS", "127.0.0.0/8");
     server_.SetLogFile(dir.Sub(name + ".log"));
@@ -457,6 +459,19 @@ TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
   EXPECT_LE(requests_seen, body_by_key.size() + 4 * kTenants);
   ::testing::Test::RecordProperty("webhook_requests", std::to_string(requests_seen));
   std::cout << requests_seen << " webhook requests for " << body_by_key.size() << " keys\n";
+  // The slots' state moved through snapshots: the nodes wrote them, and the ones that took
+  // slots over started their restores there (the state checked above).
+  double written = 0, from_snapshot = 0;
+  for (const auto& url : urls) {
+    TestClient c(url);
+    auto m = c.Request("GET", "/metrics", {}, {});
+    written += MetricValue(m.body, R"(fairway_cluster_snapshots_total{outcome="written"})");
+    from_snapshot += MetricValue(m.body, R"(fairway_cluster_restores_total{from="snapshot"})");
+  }
+  std::cout << written << " snapshots written, " << from_snapshot
+            << " restores from a snapshot (nodes alive at the end)\n";
+  EXPECT_GT(written, 0);
+  EXPECT_GT(from_snapshot, 0);
   clean.Kill(SIGTERM);
   for (int i : {0, 1, 3}) nodes[i]->Kill(SIGTERM);
 }

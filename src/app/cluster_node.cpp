@@ -35,9 +35,32 @@ ClusterNode::ClusterNode(ClusterServices services, uint32_t slots)
           {{"outcome", "sealed"}})),
       layouts_waiting_(s_.metrics->GetCounter("fairway_cluster_layout_changes_total", "",
                                               {{"outcome", "waiting"}})),
+      snapshots_written_(s_.metrics->GetCounter(
+          "fairway_cluster_snapshots_total",
+          "Snapshots of slots' state this node wrote to the changelog, or gave up on (Kafka "
+          "failed, the slot was released meanwhile, another writer's record lay among its own).",
+          {{"outcome", "written"}})),
+      snapshots_failed_(
+          s_.metrics->GetCounter("fairway_cluster_snapshots_total", "", {{"outcome", "failed"}})),
+      snapshot_bytes_(s_.metrics->GetCounter(
+          "fairway_cluster_snapshot_bytes_total",
+          "Bytes of slots' rows this node wrote to the changelog in snapshots.")),
+      snapshot_seconds_(s_.metrics->GetHistogram(
+          "fairway_cluster_snapshot_seconds",
+          "Time to write one slot's snapshot to the changelog.", LatencyBuckets())),
       restored_bytes_(s_.metrics->GetCounter(
           "fairway_cluster_restored_bytes_total",
-          "Bytes of state batches applied from the changelog when taking slots.")),
+          "Bytes of state batches and snapshot rows applied from the changelog when taking "
+          "slots.")),
+      restores_local_(s_.metrics->GetCounter(
+          "fairway_cluster_restores_total",
+          "Slots this node restored, by where the restore started: the rows it kept from its "
+          "own clean release (local), the slot's latest snapshot, or the changelog's start.",
+          {{"from", "local"}})),
+      restores_snapshot_(
+          s_.metrics->GetCounter("fairway_cluster_restores_total", "", {{"from", "snapshot"}})),
+      restores_start_(
+          s_.metrics->GetCounter("fairway_cluster_restores_total", "", {{"from", "start"}})),
       restore_seconds_(s_.metrics->GetHistogram(
           "fairway_cluster_restore_seconds",
           "Time to restore one slot's state from the changelog when taking it.",
@@ -108,6 +131,10 @@ void ClusterNode::Take(uint32_t slot) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   restore_seconds_->Observe(seconds);
   restored_bytes_->Add(restored->bytes_applied);
+  (restored->kept_local           ? restores_local_
+   : restored->snapshot >= 0 ? restores_snapshot_
+                             : restores_start_)
+      ->Add();
   {
     std::lock_guard lock(mu_);
     active_[slot] = true;
@@ -133,6 +160,28 @@ void ClusterNode::Take(uint32_t slot) {
   }
   spdlog::info("cluster: slot {} active ({} tenants, restored in {:.3f} s)", slot, ids.size(),
                seconds);
+}
+
+void ClusterNode::SnapshotSlots() {
+  for (uint32_t slot : ActiveSlots()) {
+    if (stopping_.load()) return;
+    if (!s_.changelog->SnapshotDue(slot)) continue;
+    auto started = std::chrono::steady_clock::now();
+    auto written = s_.changelog->Snapshot(slot, [this, slot] {
+      std::vector<TenantId> ids;
+      for (const auto& t : TenantsOf(slot)) ids.push_back(t.id);
+      return ids;
+    });
+    if (!written.ok()) {
+      snapshots_failed_->Add();
+      spdlog::warn("cluster: snapshot of slot {}: {}", slot, written.status().ToString());
+      continue;
+    }
+    snapshots_written_->Add();
+    snapshot_bytes_->Add(written->bytes);
+    snapshot_seconds_->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
 }
 
 void ClusterNode::OnRevoked(const std::vector<uint32_t>& slots, bool lost) {

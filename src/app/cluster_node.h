@@ -95,6 +95,10 @@ class ClusterNode final : public cluster::SlotListener {
   // Completes the changes of the tenants processed here that a failure cut short (the node
   // that started one died, a node did not answer in time). Called now and then.
   void CompleteLayoutChanges();
+  // Writes a snapshot of each slot processed here whose changelog has grown by
+  // ChangelogOptions::snapshot_bytes since its last one (cluster::Changelog::Snapshot). Called
+  // now and then.
+  void SnapshotSlots();
   // Config topic notes: a layout change ("layout/<tenant>": the layouts), which this node takes
   // and acknowledges ("layout-ack/<tenant>/<node>": the change note's offset).
   void OnLayoutNote(std::string_view tenant, std::string_view value, int64_t offset);
@@ -137,7 +141,15 @@ class ClusterNode final : public cluster::SlotListener {
   Counter* rebalances_;
   Counter* layouts_sealed_;
   Counter* layouts_waiting_;
+  Counter* snapshots_written_;
+  Counter* snapshots_failed_;
+  Counter* snapshot_bytes_;
+  Histogram* snapshot_seconds_;
   Counter* restored_bytes_;
+  // Restores by where they started: the local rows kept, a snapshot, the changelog's start.
+  Counter* restores_local_;
+  Counter* restores_snapshot_;
+  Counter* restores_start_;
   Histogram* restore_seconds_;
 };
 

@@ -312,6 +312,15 @@ const std::vector<Key>& Keys() {
          return ParseNumber<int>("cluster.layout_change_timeout_ms", v, 100, 600'000,
                                  &c->cluster_layout_change_timeout_ms);
        }},
+      {"cluster.snapshot_kb", "FAIRWAY_CLUSTER_SNAPSHOT_KB", "65536",
+       "A slot's owner writes a snapshot of the slot's state to the changelog once this many "
+       "KiB were written to the slot since its last one (or since its restore); restores start "
+       "at the latest snapshot and the records before it are deleted. 0: never (restores read "
+       "the whole changelog). 0 to 1073741824 (1 TiB).",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<uint64_t>("cluster.snapshot_kb", v, 0, uint64_t{1} << 30,
+                                      &c->cluster_snapshot_kb);
+       }},
       {"cluster.advertised_url", "FAIRWAY_CLUSTER_ADVERTISED_URL", "(the listen address)",
        "Where the other nodes of a cluster reach this node to forward requests about the "
        "tenants it processes, e.g. http://10.0.0.5:8080. Default: the listen address, with the "

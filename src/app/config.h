@@ -40,6 +40,7 @@ struct Config {
   int cluster_session_timeout_ms = 6000;
   int cluster_append_poll_ms = 100;
   int cluster_layout_change_timeout_ms = 20'000;
+  uint64_t cluster_snapshot_kb = 64u << 10;
   std::string cluster_advertised_url;
 };
 

@@ -205,9 +205,12 @@ int Serve(Config config) {
   std::unique_ptr<cluster::ConfigTopic> config_topic;
   storage::Store* state_store = store->get();
   if (config.cluster_enabled) {
-    auto opened = cluster::Changelog::Open(
-        {.kafka = config.log.kafka, .node_id = node_id, .slots = config.cluster_slots},
-        store->get());
+    cluster::ChangelogOptions changelog_options;
+    changelog_options.kafka = config.log.kafka;
+    changelog_options.node_id = node_id;
+    changelog_options.slots = config.cluster_slots;
+    changelog_options.snapshot_bytes = config.cluster_snapshot_kb << 10;
+    auto opened = cluster::Changelog::Open(changelog_options, store->get());
     if (!opened.ok()) {
       spdlog::error("cluster changelog: {}", opened.status().ToString());
       return 1;
@@ -357,6 +360,11 @@ int Serve(Config config) {
     }
   });
   follow_layouts.Start();
+  // In a cluster, the slots whose changelog grew enough get a snapshot (restores start there).
+  PeriodicService snapshots(std::chrono::seconds(1), [node = cluster_node.get()] {
+    if (node != nullptr) node->SnapshotSlots();
+  });
+  if (cluster_node != nullptr) snapshots.Start();
   PeriodicService retention(
       std::chrono::seconds(config.retention_interval_seconds),
       [registry = tenants->get(), &log, clock] { RetentionPass(registry, &log, clock); });
@@ -419,6 +427,7 @@ int Serve(Config config) {
     retention.Stop();
     progress.Stop();
     follow_layouts.Stop();
+    snapshots.Stop();
     timers.Stop();
     dispatcher.Stop();
     engine.Stop();
@@ -467,6 +476,7 @@ int Serve(Config config) {
   retention.Stop();
   progress.Stop();
   follow_layouts.Stop();
+  snapshots.Stop();
   timers.Stop();
   engine.Stop();
   // The progress of the last work items, for whoever watches the consumer groups.

@@ -19,12 +19,26 @@
 // Releasing (Release) produces a release record once the slot's work has stopped.
 //
 // The changelog keeps whole batches (atomic, in commit order); its topic is created with
-// unlimited retention and is not compacted. A restore of a slot never seen reads its whole
-// partition.
+// unlimited retention and is not compacted. So that a restore need not read every batch ever
+// written, the owner of a slot writes a snapshot of it (Snapshot) once enough has been
+// journaled since the last one:
+//  1. With the slot's writes held for a moment, a snapshot-begin record is produced under the
+//     owner's epoch, and the local store's view at that moment is taken. The snapshot counts
+//     only if every record between the owner record and the begin record is this node's own
+//     (their offsets follow on from each other): then no other owner's record lies there, and
+//     the epoch was in force at the begin record.
+//  2. The slot's rows as of that view are produced in snapshot records, then an end record.
+//  3. The begin record's offset is committed as the slot's offset of the consumer group
+//     `<prefix>__changelog.snapshots`, and the records before it are deleted (DeleteRecords;
+//     a broker without it keeps them).
+// A restore then starts at the latest complete snapshot: it applies the snapshot's rows, then
+// the batches after the begin record by the epoch rule above (those that arrive before the
+// end record are applied after the snapshot's rows).
 //
 // Thread-safe.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +58,23 @@ struct ChangelogOptions {
   std::string node_id;
   // Partitions of the topic: one per slot (MembershipOptions::slots).
   uint32_t slots = 64;
+  // SnapshotDue once this many bytes were journaled for an owned slot since its last snapshot
+  // (or since the batches its restore applied); 0: never.
+  uint64_t snapshot_bytes = 64u << 20;
+  // A snapshot's rows go in records of about this many bytes.
+  size_t snapshot_record_bytes = 256u << 10;
+  // Test hook: called after the `n`-th (from 1) snapshot record of `slot` was acknowledged.
+  std::function<void(uint32_t slot, size_t n)> after_snapshot_record;
+};
+
+// What a Snapshot wrote.
+struct SnapshotStats {
+  int64_t begin = 0;  // the begin record's offset: where restores now start
+  uint64_t records = 0;
+  uint64_t rows = 0;
+  uint64_t bytes = 0;
+  // Whether the records before `begin` were deleted (false: the brokers do not delete records).
+  bool deleted_before = false;
 };
 
 // What a Take did.
@@ -53,7 +84,11 @@ struct RestoreStats {
   bool kept_local = false;
   uint64_t records = 0;
   uint64_t batches_applied = 0;
+  // Bytes of batches and snapshot rows applied.
   uint64_t bytes_applied = 0;
+  // The begin record of the snapshot the restore started from; -1: none.
+  int64_t snapshot = -1;
+  uint64_t snapshot_rows = 0;
 };
 
 class Changelog {
@@ -78,8 +113,21 @@ class Changelog {
   // The epoch of an owned slot.
   std::optional<int64_t> Epoch(uint32_t slot) const;
 
+  // Whether the owned `slot` has journaled ChangelogOptions::snapshot_bytes since its last
+  // snapshot.
+  bool SnapshotDue(uint32_t slot) const;
+  // Writes a snapshot of the owned `slot` (above): the rows of the tenants `tenants()` lists,
+  // called while the slot's writes are held, so every tenant that has written is listed.
+  // FailedPrecondition when the slot is not owned, or when a record this node did not write
+  // may lie among its records since it took the slot (then no snapshot is written until it
+  // takes the slot again). Release cuts a snapshot in progress short (Aborted).
+  Result<SnapshotStats> Snapshot(uint32_t slot,
+                                 const std::function<std::vector<TenantId>()>& tenants);
+
   // "<prefix>__changelog".
   static std::string TopicFor(std::string_view prefix);
+  // "<prefix>__changelog.snapshots": its offsets are the slots' latest snapshots.
+  static std::string SnapshotGroupFor(std::string_view prefix);
 
   struct Impl;
 

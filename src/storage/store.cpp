@@ -104,6 +104,17 @@ class RocksIterator final : public Iterator {
   std::unique_ptr<rocksdb::Iterator> it_;
 };
 
+class RocksReadView final : public ReadView {
+ public:
+  explicit RocksReadView(rocksdb::DB* db) : db_(db), snapshot_(db->GetSnapshot()) {}
+  ~RocksReadView() override { db_->ReleaseSnapshot(snapshot_); }
+  const rocksdb::Snapshot* snapshot() const { return snapshot_; }
+
+ private:
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snapshot_;
+};
+
 class RocksStore final : public Store {
  public:
   RocksStore(const StoreOptions& options, std::shared_ptr<std::atomic<bool>> wal_space_low,
@@ -173,9 +184,10 @@ class RocksStore final : public Store {
     return Status::Ok();
   }
   std::unique_ptr<Iterator> NewIterator(ColumnFamily cf, std::string lower, std::string upper,
-                                        bool fill_cache) override {
+                                        bool fill_cache, const ReadView* view) override {
     rocksdb::ReadOptions ro;
     ro.fill_cache = fill_cache;
+    if (view != nullptr) ro.snapshot = static_cast<const RocksReadView*>(view)->snapshot();
     auto lo = std::make_unique<std::string>(std::move(lower));
     auto up = std::make_unique<std::string>(std::move(upper));
     std::unique_ptr<rocksdb::Slice> lo_slice, up_slice;
@@ -190,6 +202,9 @@ class RocksStore final : public Store {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_.at(cf + 1)));
     return std::make_unique<RocksIterator>(std::move(it), std::move(lo), std::move(up),
                                            std::move(lo_slice), std::move(up_slice));
+  }
+  std::unique_ptr<ReadView> NewReadView() override {
+    return std::make_unique<RocksReadView>(db_.get());
   }
   Status CompactRange(ColumnFamily cf, std::string_view begin, std::string_view end) override {
     rocksdb::Slice b = ToSlice(begin), e = ToSlice(end);

@@ -148,6 +148,14 @@ class Iterator {
   virtual Status status() const = 0;
 };
 
+// A consistent view of a whole Store (every column family) as of the moment it was taken:
+// iterators made with it read that moment, whatever is written later. Held views keep the rows
+// they see from being compacted away: release them soon.
+class ReadView {
+ public:
+  virtual ~ReadView() = default;
+};
+
 class Store {
  public:
   // Opens (creating if missing) the store at options.path with the given column families.
@@ -177,9 +185,13 @@ class Store {
   virtual Status MultiGet(ColumnFamily cf, const std::vector<std::string_view>& keys,
                           std::vector<std::optional<std::string>>* results) = 0;
   // `fill_cache` false: blocks read by this iterator do not displace the read cache (scans
-  // that read data once, such as consumers of the log).
+  // that read data once, such as consumers of the log). With `view`, the iterator reads that
+  // view (which must outlive it) instead of the latest state.
   virtual std::unique_ptr<Iterator> NewIterator(ColumnFamily cf, std::string lower = {},
-                                                std::string upper = {}, bool fill_cache = true) = 0;
+                                                std::string upper = {}, bool fill_cache = true,
+                                                const ReadView* view = nullptr) = 0;
+  // A view of the store as of now.
+  virtual std::unique_ptr<ReadView> NewReadView() = 0;
   // Compacts [begin, end) now (frees space after range deletes; applies TTL).
   virtual Status CompactRange(ColumnFamily cf, std::string_view begin, std::string_view end) = 0;
   // Bytes of live data: SST files plus memtables not yet flushed.

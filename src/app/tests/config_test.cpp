@@ -236,10 +236,11 @@ TEST(ConfigTest, ClusterSettingsAreReadAtTheirLimitsAndNeedTheKafkaBackend) {
   EXPECT_EQ(defaults.cluster_session_timeout_ms, 6000);
   EXPECT_EQ(defaults.cluster_append_poll_ms, 100);
   EXPECT_EQ(defaults.cluster_layout_change_timeout_ms, 20'000);
+  EXPECT_EQ(defaults.cluster_snapshot_kb, 65'536u);
   std::ofstream(path) << kafka
                       << "[cluster]\nenabled = true\nslots = 1\nsession_timeout_ms = 1000\n"
                          "append_poll_ms = 10\nlayout_change_timeout_ms = 100\nadvertised_url = "
-                         "\"http://10.0.0.5:8080//\"\n";
+                         "\"http://10.0.0.5:8080//\"\nsnapshot_kb = 0\n";
   ASSERT_OK_AND_ASSIGN(Config low, LoadConfig(path));
   EXPECT_TRUE(low.cluster_enabled);
   EXPECT_EQ(low.cluster_slots, 1u);
@@ -247,14 +248,17 @@ TEST(ConfigTest, ClusterSettingsAreReadAtTheirLimitsAndNeedTheKafkaBackend) {
   EXPECT_EQ(low.cluster_append_poll_ms, 10);
   EXPECT_EQ(low.cluster_layout_change_timeout_ms, 100);
   EXPECT_EQ(low.cluster_advertised_url, "http://10.0.0.5:8080");
+  EXPECT_EQ(low.cluster_snapshot_kb, 0u);
   std::ofstream(path) << kafka
                       << "[cluster]\nslots = 4096\nsession_timeout_ms = 3600000\n"
-                         "append_poll_ms = 10000\nlayout_change_timeout_ms = 600000\n";
+                         "append_poll_ms = 10000\nlayout_change_timeout_ms = 600000\n"
+                         "snapshot_kb = 1073741824\n";
   ASSERT_OK_AND_ASSIGN(Config high, LoadConfig(path));
   EXPECT_EQ(high.cluster_slots, 4096u);
   EXPECT_EQ(high.cluster_session_timeout_ms, 3'600'000);
   EXPECT_EQ(high.cluster_append_poll_ms, 10'000);
   EXPECT_EQ(high.cluster_layout_change_timeout_ms, 600'000);
+  EXPECT_EQ(high.cluster_snapshot_kb, uint64_t{1} << 30);
   for (const auto& [line, key] : std::vector<std::pair<std::string, std::string>>{
            {"slots = 0", "cluster.slots"},
            {"slots = 4097", "cluster.slots"},
@@ -268,6 +272,9 @@ TEST(ConfigTest, ClusterSettingsAreReadAtTheirLimitsAndNeedTheKafkaBackend) {
            {"layout_change_timeout_ms = 99", "cluster.layout_change_timeout_ms"},
            {"layout_change_timeout_ms = 600001", "cluster.layout_change_timeout_ms"},
            {"layout_change_timeout_ms = -5", "cluster.layout_change_timeout_ms"},
+           {"snapshot_kb = -1", "cluster.snapshot_kb"},
+           {"snapshot_kb = 1073741825", "cluster.snapshot_kb"},
+           {"snapshot_kb = \"big\"", "cluster.snapshot_kb"},
            {"advertised_url = \"10.0.0.5:8080\"", "cluster.advertised_url"},
            {"enabled = \"yes\"", "cluster.enabled"}}) {
     std::ofstream(path) << kafka << "[cluster]\n" << line << "\n";

@@ -163,6 +163,34 @@ TEST_F(StoreTest, IteratorBoundsAndDeleteRange) {
                   ->has_value());
 }
 
+TEST_F(StoreTest, AViewReadsEveryFamilyAsItWasWhenTaken) {
+  auto rows = [&](ColumnFamily cf, const ReadView* view) {
+    std::vector<std::pair<std::string, std::string>> out;
+    auto it = store_->NewIterator(cf, {}, {}, /*fill_cache=*/true, view);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) out.emplace_back(it->key(), it->value());
+    EXPECT_TRUE(it->status().ok());
+    return out;
+  };
+  WriteBatch b;
+  b.Put(kData, "a", "1");
+  b.Put(kData, "b", "1");
+  b.Merge(kCounters, "n", EncodeCounter(2));
+  ASSERT_TRUE(store_->Write(b, false).ok());
+  auto view = store_->NewReadView();
+  WriteBatch later;
+  later.Put(kData, "a", "2");
+  later.Delete(kData, "b");
+  later.Put(kData, "c", "2");
+  later.Merge(kCounters, "n", EncodeCounter(3));
+  ASSERT_TRUE(store_->Write(later, false).ok());
+  ASSERT_TRUE(store_->Flush().ok());  // the view holds across a flush
+  using Rows = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(rows(kData, view.get()), (Rows{{"a", "1"}, {"b", "1"}}));
+  EXPECT_EQ(rows(kCounters, view.get()), (Rows{{"n", EncodeCounter(2)}}));
+  EXPECT_EQ(rows(kData, nullptr), (Rows{{"a", "2"}, {"c", "2"}}));
+  EXPECT_EQ(rows(kCounters, nullptr), (Rows{{"n", EncodeCounter(5)}}));
+}
+
 TEST_F(StoreTest, MultiGet) {
   WriteBatch b;
   b.Put(kTtl, "x", EncodeTtlValue(1, "1"));

@@ -46,8 +46,8 @@ ClusterNode::ClusterNode(ClusterServices services, uint32_t slots)
           "fairway_cluster_snapshot_bytes_total",
           "Bytes of slots' rows this node wrote to the changelog in snapshots.")),
       snapshot_seconds_(s_.metrics->GetHistogram(
-          "fairway_cluster_snapshot_seconds",
-          "Time to write one slot's snapshot to the changelog.", LatencyBuckets())),
+          "fairway_cluster_snapshot_seconds", "Time to write one slot's snapshot to the changelog.",
+          LatencyBuckets())),
       restored_bytes_(s_.metrics->GetCounter(
           "fairway_cluster_restored_bytes_total",
           "Bytes of state batches and snapshot rows applied from the changelog when taking "
@@ -131,7 +131,7 @@ void ClusterNode::Take(uint32_t slot) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   restore_seconds_->Observe(seconds);
   restored_bytes_->Add(restored->bytes_applied);
-  (restored->kept_local           ? restores_local_
+  (restored->kept_local      ? restores_local_
    : restored->snapshot >= 0 ? restores_snapshot_
                              : restores_start_)
       ->Add();

@@ -477,8 +477,8 @@ Result<int64_t> Changelog::Impl::Replay(uint32_t slot, int64_t from, int64_t unt
                  m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
         // Deleted while read: a newer snapshot starts further on.
         if (st.ok()) {
-          st = Unavailable(fmt::format("changelog: slot {}: offset {} was deleted while read",
-                                       slot, next));
+          st = Unavailable(
+              fmt::format("changelog: slot {}: offset {} was deleted while read", slot, next));
         }
       } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
                  m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -495,9 +495,8 @@ Result<int64_t> Changelog::Impl::Replay(uint32_t slot, int64_t from, int64_t unt
   rd_kafka_consume_stop(read_topic, partition);
   FAIRWAY_RETURN_IF_ERROR(st);
   if (snapshot >= 0 && !snapshot_ended) {
-    return FailedPrecondition(
-        fmt::format("changelog: slot {}: the snapshot at offset {} has no end record", slot,
-                    snapshot));
+    return FailedPrecondition(fmt::format(
+        "changelog: slot {}: the snapshot at offset {} has no end record", slot, snapshot));
   }
   FAIRWAY_RETURN_IF_ERROR(local->SyncWal());
   return current;
@@ -643,8 +642,8 @@ Result<std::unique_ptr<Changelog>> Changelog::Open(ChangelogOptions options,
                                    {"enable.auto.commit", "false"},
                                    {"enable.auto.offset.store", "false"},
                                    {"client.id", "fairway-changelog-snapshots"}}));
-  FAIRWAY_ASSIGN_OR_RETURN(impl->bookmarks, log::NewClient(RD_KAFKA_CONSUMER, bconf,
-                                                           "the changelog's snapshot group"));
+  FAIRWAY_ASSIGN_OR_RETURN(
+      impl->bookmarks, log::NewClient(RD_KAFKA_CONSUMER, bconf, "the changelog's snapshot group"));
   FAIRWAY_RETURN_IF_ERROR(
       log::EnsureTopic(impl->producer, options.kafka, impl->topic, options.slots, "cluster.slots"));
   impl->produce_topic = rd_kafka_topic_new(impl->producer, impl->topic.c_str(), nullptr);
@@ -689,10 +688,9 @@ Result<RestoreStats> Changelog::Take(uint32_t slot, const std::vector<TenantId>&
   ss.releasing = false;
   std::lock_guard read(im.read_mu);
   RestoreStats stats;
-  FAIRWAY_ASSIGN_OR_RETURN(stats.epoch,
-                           im.ProduceOne(slot,
-                                         EncodeRecord(kOwnerRecord, kNoEpoch, im.options.node_id, {}),
-                                         kNoEpoch));
+  FAIRWAY_ASSIGN_OR_RETURN(
+      stats.epoch,
+      im.ProduceOne(slot, EncodeRecord(kOwnerRecord, kNoEpoch, im.options.node_id, {}), kNoEpoch));
   SlotMeta meta;
   {
     std::lock_guard lock(im.meta_mu);
@@ -871,11 +869,10 @@ Result<SnapshotStats> Changelog::Snapshot(uint32_t slot,
   std::string summary;
   PutFixed64BE(&summary, stats.records);
   PutFixed64BE(&summary, stats.rows);
-  FAIRWAY_RETURN_IF_ERROR(im.ProduceOne(slot,
-                                        EncodeRecord(kSnapshotEnd, stats.begin,
-                                                     im.options.node_id, summary),
-                                        epoch)
-                              .status());
+  FAIRWAY_RETURN_IF_ERROR(
+      im.ProduceOne(slot, EncodeRecord(kSnapshotEnd, stats.begin, im.options.node_id, summary),
+                    epoch)
+          .status());
   FAIRWAY_RETURN_IF_ERROR(im.SetBookmark(slot, stats.begin));
   // The snapshot stands whether or not the older records go now; the next one tries again.
   if (auto deleted = im.DeleteBefore(slot, stats.begin); deleted.ok()) {

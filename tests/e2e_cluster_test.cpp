@@ -62,6 +62,31 @@ std::string RequestBody(int r) { return BatchOf(r * kPerRequest, kPerRequest, Ev
 
 std::string TenantName(int t) { return "t" + std::to_string(t); }
 
+// A lead's activities as GET /v1/activities lists them through `url`: the messageIds of those
+// clients sent, and how many Fairway generated.
+struct LeadActivities {
+  std::set<std::string> sent;
+  int generated = 0;
+};
+LeadActivities ReadActivities(const std::string& url, const std::string& api_key,
+                              const std::string& lead) {
+  TestClient c(url);
+  auto r = c.Request("GET", "/v1/activities?limit=1000&lead=" + lead, {}, {BearerAuth(api_key)});
+  EXPECT_EQ(r.status, 200) << r.body;
+  LeadActivities out;
+  if (r.status != 200) return out;
+  auto page = json::parse(r.body);
+  EXPECT_TRUE(page["next_cursor"].is_null()) << r.body;
+  for (const auto& a : page["data"]) {
+    if (a["type"] == "fairway") {
+      ++out.generated;
+    } else {
+      out.sent.insert(a["messageId"].get<std::string>());
+    }
+  }
+  return out;
+}
+
 struct Keys {
   std::string write, api;
 };
@@ -411,6 +436,33 @@ TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
   }
   ASSERT_TRUE(WaitLeadsProcessed(clean.url(), kToken, 60s, "t0"));
   auto expected = ReadLeads(clean.url(), clean_keys.api, kLeads);
+
+  // Every activity of a lead is listed, whichever node ingested it and wherever its tenant was
+  // processed meanwhile (read through a node that does not process the tenant), the generated
+  // ones as often as in the clean pass.
+  for (int t = 0; t < kTenants; t += 9) {
+    std::string owner = OwnerOf(urls, TenantName(t));
+    std::string other = urls[0] == owner ? urls[1] : urls[0];
+    for (int lead : {0, 1, kLeads - 1}) {
+      std::string u = "u" + std::to_string(lead);
+      std::set<std::string> want;
+      for (int g = lead; g < kRequests * kPerRequest; g += kLeads) {
+        want.insert("m-" + std::to_string(g));
+      }
+      // (Activities show once processed: a webhook's outcome may still be on its way.)
+      LeadActivities got, clean_pass;
+      const auto until = std::chrono::steady_clock::now() + 30s;
+      do {
+        got = ReadActivities(other, keys[t].api, u);
+        clean_pass = ReadActivities(clean.url(), clean_keys.api, u);
+        if (got.sent == want && got.generated == clean_pass.generated) break;
+        std::this_thread::sleep_for(50ms);  // polling, with a deadline
+      } while (std::chrono::steady_clock::now() < until);
+      EXPECT_EQ(got.sent, want) << TenantName(t) << " " << u;
+      EXPECT_EQ(clean_pass.sent, want) << u;
+      EXPECT_EQ(got.generated, clean_pass.generated) << TenantName(t) << " " << u;
+    }
+  }
 
   constexpr int kPerLead = kRequests * kPerRequest / kLeads;
   for (int t = 0; t < kTenants; ++t) {

@@ -186,6 +186,8 @@ int Serve(Config config) {
   }
   // In a cluster every node appends to every tenant's log.
   config.log.kafka.shared_appends = config.cluster_enabled;
+  // Each node's own index holds only what it ingested: the processing node's is complete.
+  config.log.kafka.processed_index = config.cluster_enabled;
   // ...so its append-time dedup sees only this node's appends: processing skips the repeats.
   config.engine.skip_repeats = config.cluster_enabled;
   auto opened_log = log::OpenActivityLog(config.log, store->get(), clock, &metrics);
@@ -249,8 +251,14 @@ int Serve(Config config) {
         return s->webhook_secret;
       });
   engine::Engine engine(state_store, &log, clock, &metrics, config.engine);
-  engine.AddProcessor(std::make_unique<identity::LeadProcessor>(
-      identity::LeadProcessorOptions{.metrics = &metrics}));
+  identity::LeadProcessorOptions lead_options{.metrics = &metrics};
+  if (config.cluster_enabled) {
+    lead_options.index_retention_ms = [tenant_config](const TenantId& t) -> int64_t {
+      auto c = tenant_config(t);
+      return c ? int64_t{c->quotas.retention_days} * 86'400'000 : 0;
+    };
+  }
+  engine.AddProcessor(std::make_unique<identity::LeadProcessor>(lead_options));
   campaigns::CampaignProcessorOptions cpo;
   cpo.on_timers = [&timers](const TenantId& t, int64_t due) { timers.Notify(t, due); };
   cpo.on_deliveries = [&dispatcher](const TenantId& t) { dispatcher.Notify(t); };

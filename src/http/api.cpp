@@ -537,6 +537,10 @@ Result<model::TenantConfig> Api::AuthenticateApiKey(const HttpRequest& req) {
 void Api::HandleActivities(HttpRequest& req, std::string_view query, Responder respond) {
   auto tenant = AuthenticateApiKey(req);
   if (!tenant.ok()) return respond(Error(tenant.status()));
+  // In a cluster, the index of every node's activities is the processing node's.
+  if (!CheckProcessedHere(tenant->id).ok()) {
+    return ForwardOrRefuse(tenant->id, std::move(req), std::move(respond));
+  }
 
   log::ActivityQuery q;
   q.tenant = tenant->id;

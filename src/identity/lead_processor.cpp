@@ -17,7 +17,9 @@
 #include "common/json_writer.h"
 #include "identity/lead_keys.h"
 #include "identity/lead_profile.h"
+#include "log/lead_index.h"
 #include "model/generated_activities.h"
+#include "storage/schema.h"
 
 namespace fairway::identity {
 
@@ -750,6 +752,18 @@ void LeadProcessor::Process(engine::WorkItem& item) {
     if (Status st = applier.Apply(entry.activity); !st.ok()) {
       item.Finish(std::move(st));
       return;
+    }
+  }
+  if (options_.index_retention_ms) {
+    const int64_t retention_ms = options_.index_retention_ms(item.tenant());
+    std::vector<log::IndexRow> rows;
+    for (const auto& entry : item.entries()) {
+      const int64_t expiry = retention_ms > 0 ? entry.activity.received_at_ms + retention_ms : 0;
+      log::AddLeadIndexRows(item.tenant(), entry.activity, entry.partition.value(),
+                            entry.offset.value(), expiry, &rows);
+    }
+    for (auto& row : rows) {
+      item.state().PutIn(storage::kActivityIndex, std::move(row.key), std::move(row.value));
     }
   }
   if (Status st = applier.Commit(); !st.ok()) {

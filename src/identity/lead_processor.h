@@ -19,6 +19,7 @@
 // to the writing activity. Holds no mutable state: Process may run on many threads at once.
 
 #include <cstdint>
+#include <functional>
 
 #include "common/metrics.h"
 #include "engine/processor.h"
@@ -35,6 +36,10 @@ struct LeadProcessorOptions {
   // Where fairway_leads_late_activities_total is counted (nullptr: not counted). Must outlive
   // the processor.
   MetricsRegistry* metrics = nullptr;
+  // Keep a lead index of the activities applied (storage::kActivityIndex, committed with the
+  // profiles), which GET /v1/activities reads on a cluster's node: its rows expire
+  // `retention_ms(tenant)` after each activity was received (0: never). Unset: no index.
+  std::function<int64_t(const TenantId&)> index_retention_ms = nullptr;
 };
 
 class LeadProcessor final : public engine::Processor {

@@ -671,8 +671,10 @@ Status KafkaLog::Impl::EnsureTopic(const AppendRequest& request, const Placement
 void KafkaLog::Impl::AddRows(const AppendRequest& req, const model::Activity& a, uint32_t partition,
                              uint64_t offset, int64_t received_at_ms,
                              std::vector<IndexRow>* index_rows, std::vector<IndexRow>* dedup_rows) {
-  const int64_t index_expiry = req.retention_ms > 0 ? received_at_ms + req.retention_ms : 0;
-  AddLeadIndexRows(req.tenant, a, partition, offset, index_expiry, index_rows);
+  if (!options.processed_index) {
+    const int64_t index_expiry = req.retention_ms > 0 ? received_at_ms + req.retention_ms : 0;
+    AddLeadIndexRows(req.tenant, a, partition, offset, index_expiry, index_rows);
+  }
   if (req.dedup_window_ms > 0) {
     dedup_rows->push_back(DedupRow(DedupKey(req.tenant, a.message_id.str()), partition, offset,
                                    received_at_ms + req.dedup_window_ms));
@@ -1625,7 +1627,8 @@ Result<ActivityPage> KafkaLog::Query(const ActivityQuery& q) {
           return std::optional<model::Activity>();
         }
         return std::optional<model::Activity>(std::move(entries[0].activity));
-      });
+      },
+      impl_->options.processed_index ? storage::kActivityIndex : storage::kLogLeadIndex);
 }
 
 }  // namespace fairway::log

@@ -60,6 +60,10 @@ struct KafkaLogOptions {
   // Other nodes append to the same tenants (a cluster): a layout change goes through
   // BeginLayout, FollowLayouts and SealLayout, and a tenant's appends wait while it changes.
   bool shared_appends = false;
+  // The leads processor keeps the lead index of what it applies (storage::kActivityIndex, which
+  // follows a tenant between a cluster's nodes): appends write no kLogLeadIndex rows, and Query
+  // reads that index (activities show once processed).
+  bool processed_index = false;
 };
 
 // Creates and deletes topics. KafkaLog uses the cluster's admin API unless given another (the

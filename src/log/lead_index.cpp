@@ -75,7 +75,7 @@ void AddLeadIndexRows(const TenantId& tenant, const model::Activity& a, uint32_t
 }
 
 Result<ActivityPage> QueryLeadIndex(storage::Store* store, const ActivityQuery& q,
-                                    const RecordFetcher& fetch) {
+                                    const RecordFetcher& fetch, storage::ColumnFamily cf) {
   if (q.lead.empty()) return InvalidArgument("parameter 'lead' is required");
   const std::string prefix = LeadPrefix(q.tenant, q.lead.view());
   std::string lower = prefix, upper = prefix;
@@ -85,7 +85,7 @@ Result<ActivityPage> QueryLeadIndex(storage::Store* store, const ActivityQuery& 
   } else {
     PutFixed64BE(&upper, OrderedTime(q.until_ms + 1));
   }
-  auto it = store->NewIterator(storage::kLogLeadIndex, lower, upper);
+  auto it = store->NewIterator(cf, lower, upper);
   std::string cursor_key;
   if (!q.cursor.empty()) {
     auto suffix = DecodeCursor(q.cursor);

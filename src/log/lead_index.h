@@ -19,6 +19,7 @@
 #include "common/status.h"
 #include "log/activity_log.h"
 #include "model/activity.h"
+#include "storage/schema.h"
 #include "storage/store.h"
 
 namespace fairway::log {
@@ -69,9 +70,11 @@ Result<std::vector<model::PartitionLayout>> MergeLayouts(
 using RecordFetcher =
     std::function<Result<std::optional<model::Activity>>(uint32_t partition, uint64_t offset)>;
 
-// One page of a lead's activities by event time, from the index in `store` and the records
-// `fetch` reads. InvalidArgument names a bad cursor or a missing lead.
+// One page of a lead's activities by event time, from the index in `store`'s family `cf`
+// (kLogLeadIndex, or kActivityIndex) and the records `fetch` reads. InvalidArgument names a bad
+// cursor or a missing lead.
 Result<ActivityPage> QueryLeadIndex(storage::Store* store, const ActivityQuery& query,
-                                    const RecordFetcher& fetch);
+                                    const RecordFetcher& fetch,
+                                    storage::ColumnFamily cf = storage::kLogLeadIndex);
 
 }  // namespace fairway::log

@@ -50,13 +50,17 @@ enum : ColumnFamily {
   // engine: tenant \0 messageId -> ttl(expiry) partition(be32) offset(be64): the first copy of
   // each messageId processed, when processing skips repeats (EngineOptions::skip_repeats).
   kProcessedIds = 15,
+  // identity: the lead index (as kLogLeadIndex) of the activities the leads processor applied,
+  // when it keeps one (a cluster, where each node's kLogLeadIndex holds only what it ingested):
+  // tenant state, so it follows the tenant between nodes.
+  kActivityIndex = 16,
 };
 
 // The families that hold a tenant's processing state (engine, campaigns, deliveries), every key
 // beginning with tenant \0: what moves with a tenant between the nodes of a cluster.
 inline constexpr ColumnFamily kTenantStateFamilies[] = {
-    kEngineState, kEngineOffsets, kDeadLetters, kOutbox,        kEngineMeta,
-    kCampaigns,   kTimers,        kDeliveries,  kCampaignStats, kProcessedIds};
+    kEngineState, kEngineOffsets, kDeadLetters,   kOutbox,       kEngineMeta,   kCampaigns,
+    kTimers,      kDeliveries,    kCampaignStats, kProcessedIds, kActivityIndex};
 
 // The families that hold what a node keeps of a tenant's log (its records on the embedded
 // backend; the dedup window, lead index and checkpoints on both).
@@ -82,6 +86,7 @@ inline std::vector<ColumnFamilySpec> FairwayColumnFamilies() {
       {.name = "campaign_stats", .counters = true},
       {.name = "cluster_meta"},
       {.name = "processed_ids", .ttl = true, .bloom = true},
+      {.name = "activity_index", .ttl = true},
   };
 }
 

@@ -17,6 +17,7 @@
 #include "identity/lead_keys.h"
 #include "identity/lead_store.h"
 #include "log/embedded_log.h"
+#include "log/lead_index.h"
 #include "model/tenant.h"
 #include "storage/schema.h"
 #include "testing/status_matchers.h"
@@ -245,6 +246,62 @@ class LeadProcessorTest : public ::testing::Test {
 };
 
 using Strings = std::vector<std::string>;
+
+TEST_F(LeadProcessorTest, KeepsAnIndexOfTheActivitiesItAppliesOnlyWhenAsked) {
+  auto index_rows = [&] {
+    std::vector<std::pair<std::string, std::string>> rows;
+    auto it = store_->NewIterator(storage::kActivityIndex);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) rows.emplace_back(it->key(), it->value());
+    return rows;
+  };
+  Run({Track("m0", "u1", "", "Signed Up", 1'000)});
+  EXPECT_TRUE(index_rows().empty());
+
+  for (int64_t retention : {int64_t{0}, int64_t{86'400'000}}) {
+    Reopen(LeadProcessorOptions{.index_retention_ms = [retention](const TenantId& t) {
+      EXPECT_EQ(t.str(), "t1");
+      return retention;
+    }});
+    std::vector<Activity> activities = {
+        Track("m1", "u1", "a1", "Clicked", 2'000), Page("m2", "", "a2", "/pricing", 3'000),
+        Track("m3", "u2", "", "Clicked", 1'500), Track("m4", "u1", "", "Clicked", 4'000)};
+    Run(activities);
+    // Read back as GET /v1/activities does; the work item's entries are offsets 0-3.
+    auto page = [&](std::string lead) {
+      log::ActivityQuery q;
+      q.tenant = TenantId("t1");
+      q.lead = LeadId(std::move(lead));
+      auto p = log::QueryLeadIndex(
+          store_.get(), q,
+          [&](uint32_t partition, uint64_t offset) -> Result<std::optional<Activity>> {
+            EXPECT_EQ(partition, 0u);
+            return std::optional<Activity>(activities.at(offset));
+          },
+          storage::kActivityIndex);
+      EXPECT_OK(p);
+      Strings ids;
+      for (const auto& e : p->entries) ids.push_back(e.activity.message_id.str());
+      return ids;
+    };
+    EXPECT_EQ(page("u1"), (Strings{"m4", "m1"})) << retention;  // newest first
+    EXPECT_EQ(page("a1"), (Strings{"m1"}));
+    EXPECT_EQ(page("a2"), (Strings{"m2"}));
+    EXPECT_EQ(page("u2"), (Strings{"m3"}));
+    // Each row expires with the activity it points at.
+    auto rows = index_rows();
+    ASSERT_EQ(rows.size(), 5u);  // m1 under both of its ids
+    for (const auto& [key, value] : rows) {
+      ASSERT_GE(value.size(), 8u);
+      const auto expiry = static_cast<int64_t>(DecodeFixed64BE(value.data()));
+      if (retention == 0) {
+        EXPECT_EQ(expiry, 0);
+      } else {
+        EXPECT_GE(expiry, 1'500 + retention);
+        EXPECT_LE(expiry, 4'000 + retention);
+      }
+    }
+  }
+}
 
 TEST_F(LeadProcessorTest, SpecIsPerLeadLeads) {
   const auto& spec = processor_->spec();

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include "storage/schema.h"
 #include "testing/kafka_mock.h"
@@ -119,6 +120,11 @@ TEST(ConfigTopicTest, EveryNodesTenantChangesReachEveryNodeInOneOrder) {
   EXPECT_EQ(b.Heard(), (std::vector<std::string>{"beta:active", "gone:active", "gone:gone"}));
   EXPECT_TRUE(b.registry->Get(TenantId("beta")).ok());
   EXPECT_FALSE(b.registry->Get(TenantId("gone")).ok());
+  // a's follower reads its own records in the background: both reach the topic's end.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (a.config->Applied() < b.config->Applied() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);  // polling, with a deadline
+  }
   EXPECT_EQ(b.config->Applied(), a.config->Applied());
 }
 

@@ -5,6 +5,9 @@
 #
 #   bench/run_cluster.sh                 NODES="1 2 3" TENANTS=8 EVENTS=20000 (per tenant)
 #
+# The nodes inherit FAIRWAY_* settings from the environment (e.g. FAIRWAY_CLUSTER_SNAPSHOT_KB=1024
+# to have slots' restores start from snapshots).
+#
 # For each node count: fresh mock cluster and data directories; tenants are created throttled
 # (processing_rate 1/s), EVENTS activities per tenant are ingested through the nodes in turn,
 # then every tenant's throttle is lifted at once and the time until every tenant's `leads` and
@@ -159,9 +162,14 @@ def main():
         secs = time.time() - start
         restored = sum(metric(u, "fairway_cluster_restored_bytes_total") for u in survivors)
         restore_s = sum(metric(u, "fairway_cluster_restore_seconds_sum") for u in survivors)
+        from_snapshot = sum(metric(u, 'fairway_cluster_restores_total{from="snapshot"}')
+                            for u in survivors)
+        written = sum(metric(u, 'fairway_cluster_snapshots_total{outcome="written"}') for u in survivors)
         print(json.dumps({"failover_seconds": round(secs, 2), "restored_bytes": int(restored),
                           "restore_seconds": round(restore_s, 3),
-                          "restored_bytes_per_s": round(restored / restore_s) if restore_s else 0}))
+                          "restored_bytes_per_s": round(restored / restore_s) if restore_s else 0,
+                          "restores_from_snapshot": int(from_snapshot),
+                          "snapshots_by_survivors": int(written)}))
 
 main()
 PY

@@ -71,7 +71,6 @@ std::optional<Record> DecodeRecord(std::string_view v) {
     default:
       return std::nullopt;
   }
-  return r;
 }
 
 // Where the local copy of a slot's state stands: `next` is the changelog offset to read from,
@@ -140,6 +139,9 @@ struct Ticket {
 struct SlotState {
   // Journaled writes of the slot hold it shared; a snapshot's begin holds it alone.
   std::shared_mutex writes;
+  // Passed by each journaled write before it takes `writes`, and held by a snapshot while it
+  // waits for `writes`: a steady stream of writes cannot keep a snapshot waiting.
+  std::mutex turnstile;
   // One Take, Release or Snapshot of the slot at a time.
   std::mutex ops;
   // Set by Release: a snapshot in progress stops.
@@ -317,7 +319,9 @@ class JournaledStore final : public storage::Store {
     std::vector<std::shared_lock<std::shared_mutex>> held;
     std::vector<Changelog::Impl::Out> records;
     for (auto& [slot, part] : parts) {
-      held.emplace_back(impl_->slots[slot]->writes);
+      SlotState& ss = *impl_->slots[slot];
+      { std::lock_guard pass(ss.turnstile); }
+      held.emplace_back(ss.writes);
       if (auto epoch = impl_->Epoch(slot)) {
         records.push_back({slot, EncodeRecord(kBatchRecord, *epoch, {}, part.Data()), *epoch});
       } else {
@@ -790,7 +794,9 @@ Result<SnapshotStats> Changelog::Snapshot(uint32_t slot,
   std::vector<TenantId> ids;
   {
     // No write of the slot is between Kafka and the local store while the view is taken.
+    std::unique_lock turn(ss.turnstile);
     std::unique_lock writes(ss.writes);
+    turn.unlock();
     {
       std::lock_guard lock(im.mu);
       if (!ss.epoch) return FailedPrecondition(fmt::format("slot {} is not owned", slot));

@@ -404,13 +404,15 @@ Result<int64_t> Changelog::Impl::Replay(uint32_t slot, int64_t from, int64_t unt
   int64_t snapshot = -1;
   bool snapshot_ended = false;
   std::vector<std::string> held;
-  auto apply = [&](std::string_view payload, int64_t offset) -> Status {
+  // Writes the batch `payload` locally; adds its count of writes to `*writes` when given.
+  auto apply = [&](std::string_view payload, int64_t offset, uint64_t* writes = nullptr) -> Status {
     auto b = storage::WriteBatch::FromData(std::string(payload));
     if (!b.ok()) {
       return Internal(
           fmt::format("changelog: slot {} record {}: {}", slot, offset, b.status().message()));
     }
     stats->bytes_applied += payload.size();
+    if (writes != nullptr) *writes += b->Count();
     return local->Write(*b, /*sync=*/false);
   };
   Status st;
@@ -458,9 +460,7 @@ Result<int64_t> Changelog::Impl::Replay(uint32_t slot, int64_t from, int64_t unt
           }
         } else if (snapshot >= 0 && r->epoch == snapshot && !snapshot_ended) {
           if (r->kind == kSnapshotRows) {
-            auto b = storage::WriteBatch::FromData(std::string(r->payload));
-            if (b.ok()) stats->snapshot_rows += b->Count();
-            st = apply(r->payload, m->offset);
+            st = apply(r->payload, m->offset, &stats->snapshot_rows);
           } else {
             snapshot_ended = true;
             for (const auto& payload : held) {
@@ -538,29 +538,17 @@ Status Changelog::Impl::SetBookmark(uint32_t slot, int64_t begin) {
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, topic.c_str(), static_cast<int32_t>(slot))->offset =
       begin;
-  rd_kafka_queue_t* queue = rd_kafka_queue_new(bookmarks);
-  rd_kafka_resp_err_t err = rd_kafka_commit_queue(bookmarks, list, queue, nullptr, nullptr);
+  rd_kafka_topic_partition_list_t* committed = nullptr;
+  Status st = log::CommitGroupOffsets(bookmarks, snapshot_group, list,
+                                      options.kafka.request_timeout_ms, &committed);
+  const bool taken = committed != nullptr && committed->cnt == 1;
+  if (committed != nullptr) rd_kafka_topic_partition_list_destroy(committed);
   rd_kafka_topic_partition_list_destroy(list);
-  std::string why;
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    why = rd_kafka_err2str(err);
-  } else if (rd_kafka_event_t* ev =
-                 rd_kafka_queue_poll(queue, static_cast<int>(options.kafka.request_timeout_ms));
-             ev == nullptr) {
-    why = "timed out";
-  } else {
-    if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      why = rd_kafka_event_error_string(ev);
-    } else if (const auto* done = rd_kafka_event_topic_partition_list(ev);
-               done != nullptr && done->cnt == 1 && done->elems[0].err) {
-      why = rd_kafka_err2str(done->elems[0].err);
-    }
-    rd_kafka_event_destroy(ev);
-  }
-  rd_kafka_queue_destroy(queue);
-  if (!why.empty()) {
-    return Unavailable(fmt::format("changelog: committing the snapshot of slot {} (group '{}'): {}",
-                                   slot, snapshot_group, why));
+  FAIRWAY_RETURN_IF_ERROR(st);
+  if (!taken) {
+    return Unavailable(
+        fmt::format("changelog: Kafka did not take the snapshot of slot {} (group '{}')", slot,
+                    snapshot_group));
   }
   return Status::Ok();
 }

@@ -162,6 +162,47 @@ Result<uint32_t> TopicPartitions(rd_kafka_t* rk, const std::string& topic, int64
 
 }  // namespace
 
+Status CommitGroupOffsets(rd_kafka_t* client, const std::string& group,
+                          rd_kafka_topic_partition_list_t* offsets, int64_t timeout_ms,
+                          rd_kafka_topic_partition_list_t** committed) {
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(client);
+  rd_kafka_resp_err_t err = rd_kafka_commit_queue(client, offsets, queue, nullptr, nullptr);
+  Status st;
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    st = Unavailable(fmt::format("committing the offsets of Kafka consumer group '{}': {}", group,
+                                 rd_kafka_err2str(err)));
+  } else if (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, static_cast<int>(timeout_ms));
+             ev == nullptr) {
+    st = Unavailable(
+        fmt::format("committing the offsets of Kafka consumer group '{}' timed out", group));
+  } else {
+    if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      st = Unavailable(fmt::format("committing the offsets of Kafka consumer group '{}': {}", group,
+                                   rd_kafka_event_error_string(ev)));
+    }
+    // Per partition: the ones Kafka took; an unknown topic is not an error here. A request
+    // that failed as a whole leaves the partitions' own errors unset: none was taken.
+    const rd_kafka_resp_err_t request_err = rd_kafka_event_error(ev);
+    const rd_kafka_topic_partition_list_t* answered = request_err == RD_KAFKA_RESP_ERR_NO_ERROR
+                                                          ? rd_kafka_event_topic_partition_list(ev)
+                                                          : nullptr;
+    *committed = rd_kafka_topic_partition_list_new(answered ? answered->cnt : 0);
+    for (int i = 0; answered && i < answered->cnt; ++i) {
+      const rd_kafka_topic_partition_t& tp = answered->elems[i];
+      if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_topic_partition_list_add(*committed, tp.topic, tp.partition)->offset = tp.offset;
+      } else if (!IsUnknownTopic(tp.err) && st.ok()) {
+        st = Unavailable(fmt::format("committing the offset of '{}' [{}] for group '{}': {}",
+                                     tp.topic, tp.partition, group, rd_kafka_err2str(tp.err)));
+      }
+    }
+    if (IsUnknownTopic(rd_kafka_event_error(ev))) st = Status::Ok();
+    rd_kafka_event_destroy(ev);
+  }
+  rd_kafka_queue_destroy(queue);
+  return st;
+}
+
 Status EnsureTopic(rd_kafka_t* rk, const KafkaLogOptions& options, const std::string& topic,
                    uint32_t partitions, std::string_view count_key, bool compacted) {
   FAIRWAY_ASSIGN_OR_RETURN(uint32_t have, TopicPartitions(rk, topic, options.request_timeout_ms));

@@ -50,6 +50,15 @@ class ClusterTopicAdmin final : public KafkaTopicAdmin {
   int64_t timeout_ms_;
 };
 
+// Commits `offsets` as the offsets of the consumer group `group` through `client` (a consumer
+// with that group.id and no subscription), waiting up to `timeout_ms`. The partitions Kafka
+// took go to `*committed` (the caller destroys it; set unless the request failed as a whole);
+// a partition of a topic Kafka does not know is left out, not an error. Unavailable names the
+// group and Kafka's reason.
+Status CommitGroupOffsets(rd_kafka_t* client, const std::string& group,
+                          rd_kafka_topic_partition_list_t* offsets, int64_t timeout_ms,
+                          rd_kafka_topic_partition_list_t** committed);
+
 // Makes sure `topic` exists with `partitions` partitions, through the client `rk`: creates it
 // (unlimited retention; compacted with `compacted`) when it is missing and
 // options.create_topics is on. FailedPrecondition says what differs, naming the config key

@@ -92,13 +92,16 @@ struct Keys {
   std::string write, api;
 };
 
-Keys CreateTenant(const std::string& url, const std::string& id, int processing_rate = 0) {
+// `placement`: the tenant's "placement" object, when not the default.
+Keys CreateTenant(const std::string& url, const std::string& id, int processing_rate = 0,
+                  const std::string& placement = "") {
   TestClient admin(url);
   auto r = admin.Request("POST", "/admin/v1/tenants",
                          R"({"id":")" + id +
                              R"(","partitions":4,"quotas":{"ingest_rate":1e9,)"
                              R"("ingest_burst":1e9,"processing_rate":)" +
-                             std::to_string(processing_rate) + "}}",
+                             std::to_string(processing_rate) + "}" +
+                             (placement.empty() ? "" : R"(,"placement":)" + placement) + "}",
                          {BearerAuth(kToken)});
   EXPECT_EQ(r.status, 201) << r.body;
   if (r.status != 201) return {};
@@ -316,6 +319,43 @@ void WaitLayoutOnEveryNode(const std::vector<std::string>& urls, const std::stri
   }
 }
 
+// Every node of `urls` sees each tenant in the same slot; the group shares one, the slot asked
+// for is taken, and the node that processes the heavy tenant (t6) processes the fewest tenants.
+void ExpectPlacement(const std::vector<std::string>& urls) {
+  std::map<std::string, int> slot_of;
+  std::map<std::string, int> tenants_of;
+  std::string heavy_node;
+  for (const auto& url : urls) {
+    TestClient c(url);
+    auto r = c.Request("GET", "/admin/v1/cluster?limit=1000", {}, {BearerAuth(kToken)});
+    ASSERT_EQ(r.status, 200) << r.body;
+    json j = json::parse(r.body);
+    ASSERT_EQ(j["data"].size(), static_cast<size_t>(kTenants)) << url;
+    for (const auto& t : j["data"]) {
+      const std::string id = t["tenant"];
+      const int slot = t["slot"];
+      auto [it, first] = slot_of.emplace(id, slot);
+      EXPECT_EQ(it->second, slot) << id << " is in another slot on " << url;
+      if (t["owner"].is_string()) {
+        ++tenants_of[url];
+        if (id == "t6") heavy_node = url;
+      }
+    }
+  }
+  for (int t = 1; t < 5; ++t) EXPECT_EQ(slot_of[TenantName(t)], slot_of["t0"]) << t;
+  EXPECT_EQ(slot_of["t5"], kSlots - 1);
+  ASSERT_FALSE(heavy_node.empty()) << "no node processes t6";
+  std::cout << "tenants per node after placement:";
+  for (const auto& [url, n] : tenants_of)
+    std::cout << " " << n << (url == heavy_node ? " (t6)" : "");
+  std::cout << "\n";
+  for (const auto& [url, n] : tenants_of) {
+    if (url != heavy_node) {
+      EXPECT_LT(tenants_of[heavy_node], n) << url;
+    }
+  }
+}
+
 TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
   testing::KafkaMockCluster kafka(3);
   ASSERT_OK(kafka.status());
@@ -334,14 +374,21 @@ TEST(E2eClusterTest, NodesDyingJoiningAndLeavingLoseAndRepeatNothing) {
   }
   for (int i = 0; i < 3; ++i) nodes[i]->Start();
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(WaitReady(nodes[i]->WaitUrl()));
+  std::vector<std::string> first_three;
+  for (int i = 0; i < 3; ++i) first_three.push_back(nodes[i]->WaitUrl());
+  ASSERT_GE(WaitSlotsCovered(first_three), 0);
+  // Placement: t0-t4 are one group, t5 asks for the last slot, t6 weighs as much as 40 others;
+  // the others are placed by load.
   std::vector<Keys> keys;
-  for (int t = 0; t < kTenants; ++t)
-    keys.push_back(CreateTenant(nodes[0]->WaitUrl(), TenantName(t), 30));
-  {
-    std::vector<std::string> first_three;
-    for (int i = 0; i < 3; ++i) first_three.push_back(nodes[i]->WaitUrl());
-    for (int t = 0; t < kTenants; ++t) WaitTenantOnEveryNode(first_three, TenantName(t));
+  for (int t = 0; t < kTenants; ++t) {
+    std::string placement = t < 5    ? R"({"group":"grp"})"
+                            : t == 5 ? fmt::format(R"({{"slot":{}}})", kSlots - 1)
+                            : t == 6 ? R"({"weight":40})"
+                                     : "";
+    keys.push_back(CreateTenant(nodes[0]->WaitUrl(), TenantName(t), 30, placement));
   }
+  for (int t = 0; t < kTenants; ++t) WaitTenantOnEveryNode(first_three, TenantName(t));
+  ExpectPlacement(first_three);
 
   // A tenant's campaigns live with its state on the node that processes it: created through
   // another node, the request is forwarded there; a request forwarded already is not forwarded

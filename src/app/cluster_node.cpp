@@ -9,6 +9,7 @@
 #include <chrono>
 #include <thread>
 
+#include "cluster/placement.h"
 #include "common/json_writer.h"
 #include "log/lead_index.h"
 
@@ -66,9 +67,24 @@ ClusterNode::ClusterNode(ClusterServices services, uint32_t slots)
           "Time to restore one slot's state from the changelog when taking it.",
           LatencyBuckets())) {}
 
+uint32_t ClusterNode::SlotOf(const TenantId& tenant) const {
+  return cluster::SlotOfTenant(*s_.tenants, tenant, slots_);
+}
+
+Result<uint32_t> ClusterNode::Place(const model::TenantConfig& tenant) const {
+  std::vector<std::string> owner_of(slots_);
+  {
+    std::lock_guard lock(mu_);
+    for (uint32_t s = 0; s < slots_; ++s)
+      owner_of[s] = owners_[s].url.empty() ? "" : owners_[s].node;
+  }
+  return cluster::ChooseSlot(tenant, s_.tenants->List(), owner_of, slots_);
+}
+
 bool ClusterNode::Owns(const TenantId& tenant) const {
+  const uint32_t slot = SlotOf(tenant);
   std::lock_guard lock(mu_);
-  return active_[cluster::SlotOf(tenant, slots_)];
+  return active_[slot];
 }
 
 Status ClusterNode::Ready() const {
@@ -93,7 +109,7 @@ std::vector<uint32_t> ClusterNode::ActiveSlots() const {
 std::vector<model::TenantConfig> ClusterNode::TenantsOf(uint32_t slot) const {
   std::vector<model::TenantConfig> out;
   for (auto& t : s_.tenants->List()) {
-    if (cluster::SlotOf(t.id, slots_) == slot) out.push_back(std::move(t));
+    if (cluster::SlotOfConfig(t, slots_) == slot) out.push_back(std::move(t));
   }
   return out;
 }
@@ -275,7 +291,7 @@ void ClusterNode::OnSlotOwner(uint32_t slot, std::string_view value) {
 }
 
 std::optional<std::string> ClusterNode::OwnerUrl(const TenantId& tenant) const {
-  const uint32_t slot = cluster::SlotOf(tenant, slots_);
+  const uint32_t slot = SlotOf(tenant);
   std::lock_guard lock(mu_);
   if (active_[slot]) return std::nullopt;
   const Owner& o = owners_[slot];

@@ -60,6 +60,11 @@ class ClusterNode final : public cluster::SlotListener {
  public:
   ClusterNode(ClusterServices services, uint32_t slots);
 
+  // The slot `tenant` belongs to (cluster::SlotOfTenant).
+  uint32_t SlotOf(const TenantId& tenant) const;
+  // The slot a tenant about to be created here goes to (cluster::ChooseSlot), from the tenants
+  // and slot owners this node knows.
+  Result<uint32_t> Place(const model::TenantConfig& tenant) const;
   // Whether this node runs `tenant`'s work now: its slot is taken and not being released.
   bool Owns(const TenantId& tenant) const;
   // Unavailable until the node has joined the cluster and while it restores a slot.

@@ -28,6 +28,7 @@
 #include "campaigns/timer_service.h"
 #include "cluster/changelog.h"
 #include "cluster/config_topic.h"
+#include "cluster/placement.h"
 #include "cluster/slot_membership.h"
 #include "common/crypto.h"
 #include "dispatch/delivery_dispatcher.h"
@@ -211,6 +212,10 @@ int Serve(Config config) {
     changelog_options.kafka = config.log.kafka;
     changelog_options.node_id = node_id;
     changelog_options.slots = config.cluster_slots;
+    changelog_options.slot_of = [registry = tenants->get(),
+                                 slots = config.cluster_slots](const TenantId& t) {
+      return cluster::SlotOfTenant(*registry, t, slots);
+    };
     changelog_options.snapshot_bytes = config.cluster_snapshot_kb << 10;
     auto opened = cluster::Changelog::Open(changelog_options, store->get());
     if (!opened.ok()) {
@@ -300,8 +305,9 @@ int Serve(Config config) {
     auto owns = [node = cluster_node.get()](const TenantId& t) { return node->Owns(t); };
     api.SetClusterView(
         {.slots = config.cluster_slots,
-         .slot_of = [slots = config.cluster_slots](
-                        const TenantId& t) { return cluster::SlotOf(t, slots); },
+         .slot_of = [node = cluster_node.get()](const TenantId& t) { return node->SlotOf(t); },
+         .place = [node =
+                       cluster_node.get()](const model::TenantConfig& t) { return node->Place(t); },
          .active_slots = [node = cluster_node.get()] { return node->ActiveSlots(); },
          .owns = owns,
          .owner_url = [node = cluster_node.get()](const TenantId& t) { return node->OwnerUrl(t); },

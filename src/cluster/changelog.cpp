@@ -307,11 +307,20 @@ class JournaledStore final : public storage::Store {
 
   Status Write(storage::WriteBatch& batch, bool sync) override {
     std::map<uint32_t, storage::WriteBatch> parts;
+    // A batch's ops are mostly one tenant's: its slot is looked up once.
+    std::string last_tenant;
+    uint32_t last_slot = 0;
     batch.ForEach([&](const storage::WriteBatch::Op& op) {
       if (!IsTenantState(op.cf)) return;
       auto tenant = TenantOfKey(op.key);
       if (!tenant) return;
-      parts[SlotOf(TenantId(std::string(*tenant)), impl_->options.slots)].Add(op);
+      if (last_tenant.empty() || *tenant != last_tenant) {
+        last_tenant = std::string(*tenant);
+        TenantId id(last_tenant);
+        last_slot = impl_->options.slot_of ? impl_->options.slot_of(id) % impl_->options.slots
+                                           : SlotOf(id, impl_->options.slots);
+      }
+      parts[last_slot].Add(op);
     });
     if (parts.empty()) return local_->Write(batch, sync);
     // The slots' writes are held while a snapshot begins (in slot order: no two writers wait

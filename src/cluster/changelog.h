@@ -58,6 +58,8 @@ struct ChangelogOptions {
   std::string node_id;
   // Partitions of the topic: one per slot (MembershipOptions::slots).
   uint32_t slots = 64;
+  // The slot of a tenant (cluster::SlotOfTenant); unset: its id's hash slot (SlotOf).
+  std::function<uint32_t(const TenantId&)> slot_of;
   // SnapshotDue once this many bytes were journaled for an owned slot since its last snapshot
   // (or since the batches its restore applied); 0: never.
   uint64_t snapshot_bytes = 64u << 20;

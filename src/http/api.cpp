@@ -402,6 +402,14 @@ void Api::HandleAdmin(HttpRequest& req, std::string_view path, std::string_view 
       if (method == "POST") {
         auto config = model::ParseTenantCreate(body, options_.tenant_defaults);
         if (!config.ok()) return respond(Error(config.status()));
+        if (cluster_.slots > 0) {
+          auto slot = cluster_.place(*config);
+          if (!slot.ok()) return respond(Error(slot.status()));
+          config->placement.slot = *slot;
+        } else if (config->placement.slot) {
+          return respond(Error(InvalidArgument(
+              "field 'placement.slot' applies to a cluster's nodes only (cluster.enabled)")));
+        }
         if (!tenants_->Get(config->id).ok()) {
           // The id may belong to a tenant deleted earlier: let the log accept it again.
           if (Status st = log_->ReopenTenant(config->id); !st.ok()) return respond(Error(st));

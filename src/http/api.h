@@ -84,6 +84,8 @@ class Api final : public Handler {
   struct ClusterView {
     uint32_t slots = 0;
     std::function<uint32_t(const TenantId&)> slot_of;
+    // The slot a tenant about to be created goes to (ClusterNode::Place).
+    std::function<Result<uint32_t>(const model::TenantConfig&)> place;
     std::function<std::vector<uint32_t>()> active_slots;
     std::function<bool(const TenantId&)> owns;
     // The address of the node that processes a tenant, when another node does and it is known:

@@ -163,8 +163,17 @@ HttpResponse Api::HandleClusterAdmin(std::string_view query) {
   w.Key("nodes").BeginArray().BeginObject().Key("id").String(node).Key("self").Bool(true);
   if (clustered) {
     w.Key("slots").BeginArray();
-    for (uint32_t s : cluster_.active_slots()) w.Uint(s);
+    const auto active = cluster_.active_slots();
+    for (uint32_t s : active) w.Uint(s);
     w.EndArray();
+    // The placement weights of the tenants of the slots processed here.
+    uint64_t load = 0;
+    for (const auto& t : tenants_->List()) {
+      if (std::binary_search(active.begin(), active.end(), cluster_.slot_of(t.id))) {
+        load += t.placement.weight;
+      }
+    }
+    w.Key("load").Uint(load);
   }
   w.EndObject().EndArray();
   if (clustered) w.Key("slots").Uint(cluster_.slots);
@@ -181,7 +190,15 @@ HttpResponse Api::HandleClusterAdmin(std::string_view query) {
     };
     w.BeginObject().Key("tenant").String(t.id.str()).Key("owner");
     owner();
-    if (clustered) w.Key("slot").Uint(cluster_.slot_of(t.id));
+    if (clustered) {
+      w.Key("slot").Uint(cluster_.slot_of(t.id)).Key("weight").Uint(t.placement.weight);
+      w.Key("group");
+      if (t.placement.group.empty()) {
+        w.Null();
+      } else {
+        w.String(t.placement.group);
+      }
+    }
     if (storage::Store* store = campaigns_.store) {
       const std::string begin = log::TenantKeyPrefix(t.id), end = log::TenantKeyEnd(t.id);
       uint64_t state_bytes = 0, log_bytes = 0;

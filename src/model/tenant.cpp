@@ -104,6 +104,66 @@ Status ApplyQuotas(const json::value& v, const std::string& prefix, Quotas* q) {
   return Status::Ok();
 }
 
+// Applies a "placement" object. On creation every field may be set; afterwards only the weight
+// changes (the group and the slot may be repeated as they are).
+Status ApplyPlacement(const json::value& v, bool creating, Placement* p) {
+  if (!v.is_object()) return InvalidArgument("field 'placement' must be an object");
+  Placement out = *p;
+  for (const auto& kv : v.as_object()) {
+    std::string key(kv.key());
+    std::string field = "placement." + key;
+    if (key == "weight") {
+      FAIRWAY_ASSIGN_OR_RETURN(out.weight, GetUint(kv.value(), field, 1, kMaxPlacementWeight));
+    } else if (key == "group") {
+      std::string group;
+      if (!kv.value().is_null()) {
+        FAIRWAY_ASSIGN_OR_RETURN(group, GetString(kv.value(), field, 63));
+        if (!IsValidTenantId(group)) {
+          return InvalidArgument(
+              fmt::format("field '{}' must match [a-z0-9][a-z0-9_-]{{0,62}}", field));
+        }
+      }
+      out.group = std::move(group);
+    } else if (key == "slot") {
+      std::optional<uint32_t> slot;
+      if (!kv.value().is_null()) {
+        FAIRWAY_ASSIGN_OR_RETURN(slot, GetUint(kv.value(), field, 0, 65'535));
+      }
+      out.slot = slot;
+    } else {
+      return InvalidArgument(fmt::format("field '{}' is not a placement field", field));
+    }
+  }
+  if (!creating) {
+    if (out.group != p->group) {
+      return FailedPrecondition(
+          "field 'placement.group' is set when the tenant is created and cannot be changed");
+    }
+    if (out.slot != p->slot) {
+      return FailedPrecondition(
+          "field 'placement.slot' is set when the tenant is created and cannot be changed: "
+          "moving a tenant to another slot is not supported");
+    }
+  }
+  *p = std::move(out);
+  return Status::Ok();
+}
+
+json::object PlacementToJson(const Placement& p) {
+  json::object o{{"weight", p.weight}};
+  if (p.group.empty()) {
+    o["group"] = nullptr;
+  } else {
+    o["group"] = p.group;
+  }
+  if (p.slot) {
+    o["slot"] = *p.slot;
+  } else {
+    o["slot"] = nullptr;
+  }
+  return o;
+}
+
 // Applies the fields shared by create and patch.
 Status ApplyCommon(const json::object& obj, TenantConfig* t) {
   if (auto* v = obj.if_contains("name")) {
@@ -177,6 +237,7 @@ json::object ApiObject(const TenantConfig& t) {
           {"sealed_layouts", LayoutsToJson(t.sealed_layouts)},
           {"status", std::string(TenantStatusName(t.status))},
           {"quotas", QuotasToJson(t.quotas)},
+          {"placement", PlacementToJson(t.placement)},
           {"created_at_ms", t.created_at_ms},
           {"updated_at_ms", t.updated_at_ms}};
 }
@@ -190,7 +251,7 @@ Result<TenantConfig> ParseTenantCreate(std::string_view body, const TenantConfig
   for (const auto& kv : obj) {
     std::string_view key = kv.key();
     if (key != "id" && key != "name" && key != "timezone" && key != "quotas" &&
-        key != "partitions") {
+        key != "partitions" && key != "placement") {
       return InvalidArgument(fmt::format("field '{}' is not a tenant field", key));
     }
   }
@@ -206,6 +267,9 @@ Result<TenantConfig> ParseTenantCreate(std::string_view body, const TenantConfig
     FAIRWAY_ASSIGN_OR_RETURN(t.partitions, GetUint(*v, "partitions", 1, kMaxPartitions));
   }
   FAIRWAY_RETURN_IF_ERROR(ApplyCommon(obj, &t));
+  if (auto* v = obj.if_contains("placement")) {
+    FAIRWAY_RETURN_IF_ERROR(ApplyPlacement(*v, /*creating=*/true, &t.placement));
+  }
   return t;
 }
 
@@ -214,7 +278,8 @@ Status ApplyTenantPatch(std::string_view body, TenantConfig* config) {
   for (const auto& kv : obj) {
     std::string_view key = kv.key();
     if (key == "id") return FailedPrecondition("field 'id' cannot be changed");
-    if (key != "name" && key != "timezone" && key != "quotas" && key != "partitions") {
+    if (key != "name" && key != "timezone" && key != "quotas" && key != "partitions" &&
+        key != "placement") {
       return InvalidArgument(fmt::format("field '{}' is not a tenant field", key));
     }
   }
@@ -237,6 +302,9 @@ Status ApplyTenantPatch(std::string_view body, TenantConfig* config) {
     }
   }
   FAIRWAY_RETURN_IF_ERROR(ApplyCommon(obj, &updated));
+  if (auto* v = obj.if_contains("placement")) {
+    FAIRWAY_RETURN_IF_ERROR(ApplyPlacement(*v, /*creating=*/false, &updated.placement));
+  }
   *config = std::move(updated);
   return Status::Ok();
 }
@@ -271,6 +339,9 @@ Result<TenantConfig> TenantFromStoredJson(std::string_view body) {
     t.write_key_hash = std::string(obj.at("write_key_hash").as_string());
     t.api_key_hash = std::string(obj.at("api_key_hash").as_string());
     FAIRWAY_RETURN_IF_ERROR(ApplyQuotas(obj.at("quotas"), "quotas", &t.quotas));
+    if (auto* placement = obj.if_contains("placement")) {
+      FAIRWAY_RETURN_IF_ERROR(ApplyPlacement(*placement, /*creating=*/true, &t.placement));
+    }
     return t;
   } catch (const std::exception& e) {
     return Internal(fmt::format("stored tenant record is corrupt: {}", e.what()));

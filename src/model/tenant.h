@@ -3,6 +3,7 @@
 // SHA-256 digests), with the JSON forms used by the admin API and by the tenant store.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,25 @@ struct PartitionLayout {
   bool operator==(const PartitionLayout&) const = default;
 };
 
+// Where a cluster processes the tenant (docs/distributed.md, "Placement"). Each tenant belongs to
+// one slot; the nodes split the slots.
+struct Placement {
+  // The load the tenant is expected to bring, relative to others (1..kMaxPlacementWeight): a
+  // new tenant goes to the least loaded node's least loaded slot. Can be changed later; a change
+  // counts for the tenants placed after it.
+  uint32_t weight = 1;
+  // Affinity: tenants of one group share a slot, so one node processes them all. Set on
+  // creation only.
+  std::string group;
+  // The slot, chosen when a cluster node creates the tenant (or asked for on creation); then
+  // fixed. Unset on one node, and for tenants created before placement was recorded: their slot
+  // is their id's hash (cluster::SlotOf).
+  std::optional<uint32_t> slot;
+  bool operator==(const Placement&) const = default;
+};
+
+inline constexpr uint32_t kMaxPlacementWeight = 1'000'000;
+
 struct TenantConfig {
   TenantId id;
   std::string name;
@@ -54,6 +74,7 @@ struct TenantConfig {
   uint32_t partitions = 4;
   // Earlier layouts, oldest first, each sealed (PartitionLayout::ends set).
   std::vector<PartitionLayout> sealed_layouts;
+  Placement placement;
   TenantStatus status = TenantStatus::kActive;
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
@@ -76,14 +97,16 @@ inline constexpr uint32_t kMaxPartitions = 256;
 inline constexpr uint32_t kMaxLogPartitions = 1024;
 inline constexpr uint32_t kMaxLayouts = 64;
 
-// Parses a creation body: {"id", "name", "timezone", "partitions", "quotas": {...}}. Missing
+// Parses a creation body: {"id", "name", "timezone", "partitions", "quotas": {...},
+// "placement": {"weight", "group", "slot"}}. Missing
 // fields take the values of `defaults`. Errors name the field ("quotas.ingest_rate").
 Result<TenantConfig> ParseTenantCreate(std::string_view body, const TenantConfig& defaults);
 
-// Applies a PATCH body (name, timezone, quotas, partitions; any subset) to `config`. Validates
-// everything before changing anything. A new `partitions` value is only validated and set here
-// (the log seals the old layout: see TenantRegistry::Update); FailedPrecondition when the tenant's
-// layouts would exceed kMaxLogPartitions or kMaxLayouts.
+// Applies a PATCH body (name, timezone, quotas, partitions, placement.weight; any subset) to
+// `config`. The placement's group and slot are fixed: FailedPrecondition for another value.
+// Validates everything before changing anything. A new `partitions` value is only validated and set
+// here (the log seals the old layout: see TenantRegistry::Update); FailedPrecondition when the
+// tenant's layouts would exceed kMaxLogPartitions or kMaxLayouts.
 Status ApplyTenantPatch(std::string_view body, TenantConfig* config);
 
 // The admin API's view: everything but the key digests.

@@ -140,6 +140,12 @@ Result<TenantConfig> TenantRegistry::Get(const TenantId& id) const {
   return it->second->config;
 }
 
+std::optional<uint32_t> TenantRegistry::PlacedSlot(const TenantId& id) const {
+  std::shared_lock lock(mu_);
+  auto it = by_id_.find(id.str());
+  return it == by_id_.end() ? std::nullopt : it->second->config.placement.slot;
+}
+
 Result<TenantConfig> TenantRegistry::Update(const TenantId& id, std::string_view patch_body,
                                             const LayoutStarter& start_layout) {
   std::lock_guard w(write_mu_);

@@ -69,6 +69,9 @@ class TenantRegistry {
   Result<CreatedTenant> Create(model::TenantConfig config);
   std::vector<model::TenantConfig> List() const;
   Result<model::TenantConfig> Get(const TenantId& id) const;
+  // The slot recorded in the tenant's placement; nullopt when the tenant is not known or has
+  // none. Cheap: for every write of tenant state in a cluster.
+  std::optional<uint32_t> PlacedSlot(const TenantId& id) const;
   // Starts a layout of `count` partitions after `tenant`'s current one and returns the sealed
   // layout's end offsets (ActivityLog::StartLayout).
   using LayoutStarter = std::function<Result<std::vector<uint64_t>>(

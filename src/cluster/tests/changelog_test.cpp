@@ -139,6 +139,22 @@ TEST_F(ChangelogTest, ASlotsStateFollowsItToAnotherNodeAndNothingElseDoes) {
   EXPECT_EQ(b.changelog->Epoch(2), std::nullopt);
 }
 
+TEST_F(ChangelogTest, ATenantsWritesGoToTheSlotItIsPlacedInNotItsHashSlot) {
+  // "placed" belongs to slot 2 by its placement; its hash slot is 1.
+  const std::string placed = TenantOf(1);
+  auto place = [placed](ChangelogOptions& o) {
+    o.slot_of = [placed](const TenantId& t) { return t.str() == placed ? 2u : SlotOf(t, kSlots); };
+  };
+  Node a(prefix_, "a", place), b(prefix_, "b", place), c(prefix_, "c");
+  ASSERT_OK(a.changelog->Take(2, {TenantId(placed)}));
+  ASSERT_OK(a.Put(placed, "lead-1", "v1"));
+  // Journaled to slot 2: its new owner has the row, the hash slot's owner does not.
+  ASSERT_OK(b.changelog->Take(2, {TenantId(placed)}));
+  EXPECT_EQ(b.Get(placed, "lead-1"), "v1");
+  ASSERT_OK(c.changelog->Take(1, {TenantId(placed)}));
+  EXPECT_EQ(c.Get(placed, "lead-1"), "<none>");
+}
+
 TEST_F(ChangelogTest, WritesOfAFencedOwnerAreIgnoredByEveryLaterRestore) {
   Node a(prefix_, "a"), b(prefix_, "b"), c(prefix_, "c");
   const std::string acme = TenantOf(3);

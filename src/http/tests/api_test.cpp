@@ -393,6 +393,25 @@ TEST_F(ApiTest, InterruptedDeletionIsFinishedAtStart) {
   EXPECT_TRUE(log_->Read(TenantId("acme"), log::PartitionFor("u", 4), Offset(0), 10)->empty());
 }
 
+TEST_F(ApiTest, PlacementIsKeptOnOneNodeButASlotIsRefusedOutsideACluster) {
+  auto slot = Admin("POST", "/admin/v1/tenants", R"({"id":"acme","placement":{"slot":3}})");
+  EXPECT_EQ(slot.status, 400);
+  EXPECT_NE(slot.body.find("'placement.slot'"), std::string::npos) << slot.body;
+  EXPECT_EQ(Admin("GET", "/admin/v1/tenants/acme").status, 404);  // nothing half-created
+  auto made =
+      Admin("POST", "/admin/v1/tenants", R"({"id":"acme","placement":{"weight":20,"group":"eu"}})");
+  ASSERT_EQ(made.status, 201) << made.body;
+  EXPECT_EQ(json::parse(made.body)["placement"],
+            json::parse(R"({"weight":20,"group":"eu","slot":null})"));
+  auto heavier = Admin("PATCH", "/admin/v1/tenants/acme", R"({"placement":{"weight":30}})");
+  ASSERT_EQ(heavier.status, 200) << heavier.body;
+  EXPECT_EQ(json::parse(heavier.body)["placement"]["weight"], 30);
+  auto regroup = Admin("PATCH", "/admin/v1/tenants/acme", R"({"placement":{"group":"us"}})");
+  EXPECT_EQ(regroup.status, 409) << regroup.body;
+  EXPECT_NE(regroup.body.find("'placement.group'"), std::string::npos) << regroup.body;
+  EXPECT_EQ(json::parse(Admin("GET", "/admin/v1/tenants/acme").body)["placement"]["group"], "eu");
+}
+
 TEST_F(ApiTest, TenantLifecycle) {
   auto bad = Admin("POST", "/admin/v1/tenants", R"({"id":"acme","timezone":"Nowhere/Land"})");
   EXPECT_EQ(bad.status, 400);

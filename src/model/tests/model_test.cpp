@@ -368,6 +368,75 @@ TEST(TenantModelTest, StoredJsonRoundTrip) {
   EXPECT_EQ(TenantToApiJson(t).find("hash"), std::string::npos);
 }
 
+TEST(TenantModelTest, PlacementIsValidatedAndOnlyItsWeightChangesLater) {
+  TenantConfig defaults;
+  auto t = ParseTenantCreate(R"({"id":"acme"})", defaults);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->placement, Placement{});
+  t = ParseTenantCreate(R"({"id":"acme","placement":{"weight":1000000,"group":"eu-big","slot":0}})",
+                        defaults);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->placement.weight, kMaxPlacementWeight);
+  EXPECT_EQ(t->placement.group, "eu-big");
+  EXPECT_EQ(t->placement.slot, 0u);
+  t = ParseTenantCreate(R"({"id":"acme","placement":{"weight":1,"group":null,"slot":null}})",
+                        defaults);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->placement, Placement{});
+
+  auto expect_field = [&](std::string_view body, std::string_view field) {
+    auto r = ParseTenantCreate(body, defaults);
+    ASSERT_FALSE(r.ok()) << body;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << body;
+    EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status().message();
+  };
+  expect_field(R"({"id":"a","placement":3})", "'placement'");
+  expect_field(R"({"id":"a","placement":{"weight":0}})", "'placement.weight'");
+  expect_field(R"({"id":"a","placement":{"weight":1000001}})", "'placement.weight'");
+  expect_field(R"({"id":"a","placement":{"weight":1.5}})", "'placement.weight'");
+  expect_field(R"({"id":"a","placement":{"weight":-1}})", "'placement.weight'");
+  expect_field(R"({"id":"a","placement":{"weight":"2"}})", "'placement.weight'");
+  expect_field(R"({"id":"a","placement":{"group":""}})", "'placement.group'");
+  expect_field(R"({"id":"a","placement":{"group":"Has Space"}})", "'placement.group'");
+  expect_field(fmt::format(R"({{"id":"a","placement":{{"group":"{}"}}}})", std::string(64, 'g')),
+               "'placement.group'");
+  expect_field(R"({"id":"a","placement":{"slot":-1}})", "'placement.slot'");
+  expect_field(R"({"id":"a","placement":{"slot":65536}})", "'placement.slot'");
+  expect_field(R"({"id":"a","placement":{"node":"n1"}})", "'placement.node'");
+
+  // Later, the weight changes; the group and the slot stay as they were.
+  TenantConfig c = *ParseTenantCreate(
+      R"({"id":"acme","placement":{"weight":5,"group":"g1","slot":3}})", defaults);
+  ASSERT_TRUE(ApplyTenantPatch(R"({"placement":{"weight":9,"group":"g1","slot":3}})", &c).ok());
+  EXPECT_EQ(c.placement.weight, 9u);
+  for (std::string_view body :
+       {R"({"placement":{"group":"g2"}})", R"({"placement":{"group":null}})",
+        R"({"placement":{"slot":4}})", R"({"name":"n","placement":{"weight":2,"slot":null}})"}) {
+    Status st = ApplyTenantPatch(body, &c);
+    EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << body;
+    EXPECT_NE(st.message().find("'placement."), std::string::npos) << st.message();
+  }
+  EXPECT_EQ(ApplyTenantPatch(R"({"placement":{"weight":0}})", &c).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.placement, (Placement{.weight = 9, .group = "g1", .slot = 3}));
+  EXPECT_EQ(c.name, "acme");
+
+  // Stored and read back; a tenant stored before placement existed reads as the default.
+  auto back = TenantFromStoredJson(TenantToStoredJson(c));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->placement, c.placement);
+  EXPECT_NE(TenantToApiJson(c).find(R"("placement":{"weight":9,"group":"g1","slot":3})"),
+            std::string::npos)
+      << TenantToApiJson(c);
+  std::string old_form = TenantToStoredJson(*t);
+  old_form.replace(old_form.find(R"("placement")"),
+                   std::string(R"("placement":{"weight":1,"group":null,"slot":null},)").size(), "");
+  ASSERT_EQ(old_form.find("placement"), std::string::npos) << old_form;
+  back = TenantFromStoredJson(old_form);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->placement, Placement{});
+}
+
 // The properties of generated activities are stored in the log and read back by triggers: their
 // bytes must not change.
 TEST(GeneratedActivitiesTest, PropertiesEncodeToTheStoredBytes) {

@@ -76,7 +76,9 @@ Api::TenantMetrics Api::MetricsFor(const TenantId& id) {
                   metrics_->GetCounter("fairway_ingest_events_total", help,
                                        {{"tenant", id.str()}, {"outcome", "duplicate"}}),
                   metrics_->GetCounter("fairway_ingest_events_total", help,
-                                       {{"tenant", id.str()}, {"outcome", "rejected"}})};
+                                       {{"tenant", id.str()}, {"outcome", "rejected"}}),
+                  metrics_->GetCounter("fairway_ingest_events_total", help,
+                                       {{"tenant", id.str()}, {"outcome", "bot"}})};
   return tenant_metrics_.emplace(id.str(), m).first->second;
 }
 
@@ -89,14 +91,14 @@ void Api::Handle(HttpRequest req, Responder respond) {
   path = StripTrailingSlash(path);
 
   if (path.substr(0, 4) == "/v1/" && req.method == "POST") {
-    std::string_view kind = path.substr(4);
-    if (kind == "batch" || kind == "import") {
-      return HandleIngest(req, std::nullopt, std::move(respond), start_ns);
-    }
-    if (auto t = model::ParseActivityType(kind); t && model::IsClientActivityType(*t)) {
-      return HandleIngest(req, t, std::move(respond), start_ns);
+    if (auto kind = IngestRouteKind(path.substr(4))) {
+      if (*kind == "batch" || *kind == "import") {
+        return HandleIngest(req, std::nullopt, std::move(respond), start_ns);
+      }
+      return HandleIngest(req, model::ParseActivityType(*kind), std::move(respond), start_ns);
     }
   }
+  if (path.substr(0, 4) == "/v1/" && HandleWeb(req, path, query, respond, start_ns)) return;
   auto timed = [this, start_ns, respond = std::move(respond)](HttpResponse r) {
     other_latency_->Observe(static_cast<double>(clock_->MonotonicNanos() - start_ns) / 1e9);
     respond(std::move(r));
@@ -166,7 +168,11 @@ std::optional<HttpResponse> Api::RefuseOverShare(std::string_view write_key) {
 
 void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endpoint,
                        Responder respond, int64_t start_ns) {
-  auto done = [this, start_ns, respond = std::move(respond)](HttpResponse r) {
+  // A browser may read the answer, unless its origin is refused.
+  auto cors = std::make_shared<bool>(!req.origin.empty());
+  auto done = [this, start_ns, cors, origin = req.origin,
+               respond = std::move(respond)](HttpResponse r) {
+    if (*cors) AddCors(origin, &r);
     ingest_latency_->Observe(static_cast<double>(clock_->MonotonicNanos() - start_ns) / 1e9);
     respond(std::move(r));
   };
@@ -205,6 +211,19 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
   if (!admitted.ok()) {
     tm.rejected->Add(events);
     return done(AdmissionRefused(admitted, adm));
+  }
+  if (!req.origin.empty() && !model::OriginAllowed(adm.tenant.web, req.origin)) {
+    tm.rejected->Add(events);
+    *cors = false;
+    return done(Error(
+        PermissionDenied(fmt::format("origin '{}' is not in tenant '{}''s web.allowed_origins",
+                                     req.origin, adm.tenant.id.str()))));
+  }
+  if (adm.tenant.web.drop_bots && !req.user_agent.empty() &&
+      model::IsBotUserAgent(req.user_agent)) {
+    // Answered as accepted, so that the bot does not re-send.
+    tm.bot->Add(events);
+    return done(Json(200, R"({"success":true,"dropped":"bot"})"));
   }
   if (!parsed.ok()) {
     tm.rejected->Add(events);

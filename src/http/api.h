@@ -57,6 +57,8 @@ struct ApiOptions {
   size_t ingest_queue_events = 4'000;
   // This node's name in GET /admin/v1/cluster (the tasks' owner).
   std::string node_id = "fairway";
+  // Whether the server speaks HTTPS: analytics.js is then told to send with https.
+  bool tls = false;
 };
 
 class Api final : public Handler {
@@ -118,6 +120,18 @@ class Api final : public Handler {
   void FollowLogLayouts();
 
  private:
+  // The browser front door (web_api.cpp). The long route kind of an ingest route's last part
+  // ("t" -> "track", "b" -> "batch", "track" -> "track"); nullopt when it is none.
+  static std::optional<std::string_view> IngestRouteKind(std::string_view kind);
+  // Access-Control-Allow-Origin for `origin` (nothing when empty).
+  static void AddCors(std::string_view origin, HttpResponse* r);
+  // CORS preflights of the browser routes, GET /v1/projects/{writeKey}/settings and
+  // GET /v1/pixel/{type}; false when `req` is none of them.
+  bool HandleWeb(HttpRequest& req, std::string_view path, std::string_view query,
+                 Responder& respond, int64_t start_ns);
+  HttpResponse ProjectSettings(const HttpRequest& req, std::string_view write_key);
+  void HandlePixel(HttpRequest& req, std::string_view kind, std::string_view query,
+                   Responder respond, int64_t start_ns);
   void HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endpoint,
                     Responder respond, int64_t start_ns);
   void HandleAdmin(HttpRequest& req, std::string_view path, std::string_view query,
@@ -160,6 +174,7 @@ class Api final : public Handler {
     Counter* accepted;
     Counter* duplicate;
     Counter* rejected;
+    Counter* bot;
   };
   TenantMetrics MetricsFor(const TenantId& id);
 

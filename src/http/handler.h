@@ -19,6 +19,11 @@ struct HttpRequest {
   // The node that forwarded this request (header Fairway-Forwarded-By), empty when a client
   // sent it.
   std::string forwarded_by;
+  // Origin, User-Agent and Host headers, and X-Forwarded-Proto (set by a TLS proxy in front).
+  std::string origin = {};
+  std::string user_agent = {};
+  std::string host = {};
+  std::string forwarded_proto = {};
 };
 
 struct HttpResponse {

@@ -220,6 +220,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     head.authorization = std::string(header[bhttp::field::authorization]);
     head.content_type = std::string(header[bhttp::field::content_type]);
     head.forwarded_by = std::string(header[kForwardedByHeader]);
+    head.origin = std::string(header[bhttp::field::origin]);
+    origin_ = head.origin;
     if (auto refusal = state_->handler->Screen(head)) return Reject(std::move(*refusal));
     // Bytes this request will hold: its body, the decoded body, or the most a chunked body may
     // take.
@@ -247,6 +249,11 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   void Reject(HttpResponse res) {
     DisarmDeadline();
     keep_alive_ = false;
+    // A browser may read why its request was refused before any tenant was known.
+    if (!origin_.empty()) {
+      res.headers.emplace_back("Access-Control-Allow-Origin", origin_);
+      res.headers.emplace_back("Vary", "Origin");
+    }
     Write(std::move(res));
   }
 
@@ -292,6 +299,10 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     req.authorization = std::string(msg[bhttp::field::authorization]);
     req.content_type = std::string(msg[bhttp::field::content_type]);
     req.forwarded_by = std::string(msg[kForwardedByHeader]);
+    req.origin = std::string(msg[bhttp::field::origin]);
+    req.user_agent = std::string(msg[bhttp::field::user_agent]);
+    req.host = std::string(msg[bhttp::field::host]);
+    req.forwarded_proto = std::string(msg["X-Forwarded-Proto"]);
     if (encoding_ == ContentEncoding::kIdentity) {
       req.body = std::move(msg.body());
     } else {
@@ -391,6 +402,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   ContentEncoding encoding_ = ContentEncoding::kIdentity;
   size_t reserved_ = 0;
   bool keep_alive_ = true;
+  std::string origin_;  // the current request's Origin header
   bool lingering_ = false;
   bool refusal_ = false;
 };

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
+#include <cctype>
 #include <cmath>
 
 #include "model/json_limits.h"
@@ -149,6 +150,81 @@ Status ApplyPlacement(const json::value& v, bool creating, Placement* p) {
   return Status::Ok();
 }
 
+// "https://host[:port]" with an optional "*." before the host; lower case. False otherwise.
+bool ValidOriginPattern(std::string_view o) {
+  size_t sep = o.find("://");
+  if (sep == std::string_view::npos) return false;
+  std::string_view scheme = o.substr(0, sep), rest = o.substr(sep + 3);
+  if (scheme != "http" && scheme != "https") return false;
+  if (rest.starts_with("*.")) rest.remove_prefix(2);
+  std::string_view host = rest.substr(0, rest.find(':'));
+  if (host.empty() || host.front() == '.' || host.back() == '.') return false;
+  for (char c : host) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) return false;
+  }
+  if (rest.size() > host.size()) {
+    std::string_view port = rest.substr(host.size() + 1);
+    if (port.empty() || port.size() > 5) return false;
+    for (char c : port) {
+      if (c < '0' || c > '9') return false;
+    }
+  }
+  return true;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+Status ApplyWeb(const json::value& v, WebSettings* w) {
+  if (!v.is_object()) return InvalidArgument("field 'web' must be an object");
+  WebSettings out = *w;
+  for (const auto& kv : v.as_object()) {
+    std::string key(kv.key());
+    std::string field = "web." + key;
+    if (key == "allowed_origins") {
+      if (!kv.value().is_array()) {
+        return InvalidArgument(fmt::format("field '{}' must be an array of origins", field));
+      }
+      const auto& items = kv.value().as_array();
+      if (items.size() > kMaxAllowedOrigins) {
+        return InvalidArgument(fmt::format("field '{}' has {} origins; at most {}", field,
+                                           items.size(), kMaxAllowedOrigins));
+      }
+      out.allowed_origins.clear();
+      for (size_t i = 0; i < items.size(); ++i) {
+        std::string item_field = fmt::format("{}[{}]", field, i);
+        FAIRWAY_ASSIGN_OR_RETURN(std::string o, GetString(items[i], item_field, 300));
+        o = Lower(o);
+        if (!ValidOriginPattern(o)) {
+          return InvalidArgument(fmt::format(
+              "field '{}' must be an origin: http(s)://host[:port], the host may start with "
+              "'*.'; not '{}'",
+              item_field, o));
+        }
+        out.allowed_origins.push_back(std::move(o));
+      }
+    } else if (key == "drop_bots") {
+      if (!kv.value().is_bool()) {
+        return InvalidArgument(fmt::format("field '{}' must be true or false", field));
+      }
+      out.drop_bots = kv.value().as_bool();
+    } else {
+      return InvalidArgument(fmt::format("field '{}' is not a web field", field));
+    }
+  }
+  *w = std::move(out);
+  return Status::Ok();
+}
+
+json::object WebToJson(const WebSettings& w) {
+  json::array origins;
+  for (const auto& o : w.allowed_origins) origins.emplace_back(o);
+  return {{"allowed_origins", std::move(origins)}, {"drop_bots", w.drop_bots}};
+}
+
 json::object PlacementToJson(const Placement& p) {
   json::object o{{"weight", p.weight}};
   if (p.group.empty()) {
@@ -180,6 +256,7 @@ Status ApplyCommon(const json::object& obj, TenantConfig* t) {
   if (auto* v = obj.if_contains("quotas")) {
     FAIRWAY_RETURN_IF_ERROR(ApplyQuotas(*v, "quotas", &t->quotas));
   }
+  if (auto* v = obj.if_contains("web")) FAIRWAY_RETURN_IF_ERROR(ApplyWeb(*v, &t->web));
   return Status::Ok();
 }
 
@@ -238,6 +315,7 @@ json::object ApiObject(const TenantConfig& t) {
           {"status", std::string(TenantStatusName(t.status))},
           {"quotas", QuotasToJson(t.quotas)},
           {"placement", PlacementToJson(t.placement)},
+          {"web", WebToJson(t.web)},
           {"created_at_ms", t.created_at_ms},
           {"updated_at_ms", t.updated_at_ms}};
 }
@@ -251,7 +329,7 @@ Result<TenantConfig> ParseTenantCreate(std::string_view body, const TenantConfig
   for (const auto& kv : obj) {
     std::string_view key = kv.key();
     if (key != "id" && key != "name" && key != "timezone" && key != "quotas" &&
-        key != "partitions" && key != "placement") {
+        key != "partitions" && key != "placement" && key != "web") {
       return InvalidArgument(fmt::format("field '{}' is not a tenant field", key));
     }
   }
@@ -279,7 +357,7 @@ Status ApplyTenantPatch(std::string_view body, TenantConfig* config) {
     std::string_view key = kv.key();
     if (key == "id") return FailedPrecondition("field 'id' cannot be changed");
     if (key != "name" && key != "timezone" && key != "quotas" && key != "partitions" &&
-        key != "placement") {
+        key != "placement" && key != "web") {
       return InvalidArgument(fmt::format("field '{}' is not a tenant field", key));
     }
   }
@@ -342,10 +420,60 @@ Result<TenantConfig> TenantFromStoredJson(std::string_view body) {
     if (auto* placement = obj.if_contains("placement")) {
       FAIRWAY_RETURN_IF_ERROR(ApplyPlacement(*placement, /*creating=*/true, &t.placement));
     }
+    if (auto* web = obj.if_contains("web")) FAIRWAY_RETURN_IF_ERROR(ApplyWeb(*web, &t.web));
     return t;
   } catch (const std::exception& e) {
     return Internal(fmt::format("stored tenant record is corrupt: {}", e.what()));
   }
+}
+
+bool OriginAllowed(const WebSettings& web, std::string_view origin) {
+  if (web.allowed_origins.empty()) return true;
+  const std::string o = Lower(origin);
+  const size_t sep = o.find("://");
+  if (sep == std::string::npos) return false;
+  const std::string_view scheme = std::string_view(o).substr(0, sep);
+  const std::string_view rest = std::string_view(o).substr(sep + 3);
+  const std::string_view host = rest.substr(0, rest.find(':'));
+  const std::string_view port = rest.substr(host.size());  // ":8080" or ""
+  for (const auto& pattern : web.allowed_origins) {
+    if (pattern == o) return true;
+    const size_t star = pattern.find("://*.");
+    if (star == std::string::npos || std::string_view(pattern).substr(0, star) != scheme) continue;
+    std::string_view p_rest = std::string_view(pattern).substr(star + 5);
+    std::string_view p_host = p_rest.substr(0, p_rest.find(':'));
+    if (p_rest.substr(p_host.size()) != port) continue;
+    // A subdomain of the pattern's host, at any depth; not the host itself.
+    if (host.size() > p_host.size() + 1 && host.ends_with(p_host) &&
+        host[host.size() - p_host.size() - 1] == '.') {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool IsBotUserAgent(std::string_view user_agent) {
+  // Words of letters and digits: a bot names itself "...bot" (Googlebot, bingbot, AhrefsBot) or
+  // crawler, spider and the like; "CUBOT" is a phone.
+  const std::string ua = Lower(user_agent);
+  static constexpr std::string_view kWords[] = {
+      "facebookexternalhit", "mediapartners", "archiver", "pingdom", "phantomjs", "slurp"};
+  size_t i = 0;
+  while (i < ua.size()) {
+    while (i < ua.size() && !std::isalnum(static_cast<unsigned char>(ua[i]))) ++i;
+    size_t j = i;
+    while (j < ua.size() && std::isalnum(static_cast<unsigned char>(ua[j]))) ++j;
+    std::string_view word = std::string_view(ua).substr(i, j - i);
+    if ((word.ends_with("bot") && word != "cubot") || word.find("crawl") != word.npos ||
+        word.find("spider") != word.npos) {
+      return true;
+    }
+    for (std::string_view w : kWords) {
+      if (word == w) return true;
+    }
+    i = j;
+  }
+  return false;
 }
 
 }  // namespace fairway::model

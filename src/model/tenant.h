@@ -65,6 +65,25 @@ struct Placement {
 
 inline constexpr uint32_t kMaxPlacementWeight = 1'000'000;
 
+// What browsers may send (docs/web.md). Every field can be changed later.
+struct WebSettings {
+  // Origins of the pages that may send events from a browser: "https://shop.example.com",
+  // "http://localhost:8080", or "https://*.example.com" for every subdomain. Empty: any origin.
+  // Requests without an Origin header (servers, mobile apps) are not checked.
+  std::vector<std::string> allowed_origins;
+  // Whether events whose User-Agent names a bot, crawler or spider are dropped (answered as
+  // accepted so that they are not re-sent, and counted).
+  bool drop_bots = true;
+  bool operator==(const WebSettings&) const = default;
+};
+
+inline constexpr size_t kMaxAllowedOrigins = 100;
+
+// Whether `origin` (an Origin header's value) may send events for a tenant with `web`.
+bool OriginAllowed(const WebSettings& web, std::string_view origin);
+// Whether a User-Agent names a bot, crawler or spider (a short list of markers, not a parser).
+bool IsBotUserAgent(std::string_view user_agent);
+
 struct TenantConfig {
   TenantId id;
   std::string name;
@@ -75,6 +94,7 @@ struct TenantConfig {
   // Earlier layouts, oldest first, each sealed (PartitionLayout::ends set).
   std::vector<PartitionLayout> sealed_layouts;
   Placement placement;
+  WebSettings web;
   TenantStatus status = TenantStatus::kActive;
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
@@ -98,11 +118,11 @@ inline constexpr uint32_t kMaxLogPartitions = 1024;
 inline constexpr uint32_t kMaxLayouts = 64;
 
 // Parses a creation body: {"id", "name", "timezone", "partitions", "quotas": {...},
-// "placement": {"weight", "group", "slot"}}. Missing
+// "placement": {"weight", "group", "slot"}, "web": {"allowed_origins", "drop_bots"}}. Missing
 // fields take the values of `defaults`. Errors name the field ("quotas.ingest_rate").
 Result<TenantConfig> ParseTenantCreate(std::string_view body, const TenantConfig& defaults);
 
-// Applies a PATCH body (name, timezone, quotas, partitions, placement.weight; any subset) to
+// Applies a PATCH body (name, timezone, quotas, partitions, placement.weight, web; any subset) to
 // `config`. The placement's group and slot are fixed: FailedPrecondition for another value.
 // Validates everything before changing anything. A new `partitions` value is only validated and set
 // here (the log seals the old layout: see TenantRegistry::Update); FailedPrecondition when the

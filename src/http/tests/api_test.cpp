@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/crypto.h"
 #include "http/server.h"
 #include "http/tests/test_client.h"
 #include "identity/lead_processor.h"
@@ -410,6 +411,168 @@ TEST_F(ApiTest, PlacementIsKeptOnOneNodeButASlotIsRefusedOutsideACluster) {
   EXPECT_EQ(regroup.status, 409) << regroup.body;
   EXPECT_NE(regroup.body.find("'placement.group'"), std::string::npos) << regroup.body;
   EXPECT_EQ(json::parse(Admin("GET", "/admin/v1/tenants/acme").body)["placement"]["group"], "eu");
+}
+
+// analytics.js in a browser: the short routes, text/plain bodies with the write key inside.
+TEST_F(ApiTest, TheShortRoutesOfAnalyticsJsStoreLikeTheLongOnes) {
+  Keys k = CreateTenant("acme");
+  auto send = [&](const std::string& route, const std::string& fields) {
+    return client_->Request("POST", "/v1/" + route,
+                            R"({"writeKey":")" + k.write + R"(",)" + fields + "}",
+                            {"Content-Type: text/plain;charset=UTF-8"});
+  };
+  EXPECT_EQ(send("t", R"("anonymousId":"a1","event":"Viewed","messageId":"t1")").status, 200);
+  EXPECT_EQ(send("p", R"("anonymousId":"a1","name":"Pricing","messageId":"p1")").status, 200);
+  EXPECT_EQ(send("i", R"("anonymousId":"a1","userId":"u1","messageId":"i1")").status, 200);
+  EXPECT_EQ(send("g", R"("userId":"u1","groupId":"g1","messageId":"g1")").status, 200);
+  EXPECT_EQ(send("s", R"("userId":"u1","name":"Home","messageId":"s1")").status, 200);
+  EXPECT_EQ(send("a", R"("userId":"u1","previousId":"a1","messageId":"a1")").status, 200);
+  EXPECT_EQ(
+      send("b", R"("batch":[{"type":"track","userId":"u2","event":"x","messageId":"b1"}])").status,
+      200);
+  EXPECT_EQ(StoredCount(k.api, "a1"), 3u);  // track, page, identify
+  EXPECT_EQ(StoredCount(k.api, "u2"), 1u);
+  EXPECT_EQ(send("x", R"("userId":"u1")").status, 404);
+  // A type's first letter is a route; a wrong type in a short route's body is named.
+  auto wrong = send("t", R"("type":"page","userId":"u1","name":"n")");
+  EXPECT_EQ(wrong.status, 400) << wrong.body;
+}
+
+TEST_F(ApiTest, BrowserRequestsGetCorsAnswersAndOnlyAllowedOriginsStore) {
+  Keys k = CreateTenant("acme");
+  auto patched = Admin("PATCH", "/admin/v1/tenants/acme",
+                       R"({"web":{"allowed_origins":["https://Shop.Example.com",
+                           "http://localhost:8080","https://*.example.org"]}})");
+  ASSERT_EQ(patched.status, 200) << patched.body;
+  EXPECT_EQ(json::parse(patched.body)["web"]["allowed_origins"][0], "https://shop.example.com");
+
+  // Preflights name no tenant: answered for any origin, cached a day.
+  auto pre =
+      client_->Request("OPTIONS", "/v1/t", {},
+                       {"Origin: https://elsewhere.com", "Access-Control-Request-Method: POST"});
+  EXPECT_EQ(pre.status, 204);
+  EXPECT_EQ(pre.headers["access-control-allow-origin"], "https://elsewhere.com");
+  EXPECT_NE(pre.headers["access-control-allow-methods"].find("POST"), std::string::npos);
+  EXPECT_EQ(pre.headers["access-control-max-age"], "86400");
+  // Routes for servers (API key) get no CORS answer.
+  auto leads = client_->Request("OPTIONS", "/v1/leads", {}, {"Origin: https://a.com"});
+  EXPECT_NE(leads.status, 204);
+  EXPECT_EQ(leads.headers.count("access-control-allow-origin"), 0u);
+
+  auto from = [&](const std::string& origin, const std::string& id) {
+    return client_->Request(
+        "POST", "/v1/t",
+        R"({"writeKey":")" + k.write + R"(","userId":"u","event":"e","messageId":")" + id + "\"}",
+        {"Content-Type: text/plain", "Origin: " + origin});
+  };
+  for (const char* ok : {"https://shop.example.com", "http://localhost:8080",
+                         "https://a.example.org", "https://x.y.example.org"}) {
+    auto r = from(ok, std::string("ok-") + ok);
+    EXPECT_EQ(r.status, 200) << ok << " " << r.body;
+    EXPECT_EQ(r.headers["access-control-allow-origin"], ok);
+  }
+  for (const char* refused :
+       {"https://evil.com", "http://shop.example.com", "https://example.org",
+        "http://localhost:8081", "https://shop.example.com.evil.com", "null"}) {
+    auto r = from(refused, std::string("no-") + refused);
+    EXPECT_EQ(r.status, 403) << refused << " " << r.body;
+    EXPECT_NE(r.body.find("web.allowed_origins"), std::string::npos) << r.body;
+    EXPECT_EQ(r.headers.count("access-control-allow-origin"), 0u) << refused;
+  }
+  // Servers send no Origin: not checked.
+  EXPECT_EQ(Ingest(k.write, "track", R"({"userId":"u","event":"e","messageId":"server"})").status,
+            200);
+  EXPECT_EQ(StoredCount(k.api, "u"), 5u);
+  // An unknown write key's refusal is readable by the page.
+  auto unknown = client_->Request("POST", "/v1/t", R"({"writeKey":"nope","userId":"u"})",
+                                  {"Origin: https://shop.example.com"});
+  EXPECT_EQ(unknown.status, 401);
+  EXPECT_EQ(unknown.headers["access-control-allow-origin"], "https://shop.example.com");
+}
+
+TEST_F(ApiTest, TheSettingsAnalyticsJsLoadsPointItBackHere) {
+  Keys k = CreateTenant("acme");
+  auto r = client_->Request("GET", "/v1/projects/" + k.write + "/settings", {},
+                            {"Host: track.example.com:8443", "X-Forwarded-Proto: https",
+                             "Origin: https://shop.example.com"});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json s = json::parse(r.body);
+  EXPECT_EQ(s["integrations"]["Segment.io"]["apiKey"], k.write);
+  EXPECT_EQ(s["integrations"]["Segment.io"]["apiHost"], "track.example.com:8443/v1");
+  EXPECT_EQ(s["integrations"]["Segment.io"]["protocol"], "https");
+  EXPECT_EQ(r.headers["access-control-allow-origin"], "https://shop.example.com");
+  auto plain = client_->Request("GET", "/v1/projects/" + k.write + "/settings");
+  EXPECT_EQ(json::parse(plain.body)["integrations"]["Segment.io"]["protocol"], "http");
+  EXPECT_EQ(client_->Request("GET", "/v1/projects/nope/settings").status, 404);
+  ASSERT_EQ(Admin("PATCH", "/admin/v1/tenants/acme",
+                  R"({"web":{"allowed_origins":["https://shop.example.com"]}})")
+                .status,
+            200);
+  EXPECT_EQ(client_
+                ->Request("GET", "/v1/projects/" + k.write + "/settings", {},
+                          {"Origin: https://evil.com"})
+                .status,
+            403);
+}
+
+TEST_F(ApiTest, ThePixelStoresItsBase64EventAndAnswersAGif) {
+  Keys k = CreateTenant("acme");
+  const std::string event = R"({"writeKey":")" + k.write +
+                            R"(","userId":"reader","event":"Email Opened","messageId":"px1"})";
+  auto r = client_->Request("GET", "/v1/pixel/track?data=" + Base64Encode(event));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.headers["content-type"], "image/gif");
+  EXPECT_EQ(r.body.substr(0, 6), "GIF89a");
+  EXPECT_EQ(r.body.size(), 43u);
+  // URL-safe base64 without padding, and standard base64 whose '+' the URL turned into a space.
+  std::string url_safe = Base64Encode(R"({"writeKey":")" + k.write +
+                                      R"(","userId":"reader","event":"?>?","messageId":"px2"})");
+  std::replace(url_safe.begin(), url_safe.end(), '+', '-');
+  std::replace(url_safe.begin(), url_safe.end(), '/', '_');
+  while (!url_safe.empty() && url_safe.back() == '=') url_safe.pop_back();
+  EXPECT_EQ(client_->Request("GET", "/v1/pixel/track?data=" + url_safe).status, 200);
+  EXPECT_EQ(StoredCount(k.api, "reader"), 2u);
+
+  auto missing = client_->Request("GET", "/v1/pixel/track");
+  EXPECT_EQ(missing.status, 400);
+  EXPECT_NE(missing.body.find("'data'"), std::string::npos) << missing.body;
+  auto garbled = client_->Request("GET", "/v1/pixel/track?data=%25%25%25");
+  EXPECT_EQ(garbled.status, 400);
+  EXPECT_NE(garbled.body.find("'data'"), std::string::npos) << garbled.body;
+  auto invalid = client_->Request(
+      "GET", "/v1/pixel/track?data=" +
+                 Base64Encode(R"({"writeKey":")" + k.write + R"(","userId":"reader"})"));
+  EXPECT_EQ(invalid.status, 400);
+  EXPECT_NE(invalid.body.find("event"), std::string::npos) << invalid.body;
+  // JSON that cannot be read has no write key either.
+  EXPECT_EQ(client_->Request("GET", "/v1/pixel/track?data=" + Base64Encode("[1,2")).status, 401);
+  auto no_key = client_->Request(
+      "GET", "/v1/pixel/track?data=" + Base64Encode(R"({"userId":"u","event":"e"})"));
+  EXPECT_EQ(no_key.status, 401);
+  EXPECT_EQ(client_->Request("GET", "/v1/pixel/bogus?data=" + Base64Encode(event)).status, 404);
+  EXPECT_EQ(StoredCount(k.api, "reader"), 2u);
+}
+
+TEST_F(ApiTest, BotsAreDroppedAndCountedUnlessTheTenantKeepsThem) {
+  Keys k = CreateTenant("acme");
+  auto send = [&](const std::string& ua, const std::string& id) {
+    return client_->Request("POST", "/v1/track",
+                            R"({"userId":"u","event":"e","messageId":")" + id + "\"}",
+                            {BasicAuth(k.write), "User-Agent: " + ua});
+  };
+  const std::string googlebot =
+      "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+  auto dropped = send(googlebot, "b1");
+  EXPECT_EQ(dropped.status, 200);
+  EXPECT_EQ(json::parse(dropped.body)["dropped"], "bot");
+  EXPECT_EQ(send("Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36", "h1").status, 200);
+  EXPECT_EQ(StoredCount(k.api, "u"), 1u);
+  EXPECT_NE(client_->Request("GET", "/metrics")
+                .body.find(R"(fairway_ingest_events_total{tenant="acme",outcome="bot"} 1)"),
+            std::string::npos);
+  ASSERT_EQ(Admin("PATCH", "/admin/v1/tenants/acme", R"({"web":{"drop_bots":false}})").status, 200);
+  EXPECT_EQ(send(googlebot, "b2").status, 200);
+  EXPECT_EQ(StoredCount(k.api, "u"), 2u);
 }
 
 TEST_F(ApiTest, TenantLifecycle) {

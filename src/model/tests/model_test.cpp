@@ -437,6 +437,78 @@ TEST(TenantModelTest, PlacementIsValidatedAndOnlyItsWeightChangesLater) {
   EXPECT_EQ(back->placement, Placement{});
 }
 
+TEST(TenantModelTest, WebSettingsAreValidatedAndOriginsMatchExactlyOrBySubdomain) {
+  TenantConfig defaults;
+  auto t = ParseTenantCreate(
+      R"({"id":"acme","web":{"allowed_origins":["HTTPS://Shop.Example.com","https://*.example.org:8443"],"drop_bots":false}})",
+      defaults);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->web.allowed_origins,
+            (std::vector<std::string>{"https://shop.example.com", "https://*.example.org:8443"}));
+  EXPECT_FALSE(t->web.drop_bots);
+  EXPECT_TRUE(OriginAllowed(t->web, "https://shop.example.com"));
+  EXPECT_TRUE(OriginAllowed(t->web, "https://SHOP.example.com"));
+  EXPECT_TRUE(OriginAllowed(t->web, "https://a.example.org:8443"));
+  EXPECT_TRUE(OriginAllowed(t->web, "https://a.b.example.org:8443"));
+  for (std::string_view no :
+       {"http://shop.example.com", "https://shop.example.com:443", "https://example.org:8443",
+        "https://a.example.org", "https://a.example.org:8444", "https://aexample.org:8443",
+        "https://shop.example.com.evil.com", "null", "", "https://x.example.org:8443.evil"}) {
+    EXPECT_FALSE(OriginAllowed(t->web, no)) << no;
+  }
+  EXPECT_TRUE(OriginAllowed(WebSettings{}, "https://anything.com"));  // empty: any origin
+  auto back = TenantFromStoredJson(TenantToStoredJson(*t));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->web, t->web);
+  // PATCH replaces the list; an empty list allows any origin again.
+  ASSERT_TRUE(ApplyTenantPatch(R"({"web":{"allowed_origins":[]}})", &*t).ok());
+  EXPECT_TRUE(t->web.allowed_origins.empty());
+  EXPECT_FALSE(t->web.drop_bots);
+
+  auto expect_field = [&](std::string_view body, std::string_view field) {
+    auto r = ParseTenantCreate(body, defaults);
+    ASSERT_FALSE(r.ok()) << body;
+    EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status().message();
+  };
+  expect_field(R"({"id":"a","web":[]})", "'web'");
+  expect_field(R"({"id":"a","web":{"allowed_origins":"https://a.com"}})", "'web.allowed_origins'");
+  for (std::string_view bad : {"a.com", "ftp://a.com", "https://a.com/path", "https://",
+                               "https://a.com:", "https://a.com:123456", "https://*.",
+                               "https://a b.com", "https://.a.com", "https://a.com:80x"}) {
+    expect_field(fmt::format(R"({{"id":"a","web":{{"allowed_origins":["{}"]}}}})", bad),
+                 "'web.allowed_origins[0]'");
+  }
+  expect_field(R"({"id":"a","web":{"allowed_origins":[1]}})", "'web.allowed_origins[0]'");
+  std::string many = R"({"id":"a","web":{"allowed_origins":[)";
+  for (size_t i = 0; i <= kMaxAllowedOrigins; ++i) {
+    many += fmt::format(R"({}"https://s{}.com")", i ? "," : "", i);
+  }
+  expect_field(many + "]}}", "'web.allowed_origins'");
+  expect_field(R"({"id":"a","web":{"drop_bots":"yes"}})", "'web.drop_bots'");
+  expect_field(R"({"id":"a","web":{"cookies":true}})", "'web.cookies'");
+}
+
+TEST(TenantModelTest, BotUserAgentsAreRecognisedAndBrowsersAreNot) {
+  for (std::string_view bot :
+       {"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+        "facebookexternalhit/1.1", "Mozilla/5.0 (compatible; AhrefsBot/7.0)",
+        "Baiduspider+(+http://www.baidu.com/search/spider.htm)",
+        "Mozilla/5.0 (compatible; Yahoo! Slurp)", "SomeCrawler/1.0", "uptime-bot",
+        "Mozilla/5.0 (compatible; SemrushBot)"}) {
+    EXPECT_TRUE(IsBotUserAgent(bot)) << bot;
+  }
+  for (std::string_view human :
+       {"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+        "like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (Linux; Android 10; CUBOT X30) AppleWebKit/537.36 Chrome/120 Mobile",
+        "analytics-node-next/latest", "curl/7.88.1", ""}) {
+    EXPECT_FALSE(IsBotUserAgent(human)) << human;
+  }
+}
+
 // The properties of generated activities are stored in the log and read back by triggers: their
 // bytes must not change.
 TEST(GeneratedActivitiesTest, PropertiesEncodeToTheStoredBytes) {

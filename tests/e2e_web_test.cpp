@@ -1,7 +1,8 @@
 // analytics.js as a browser runs it: Segment's library from npm, unchanged, on a page served from
 // a local origin and loaded in headless Chromium. It loads its settings from Fairway, which point
 // it back at Fairway, and sends page, track and identify through the short routes with
-// text/plain bodies; a page on an origin the tenant does not allow stores nothing.
+// text/plain bodies, which Fairway enriches; a page on an origin the tenant does not allow
+// stores nothing.
 
 #include <gtest/gtest.h>
 
@@ -119,6 +120,12 @@ TEST(E2eWebTest, AnalyticsJsInChromiumSendsToFairwayAndADisallowedOriginStoresNo
     EXPECT_EQ(a["context"]["library"]["name"], "analytics.js") << a.dump();
     EXPECT_EQ(a["context"]["page"]["url"].get<std::string>().rfind(allowed + "/page.html", 0), 0u)
         << a.dump();
+    // What Fairway added before storing it.
+    EXPECT_EQ(a["context"]["ip"], "127.0.0.1") << a.dump();
+    EXPECT_EQ(a["context"]["os"]["name"], "Linux") << a.dump();
+    EXPECT_EQ(a["context"]["browser"]["name"], "HeadlessChrome") << a.dump();
+    EXPECT_EQ(a["context"]["device"]["type"], "desktop") << a.dump();
+    EXPECT_EQ(a["context"]["referrer"]["type"], "direct") << a.dump();
   }
   EXPECT_EQ(types, (std::multiset<std::string>{"identify", "page", "track"}));
 

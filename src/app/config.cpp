@@ -117,6 +117,28 @@ const std::vector<Key>& Keys() {
          c->server.tls_key_file = v;
          return Status::Ok();
        }},
+      {"server.trust_forwarded_for", "FAIRWAY_TRUST_FORWARDED_FOR", "false",
+       "Take the client's address from the first X-Forwarded-For entry (set by a proxy or load "
+       "balancer in front) instead of the connection's peer. Only behind a proxy that sets it: "
+       "otherwise clients choose their address.",
+       [](const std::string& v, Config* c) {
+         return ParseBool("server.trust_forwarded_for", v, &c->server.trust_forwarded_for);
+       }},
+      {"enrich.user_agent_patterns", "FAIRWAY_ENRICH_USER_AGENT_PATTERNS",
+       "/usr/share/uap-core/regexes.yaml",
+       "The ua-parser patterns (Debian's uap-core) that name browsers' operating systems, "
+       "devices and browsers (docs/web.md); empty turns that part of enrichment off.",
+       [](const std::string& v, Config* c) {
+         c->user_agent_patterns = v;
+         return Status::Ok();
+       }},
+      {"enrich.geoip_dir", "FAIRWAY_ENRICH_GEOIP_DIR", "/usr/share/GeoIP",
+       "Folder of the GeoIP country databases GeoIP.dat and GeoIPv6.dat (Debian's "
+       "geoip-database) that give browsers' events their country; empty turns it off.",
+       [](const std::string& v, Config* c) {
+         c->geoip_dir = v;
+         return Status::Ok();
+       }},
       {"server.metrics_token", "FAIRWAY_METRICS_TOKEN", "(none)",
        "When set, GET /metrics needs 'Authorization: Bearer <token>' (401 otherwise). Without "
        "it /metrics is open and lists tenant ids.",

@@ -42,6 +42,10 @@ struct Config {
   int cluster_layout_change_timeout_ms = 20'000;
   uint64_t cluster_snapshot_kb = 64u << 10;
   std::string cluster_advertised_url;
+  // Enrichment of browsers' events (docs/web.md): the ua-parser patterns and the folder of the
+  // GeoIP country databases (GeoIP.dat, GeoIPv6.dat). Empty: that part is off.
+  std::string user_agent_patterns = "/usr/share/uap-core/regexes.yaml";
+  std::string geoip_dir = "/usr/share/GeoIP";
 };
 
 // Reads `path` (if not empty) then the FAIRWAY_* environment. Errors name the key.

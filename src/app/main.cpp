@@ -33,6 +33,7 @@
 #include "common/crypto.h"
 #include "dispatch/delivery_dispatcher.h"
 #include "engine/engine.h"
+#include "enrich/enricher.h"
 #include "http/api.h"
 #include "http/server.h"
 #include "identity/lead_processor.h"
@@ -286,6 +287,29 @@ int Serve(Config config) {
   ao.ingest_queue_events = std::min(config.ingest_queue_events,
                                     std::max<size_t>(1, config.log.embedded.max_queued_events / 2));
   http::Api api(ao, tenants->get(), &log, opened_log->index, &engine, &leads, clock, &metrics);
+  // Browsers' events get their context filled (docs/web.md); a part whose data cannot be
+  // loaded is left out, and said so.
+  std::unique_ptr<enrich::UserAgentParser> user_agents;
+  std::unique_ptr<enrich::CountryLookup> countries;
+  if (!config.user_agent_patterns.empty()) {
+    auto loaded = enrich::UserAgentParser::Load(config.user_agent_patterns);
+    if (loaded.ok()) {
+      user_agents = std::move(loaded).value();
+    } else {
+      spdlog::error("enrichment: no user agent parsing: {}", loaded.status().message());
+    }
+  }
+  if (!config.geoip_dir.empty()) {
+    auto opened = enrich::CountryLookup::Open(config.geoip_dir + "/GeoIP.dat",
+                                              config.geoip_dir + "/GeoIPv6.dat");
+    if (opened.ok()) {
+      countries = std::move(opened).value();
+    } else {
+      spdlog::error("enrichment: no countries: {}", opened.status().message());
+    }
+  }
+  enrich::Enricher enricher(user_agents.get(), countries.get());
+  api.SetEnricher(&enricher);
   api.SetCampaignServices({&campaign_registry, &timers, &dispatcher, state_store});
   std::unique_ptr<ClusterNode> cluster_node;
   if (config.cluster_enabled) {

@@ -167,7 +167,7 @@ std::optional<HttpResponse> Api::RefuseOverShare(std::string_view write_key) {
 }
 
 void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endpoint,
-                       Responder respond, int64_t start_ns) {
+                       Responder respond, int64_t start_ns, bool browser) {
   // A browser may read the answer, unless its origin is refused.
   auto cors = std::make_shared<bool>(!req.origin.empty());
   auto done = [this, start_ns, cors, origin = req.origin,
@@ -243,6 +243,18 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
     }
     w.EndArray().EndObject();
     return done(Json(400, w.Take()));
+  }
+  if (enricher_ != nullptr && adm.tenant.web.enrich) {
+    // A browser's request says who the visitor is (address, User-Agent); a server's says who
+    // the server is, so only what its messages carry is enriched.
+    browser = browser || !req.origin.empty();
+    const enrich::ClientInfo client{
+        .ip = browser ? req.client_ip : "", .user_agent = req.user_agent, .browser = browser};
+    for (auto& a : parsed->activities) {
+      if (browser || enrich::Enricher::HasVisitorContext(a)) {
+        enricher_->Enrich(&a, client, {.anonymize_ip = adm.tenant.web.anonymize_ip});
+      }
+    }
   }
   size_t queued = parsed->activities.size();
   switch (ingest_shares_.TryAcquire(adm.tenant.id, adm.tenant.quotas.processing_weight, queued)) {

@@ -23,6 +23,7 @@
 #include "common/task_queue.h"
 #include "dispatch/delivery_dispatcher.h"
 #include "engine/engine.h"
+#include "enrich/enricher.h"
 #include "http/handler.h"
 #include "http/ingest_shares.h"
 #include "http/responses.h"
@@ -78,6 +79,10 @@ class Api final : public Handler {
   // tasks hold connections, which must be released while the server still exists.
   void Stop();
 
+  // Fills browsers' events' context before they are stored (docs/web.md); not owned. Without
+  // it, nothing is added. Before serving.
+  void SetEnricher(const enrich::Enricher* enricher) { enricher_ = enricher; }
+
   // Enables the campaign routes (they answer 503 without) and the removal of a deleted
   // tenant's campaigns, timers, deliveries and statistics. Before serving.
   void SetCampaignServices(CampaignServices services) { campaigns_ = services; }
@@ -132,8 +137,9 @@ class Api final : public Handler {
   HttpResponse ProjectSettings(const HttpRequest& req, std::string_view write_key);
   void HandlePixel(HttpRequest& req, std::string_view kind, std::string_view query,
                    Responder respond, int64_t start_ns);
+  // `browser`: the request comes from a browser although it has no Origin (the pixel).
   void HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endpoint,
-                    Responder respond, int64_t start_ns);
+                    Responder respond, int64_t start_ns, bool browser = false);
   void HandleAdmin(HttpRequest& req, std::string_view path, std::string_view query,
                    Responder respond);
   void HandleActivities(HttpRequest& req, std::string_view query, Responder respond);
@@ -185,6 +191,7 @@ class Api final : public Handler {
   engine::Engine* engine_;
   identity::LeadStore* leads_;
   CampaignServices campaigns_;
+  const enrich::Enricher* enricher_ = nullptr;
   ClusterView cluster_;
   // In a cluster: Unavailable naming the tenant's slot unless this node processes the tenant
   // (its leads, campaigns and processing state live on the node that does).

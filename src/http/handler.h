@@ -24,6 +24,9 @@ struct HttpRequest {
   std::string user_agent = {};
   std::string host = {};
   std::string forwarded_proto = {};
+  // The client's address: the connection's peer, or the first X-Forwarded-For entry when the
+  // server trusts it (ServerOptions::trust_forwarded_for).
+  std::string client_ip = {};
 };
 
 struct HttpResponse {

@@ -303,6 +303,25 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     req.user_agent = std::string(msg[bhttp::field::user_agent]);
     req.host = std::string(msg[bhttp::field::host]);
     req.forwarded_proto = std::string(msg["X-Forwarded-Proto"]);
+    if (options().trust_forwarded_for) {
+      std::string_view xff = msg["X-Forwarded-For"];
+      xff = xff.substr(0, xff.find(','));
+      while (!xff.empty() && xff.front() == ' ') xff.remove_prefix(1);
+      while (!xff.empty() && xff.back() == ' ') xff.remove_suffix(1);
+      req.client_ip = std::string(xff.substr(0, 64));
+    }
+    if (req.client_ip.empty()) {
+      beast::error_code ep_ec;
+      auto peer = tcp().socket().remote_endpoint(ep_ec);
+      if (!ep_ec) {
+        auto address = peer.address();
+        // An IPv4 client on a dual-stack socket reads as ::ffff:a.b.c.d.
+        if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+          address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
+        }
+        req.client_ip = address.to_string();
+      }
+    }
     if (encoding_ == ContentEncoding::kIdentity) {
       req.body = std::move(msg.body());
     } else {

@@ -52,6 +52,9 @@ struct ServerOptions {
   std::string tls_key_file;
   // How long accepting pauses when accept() fails for lack of file descriptors or memory.
   int accept_backoff_ms = 100;
+  // Whether the client's address is the first of X-Forwarded-For (set by a proxy in front)
+  // rather than the connection's peer.
+  bool trust_forwarded_for = false;
 };
 
 class HttpServer {

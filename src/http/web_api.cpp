@@ -173,7 +173,7 @@ void Api::HandlePixel(HttpRequest& req, std::string_view kind, std::string_view 
         }
         respond(std::move(r));
       },
-      start_ns);
+      start_ns, /*browser=*/true);
 }
 
 }  // namespace fairway::http

@@ -206,11 +206,13 @@ Status ApplyWeb(const json::value& v, WebSettings* w) {
         }
         out.allowed_origins.push_back(std::move(o));
       }
-    } else if (key == "drop_bots") {
+    } else if (key == "drop_bots" || key == "enrich" || key == "anonymize_ip") {
       if (!kv.value().is_bool()) {
         return InvalidArgument(fmt::format("field '{}' must be true or false", field));
       }
-      out.drop_bots = kv.value().as_bool();
+      (key == "drop_bots" ? out.drop_bots
+       : key == "enrich"  ? out.enrich
+                          : out.anonymize_ip) = kv.value().as_bool();
     } else {
       return InvalidArgument(fmt::format("field '{}' is not a web field", field));
     }
@@ -222,7 +224,10 @@ Status ApplyWeb(const json::value& v, WebSettings* w) {
 json::object WebToJson(const WebSettings& w) {
   json::array origins;
   for (const auto& o : w.allowed_origins) origins.emplace_back(o);
-  return {{"allowed_origins", std::move(origins)}, {"drop_bots", w.drop_bots}};
+  return {{"allowed_origins", std::move(origins)},
+          {"drop_bots", w.drop_bots},
+          {"enrich", w.enrich},
+          {"anonymize_ip", w.anonymize_ip}};
 }
 
 json::object PlacementToJson(const Placement& p) {

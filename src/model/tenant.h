@@ -74,6 +74,12 @@ struct WebSettings {
   // Whether events whose User-Agent names a bot, crawler or spider are dropped (answered as
   // accepted so that they are not re-sent, and counted).
   bool drop_bots = true;
+  // Whether browsers' events get their context filled before they are stored (user agent,
+  // country, campaign, referrer: docs/web.md, "Enrichment").
+  bool enrich = true;
+  // Whether the client's address is stored with its last octet (IPv4) or last 80 bits (IPv6)
+  // zeroed, the country being looked up first.
+  bool anonymize_ip = false;
   bool operator==(const WebSettings&) const = default;
 };
 
@@ -118,7 +124,8 @@ inline constexpr uint32_t kMaxLogPartitions = 1024;
 inline constexpr uint32_t kMaxLayouts = 64;
 
 // Parses a creation body: {"id", "name", "timezone", "partitions", "quotas": {...},
-// "placement": {"weight", "group", "slot"}, "web": {"allowed_origins", "drop_bots"}}. Missing
+// "placement": {"weight", "group", "slot"}, "web": {"allowed_origins", "drop_bots", "enrich",
+// "anonymize_ip"}}. Missing
 // fields take the values of `defaults`. Errors name the field ("quotas.ingest_rate").
 Result<TenantConfig> ParseTenantCreate(std::string_view body, const TenantConfig& defaults);
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -85,6 +86,7 @@ class ApiTest : public ::fairway::testing::StoreAndLogTest {
         store_.get(), log_.get(), SystemClock::Default(),
         [](const TenantId&) -> std::optional<model::TenantConfig> { return std::nullopt; });
     api_->SetCampaignServices({campaigns_.get(), timers_.get(), dispatcher_.get(), store_.get()});
+    api_->SetEnricher(&Enricher());
     ServerOptions opts;
     opts.port = 0;
     server_ = std::make_unique<HttpServer>(opts, api_.get());
@@ -92,6 +94,17 @@ class ApiTest : public ::fairway::testing::StoreAndLogTest {
     api_->SetReady(true);
     base_ = "http://127.0.0.1:" + std::to_string(server_->port());
     client_ = std::make_unique<TestClient>(base_);
+  }
+  // The enrichment of browsers' events, with Debian's patterns and GeoIP databases.
+  static const enrich::Enricher& Enricher() {
+    static auto user_agents = enrich::UserAgentParser::Load(enrich::kDefaultRegexesPath);
+    static auto countries =
+        enrich::CountryLookup::Open(enrich::kDefaultGeoIpPath, enrich::kDefaultGeoIpV6Path);
+    static enrich::Enricher enricher(user_agents.ok() ? user_agents->get() : nullptr,
+                                     countries.ok() ? countries->get() : nullptr);
+    EXPECT_OK(user_agents);
+    EXPECT_OK(countries);
+    return enricher;
   }
   // The log the API is given (the engine always has the real one).
   virtual log::ActivityLog* ApiLog() { return log_.get(); }
@@ -573,6 +586,64 @@ TEST_F(ApiTest, BotsAreDroppedAndCountedUnlessTheTenantKeepsThem) {
   ASSERT_EQ(Admin("PATCH", "/admin/v1/tenants/acme", R"({"web":{"drop_bots":false}})").status, 200);
   EXPECT_EQ(send(googlebot, "b2").status, 200);
   EXPECT_EQ(StoredCount(k.api, "u"), 2u);
+}
+
+TEST_F(ApiTest, BrowsersEventsAreEnrichedAndServersEventsKeepWhatTheySent) {
+  Keys k = CreateTenant("acme");
+  const std::string iphone =
+      "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+      "like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+  auto browser = client_->Request(
+      "POST", "/v1/p",
+      R"({"writeKey":")" + k.write +
+          R"(","userId":"v","name":"Pricing","messageId":"p1","context":{"page":{"url":"https://shop.example.com/pricing?utm_source=news&utm_medium=email","referrer":"https://t.co/x"}}})",
+      {"Content-Type: text/plain", "Origin: https://shop.example.com", "User-Agent: " + iphone});
+  ASSERT_EQ(browser.status, 200) << browser.body;
+  // A server's message: nothing of the visitor in it, nothing added.
+  ASSERT_EQ(
+      client_
+          ->Request("POST", "/v1/track", R"({"userId":"v","event":"Server Side","messageId":"s1"})",
+                    {BasicAuth(k.write), "User-Agent: analytics-node-next/1.0"})
+          .status,
+      200);
+  json page = Activities(k.api, "lead=v&limit=10");
+  json stored_page, stored_track;
+  for (const auto& a : page["data"]) {
+    if (a["messageId"] == "p1") stored_page = a;
+    if (a["messageId"] == "s1") stored_track = a;
+  }
+  ASSERT_FALSE(stored_page.is_null()) << page.dump();
+  const json& ctx = stored_page["context"];
+  EXPECT_EQ(ctx["ip"], "127.0.0.1");
+  EXPECT_EQ(ctx["userAgent"], iphone);
+  EXPECT_EQ(ctx["os"]["name"], "iOS");
+  EXPECT_EQ(ctx["device"]["type"], "mobile");
+  EXPECT_EQ(ctx["browser"]["name"], "Mobile Safari");
+  EXPECT_EQ(ctx["campaign"], json::parse(R"({"source":"news","medium":"email"})"));
+  EXPECT_EQ(ctx["referrer"], json::parse(R"({"type":"social","url":"https://t.co/x"})"));
+  EXPECT_FALSE(ctx.contains("location")) << "loopback has no country";
+  ASSERT_FALSE(stored_track.is_null());
+  EXPECT_FALSE(stored_track.contains("context")) << stored_track.dump();
+
+  // A server passing a visitor's address on: its country is found; the tenant may keep only an
+  // anonymous address, and may turn enrichment off.
+  ASSERT_EQ(Admin("PATCH", "/admin/v1/tenants/acme", R"({"web":{"anonymize_ip":true}})").status,
+            200);
+  ASSERT_EQ(Ingest(k.write, "track",
+                   R"({"userId":"w","event":"e","messageId":"w1","context":{"ip":"8.8.8.8"}})")
+                .status,
+            200);
+  ASSERT_EQ(Admin("PATCH", "/admin/v1/tenants/acme", R"({"web":{"enrich":false}})").status, 200);
+  ASSERT_EQ(Ingest(k.write, "track",
+                   R"({"userId":"w","event":"e","messageId":"w2","context":{"ip":"8.8.8.8"}})")
+                .status,
+            200);
+  json w = Activities(k.api, "lead=w&limit=10");
+  std::map<std::string, json> by_id;
+  for (const auto& a : w["data"]) by_id[a["messageId"]] = a["context"];
+  EXPECT_EQ(by_id["w1"]["ip"], "8.8.8.0");
+  EXPECT_EQ(by_id["w1"]["location"]["country_code"], "US");
+  EXPECT_EQ(by_id["w2"], json::parse(R"({"ip":"8.8.8.8"})"));
 }
 
 TEST_F(ApiTest, TenantLifecycle) {

@@ -23,6 +23,7 @@
 
 #include "http/content_encoding.h"
 #include "http/server.h"
+#include "http/tests/test_client.h"
 #include "testing/temp_dir.h"
 
 namespace fairway::http {
@@ -41,6 +42,8 @@ class EchoHandler final : public Handler {
     if (request.target == "/unavailable") {
       r.status = 503;
       r.body = R"({"success":false})";
+    } else if (request.target == "/whoami") {
+      r.body = request.client_ip;
     } else {
       r.body = std::move(request.body);
     }
@@ -181,6 +184,27 @@ class ServerLimitsTest : public ::testing::Test {
   uint16_t port_ = 0;
   std::vector<int> fds_;
 };
+
+TEST_F(ServerLimitsTest, TheClientsAddressIsThePeerUnlessAProxyIsTrusted) {
+  StartServer({});
+  TestClient c("http://127.0.0.1:" + std::to_string(port_));
+  EXPECT_EQ(c.Request("GET", "/whoami").body, "127.0.0.1");
+  EXPECT_EQ(c.Request("GET", "/whoami", {}, {"X-Forwarded-For: 203.0.113.5"}).body, "127.0.0.1");
+  // A refusal before the request is read still lets a browser read it.
+  auto screened = c.Request("POST", "/screened", "x", {"Origin: https://shop.example.com"});
+  EXPECT_EQ(screened.status, 429);
+  EXPECT_EQ(screened.headers["access-control-allow-origin"], "https://shop.example.com");
+  server_->Stop();
+
+  ServerOptions trusting;
+  trusting.trust_forwarded_for = true;
+  StartServer(trusting);
+  TestClient t("http://127.0.0.1:" + std::to_string(port_));
+  EXPECT_EQ(t.Request("GET", "/whoami", {}, {"X-Forwarded-For:  203.0.113.5 , 10.0.0.1"}).body,
+            "203.0.113.5");
+  EXPECT_EQ(t.Request("GET", "/whoami", {}, {"X-Forwarded-For: 2001:db8::1"}).body, "2001:db8::1");
+  EXPECT_EQ(t.Request("GET", "/whoami").body, "127.0.0.1");
+}
 
 TEST_F(ServerLimitsTest, OptionsOutOfRangeAreRejectedByName) {
   struct Case {

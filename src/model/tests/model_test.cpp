@@ -485,6 +485,15 @@ TEST(TenantModelTest, WebSettingsAreValidatedAndOriginsMatchExactlyOrBySubdomain
   }
   expect_field(many + "]}}", "'web.allowed_origins'");
   expect_field(R"({"id":"a","web":{"drop_bots":"yes"}})", "'web.drop_bots'");
+  expect_field(R"({"id":"a","web":{"enrich":1}})", "'web.enrich'");
+  expect_field(R"({"id":"a","web":{"anonymize_ip":null}})", "'web.anonymize_ip'");
+  auto flags =
+      ParseTenantCreate(R"({"id":"a","web":{"enrich":false,"anonymize_ip":true}})", defaults);
+  ASSERT_TRUE(flags.ok());
+  EXPECT_FALSE(flags->web.enrich);
+  EXPECT_TRUE(flags->web.anonymize_ip);
+  EXPECT_TRUE(flags->web.drop_bots);
+  EXPECT_EQ(TenantFromStoredJson(TenantToStoredJson(*flags))->web, flags->web);
   expect_field(R"({"id":"a","web":{"cookies":true}})", "'web.cookies'");
 }
 

@@ -104,6 +104,14 @@ const std::vector<Key>& Keys() {
          return ParseNumber<size_t>("server.ingest_queue_events", v, 100, 50'000'000,
                                     &c->ingest_queue_events);
        }},
+      {"server.shed_anonymous_at", "FAIRWAY_SHED_ANONYMOUS_AT", "0.5",
+       "Brownout: anonymous web traffic (track, page and screen events without a userId) gets "
+       "503 with Retry-After once the events waiting for disk reach this fraction of the point "
+       "where every request waits (twice server.ingest_queue_events); known leads' events, "
+       "identifies and aliases go on. 1: never before everyone; 0: always. 0 to 1.",
+       [](const std::string& v, Config* c) {
+         return ParseNumber<double>("server.shed_anonymous_at", v, 0, 1, &c->shed_anonymous_at);
+       }},
       {"server.tls_cert_file", "FAIRWAY_TLS_CERT_FILE", "(none)",
        "PEM certificate chain: with server.tls_key_file, the listener speaks TLS (1.2 and "
        "later) only. Without them it speaks plain HTTP and warns when not on loopback.",

@@ -28,6 +28,7 @@ struct Config {
   std::string admin_token;
   std::string metrics_token;
   size_t ingest_queue_events = 4'000;
+  double shed_anonymous_at = 0.5;
   model::TenantConfig tenant_defaults;
   int retention_interval_seconds = 3600;
   // This node's name (tasks' owner in GET /admin/v1/cluster); empty: the host name.

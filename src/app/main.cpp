@@ -282,6 +282,7 @@ int Serve(Config config) {
   ao.metrics_token = config.metrics_token;
   ao.node_id = node_id;
   ao.tls = !config.server.tls_cert_file.empty();
+  ao.shed_anonymous_at = config.shed_anonymous_at;
   // Twice the fair-share capacity stays within the log's queue, so ingest meets 429 per tenant
   // before anyone meets the log's overload 503.
   ao.ingest_queue_events = std::min(config.ingest_queue_events,

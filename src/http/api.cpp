@@ -78,7 +78,9 @@ Api::TenantMetrics Api::MetricsFor(const TenantId& id) {
                   metrics_->GetCounter("fairway_ingest_events_total", help,
                                        {{"tenant", id.str()}, {"outcome", "rejected"}}),
                   metrics_->GetCounter("fairway_ingest_events_total", help,
-                                       {{"tenant", id.str()}, {"outcome", "bot"}})};
+                                       {{"tenant", id.str()}, {"outcome", "bot"}}),
+                  metrics_->GetCounter("fairway_ingest_events_total", help,
+                                       {{"tenant", id.str()}, {"outcome", "shed"}})};
   return tenant_metrics_.emplace(id.str(), m).first->second;
 }
 
@@ -256,6 +258,13 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
       }
     }
   }
+  if (ShedsAnonymous(parsed->activities)) {
+    tm.shed->Add(events);
+    HttpResponse r = Error(Unavailable(
+        "the server is under load and sheds anonymous visitors' events first; retry later"));
+    r.headers.emplace_back("Retry-After", "1");
+    return done(std::move(r));
+  }
   size_t queued = parsed->activities.size();
   switch (ingest_shares_.TryAcquire(adm.tenant.id, adm.tenant.quotas.processing_weight, queued)) {
     case IngestShares::Verdict::kAdmitted:
@@ -282,6 +291,22 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
     res.headers.emplace_back("RateLimit-Remaining", remaining);
     done(std::move(res));
   });
+}
+
+bool Api::ShedsAnonymous(const std::vector<model::Activity>& activities) const {
+  const double full = 2.0 * static_cast<double>(ingest_shares_.capacity());
+  if (static_cast<double>(ingest_shares_.total()) < options_.shed_anonymous_at * full) {
+    return false;
+  }
+  // Known leads' events, and the identifies and aliases that make a visitor known, go on.
+  for (const auto& a : activities) {
+    if (!a.user_id.empty() ||
+        (a.type != model::ActivityType::kTrack && a.type != model::ActivityType::kPage &&
+         a.type != model::ActivityType::kScreen)) {
+      return false;
+    }
+  }
+  return !activities.empty();
 }
 
 HttpResponse Api::OverShare(const model::TenantConfig& tenant) {

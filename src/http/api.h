@@ -60,6 +60,11 @@ struct ApiOptions {
   std::string node_id = "fairway";
   // Whether the server speaks HTTPS: analytics.js is then told to send with https.
   bool tls = false;
+  // Brownout: anonymous web traffic (requests whose events are all track, page or screen
+  // calls without a userId) is refused with 503 once the events waiting for disk reach this
+  // fraction of what makes everyone wait (twice ingest_queue_events), before known leads'
+  // traffic is. 1: only when everyone is refused; 0: always.
+  double shed_anonymous_at = 0.5;
 };
 
 class Api final : public Handler {
@@ -169,6 +174,9 @@ class Api final : public Handler {
   std::atomic<bool> follow_layouts_queued_{false};
   // Tenants whose layout the registry took but the engine refused (on the admin task queue).
   std::set<std::string> engine_behind_;
+  // Brownout: whether a request of `activities` is anonymous web traffic and the ingest queue
+  // has reached ApiOptions::shed_anonymous_at.
+  bool ShedsAnonymous(const std::vector<model::Activity>& activities) const;
   // 429 + Retry-After for a tenant holding its share of the ingest queue.
   HttpResponse OverShare(const model::TenantConfig& tenant);
   // The 429 for a write key whose tenant already holds its share of the ingest queue (checked
@@ -181,6 +189,7 @@ class Api final : public Handler {
     Counter* duplicate;
     Counter* rejected;
     Counter* bot;
+    Counter* shed;
   };
   TenantMetrics MetricsFor(const TenantId& id);
 

@@ -204,6 +204,67 @@ TEST_F(ApiLimitsTest, AFloodingTenantGets429WhileAnotherIsStillAdmitted) {
   EXPECT_EQ(f4.get().status, 200);
 }
 
+TEST_F(ApiLimitsTest, UnderLoadAnonymousVisitorsAreShedBeforeKnownLeads) {
+  auto page = [&](const std::string& write_key, const std::string& who) {
+    HttpRequest req;
+    req.method = "POST";
+    req.target = "/v1/batch";
+    req.authorization = "Basic " + Base64Encode(write_key + ":");
+    req.body = R"({"batch":[{"type":"page","name":"Pricing",)" + who + "}]}";
+    return Send(std::move(req));
+  };
+  for (double at : {0.0, 0.5, 1.0}) {
+    SCOPED_TRACE(at);
+    ApiOptions ao;
+    ao.ingest_queue_events = 10;  // everyone waits at 20 events in flight
+    ao.shed_anonymous_at = at;
+    MakeApi(ao);
+    const std::string busy = CreateTenant(fmt::format("busy{}", at * 10));
+    const std::string web = CreateTenant(fmt::format("web{}", at * 10));
+    // Idle: anonymous traffic goes on unless the threshold is 0.
+    auto idle = page(web, R"("anonymousId":"a0")");
+    holding_->ReleaseAll();
+    EXPECT_EQ(idle.get().status, at == 0.0 ? 503 : 200);
+    // 10 events wait for disk: half of what makes everyone wait.
+    auto b1 = Batch(busy, 5);
+    auto b2 = Batch(busy, 5);
+    auto anonymous = page(web, R"("anonymousId":"a1")");
+    auto known = page(web, R"("userId":"u1")");
+    HttpRequest identify;
+    identify.method = "POST";
+    identify.target = "/v1/identify";
+    identify.authorization = "Basic " + Base64Encode(web + ":");
+    identify.body = R"({"anonymousId":"a1","traits":{"email":"a@example.com"}})";
+    auto promoted = Send(std::move(identify));
+    if (at <= 0.5) {
+      ASSERT_TRUE(Ready(anonymous));
+      HttpResponse r = anonymous.get();
+      EXPECT_EQ(r.status, 503) << r.body;
+      EXPECT_EQ(Header(r, "Retry-After"), "1");
+      EXPECT_NE(r.body.find("anonymous"), std::string::npos) << r.body;
+    }
+    EXPECT_FALSE(Ready(known));     // admitted: waits for disk like any other
+    EXPECT_FALSE(Ready(promoted));  // an identify makes a visitor known: never shed
+    holding_->ReleaseAll();
+    EXPECT_EQ(b1.get().status, 200);
+    EXPECT_EQ(b2.get().status, 200);
+    EXPECT_EQ(known.get().status, 200);
+    EXPECT_EQ(promoted.get().status, 200);
+    if (at > 0.5) {
+      EXPECT_EQ(anonymous.get().status, 200);
+    }
+    const std::string metrics = metrics_->RenderPrometheus();
+    EXPECT_NE(metrics.find(fmt::format(
+                  R"(fairway_ingest_events_total{{tenant="web{}",outcome="shed"}} {})", at * 10,
+                  at == 0.0   ? 2
+                  : at == 0.5 ? 1
+                              : 0)),
+              std::string::npos)
+        << metrics;
+    api_->Stop();
+  }
+}
+
 TEST_F(ApiLimitsTest, MetricsNeedTheMetricsTokenWhenOneIsSet) {
   ApiOptions ao;
   ao.metrics_token = "m-secret";

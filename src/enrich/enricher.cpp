@@ -222,7 +222,7 @@ bool Enricher::HasVisitorContext(const model::Activity& activity) {
   const std::string_view f = activity.fields_json;
   return f.find("\"ip\":") != std::string_view::npos ||
          f.find("\"userAgent\":") != std::string_view::npos ||
-         f.find("\"url\":") != std::string_view::npos;
+         f.find("\"page\":") != std::string_view::npos;
 }
 
 void Enricher::Enrich(model::Activity* activity, const ClientInfo& client,

@@ -246,6 +246,13 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
     w.EndArray().EndObject();
     return done(Json(400, w.Take()));
   }
+  if (ShedsAnonymous(parsed->activities)) {
+    tm.shed->Add(events);
+    HttpResponse r = Error(Unavailable(
+        "the server is under load and sheds anonymous visitors' events first; retry later"));
+    r.headers.emplace_back("Retry-After", "1");
+    return done(std::move(r));
+  }
   if (enricher_ != nullptr && adm.tenant.web.enrich) {
     // A browser's request says who the visitor is (address, User-Agent); a server's says who
     // the server is, so only what its messages carry is enriched.
@@ -257,13 +264,6 @@ void Api::HandleIngest(HttpRequest& req, std::optional<model::ActivityType> endp
         enricher_->Enrich(&a, client, {.anonymize_ip = adm.tenant.web.anonymize_ip});
       }
     }
-  }
-  if (ShedsAnonymous(parsed->activities)) {
-    tm.shed->Add(events);
-    HttpResponse r = Error(Unavailable(
-        "the server is under load and sheds anonymous visitors' events first; retry later"));
-    r.headers.emplace_back("Retry-After", "1");
-    return done(std::move(r));
   }
   size_t queued = parsed->activities.size();
   switch (ingest_shares_.TryAcquire(adm.tenant.id, adm.tenant.quotas.processing_weight, queued)) {

@@ -120,6 +120,19 @@ TEST(EnrichTest, ReferrersAreClassified) {
   EXPECT_EQ(ClassifyReferrer("not a url", page), "other");
 }
 
+TEST(EnrichTest, OnlyServersEventsCarryingAVisitorsContextAreEnriched) {
+  auto has = [](std::string fields) {
+    model::Activity a;
+    a.fields_json = std::move(fields);
+    return Enricher::HasVisitorContext(a);
+  };
+  EXPECT_FALSE(has(R"("event":"e","properties":{"plan":"pro"})"));
+  EXPECT_FALSE(has(R"("event":"e","properties":{"url":"https://a.com/?utm_source=x"})"));
+  EXPECT_TRUE(has(R"("context":{"ip":"8.8.8.8"})"));
+  EXPECT_TRUE(has(R"("context":{"userAgent":"Mozilla/5.0"})"));
+  EXPECT_TRUE(has(R"("context":{"page":{"url":"https://a.com/"}})"));
+}
+
 TEST(EnrichTest, AddressesAreMadeAnonymous) {
   EXPECT_EQ(AnonymizeIp("203.0.113.77"), "203.0.113.0");
   EXPECT_EQ(AnonymizeIp("2001:db8:1234:5678:9abc:def0:1234:5678"), "2001:db8:1234::");

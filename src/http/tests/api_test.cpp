@@ -599,11 +599,13 @@ TEST_F(ApiTest, BrowsersEventsAreEnrichedAndServersEventsKeepWhatTheySent) {
           R"(","userId":"v","name":"Pricing","messageId":"p1","context":{"page":{"url":"https://shop.example.com/pricing?utm_source=news&utm_medium=email","referrer":"https://t.co/x"}}})",
       {"Content-Type: text/plain", "Origin: https://shop.example.com", "User-Agent: " + iphone});
   ASSERT_EQ(browser.status, 200) << browser.body;
-  // A server's message: nothing of the visitor in it, nothing added.
+  // A server's message: nothing of the visitor in it (its own page URL is not), nothing added.
   ASSERT_EQ(
       client_
-          ->Request("POST", "/v1/track", R"({"userId":"v","event":"Server Side","messageId":"s1"})",
-                    {BasicAuth(k.write), "User-Agent: analytics-node-next/1.0"})
+          ->Request(
+              "POST", "/v1/track",
+              R"({"userId":"v","event":"Server Side","messageId":"s1","properties":{"url":"https://a.com/?utm_source=x"}})",
+              {BasicAuth(k.write), "User-Agent: analytics-node-next/1.0"})
           .status,
       200);
   json page = Activities(k.api, "lead=v&limit=10");

@@ -4,12 +4,12 @@ BUILD_DIR := build/$(PRESET)
 DATA_DIR ?= ./data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test build configure bootstrap bench bench-engine bench-campaigns bench-overload clean format-check config-doc fuzz
+.PHONY: run test build configure bootstrap web-test-deps bench bench-engine bench-campaigns bench-overload clean format-check config-doc fuzz
 
 run: build
 	$(BUILD_DIR)/src/app/fairway serve --data-dir $(DATA_DIR) --listen $(LISTEN)
 
-test: build format-check
+test: build format-check web-test-deps
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j 2
 
 build: configure
@@ -20,6 +20,10 @@ configure: bootstrap
 
 bootstrap:
 	@scripts/bootstrap
+
+# The npm packages the web tests load in headless Chromium (tests/web).
+web-test-deps: bootstrap
+	@scripts/web-test-deps
 
 bench: build
 	bench/run_ingest.sh

@@ -8,6 +8,7 @@
 #include <cctype>
 #include <memory>
 
+#include "common/ascii.h"
 #include "common/coding.h"
 
 namespace fairway::dispatch {
@@ -321,9 +322,7 @@ Result<std::string> WebhookOrigin(std::string_view url) {
   if (curl_url_set(u.get(), CURLUPART_URL, copy.c_str(), 0) != CURLUE_OK) {
     return InvalidArgument(fmt::format("field 'url' is not a valid absolute URL: '{}'", url));
   }
-  std::string scheme = GetUrlPart(u.get(), CURLUPART_SCHEME, 0);
-  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const std::string scheme = AsciiLower(GetUrlPart(u.get(), CURLUPART_SCHEME, 0));
   if (scheme != "http" && scheme != "https") {
     return InvalidArgument(
         fmt::format("field 'url' must use http:// or https://, not '{}://'", scheme));

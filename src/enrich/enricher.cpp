@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <cctype>
 
+#include "common/ascii.h"
 #include "model/json_limits.h"
 
 namespace fairway::enrich {
@@ -64,12 +65,6 @@ std::optional<CountryLookup::Country> CountryLookup::Find(const std::string& ip)
 
 namespace {
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // The host of a URL, lower case, without "www." and a port; empty when there is none.
 std::string HostOf(std::string_view url) {
   const size_t sep = url.find("://");
@@ -78,7 +73,7 @@ std::string HostOf(std::string_view url) {
   rest = rest.substr(0, rest.find_first_of("/?#"));
   if (const size_t at = rest.rfind('@'); at != std::string_view::npos) rest.remove_prefix(at + 1);
   rest = rest.substr(0, rest.find(':'));
-  std::string host = Lower(rest);
+  std::string host = AsciiLower(rest);
   if (host.starts_with("www.")) host.erase(0, 4);
   return host;
 }
@@ -125,7 +120,7 @@ json::object CampaignOf(std::string_view url) {
     query.remove_prefix(std::min(query.size(), pair.size() + 1));
     const size_t eq = pair.find('=');
     if (eq == std::string_view::npos) continue;
-    const std::string key = Lower(pair.substr(0, eq));
+    const std::string key = AsciiLower(pair.substr(0, eq));
     static constexpr std::pair<std::string_view, std::string_view> kNames[] = {
         {"utm_campaign", "name"},
         {"utm_source", "source"},
@@ -156,7 +151,7 @@ std::string ClassifyReferrer(std::string_view referrer, std::string_view page_ur
   if (referrer.empty()) return "direct";
   // Android apps refer as android-app://<package>.
   if (referrer.starts_with("android-app://")) {
-    const std::string app = Lower(referrer.substr(14, referrer.find('/', 14) - 14));
+    const std::string app = AsciiLower(referrer.substr(14, referrer.find('/', 14) - 14));
     if (app == "com.google.android.gm" || app.starts_with("com.microsoft.office.outlook") ||
         app == "com.yahoo.mobile.client.android.mail") {
       return "email";

@@ -6,16 +6,11 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/ascii.h"
+
 namespace fairway::http {
 
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -69,7 +64,7 @@ Result<std::string> Inflate(std::string_view in, int window_bits, size_t max_byt
 }  // namespace
 
 ContentEncoding ParseContentEncoding(std::string_view header) {
-  std::string v = Lower(Trim(header));
+  std::string v = AsciiLower(Trim(header));
   if (v.empty() || v == "identity") return ContentEncoding::kIdentity;
   if (v == "gzip" || v == "x-gzip") return ContentEncoding::kGzip;
   if (v == "deflate") return ContentEncoding::kDeflate;

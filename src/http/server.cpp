@@ -310,18 +310,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       while (!xff.empty() && xff.back() == ' ') xff.remove_suffix(1);
       req.client_ip = std::string(xff.substr(0, 64));
     }
-    if (req.client_ip.empty()) {
-      beast::error_code ep_ec;
-      auto peer = tcp().socket().remote_endpoint(ep_ec);
-      if (!ep_ec) {
-        auto address = peer.address();
-        // An IPv4 client on a dual-stack socket reads as ::ffff:a.b.c.d.
-        if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-          address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
-        }
-        req.client_ip = address.to_string();
-      }
-    }
+    if (req.client_ip.empty()) req.client_ip = PeerAddress();
     if (encoding_ == ContentEncoding::kIdentity) {
       req.body = std::move(msg.body());
     } else {
@@ -339,6 +328,23 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       net::post(self->stream_.get_executor(),
                 [self, res = std::move(res)]() mutable { self->Write(std::move(res)); });
     });
+  }
+
+  // The connection's peer, looked up once per connection.
+  const std::string& PeerAddress() {
+    if (peer_address_.empty()) {
+      beast::error_code ec;
+      auto peer = tcp().socket().remote_endpoint(ec);
+      if (!ec) {
+        auto address = peer.address();
+        // An IPv4 client on a dual-stack socket reads as ::ffff:a.b.c.d.
+        if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+          address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
+        }
+        peer_address_ = address.to_string();
+      }
+    }
+    return peer_address_;
   }
 
   void Write(HttpResponse res) {
@@ -421,7 +427,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   ContentEncoding encoding_ = ContentEncoding::kIdentity;
   size_t reserved_ = 0;
   bool keep_alive_ = true;
-  std::string origin_;  // the current request's Origin header
+  std::string origin_;        // the current request's Origin header
+  std::string peer_address_;  // PeerAddress(), once known
   bool lingering_ = false;
   bool refusal_ = false;
 };

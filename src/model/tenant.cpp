@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cmath>
 
+#include "common/ascii.h"
 #include "model/json_limits.h"
 
 namespace fairway::model {
@@ -172,12 +173,6 @@ bool ValidOriginPattern(std::string_view o) {
   return true;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 Status ApplyWeb(const json::value& v, WebSettings* w) {
   if (!v.is_object()) return InvalidArgument("field 'web' must be an object");
   WebSettings out = *w;
@@ -197,7 +192,7 @@ Status ApplyWeb(const json::value& v, WebSettings* w) {
       for (size_t i = 0; i < items.size(); ++i) {
         std::string item_field = fmt::format("{}[{}]", field, i);
         FAIRWAY_ASSIGN_OR_RETURN(std::string o, GetString(items[i], item_field, 300));
-        o = Lower(o);
+        o = AsciiLower(o);
         if (!ValidOriginPattern(o)) {
           return InvalidArgument(fmt::format(
               "field '{}' must be an origin: http(s)://host[:port], the host may start with "
@@ -434,7 +429,7 @@ Result<TenantConfig> TenantFromStoredJson(std::string_view body) {
 
 bool OriginAllowed(const WebSettings& web, std::string_view origin) {
   if (web.allowed_origins.empty()) return true;
-  const std::string o = Lower(origin);
+  const std::string o = AsciiLower(origin);
   const size_t sep = o.find("://");
   if (sep == std::string::npos) return false;
   const std::string_view scheme = std::string_view(o).substr(0, sep);
@@ -460,7 +455,7 @@ bool OriginAllowed(const WebSettings& web, std::string_view origin) {
 bool IsBotUserAgent(std::string_view user_agent) {
   // Words of letters and digits: a bot names itself "...bot" (Googlebot, bingbot, AhrefsBot) or
   // crawler, spider and the like; "CUBOT" is a phone.
-  const std::string ua = Lower(user_agent);
+  const std::string ua = AsciiLower(user_agent);
   static constexpr std::string_view kWords[] = {
       "facebookexternalhit", "mediapartners", "archiver", "pingdom", "phantomjs", "slurp"};
   size_t i = 0;

@@ -2,13 +2,16 @@
 // a local origin and loaded in headless Chromium. It loads its settings from Fairway, which point
 // it back at Fairway, and sends page, track and identify through the short routes with
 // text/plain bodies, which Fairway enriches; a page on an origin the tenant does not allow
-// stores nothing.
+// stores nothing. The seed's story in the browser: an anonymous visit to a pricing page defers
+// a campaign, and the identify of the same browser later runs it once, with the email and the
+// original visit's URL.
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -49,6 +52,30 @@ constexpr char kPage[] = R"(<!doctype html>
     }
   })();
 </script></head><body>page</body></html>
+)";
+
+// The story's page: an anonymous page view, or (with ?user=) an identify of that user.
+constexpr char kStoryPage[] = R"(<!doctype html>
+<html><head><title>loading</title>
+<script src="analytics.js"></script>
+<script>
+  const params = new URLSearchParams(location.search);
+  const analytics = window.AnalyticsNext.AnalyticsBrowser.load(
+      { writeKey: params.get('key'), cdnURL: params.get('fairway') });
+  (async () => {
+    try {
+      const user = params.get('user');
+      if (user) {
+        await analytics.identify(user, { email: user + '@example.com' });
+      } else {
+        await analytics.page();
+      }
+      document.title = 'sent';
+    } catch (e) {
+      document.title = 'failed: ' + e;
+    }
+  })();
+</script></head><body>pricing</body></html>
 )";
 
 // Runs Chromium on `url` until the page has settled (virtual time) and returns its DOM.
@@ -147,6 +174,84 @@ TEST(E2eWebTest, AnalyticsJsInChromiumSendsToFairwayAndADisallowedOriginStoresNo
       << "the disallowed origin's events never reached Fairway";
   EXPECT_NE(metrics.body.find(R"(fairway_ingest_events_total{tenant="shop",outcome="accepted"} 3)"),
             std::string::npos);
+}
+
+int Stat(TestClient& c, const std::string& api_key, const std::string& metric) {
+  auto r = c.Request("GET", "/v1/campaigns/pricing/stats", {}, {BearerAuth(api_key)});
+  return r.status == 200 ? json::parse(r.body)["totals"].value(metric, 0) : -1;
+}
+
+// Polls `done` (a condition, not a timer) until it holds or 30 s pass.
+bool Eventually(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(50ms);  // polling a condition, with a deadline
+  }
+  return false;
+}
+
+TEST(E2eWebTest, AnAnonymousVisitInTheBrowserRunsItsCampaignOnceTheSameBrowserIdentifies) {
+  TempDir dir;
+  std::string record = dir.Sub("webhooks.jsonl");
+  dispatch::testing::PeerProcess receiver(
+      FAIRWAY_PEER_PYTHON, {std::string(FAIRWAY_PEERS_DIR) + "/http_receiver.py", record});
+  ASSERT_TRUE(receiver.ok()) << receiver.error();
+  setenv("FAIRWAY_DISPATCH_ALLOW_NETWORKS", "127.0.0.0/8,::1/128", 1);
+  ServerProcess server(FAIRWAY_BINARY, dir.Sub("data"), kToken);
+  server.Start();
+  const std::string site = dir.Sub("site");
+  std::filesystem::create_directories(site);
+  std::filesystem::copy_file(FAIRWAY_ANALYTICS_JS, site + "/analytics.js");
+  std::ofstream(site + "/pricing.html") << kStoryPage;
+  dispatch::testing::PeerProcess pages(
+      FAIRWAY_PEER_PYTHON, {std::string(FAIRWAY_PEERS_DIR) + "/static_server.py", site});
+  ASSERT_TRUE(pages.ok()) << pages.error();
+
+  TestClient admin(server.url());
+  auto created =
+      admin.Request("POST", "/admin/v1/tenants", R"({"id":"shop"})", {BearerAuth(kToken)});
+  ASSERT_EQ(created.status, 201) << created.body;
+  const json keys = json::parse(created.body);
+  const std::string write_key = keys["write_key"], api_key = keys["api_key"];
+  const std::string hook = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/ok/sales";
+  auto campaign = admin.Request("POST", "/v1/campaigns", R"({"id": "pricing", "name": "P",
+    "status": "active",
+    "triggers": [{"type": "visits_web_page", "url": {"op": "contains", "value": "/pricing"}}],
+    "filters": [{"field": "email", "op": "ends_with", "value": "@example.com"}],
+    "flow": [{"action": "call_webhook", "url": ")" + hook + R"(",
+              "body": {"email": "{{lead.email}}", "url": "{{trigger.url}}"}}]})",
+                                {BearerAuth(api_key)});
+  ASSERT_EQ(campaign.status, 201) << campaign.body;
+  const std::string page = "http://127.0.0.1:" + std::to_string(pages.port()) +
+                           "/pricing.html?key=" + write_key + "&fairway=" + server.url();
+  const std::string profile = dir.Sub("profile");
+
+  // The anonymous visit: deferred.
+  std::string dom = LoadInChromium(page + "&visit=first", profile);
+  EXPECT_NE(dom.find("<title>sent</title>"), std::string::npos) << dom;
+  ASSERT_TRUE(Eventually([&] { return Stat(admin, api_key, "deferred") == 1; }));
+  EXPECT_EQ(Stat(admin, api_key, "qualified"), 0);
+
+  // The same browser identifies: the campaign runs for the person, with the first visit's URL.
+  dom = LoadInChromium(page + "&user=ann", profile);
+  EXPECT_NE(dom.find("<title>sent</title>"), std::string::npos) << dom;
+  ASSERT_TRUE(Eventually([&] { return Stat(admin, api_key, "completed") == 1; }));
+  EXPECT_EQ(Stat(admin, api_key, "promoted"), 1);
+  ASSERT_TRUE(Eventually([&] { return !dispatch::testing::ReadJsonLines(record).empty(); }));
+  auto hooks = dispatch::testing::ReadJsonLines(record);
+  ASSERT_EQ(hooks.size(), 1u);
+  json body = json::parse(hooks[0]["body"].get<std::string>());
+  EXPECT_EQ(body["email"], "ann@example.com");
+  EXPECT_NE(body["url"].get<std::string>().find("visit=first"), std::string::npos) << body;
+
+  // A later visit of the now known browser runs nothing again.
+  dom = LoadInChromium(page + "&visit=again", profile);
+  EXPECT_NE(dom.find("<title>sent</title>"), std::string::npos) << dom;
+  ASSERT_TRUE(Eventually([&] { return Stat(admin, api_key, "not_qualified") == 1; }));
+  EXPECT_EQ(Stat(admin, api_key, "qualified"), 1);
+  EXPECT_EQ(dispatch::testing::ReadJsonLines(record).size(), 1u);
+  server.Kill(SIGTERM);
 }
 
 }  // namespace

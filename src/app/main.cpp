@@ -39,6 +39,9 @@
 #include "identity/lead_processor.h"
 #include "identity/lead_store.h"
 #include "log/log_factory.h"
+#include "sessions/session_processor.h"
+#include "sessions/session_store.h"
+#include "sessions/session_sweeper.h"
 #include "storage/schema.h"
 #include "tenancy/tenant_registry.h"
 
@@ -265,6 +268,21 @@ int Serve(Config config) {
     };
   }
   engine.AddProcessor(std::make_unique<identity::LeadProcessor>(lead_options));
+  // Sessions (docs/web.md): session_started / session_ended are written only for tenants with
+  // an active campaign that listens to them.
+  sessions::SessionProcessorOptions session_options;
+  session_options.timeout_ms = [tenant_config](const TenantId& t) -> int64_t {
+    auto c = tenant_config(t);
+    return (c ? int64_t{c->web.session_timeout_minutes} : 30) * 60'000;
+  };
+  session_options.announce = [&campaign_registry](const TenantId& t, std::string_view event) {
+    auto snap = campaign_registry.Snapshot(t);
+    if (!snap.ok()) return true;  // unsure: announce (a duplicate costs less than a miss)
+    std::vector<campaigns::TenantCampaigns::TriggerRef> refs;
+    (*snap)->Lookup(model::ActivityType::kFairway, event, &refs);
+    return !refs.empty();
+  };
+  engine.AddProcessor(std::make_unique<sessions::SessionProcessor>(session_options));
   campaigns::CampaignProcessorOptions cpo;
   cpo.on_timers = [&timers](const TenantId& t, int64_t due) { timers.Notify(t, due); };
   cpo.on_deliveries = [&dispatcher](const TenantId& t) { dispatcher.Notify(t); };
@@ -312,6 +330,9 @@ int Serve(Config config) {
   enrich::Enricher enricher(user_agents.get(), countries.get());
   api.SetEnricher(&enricher);
   api.SetCampaignServices({&campaign_registry, &timers, &dispatcher, state_store});
+  sessions::SessionStore session_store(state_store);
+  api.SetSessionStore(&session_store);
+  sessions::SessionSweeper session_sweeper(state_store, &log, clock);
   std::unique_ptr<ClusterNode> cluster_node;
   if (config.cluster_enabled) {
     cluster_node = std::make_unique<ClusterNode>(
@@ -400,6 +421,17 @@ int Serve(Config config) {
     }
   });
   follow_layouts.Start();
+  // Sessions nobody came back to end (on this node: of the tenants it processes).
+  PeriodicService sweep_sessions(
+      std::chrono::seconds(1),
+      [&session_sweeper, registry = tenants->get(), node = cluster_node.get()] {
+        std::function<bool(const TenantId&)> owns;
+        if (node != nullptr) owns = [node](const TenantId& t) { return node->Owns(t); };
+        auto swept = session_sweeper.Sweep(registry->List(), owns);
+        if (!swept.ok())
+          spdlog::warn("sessions: sweeping idle sessions: {}", swept.status().ToString());
+      });
+  sweep_sessions.Start();
   // In a cluster, the slots whose changelog grew enough get a snapshot (restores start there).
   PeriodicService snapshots(std::chrono::seconds(1), [node = cluster_node.get()] {
     if (node != nullptr) node->SnapshotSlots();
@@ -467,6 +499,7 @@ int Serve(Config config) {
     retention.Stop();
     progress.Stop();
     follow_layouts.Stop();
+    sweep_sessions.Stop();
     snapshots.Stop();
     timers.Stop();
     dispatcher.Stop();
@@ -516,6 +549,7 @@ int Serve(Config config) {
   retention.Stop();
   progress.Stop();
   follow_layouts.Stop();
+  sweep_sessions.Stop();
   snapshots.Stop();
   timers.Stop();
   engine.Stop();

@@ -65,8 +65,11 @@ class ActionContext {
   virtual int64_t now_ms() const = 0;
   virtual const CampaignSettings& settings() const = 0;
   virtual const Campaign& campaign() const = 0;
-  // The lead key the run belongs to.
+  // The lead key the run belongs to: the person's (campaign_state.h).
   virtual const LeadId& lead() const = 0;
+  // The person's other identities (userIds, anonymousIds) whose campaign state counts with the
+  // lead's: rows written under them before the identities merged. Excludes lead().
+  virtual const std::vector<LeadId>& other_identities() = 0;
   // "<campaign>.<run>.<step>": the id of the step's outbox delivery, unique per step.
   virtual const std::string& delivery_id() const = 0;
 

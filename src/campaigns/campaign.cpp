@@ -8,6 +8,7 @@
 
 #include "campaigns/definition_parser.h"
 #include "common/time_format.h"
+#include "model/generated_activities.h"
 #include "model/json_limits.h"
 
 namespace fairway::campaigns {
@@ -287,7 +288,7 @@ Result<Campaign> ParseCampaign(std::string_view text, std::string_view id) {
   if (!o) return p.error;
   if (!p.OnlyKeys(*o, "",
                   {"id", "name", "description", "triggers", "filters", "filter_logic", "flow",
-                   "qualification", "when_deactivated", "tokens", "status"})) {
+                   "qualification", "when_deactivated", "tokens", "status", "anonymous"})) {
     return p.error;
   }
   Campaign c;
@@ -371,6 +372,24 @@ Result<Campaign> ParseCampaign(std::string_view text, std::string_view id) {
     c.finish_flow_when_inactive = false;
   } else if (!p.failed()) {
     return InvalidArgument("when_deactivated: must be finish_flow or leave_flow");
+  }
+  const bool visitor_trigger =
+      std::any_of(c.triggers.begin(), c.triggers.end(), [](const Trigger& t) {
+        return t.type == model::ActivityType::kPage || t.type == model::ActivityType::kScreen ||
+               t.type == model::ActivityType::kTrack ||
+               (t.type == model::ActivityType::kFairway &&
+                (t.name == model::SessionStarted::kEvent || t.name == model::SessionEnded::kEvent));
+      });
+  std::string anonymous =
+      p.String(*o, "anonymous", "", false, 32).value_or(visitor_trigger ? "defer" : "run");
+  if (anonymous == "defer") {
+    c.anonymous = AnonymousPolicy::kDefer;
+  } else if (anonymous == "run") {
+    c.anonymous = AnonymousPolicy::kRun;
+  } else if (anonymous == "ignore") {
+    c.anonymous = AnonymousPolicy::kIgnore;
+  } else if (!p.failed()) {
+    return InvalidArgument("anonymous: must be defer, run or ignore");
   }
   c.tokens = p.StringMap(*o, "tokens", "");
   if (p.failed()) return p.error;

@@ -134,6 +134,17 @@ struct Step {
 
 enum class Qualification : uint8_t { kOnce, kEveryTime, kEveryNDays };
 
+// What a trigger by an anonymous visitor (a person with no userId yet) does.
+enum class AnonymousPolicy : uint8_t {
+  // The match is remembered (CampaignSettings::defer_days) and evaluated, filters included,
+  // against the merged person once an identify or alias makes the visitor known.
+  kDefer,
+  // The flow runs at once for the anonymous visitor.
+  kRun,
+  // Nothing happens.
+  kIgnore,
+};
+
 struct Campaign {
   std::string id;
   std::string name;
@@ -143,6 +154,9 @@ struct Campaign {
   std::vector<Step> flow;
   Qualification qualification = Qualification::kOnce;
   uint32_t qualification_days = 0;
+  // "anonymous": defer / run / ignore. Default: defer when a trigger listens to visitor activity
+  // (page, screen, track), else run.
+  AnonymousPolicy anonymous = AnonymousPolicy::kRun;
   // What happens to leads waiting in the flow when the campaign is deactivated: finish the flow
   // (true) or leave it when their wait ends.
   bool finish_flow_when_inactive = true;

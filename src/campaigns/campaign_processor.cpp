@@ -33,6 +33,8 @@ std::string WaitElapsedMessageId(std::string_view campaign, std::string_view run
 namespace {
 
 constexpr int64_t kDayMs = 86'400'000;
+// Most deferred matches kept per anonymous identity.
+constexpr size_t kMaxDeferredPerIdentity = 100;
 
 // Looks up a dotted path in a JSON object.
 const json::value* Path(const json::object& o, std::string_view path) {
@@ -138,6 +140,9 @@ struct LeadContext {
   bool deleted = false;
   bool loaded = false;
   std::optional<identity::LeadView> view;
+  // The person's identities other than this key (campaign state rows written before merges).
+  bool others_loaded = false;
+  std::vector<LeadId> others;
   LeadOverlay overlay;
   // Run keys written in this work item (not yet visible to StateTxn::Scan).
   std::set<std::string> touched_runs;
@@ -167,8 +172,23 @@ class Execution {
 
  private:
   friend class StepContext;
+  // Routes a trigger match of activity `a`: starts the campaign for the activity's person, or
+  // defers or forwards the match (campaign_state.h, "DeferredMatch").
   Status TryStart(const CompiledCampaign& c, const Activity& a, ActivityFields& fields,
                   uint32_t depth);
+  // Starts a run of `c` for `person` from a trigger (qualification, history, filters).
+  Status Start(const CompiledCampaign& c, const RunState& trigger, const LeadId& person);
+  // Keeps the match under the activity's lead key `key`: for `forward_to` (the person the key
+  // resolves to, who is told through an identity_linked activity), or, when empty, until the
+  // anonymous visitor becomes known.
+  Status Defer(const CompiledCampaign& c, const Activity& a, const RunState& trigger,
+               const LeadId& key, const std::string& forward_to);
+  // identity_linked: runs the deferred matches of the linked identity for the activity's person.
+  Status Drain(const Activity& a, ActivityFields& fields);
+  void EmitLinked(const std::string& person, std::string_view identity, std::string_view kind,
+                  std::string_view cause);
+  // The person's identities other than `person` (LeadContext::others).
+  const std::vector<LeadId>& Others(const LeadId& person);
   Status Resume(const Activity& a, ActivityFields& fields);
   Status RunFrom(const CompiledCampaign& c, RunState& r, const LeadId& lead);
   Result<Outcome> Execute(const CompiledCampaign& c, RunState& r, uint32_t step,
@@ -226,6 +246,10 @@ class Execution {
   int64_t min_timer_due_ = INT64_MAX;
   bool has_deliveries_ = false;
   std::vector<TenantCampaigns::TriggerRef> refs_;
+  // Deferred rows written in this work item (StateTxn::Scan sees committed rows only).
+  std::map<std::string, std::string> pending_deferred_;
+  // identity_linked message ids emitted in this work item.
+  std::set<std::string> linked_emitted_;
   Status read_error_;
   std::unordered_map<std::string, int64_t> stats_;
 };
@@ -246,6 +270,7 @@ class StepContext final : public ActionContext {
   const CampaignSettings& settings() const override { return exec_->snap_.settings; }
   const Campaign& campaign() const override { return c_.campaign; }
   const LeadId& lead() const override { return lead_; }
+  const std::vector<LeadId>& other_identities() override { return exec_->Others(lead_); }
   const std::string& delivery_id() const override { return delivery_id_; }
 
   std::string Render(std::string_view tmpl, Escape escape) override {
@@ -516,13 +541,21 @@ Status Execution::RemoveRuns(const LeadId& lead, const std::vector<std::string>&
 
 Status Execution::ForgetLead(const LeadId& lead) {
   FAIRWAY_RETURN_IF_ERROR(RemoveRuns(lead, {}, "", "lead_deleted"));
+  // Its history, and the matches it deferred.
   std::string prefix = HistoryPrefix(lead);
   std::vector<std::string> history;
   FAIRWAY_RETURN_IF_ERROR(item_.state().Scan(prefix, [&](std::string_view k, std::string_view) {
     history.emplace_back(k);
     return true;
   }));
+  FAIRWAY_RETURN_IF_ERROR(
+      item_.state().Scan(DeferredPrefix(lead), [&](std::string_view k, std::string_view) {
+        history.emplace_back(k);
+        return true;
+      }));
   for (const auto& k : history) item_.state().Delete(k);
+  std::erase_if(pending_deferred_,
+                [&](const auto& kv) { return kv.first.starts_with(DeferredPrefix(lead)); });
   item_.state().Delete(MailKey(lead));
   Ctx(lead).deleted = true;
   return Status::Ok();
@@ -595,58 +628,28 @@ Status Execution::RunFrom(const CompiledCampaign& c, RunState& r, const LeadId& 
   return EndRun(c.record.id, lead, r, "completed");
 }
 
-Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, ActivityFields& fields,
-                           uint32_t depth) {
-  const LeadId lead(a.LeadKey());
-  if (Ctx(lead).deleted) return Status::Ok();
-  Stat(c.record.id, "triggered");
-  if (depth >= snap_.settings.max_chain_depth) {
-    Stat(c.record.id, "blocked_chain_depth");
-    spdlog::info(
-        "campaigns: {} campaign '{}' not started for '{}': activity {} is {} campaign steps deep "
-        "(max_chain_depth {})",
-        tenant_.str(), c.record.id, lead.str(), a.message_id.str(), depth,
-        snap_.settings.max_chain_depth);
-    return Status::Ok();
-  }
-  FAIRWAY_ASSIGN_OR_RETURN(auto run, GetRun(lead, c.record.id));
-  if (run) {
-    Stat(c.record.id, "already_in_flow");
-    return Status::Ok();
-  }
-  History h;
-  FAIRWAY_ASSIGN_OR_RETURN(auto stored, item_.state().Get(HistoryKey(lead, c.record.id)));
-  if (stored) {
-    FAIRWAY_ASSIGN_OR_RETURN(h, DecodeHistory(*stored));
-  }
-  // History of an earlier campaign with the same id does not count.
-  if (h.campaign_created_ms != c.record.created_ms) h = History{};
-  const std::string run_id = MakeRunId(c.record.id, a.message_id.str());
-  if (h.last_run_id == run_id) {
-    // The same activity again (a re-append that outlived the log's dedup window): its run
-    // happened already.
-    Stat(c.record.id, "duplicate_trigger");
-    return Status::Ok();
-  }
-  if (h.runs > 0) {
-    bool again = c.campaign.qualification == Qualification::kEveryTime ||
-                 (c.campaign.qualification == Qualification::kEveryNDays &&
-                  a.timestamp_ms - h.last_start_event_ms >=
-                      static_cast<int64_t>(c.campaign.qualification_days) * kDayMs);
-    if (!again) {
-      Stat(c.record.id, "not_qualified");
-      return Status::Ok();
+const std::vector<LeadId>& Execution::Others(const LeadId& person) {
+  LeadContext& ctx = Lead(person);
+  if (!ctx.others_loaded) {
+    ctx.others_loaded = true;
+    if (ctx.view) {
+      for (const auto* ids : {&ctx.view->user_ids, &ctx.view->anonymous_ids}) {
+        for (const auto& id : *ids) {
+          if (id != person.view()) ctx.others.emplace_back(id);
+        }
+      }
     }
   }
-  if (c.campaign.filter && !Evaluate(*c.campaign.filter, lead)) {
-    Stat(c.record.id, "filtered_out");
-    return Status::Ok();
-  }
+  return ctx.others;
+}
+
+// The run-to-be of a trigger match: everything but the run id.
+static RunState TriggerOf(const CompiledCampaign& c, const Activity& a, ActivityFields& fields,
+                          uint32_t depth, int64_t now_ms) {
   RunState r;
-  r.run_id = run_id;
   r.campaign_created_ms = c.record.created_ms;
   r.depth = depth;
-  r.started_ms = now_;
+  r.started_ms = now_ms;
   r.trigger_message_id = a.message_id.str();
   r.trigger_event = a.event;
   r.trigger_type = static_cast<uint8_t>(a.type);
@@ -663,8 +666,225 @@ Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, Activit
       }
     }
   }
+  return r;
+}
+
+Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, ActivityFields& fields,
+                           uint32_t depth) {
+  const LeadId key(a.LeadKey());
+  if (Ctx(key).deleted) return Status::Ok();
+  // Who the activity's person is: a key merged into another lead (an anonymousId an identify
+  // claimed, a userId an alias merged) hands the match over to that lead's own work, the single
+  // writer of the person's campaign state.
+  LeadContext& ctx = Lead(key);
+  if (!read_error_.ok()) return Status::Ok();
+  const RunState trigger = TriggerOf(c, a, fields, depth, now_);
+  if (ctx.view && ctx.view->id != key.view()) return Defer(c, a, trigger, key, ctx.view->id);
+  if (a.user_id.empty()) {
+    switch (c.campaign.anonymous) {
+      case AnonymousPolicy::kRun:
+        break;
+      case AnonymousPolicy::kDefer:
+        if (snap_.settings.defer_days > 0) return Defer(c, a, trigger, key, "");
+        [[fallthrough]];
+      case AnonymousPolicy::kIgnore:
+        Stat(c.record.id, "anonymous_ignored");
+        return Status::Ok();
+    }
+  }
+  return Start(c, trigger, key);
+}
+
+Status Execution::Defer(const CompiledCampaign& c, const Activity& a, const RunState& trigger,
+                        const LeadId& key, const std::string& forward_to) {
+  const std::string prefix = DeferredPrefix(key);
+  if (forward_to.empty()) {
+    // An anonymous visitor's matches are bounded: expired ones go, and past the cap new ones
+    // are dropped (counted).
+    const int64_t oldest = now_ - static_cast<int64_t>(snap_.settings.defer_days) * kDayMs;
+    size_t kept = 0;
+    std::vector<std::string> expired;
+    FAIRWAY_RETURN_IF_ERROR(item_.state().Scan(prefix, [&](std::string_view k, std::string_view v) {
+      auto m = DecodeDeferredMatch(v);
+      if (m.ok() && !m->forwarded && m->trigger.trigger_time_ms < oldest) {
+        expired.emplace_back(k);
+      } else {
+        ++kept;
+      }
+      return true;
+    }));
+    for (const auto& k : expired) item_.state().Delete(k);
+    for (auto it = pending_deferred_.lower_bound(prefix);
+         it != pending_deferred_.end() && it->first.starts_with(prefix); ++it) {
+      ++kept;
+    }
+    if (trigger.trigger_time_ms < oldest) {
+      Stat(c.record.id, "deferred_expired");
+      return Status::Ok();
+    }
+    if (kept >= kMaxDeferredPerIdentity) {
+      Stat(c.record.id, "deferred_dropped");
+      return Status::Ok();
+    }
+    Stat(c.record.id, "deferred");
+  } else {
+    Stat(c.record.id, "forwarded");
+  }
+  DeferredMatch m{.campaign = c.record.id, .forwarded = !forward_to.empty(), .trigger = trigger};
+  std::string k =
+      DeferredKey(key, trigger.trigger_time_ms, c.record.id, trigger.trigger_message_id);
+  std::string v = EncodeDeferredMatch(m);
+  item_.state().Put(k, v);
+  pending_deferred_[std::move(k)] = std::move(v);
+  if (!forward_to.empty()) {
+    EmitLinked(
+        forward_to, key.view(),
+        a.user_id.empty() ? model::IdentityLinked::kAnonymousId : model::IdentityLinked::kUserId,
+        a.message_id.view());
+  }
+  return Status::Ok();
+}
+
+void Execution::EmitLinked(const std::string& person, std::string_view identity,
+                           std::string_view kind, std::string_view cause) {
+  std::string id = fmt::format("fw:fwd:{}:{}:{}", person, identity, cause);
+  if (!linked_emitted_.insert(id).second) return;
+  Activity g;
+  g.type = ActivityType::kFairway;
+  g.event = std::string(model::IdentityLinked::kEvent);
+  g.message_id = MessageId(std::move(id));
+  g.user_id = person;
+  g.timestamp_ms = now_;
+  std::string f = "\"properties\":{";
+  model::IdentityLinked{.identity = identity, .kind = kind}.AppendProperties(&f);
+  f.append("},\"context\":{\"fairway\":{\"cause\":");
+  AppendJsonString(&f, cause);
+  f.append("}}");
+  g.fields_json = std::move(f);
+  item_.Emit(std::move(g));
+}
+
+Status Execution::Drain(const Activity& a, ActivityFields& fields) {
+  const json::value* identity = fields.Property(model::IdentityLinked::kIdentity);
+  const json::value* kind = fields.Property(model::IdentityLinked::kKind);
+  if (a.user_id.empty() || !identity || !identity->is_string() || !kind || !kind->is_string()) {
+    return Status::Ok();  // not one of ours
+  }
+  const LeadId person(a.user_id);
+  if (Ctx(person).deleted || identity->get_string() == person.view()) return Status::Ok();
+  LeadContext& ctx = Lead(person);
+  if (!read_error_.ok()) return Status::Ok();
+  if (ctx.view && ctx.view->id != person.view()) {
+    // The person merged into another lead since: its work runs the matches.
+    EmitLinked(ctx.view->id, identity->get_string(), kind->get_string(), a.message_id.view());
+    return Status::Ok();
+  }
+  const LeadId linked(std::string(identity->get_string()));
+  const std::string prefix = DeferredPrefix(linked);
+  std::map<std::string, std::string> rows;
+  FAIRWAY_RETURN_IF_ERROR(item_.state().Scan(prefix, [&](std::string_view k, std::string_view v) {
+    rows.emplace(k, v);
+    return true;
+  }));
+  for (auto it = pending_deferred_.lower_bound(prefix);
+       it != pending_deferred_.end() && it->first.starts_with(prefix);) {
+    rows[it->first] = it->second;
+    it = pending_deferred_.erase(it);
+  }
+  const int64_t oldest = now_ - static_cast<int64_t>(snap_.settings.defer_days) * kDayMs;
+  // In event order; each row is consumed in the same commit as the run it starts, so a redone
+  // work item finds it again and a committed one never.
+  for (const auto& [k, v] : rows) {
+    item_.state().Delete(k);
+    auto m = DecodeDeferredMatch(v);
+    if (!m.ok()) {
+      spdlog::warn("campaigns: {} dropped a deferred match of '{}': {}", tenant_.str(),
+                   linked.str(), m.status().ToString());
+      continue;
+    }
+    const CompiledCampaign* c = snap_.Find(m->campaign);
+    if (!c || !c->record.active || c->record.created_ms != m->trigger.campaign_created_ms) {
+      continue;  // deleted, deactivated or re-created since the match
+    }
+    if (!m->forwarded && m->trigger.trigger_time_ms < oldest) {
+      Stat(c->record.id, "deferred_expired");
+      continue;
+    }
+    if (!m->forwarded) Stat(c->record.id, "promoted");
+    FAIRWAY_RETURN_IF_ERROR(Start(*c, m->trigger, person));
+    if (!read_error_.ok()) return Status::Ok();
+  }
+  return Status::Ok();
+}
+
+Status Execution::Start(const CompiledCampaign& c, const RunState& trigger, const LeadId& lead) {
+  Stat(c.record.id, "triggered");
+  if (trigger.depth >= snap_.settings.max_chain_depth) {
+    Stat(c.record.id, "blocked_chain_depth");
+    spdlog::info(
+        "campaigns: {} campaign '{}' not started for '{}': activity {} is {} campaign steps deep "
+        "(max_chain_depth {})",
+        tenant_.str(), c.record.id, lead.str(), trigger.trigger_message_id, trigger.depth,
+        snap_.settings.max_chain_depth);
+    return Status::Ok();
+  }
+  // Run state and history are the person's: rows under any of its identities count.
+  const std::vector<LeadId>& others = Others(lead);
+  FAIRWAY_ASSIGN_OR_RETURN(auto run, GetRun(lead, c.record.id));
+  for (size_t i = 0; !run && i < others.size(); ++i) {
+    FAIRWAY_ASSIGN_OR_RETURN(run, GetRun(others[i], c.record.id));
+  }
+  if (run) {
+    Stat(c.record.id, "already_in_flow");
+    return Status::Ok();
+  }
+  const std::string run_id = MakeRunId(c.record.id, trigger.trigger_message_id);
+  History h;  // the person's own row, rewritten below
+  History merged;
+  bool duplicate = false;
+  for (size_t i = 0; i <= others.size(); ++i) {
+    const LeadId& id = i == 0 ? lead : others[i - 1];
+    FAIRWAY_ASSIGN_OR_RETURN(auto stored, item_.state().Get(HistoryKey(id, c.record.id)));
+    if (!stored) continue;
+    FAIRWAY_ASSIGN_OR_RETURN(History one, DecodeHistory(*stored));
+    // History of an earlier campaign with the same id does not count.
+    if (one.campaign_created_ms != c.record.created_ms) continue;
+    // The same activity again (a re-append that outlived the log's dedup window): its run
+    // happened already.
+    if (one.last_run_id == run_id) duplicate = true;
+    merged.runs += one.runs;
+    merged.last_start_event_ms = std::max(merged.last_start_event_ms, one.last_start_event_ms);
+    if (i == 0) h = std::move(one);
+  }
+  if (duplicate) {
+    Stat(c.record.id, "duplicate_trigger");
+    return Status::Ok();
+  }
+  if (merged.runs > 0) {
+    bool again = c.campaign.qualification == Qualification::kEveryTime ||
+                 (c.campaign.qualification == Qualification::kEveryNDays &&
+                  trigger.trigger_time_ms - merged.last_start_event_ms >=
+                      static_cast<int64_t>(c.campaign.qualification_days) * kDayMs);
+    if (!again) {
+      Stat(c.record.id, "not_qualified");
+      return Status::Ok();
+    }
+  }
+  if (c.campaign.filter && !Evaluate(*c.campaign.filter, lead)) {
+    Stat(c.record.id, "filtered_out");
+    return Status::Ok();
+  }
+  RunState r = trigger;
+  r.run_id = run_id;
+  r.started_ms = now_;
+  if (r.user_id != lead.view() && r.anonymous_id != lead.view()) {
+    // A match handed over to a known person: the run, its timers and its generated activities
+    // belong to the person's userId.
+    r.user_id = lead.str();
+    r.anonymous_id.clear();
+  }
   h.runs++;
-  h.last_start_event_ms = std::max(h.last_start_event_ms, a.timestamp_ms);
+  h.last_start_event_ms = std::max(h.last_start_event_ms, trigger.trigger_time_ms);
   h.last_run_id = run_id;
   h.campaign_created_ms = c.record.created_ms;
   item_.state().Put(HistoryKey(lead, c.record.id), EncodeHistory(h));
@@ -717,6 +937,10 @@ Status Execution::Handle(const log::LogEntry& entry) {
     if (a.event == model::LeadDeleted::kEvent) {
       // Runs started between the deleting step and this activity reaching the log leave too.
       return ForgetLead(LeadId(a.LeadKey()));
+    }
+    if (a.event == model::IdentityLinked::kEvent) {
+      FAIRWAY_RETURN_IF_ERROR(fields.Parse());
+      return Drain(a, fields);
     }
   }
   refs_.clear();

@@ -58,6 +58,7 @@ std::string EncodeSettings(const CampaignSettings& s) {
   o["emails_per_day"] = s.emails_per_day;
   o["emails_per_week"] = s.emails_per_week;
   o["max_chain_depth"] = s.max_chain_depth;
+  o["defer_days"] = s.defer_days;
   o["email_from"] = s.email_from;
   o["crm_url"] = s.crm_url;
   o["webhook_secret"] = s.webhook_secret;
@@ -83,6 +84,8 @@ Status ApplySettings(const json::object& o, CampaignSettings* s, bool* rotate) {
     } else if (k == "max_chain_depth") {
       FAIRWAY_RETURN_IF_ERROR(count(&s->max_chain_depth, 100));
       if (s->max_chain_depth == 0) return InvalidArgument("max_chain_depth: must be at least 1");
+    } else if (k == "defer_days") {
+      FAIRWAY_RETURN_IF_ERROR(count(&s->defer_days, 365));
     } else if (k == "email_from") {
       if (!v.is_string() || v.get_string().find('@') == json::string::npos ||
           v.get_string().size() > 254 ||

@@ -48,6 +48,10 @@ struct CampaignSettings {
   // A campaign does not start from an activity that campaigns generated `max_chain_depth`
   // times in a row (loop protection).
   uint32_t max_chain_depth = 5;
+  // How long a deferred match of an anonymous visitor (AnonymousPolicy::kDefer) waits for the
+  // visitor to become known, in days by event time. 0 = matches are not kept (defer acts as
+  // ignore).
+  uint32_t defer_days = 30;
   // Default sender of campaign emails and alerts.
   std::string email_from = "no-reply@fairway.local";
   // Where create_crm_task actions post their task (empty: those steps fail).

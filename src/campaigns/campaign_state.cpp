@@ -12,6 +12,7 @@ constexpr uint8_t kRunVersion = 1;
 constexpr uint8_t kHistoryVersion = 1;
 constexpr uint8_t kMailVersion = 1;
 constexpr uint8_t kTimerVersion = 1;
+constexpr uint8_t kDeferredVersion = 1;
 
 Status Corrupt(std::string_view what) {
   return Internal(fmt::format("campaign state: corrupt {}", what));
@@ -152,6 +153,43 @@ std::string MailKey(const LeadId& lead) {
   k.append(lead.view());
   return k;
 }
+
+std::string EncodeDeferredMatch(const DeferredMatch& m) {
+  std::string out;
+  out.push_back(static_cast<char>(kDeferredVersion));
+  out.push_back(m.forwarded ? 1 : 0);
+  PutLengthPrefixed(&out, m.campaign);
+  out.append(EncodeRunState(m.trigger));
+  return out;
+}
+
+Result<DeferredMatch> DecodeDeferredMatch(std::string_view in) {
+  Decoder d(in);
+  DeferredMatch m;
+  uint8_t version = 0, forwarded = 0;
+  std::string_view campaign;
+  if (!d.GetByte(&version) || version != kDeferredVersion || !d.GetByte(&forwarded) ||
+      forwarded > 1 || !d.GetLengthPrefixed(&campaign)) {
+    return Corrupt("deferred match");
+  }
+  m.forwarded = forwarded == 1;
+  m.campaign.assign(campaign);
+  FAIRWAY_ASSIGN_OR_RETURN(m.trigger, DecodeRunState(d.rest()));
+  return m;
+}
+
+std::string DeferredKey(const LeadId& lead, int64_t event_ms, std::string_view campaign,
+                        std::string_view message_id) {
+  std::string k = DeferredPrefix(lead);
+  // Event times before 1970 sort first (the sign bit flipped).
+  PutFixed64BE(&k, static_cast<uint64_t>(event_ms) ^ (uint64_t{1} << 63));
+  k.append(campaign);
+  k.push_back('\0');
+  k.append(message_id);
+  return k;
+}
+
+std::string DeferredPrefix(const LeadId& lead) { return LeadScoped('d', lead.view(), ""); }
 
 std::string TimerTenantPrefix(const TenantId& tenant) {
   std::string k = tenant.str();

@@ -6,6 +6,15 @@
 //   r/<lead key>\0<campaign>  RunState: the lead's current run through a campaign's flow
 //   h/<lead key>\0<campaign>  History: how often and when the lead qualified (qualification rules)
 //   m/<lead key>              MailLog: send times of recent emails (communication limits)
+//   d/<lead key>\0<time(be64)><campaign>\0<messageId>
+//                             DeferredMatch: a trigger of the lead key waiting for its person
+//                             (an anonymous visitor's deferred match, or a trigger handed over
+//                             to the person the key resolves to); ordered by event time
+//
+// The "lead key" of run, history and mail rows is the person's: the canonical userId of a
+// known lead (identity::LeadView::id), or the anonymousId of an anonymous visitor whose
+// campaign runs anyway (AnonymousPolicy::kRun). Deferred rows are written under the
+// triggering activity's own lead key and consumed (deleted) by the person's work.
 //
 // In storage::kTimers (written in the same atomic commit): one row per waiting run,
 //   tenant \0 due(be64) len(be32) lead key, campaign \0 run id -> Timer
@@ -78,6 +87,21 @@ std::string RunPrefix(const LeadId& lead);
 std::string HistoryKey(const LeadId& lead, std::string_view campaign);
 std::string HistoryPrefix(const LeadId& lead);
 std::string MailKey(const LeadId& lead);
+
+// A campaign match kept for later: the trigger as a run would record it (run_id empty, step 0,
+// started_ms = when it was deferred).
+struct DeferredMatch {
+  std::string campaign;
+  // Handed over to the person the lead key already resolved to (runs whatever its age), rather
+  // than deferred until an anonymous visitor becomes known (expires after defer_days).
+  bool forwarded = false;
+  RunState trigger;
+};
+std::string EncodeDeferredMatch(const DeferredMatch& m);
+Result<DeferredMatch> DecodeDeferredMatch(std::string_view in);
+std::string DeferredKey(const LeadId& lead, int64_t event_ms, std::string_view campaign,
+                        std::string_view message_id);
+std::string DeferredPrefix(const LeadId& lead);
 
 struct Timer {
   std::string campaign;

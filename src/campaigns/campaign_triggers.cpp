@@ -140,6 +140,14 @@ bool ParseLeadCreated(TriggerInput& in) {
   return in.Only({"type"});
 }
 
+// A visitor's session began or ended (sessions processor): "where" tests its summary
+// (pages, events, duration_s, landing_page, source).
+bool ParseSessionEvent(TriggerInput& in, std::string_view event) {
+  in.t.type = ActivityType::kFairway;
+  in.t.name = std::string(event);
+  return in.Only({"type", "where"}) && in.Where();
+}
+
 bool ParseAccountChanged(TriggerInput& in) {
   in.t.type = ActivityType::kGroup;
   in.t.name = "*";
@@ -192,6 +200,10 @@ constexpr TriggerKind kTriggerKinds[] = {
     {"score_changed", ParseScoreChanged},
     {"added_to_list", ParseAddedToList},
     {"lead_created", ParseLeadCreated},
+    {"session_started",
+     [](TriggerInput& in) { return ParseSessionEvent(in, model::SessionStarted::kEvent); }},
+    {"session_ended",
+     [](TriggerInput& in) { return ParseSessionEvent(in, model::SessionEnded::kEvent); }},
     {"account_changed", ParseAccountChanged},
     {kCampaignRequestedTrigger, ParseCampaignRequested},
     {"track", ParseTrack},

@@ -115,6 +115,10 @@ void Api::Handle(HttpRequest req, Responder respond) {
       path == "/v1/deliveries/retry") {
     return HandleCampaigns(req, path, query, std::move(timed));
   }
+  if (path == "/v1/sessions") {
+    if (req.method != "GET") return timed(Error(InvalidArgument("use GET for /v1/sessions")));
+    return HandleSessions(req, query, std::move(timed));
+  }
   if (path == "/v1/activities") {
     if (req.method != "GET") return timed(Error(InvalidArgument("use GET for /v1/activities")));
     return HandleActivities(req, query, std::move(timed));
@@ -652,15 +656,30 @@ void Api::HandleActivities(HttpRequest& req, std::string_view query, Responder r
     if (!st.ok()) return respond(Error(st));
   }
   if (q.lead.empty()) return respond(Error(InvalidArgument("parameter 'lead' is required")));
+  // Any identity of a person (userId, anonymousId, alias, email) reads the person's whole
+  // timeline: the activities indexed under every identity the leads processor merged.
+  auto identities = PersonIdentities(q.tenant, q.lead.str());
+  if (!identities.ok()) return respond(Error(identities.status()));
+  for (auto& id : *identities) q.also.emplace_back(std::move(id));
   auto page = index_->Query(q);
   if (!page.ok()) return respond(Error(page.status()));
   std::string body = "{\"data\":[";
   for (size_t i = 0; i < page->entries.size(); ++i) {
     const auto& e = page->entries[i];
     if (i) body.push_back(',');
-    model::AppendActivityJson(
-        e.activity, &body,
-        fmt::format(R"("partition":{},"offset":{})", e.partition.value(), e.offset.value()));
+    std::string extra =
+        fmt::format(R"("partition":{},"offset":{})", e.partition.value(), e.offset.value());
+    // The visit's session, once the sessions processor has seen it.
+    if (sessions_ != nullptr && e.activity.type != model::ActivityType::kFairway &&
+        !e.activity.LeadKey().empty()) {
+      auto session = sessions_->SessionAt(q.tenant, e.activity.LeadKey(), e.activity.timestamp_ms);
+      if (!session.ok()) return respond(Error(session.status()));
+      if (*session) {
+        extra.append(",\"sessionId\":");
+        AppendJsonString(&extra, **session);
+      }
+    }
+    model::AppendActivityJson(e.activity, &body, extra);
   }
   FinishPageJson(page->next_cursor, &body);
   respond(Json(200, std::move(body)));

@@ -31,6 +31,7 @@
 #include "log/activity_log.h"
 #include "model/segment_parser.h"
 #include "model/tenant.h"
+#include "sessions/session_store.h"
 #include "tenancy/tenant_registry.h"
 
 namespace fairway::http {
@@ -91,6 +92,10 @@ class Api final : public Handler {
   // Enables the campaign routes (they answer 503 without) and the removal of a deleted
   // tenant's campaigns, timers, deliveries and statistics. Before serving.
   void SetCampaignServices(CampaignServices services) { campaigns_ = services; }
+
+  // Enables GET /v1/sessions and the sessionId of listed activities (docs/web.md); not owned.
+  // Before serving.
+  void SetSessionStore(const sessions::SessionStore* sessions) { sessions_ = sessions; }
 
   // In a cluster: the slots and which tenants this node owns, for GET /admin/v1/cluster.
   struct ClusterView {
@@ -155,6 +160,10 @@ class Api final : public Handler {
                                      const std::string& method, const std::string& query,
                                      const std::string& body);
   // GET /v1/leads and /v1/leads/{id}.
+  void HandleSessions(HttpRequest& req, std::string_view query, Responder respond);
+  // Every identity of the person `id` (a userId, anonymousId, alias or email) names, as the
+  // leads processor merged them; just `id` when it does not know the id.
+  Result<std::vector<std::string>> PersonIdentities(const TenantId& tenant, const std::string& id);
   void HandleLeads(HttpRequest& req, std::string_view path, std::string_view query,
                    Responder respond);
   // /v1/campaigns..., /v1/campaign-settings, /v1/deliveries... (campaigns_api.cpp).
@@ -199,6 +208,7 @@ class Api final : public Handler {
   log::ActivityIndex* index_;
   engine::Engine* engine_;
   identity::LeadStore* leads_;
+  const sessions::SessionStore* sessions_ = nullptr;
   CampaignServices campaigns_;
   const enrich::Enricher* enricher_ = nullptr;
   ClusterView cluster_;

@@ -56,6 +56,7 @@ std::string SettingsJson(const campaigns::CampaignSettings& s) {
   w.Key("emails_per_day").Uint(s.emails_per_day);
   w.Key("emails_per_week").Uint(s.emails_per_week);
   w.Key("max_chain_depth").Uint(s.max_chain_depth);
+  w.Key("defer_days").Uint(s.defer_days);
   w.Key("email_from").String(s.email_from);
   w.Key("crm_url").String(s.crm_url);
   w.Key("webhook_secret").String(s.webhook_secret);

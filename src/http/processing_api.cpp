@@ -298,6 +298,67 @@ HttpResponse Api::HandleProcessingAdmin(const TenantId& id, std::string_view act
   return Error(NotFound(fmt::format("no admin route {} .../{}", method, action)));
 }
 
+Result<std::vector<std::string>> Api::PersonIdentities(const TenantId& tenant,
+                                                       const std::string& id) {
+  std::vector<std::string> out{id};
+  if (leads_ == nullptr) return out;
+  FAIRWAY_ASSIGN_OR_RETURN(auto person, leads_->Find(tenant, id));
+  if (!person) return out;
+  out.clear();
+  for (const auto* ids : {&person->user_ids, &person->anonymous_ids}) {
+    out.insert(out.end(), ids->begin(), ids->end());
+  }
+  if (out.empty()) out.push_back(id);
+  return out;
+}
+
+void Api::HandleSessions(HttpRequest& req, std::string_view query, Responder respond) {
+  auto tenant = AuthenticateApiKey(req);
+  if (!tenant.ok()) return respond(Error(tenant.status()));
+  if (sessions_ == nullptr) return respond(Error(Unavailable("sessions are not kept here")));
+  if (!CheckProcessedHere(tenant->id).ok()) {
+    return ForwardOrRefuse(tenant->id, std::move(req), std::move(respond));
+  }
+  auto params = ParseQuery(query);
+  if (!params.ok()) return respond(Error(params.status()));
+  std::string lead;
+  size_t limit = 100;
+  int64_t before = INT64_MAX;
+  for (const auto& [k, v] : *params) {
+    Status st;
+    if (k == "lead") {
+      lead = v;
+    } else if (k == "limit") {
+      auto n = ParseIntParam(k, v, 1, 1000);
+      st = n.status();
+      if (n.ok()) limit = static_cast<size_t>(*n);
+    } else if (k == "cursor") {
+      auto n = ParseIntParam(k, v, INT64_MIN + 1, INT64_MAX);
+      if (n.ok()) {
+        before = *n;
+      } else {
+        st = InvalidArgument("parameter 'cursor' is not a valid cursor");
+      }
+    } else {
+      st = InvalidArgument(fmt::format("parameter '{}' is not known", k));
+    }
+    if (!st.ok()) return respond(Error(st));
+  }
+  if (lead.empty()) return respond(Error(InvalidArgument("parameter 'lead' is required")));
+  auto identities = PersonIdentities(tenant->id, lead);
+  if (!identities.ok()) return respond(Error(identities.status()));
+  auto page = sessions_->List(tenant->id, *identities, before, limit);
+  if (!page.ok()) return respond(Error(page.status()));
+  std::string body = "{\"data\":[";
+  for (size_t i = 0; i < page->sessions.size(); ++i) {
+    if (i) body.push_back(',');
+    sessions::AppendSessionJson(page->sessions[i], tenant->timezone, &body);
+  }
+  FinishPageJson(page->next_before_ms ? std::to_string(*page->next_before_ms) : std::string(),
+                 &body);
+  respond(Json(200, std::move(body)));
+}
+
 void Api::HandleLeads(HttpRequest& req, std::string_view path, std::string_view query,
                       Responder respond) {
   auto tenant = AuthenticateApiKey(req);

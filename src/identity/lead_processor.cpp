@@ -48,6 +48,8 @@ enum class FairwayEvent : uint8_t {
   kLeadDeleted,
   kLeadCreated,
   kCampaignWaitElapsed,
+  kIdentityLinked,
+  kSessionTimeout,
 };
 
 FairwayEvent ClassifyFairway(const Activity& a) {
@@ -63,13 +65,22 @@ FairwayEvent ClassifyFairway(const Activity& a) {
       {model::LeadDeleted::kEvent, FairwayEvent::kLeadDeleted},
       {model::LeadCreated::kEvent, FairwayEvent::kLeadCreated},
       {model::CampaignWaitElapsed::kEvent, FairwayEvent::kCampaignWaitElapsed},
+      {model::IdentityLinked::kEvent, FairwayEvent::kIdentityLinked},
+      {model::SessionTimeout::kEvent, FairwayEvent::kSessionTimeout},
   };
   auto it = kEvents.find(a.event);
   return it == kEvents.end() ? FairwayEvent::kOther : it->second;
 }
 
+// Generated activities that say nothing about the lead: not counted, no profile.
+bool IsInternal(FairwayEvent fw) {
+  return fw == FairwayEvent::kCampaignWaitElapsed || fw == FairwayEvent::kIdentityLinked ||
+         fw == FairwayEvent::kSessionTimeout;
+}
+
 // Message id prefixes of the activities this processor emits (reserved: see README.md).
 constexpr std::string_view kLeadCreatedIdPrefix = "fw:lead_created:";
+constexpr std::string_view kIdentityLinkedIdPrefix = "fw:linked:";
 constexpr std::string_view kDataValueChangedIdPrefix = "fw:dvc:";
 // Most data_value_changed activities one identify emits.
 constexpr size_t kMaxChangesPerIdentify = 50;
@@ -415,6 +426,8 @@ class ItemApplier {
   // lead_deleted: deletes the lead key's profile and the rows it owns (claims, members, emails).
   Status Delete(OpenProfile* open);
   void EmitLeadCreated(const Activity& cause);
+  void EmitIdentityLinked(const Activity& cause, const OpenProfile& owner, IdKind kind,
+                          std::string_view id);
   void EmitDataValueChanged(const Activity& cause, std::string_view field, std::string_view from,
                             std::string_view to);
 
@@ -463,6 +476,7 @@ void ItemApplier::Link(OpenProfile* owner, IdKind kind, std::string_view id, con
   // link's time in this profile, which is written anyway.
   if (owner->profile.FindLink(kind, id) == nullptr) {
     owner->new_links.emplace_back(kind, std::string(id));
+    EmitIdentityLinked(a, *owner, kind, id);
   }
   owner->profile.MergeLink(kind, id, a.timestamp_ms, a.message_id.view());
 }
@@ -525,6 +539,26 @@ Status ItemApplier::Delete(OpenProfile* open) {
   return Status::Ok();
 }
 
+void ItemApplier::EmitIdentityLinked(const Activity& cause, const OpenProfile& owner, IdKind kind,
+                                     std::string_view id) {
+  const char k = kind == IdKind::kUser ? 'u' : 'a';
+  Activity e;
+  e.type = ActivityType::kFairway;
+  e.message_id = MessageId(fmt::format("{}{}:{}:{}:{}", kIdentityLinkedIdPrefix, owner.id, k, id,
+                                       cause.message_id.view()));
+  e.user_id = owner.id;
+  e.event = model::IdentityLinked::kEvent;
+  e.timestamp_ms = cause.timestamp_ms;
+  e.fields_json = R"("properties":{)";
+  model::IdentityLinked{.identity = id,
+                        .kind = kind == IdKind::kUser ? model::IdentityLinked::kUserId
+                                                      : model::IdentityLinked::kAnonymousId}
+      .AppendProperties(&e.fields_json);
+  e.fields_json.push_back('}');
+  AppendFairwayContext(&e.fields_json, cause.message_id.view());
+  item_->Emit(std::move(e));
+}
+
 void ItemApplier::EmitLeadCreated(const Activity& cause) {
   Activity e;
   e.type = ActivityType::kFairway;
@@ -566,8 +600,9 @@ Status ItemApplier::Apply(const Activity& a) {
   const std::string_view lead = a.LeadKey();
   if (lead.empty()) return Status::Ok();  // Nobody to attribute it to (the parser forbids it).
   const FairwayEvent fw = ClassifyFairway(a);
-  // An internal timer of the campaigns processor: nothing about the lead.
-  if (fw == FairwayEvent::kCampaignWaitElapsed) return Status::Ok();
+  // Internal signals (a campaign timer, a link announced to the campaigns processor): nothing
+  // about the lead.
+  if (IsInternal(fw)) return Status::Ok();
   const IdKind kind = a.user_id.empty() ? IdKind::kAnonymous : IdKind::kUser;
   OpenProfile* open = nullptr;
   if (Status st = Open(kind, lead, &open); !st.ok()) return st;
@@ -739,7 +774,7 @@ void LeadProcessor::Process(engine::WorkItem& item) {
   keys.reserve(item.entries().size());
   for (const auto& entry : item.entries()) {
     const Activity& a = entry.activity;
-    if (a.LeadKey().empty() || ClassifyFairway(a) == FairwayEvent::kCampaignWaitElapsed) continue;
+    if (a.LeadKey().empty() || IsInternal(ClassifyFairway(a))) continue;
     keys::Profile(&keys.emplace_back(), a.user_id.empty() ? IdKind::kAnonymous : IdKind::kUser,
                   a.LeadKey());
   }

@@ -228,6 +228,9 @@ struct ActivityQuery {
   TenantId tenant;
   // userId or anonymousId.
   LeadId lead;
+  // More identities of the same person: their activities are merged into one timeline (an
+  // activity indexed under several of them appears once).
+  std::vector<LeadId> also;
   std::optional<model::ActivityType> type;
   // Event name (track) or page/screen name; empty = any.
   std::string event;

@@ -77,44 +77,80 @@ void AddLeadIndexRows(const TenantId& tenant, const model::Activity& a, uint32_t
 Result<ActivityPage> QueryLeadIndex(storage::Store* store, const ActivityQuery& q,
                                     const RecordFetcher& fetch, storage::ColumnFamily cf) {
   if (q.lead.empty()) return InvalidArgument("parameter 'lead' is required");
-  const std::string prefix = LeadPrefix(q.tenant, q.lead.view());
-  std::string lower = prefix, upper = prefix;
-  PutFixed64BE(&lower, OrderedTime(q.since_ms));
-  if (q.until_ms == INT64_MAX) {
-    upper = storage::PrefixEnd(prefix);
-  } else {
-    PutFixed64BE(&upper, OrderedTime(q.until_ms + 1));
-  }
-  auto it = store->NewIterator(cf, lower, upper);
-  std::string cursor_key;
+  std::optional<std::string> cursor;
   if (!q.cursor.empty()) {
-    auto suffix = DecodeCursor(q.cursor);
-    if (!suffix) return InvalidArgument("parameter 'cursor' is not a valid cursor");
-    cursor_key = prefix + *suffix;
+    cursor = DecodeCursor(q.cursor);
+    if (!cursor) return InvalidArgument("parameter 'cursor' is not a valid cursor");
   }
-  if (q.newest_first) {
-    if (cursor_key.empty()) {
-      it->SeekToLast();
-    } else {
-      it->SeekForPrev(cursor_key);
-      if (it->Valid() && it->key() == cursor_key) it->Prev();
-    }
-  } else {
-    if (cursor_key.empty()) {
-      it->SeekToFirst();
-    } else {
-      it->Seek(cursor_key);
-      if (it->Valid() && it->key() == cursor_key) it->Next();
+  // One iterator per identity, merged by key suffix (event time, partition, offset): the suffix
+  // names one record whichever identity indexed it, so equal suffixes are one activity.
+  struct Source {
+    std::string prefix;
+    std::unique_ptr<storage::Iterator> it;
+    std::string_view suffix() const { return it->key().substr(prefix.size()); }
+  };
+  std::vector<Source> sources;
+  std::vector<std::string_view> leads{q.lead.view()};
+  for (const auto& l : q.also) {
+    if (!l.empty() && std::find(leads.begin(), leads.end(), l.view()) == leads.end()) {
+      leads.push_back(l.view());
     }
   }
+  for (std::string_view lead : leads) {
+    Source src;
+    src.prefix = LeadPrefix(q.tenant, lead);
+    std::string lower = src.prefix, upper = src.prefix;
+    PutFixed64BE(&lower, OrderedTime(q.since_ms));
+    if (q.until_ms == INT64_MAX) {
+      upper = storage::PrefixEnd(src.prefix);
+    } else {
+      PutFixed64BE(&upper, OrderedTime(q.until_ms + 1));
+    }
+    src.it = store->NewIterator(cf, lower, upper);
+    const std::string cursor_key = cursor ? src.prefix + *cursor : std::string();
+    if (q.newest_first) {
+      if (cursor_key.empty()) {
+        src.it->SeekToLast();
+      } else {
+        src.it->SeekForPrev(cursor_key);
+        if (src.it->Valid() && src.it->key() == cursor_key) src.it->Prev();
+      }
+    } else {
+      if (cursor_key.empty()) {
+        src.it->SeekToFirst();
+      } else {
+        src.it->Seek(cursor_key);
+        if (src.it->Valid() && src.it->key() == cursor_key) src.it->Next();
+      }
+    }
+    sources.push_back(std::move(src));
+  }
+  auto step = [&](Source& src) { q.newest_first ? src.it->Prev() : src.it->Next(); };
   const size_t limit = std::clamp<size_t>(q.limit, 1, 1000);
   ActivityPage page;
   std::string last_suffix;
-  for (; it->Valid(); q.newest_first ? it->Prev() : it->Next()) {
-    std::string_view k = it->key();
-    std::string_view v = it->value();
-    if (k.size() != prefix.size() + 20 || v.size() < 9)
-      return Internal("lead index: corrupt entry");
+  while (true) {
+    // The next record in the page's order among the sources.
+    Source* next = nullptr;
+    for (auto& src : sources) {
+      if (!src.it->Valid()) continue;
+      if (src.it->key().size() != src.prefix.size() + 20) {
+        return Internal("lead index: corrupt entry");
+      }
+      if (!next ||
+          (q.newest_first ? src.suffix() > next->suffix() : src.suffix() < next->suffix())) {
+        next = &src;
+      }
+    }
+    if (!next) break;
+    const std::string suffix(next->suffix());
+    const std::string value(next->it->value());
+    // The same record under other identities is skipped with it.
+    for (auto& src : sources) {
+      if (src.it->Valid() && src.suffix() == suffix) step(src);
+    }
+    if (value.size() < 9) return Internal("lead index: corrupt entry");
+    std::string_view v = value;
     auto type = static_cast<model::ActivityType>(v[8]);
     if (q.type && type != *q.type) continue;
     if (!q.event.empty() && v.substr(9) != q.event) continue;
@@ -122,16 +158,15 @@ Result<ActivityPage> QueryLeadIndex(storage::Store* store, const ActivityQuery& 
       page.next_cursor = EncodeCursor(last_suffix);
       break;
     }
-    std::string_view suffix = k.substr(prefix.size());
     uint32_t partition = DecodeFixed32BE(suffix.data() + 8);
     uint64_t offset = DecodeFixed64BE(suffix.data() + 12);
     // A record removed by retention whose index entry has not expired yet is skipped.
     FAIRWAY_ASSIGN_OR_RETURN(std::optional<model::Activity> a, fetch(partition, offset));
     if (!a) continue;
     page.entries.push_back({PartitionId(partition), Offset(offset), std::move(*a)});
-    last_suffix.assign(suffix);
+    last_suffix = suffix;
   }
-  FAIRWAY_RETURN_IF_ERROR(it->status());
+  for (auto& src : sources) FAIRWAY_RETURN_IF_ERROR(src.it->status());
   return page;
 }
 

@@ -90,4 +90,29 @@ void CampaignWaitElapsed::AppendProperties(std::string* out) const {
   fmt::format_to(std::back_inserter(*out), ",\"{}\":{},\"{}\":{}", kStep, step, kDue, due_ms);
 }
 
+void IdentityLinked::AppendProperties(std::string* out) const {
+  AppendStringPair(out, kIdentity, identity, true);
+  AppendStringPair(out, kKind, kind);
+}
+
+void SessionStarted::AppendProperties(std::string* out) const {
+  AppendStringPair(out, kSessionId, session_id, true);
+  AppendStringPair(out, kLandingPage, landing_page);
+  AppendStringPair(out, kSource, source);
+  AppendStringPair(out, kCampaign, campaign);
+}
+
+void SessionEnded::AppendProperties(std::string* out) const {
+  AppendStringPair(out, kSessionId, session_id, true);
+  fmt::format_to(std::back_inserter(*out), ",\"{}\":{},\"{}\":{},\"{}\":{},\"{}\":{}", kStart,
+                 start_ms, kDurationSeconds, duration_s, kPages, pages, kEvents, events);
+  AppendStringPair(out, kLandingPage, landing_page);
+  AppendStringPair(out, kSource, source);
+}
+
+void SessionTimeout::AppendProperties(std::string* out) const {
+  AppendStringPair(out, kSessionId, session_id, true);
+  fmt::format_to(std::back_inserter(*out), ",\"{}\":{}", kDue, due_ms);
+}
+
 }  // namespace fairway::model

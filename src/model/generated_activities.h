@@ -176,4 +176,75 @@ struct CampaignWaitElapsed {
   void AppendProperties(std::string* out) const;
 };
 
+// Identity `identity` now belongs to the activity's lead (its userId): a new link made by an
+// identify, an alias or any activity carrying both ids (leads processor), or a campaign trigger
+// of `identity` handed over to the person it resolves to (campaigns processor). Read back by the
+// campaigns processor, which runs the identity's deferred campaign matches for the person.
+// Internal: not counted in the lead's counters and no campaign trigger.
+struct IdentityLinked {
+  static constexpr std::string_view kEvent = "identity_linked";
+  static constexpr std::string_view kIdentity = "identity";
+  static constexpr std::string_view kKind = "kind";
+  // kKind values.
+  static constexpr std::string_view kUserId = "user_id";
+  static constexpr std::string_view kAnonymousId = "anonymous_id";
+
+  std::string_view identity = {};
+  std::string_view kind = {};
+
+  void AppendProperties(std::string* out) const;
+};
+
+// A visitor's session began (sessions processor): at its first activity's event time.
+struct SessionStarted {
+  static constexpr std::string_view kEvent = "session_started";
+  static constexpr std::string_view kSessionId = "session_id";
+  static constexpr std::string_view kLandingPage = "landing_page";
+  static constexpr std::string_view kSource = "source";
+  static constexpr std::string_view kCampaign = "campaign";
+
+  std::string_view session_id = {};
+  std::string_view landing_page = {};
+  std::string_view source = {};
+  std::string_view campaign = {};
+
+  void AppendProperties(std::string* out) const;
+};
+
+// A visitor's session is over (sessions processor): inactive for the tenant's session timeout,
+// or followed by a new session. At its last activity's event time.
+struct SessionEnded {
+  static constexpr std::string_view kEvent = "session_ended";
+  static constexpr std::string_view kSessionId = "session_id";
+  static constexpr std::string_view kStart = "start";
+  static constexpr std::string_view kDurationSeconds = "duration_s";
+  static constexpr std::string_view kPages = "pages";
+  static constexpr std::string_view kEvents = "events";
+  static constexpr std::string_view kLandingPage = "landing_page";
+  static constexpr std::string_view kSource = "source";
+
+  std::string_view session_id = {};
+  int64_t start_ms = 0;
+  int64_t duration_s = 0;
+  uint32_t pages = 0;
+  uint32_t events = 0;
+  std::string_view landing_page = {};
+  std::string_view source = {};
+
+  void AppendProperties(std::string* out) const;
+};
+
+// A session may have been idle long enough (session sweeper). Read back by the sessions
+// processor, which ends session `session_id` if nothing happened since. Internal: not counted.
+struct SessionTimeout {
+  static constexpr std::string_view kEvent = "session_timeout";
+  static constexpr std::string_view kSessionId = "session_id";
+  static constexpr std::string_view kDue = "due";
+
+  std::string_view session_id = {};
+  int64_t due_ms = 0;
+
+  void AppendProperties(std::string* out) const;
+};
+
 }  // namespace fairway::model

@@ -208,6 +208,13 @@ Status ApplyWeb(const json::value& v, WebSettings* w) {
       (key == "drop_bots" ? out.drop_bots
        : key == "enrich"  ? out.enrich
                           : out.anonymize_ip) = kv.value().as_bool();
+    } else if (key == "session_timeout_minutes") {
+      const auto& v = kv.value();
+      if (!v.is_int64() || v.as_int64() < 1 || v.as_int64() > 1440) {
+        return InvalidArgument(
+            fmt::format("field '{}' must be a whole number of minutes from 1 to 1440", field));
+      }
+      out.session_timeout_minutes = static_cast<uint32_t>(v.as_int64());
     } else {
       return InvalidArgument(fmt::format("field '{}' is not a web field", field));
     }
@@ -222,7 +229,8 @@ json::object WebToJson(const WebSettings& w) {
   return {{"allowed_origins", std::move(origins)},
           {"drop_bots", w.drop_bots},
           {"enrich", w.enrich},
-          {"anonymize_ip", w.anonymize_ip}};
+          {"anonymize_ip", w.anonymize_ip},
+          {"session_timeout_minutes", w.session_timeout_minutes}};
 }
 
 json::object PlacementToJson(const Placement& p) {

@@ -80,6 +80,8 @@ struct WebSettings {
   // Whether the client's address is stored with its last octet (IPv4) or last 80 bits (IPv6)
   // zeroed, the country being looked up first.
   bool anonymize_ip = false;
+  // A visitor's session ends after this many minutes without activity (event time), 1 to 1440.
+  uint32_t session_timeout_minutes = 30;
   bool operator==(const WebSettings&) const = default;
 };
 
@@ -125,7 +127,7 @@ inline constexpr uint32_t kMaxLayouts = 64;
 
 // Parses a creation body: {"id", "name", "timezone", "partitions", "quotas": {...},
 // "placement": {"weight", "group", "slot"}, "web": {"allowed_origins", "drop_bots", "enrich",
-// "anonymize_ip"}}. Missing
+// "anonymize_ip", "session_timeout_minutes"}}. Missing
 // fields take the values of `defaults`. Errors name the field ("quotas.ingest_rate").
 Result<TenantConfig> ParseTenantCreate(std::string_view body, const TenantConfig& defaults);
 

@@ -53,12 +53,25 @@ class SendMessageAction final : public Action {
       if (log) {
         FAIRWAY_ASSIGN_OR_RETURN(sends, DecodeMailLog(*log));
       }
+      // Emails sent to the person's other identities before they merged count too; the
+      // person's own log keeps only its own sends.
+      std::vector<int64_t> others;
+      for (const LeadId& id : ctx.other_identities()) {
+        FAIRWAY_ASSIGN_OR_RETURN(auto other, ctx.state().Get(MailKey(id)));
+        if (!other) continue;
+        FAIRWAY_ASSIGN_OR_RETURN(auto decoded, DecodeMailLog(*other));
+        others.insert(others.end(), decoded.begin(), decoded.end());
+      }
       std::erase_if(sends, [&](int64_t t) { return t <= now - 7 * kDayMs; });
-      auto day =
-          std::count_if(sends.begin(), sends.end(), [&](int64_t t) { return t > now - kDayMs; });
-      bool blocked = (settings.emails_per_day > 0 && day >= settings.emails_per_day) ||
-                     (settings.emails_per_week > 0 &&
-                      sends.size() >= static_cast<size_t>(settings.emails_per_week));
+      std::erase_if(others, [&](int64_t t) { return t <= now - 7 * kDayMs; });
+      auto in_day = [&](const std::vector<int64_t>& v) {
+        return std::count_if(v.begin(), v.end(), [&](int64_t t) { return t > now - kDayMs; });
+      };
+      auto day = in_day(sends) + in_day(others);
+      bool blocked =
+          (settings.emails_per_day > 0 && day >= settings.emails_per_day) ||
+          (settings.emails_per_week > 0 &&
+           sends.size() + others.size() >= static_cast<size_t>(settings.emails_per_week));
       if (blocked) {
         ctx.Stat("emails_blocked");
         EmitGenerated(ctx, model::EmailBlocked::kEvent, model::EmailBlocked{.to = rendered_to});

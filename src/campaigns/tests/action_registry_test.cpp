@@ -118,7 +118,8 @@ TEST(ActionRegistryTest, AnUnknownTriggerTypeNamesEveryRegisteredOne) {
   EXPECT_EQ(c.status().message(),
             "triggers[0].type: must be one of visits_web_page, fills_out_form, "
             "clicks_email_link, opens_email, email_bounced, unsubscribes, data_value_changes, "
-            "score_changed, added_to_list, lead_created, account_changed, campaign_requested, "
+            "score_changed, added_to_list, lead_created, session_started, session_ended, "
+            "account_changed, campaign_requested, "
             "track, activity");
 }
 

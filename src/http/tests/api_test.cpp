@@ -443,7 +443,9 @@ TEST_F(ApiTest, TheShortRoutesOfAnalyticsJsStoreLikeTheLongOnes) {
   EXPECT_EQ(
       send("b", R"("batch":[{"type":"track","userId":"u2","event":"x","messageId":"b1"}])").status,
       200);
-  EXPECT_EQ(StoredCount(k.api, "a1"), 3u);  // track, page, identify
+  // a1 is u1's anonymous id: its person's timeline holds the track and page of a1 and the
+  // identify, group, screen and alias of u1.
+  EXPECT_EQ(StoredCount(k.api, "a1"), 6u);
   EXPECT_EQ(StoredCount(k.api, "u2"), 1u);
   EXPECT_EQ(send("x", R"("userId":"u1")").status, 404);
   // A type's first letter is a route; a wrong type in a short route's body is named.
@@ -983,7 +985,31 @@ TEST_F(ApiTest, LeadsMergeAnonymousHistoryAndAreFoundByAnyIdentity) {
       if (c["type"] == "page" && c["name"] == "/pricing") pricing += c["count"].get<uint64_t>();
     }
     EXPECT_EQ(pricing, 3u);
+    // Any identity reads the person's whole timeline, each activity once: the anonymous
+    // visits before the identify included, and the identify (indexed under both ids) once.
+    json timeline =
+        Get(client_->Request("GET", "/v1/activities?lead=" + id + "&limit=2", {}, auth), 200);
+    std::vector<std::string> types;
+    for (int pages = 0; pages < 5; ++pages) {
+      for (const auto& a : timeline["data"]) types.push_back(a["type"]);
+      if (timeline["next_cursor"].is_null()) break;
+      timeline = Get(client_->Request("GET",
+                                      "/v1/activities?lead=" + id + "&limit=2&cursor=" +
+                                          timeline["next_cursor"].get<std::string>(),
+                                      {}, auth),
+                     200);
+    }
+    // The identify, then the three visits; the leads processor's own activities (lead_created,
+    // identity_linked) are generated under u1 and listed too.
+    std::vector<std::string> client;
+    for (const auto& t : types) {
+      if (t != "fairway") client.push_back(t);
+    }
+    EXPECT_EQ(client, (std::vector<std::string>{"identify", "page", "page", "page"})) << id;
   }
+  // An id nobody knows lists what is indexed under exactly it: nothing.
+  json none = Get(client_->Request("GET", "/v1/activities?lead=nobody", {}, auth), 200);
+  EXPECT_TRUE(none["data"].empty());
   Get(client_->Request("GET", "/v1/leads/nobody", {}, auth), 404);
   // A write key reads nothing; another tenant's key does not see acme's leads.
   EXPECT_EQ(client_->Request("GET", "/v1/leads/u1", {}, {BasicAuth(k.write)}).status, 401);

@@ -1091,8 +1091,17 @@ TEST_F(LeadProcessorTest, LeadCreatedIsEmittedOncePerNewUserId) {
   // The first activity of u1 (here, with a second one in the same item) creates it.
   Run({Identify("i1", "u1", "anon-1", kT0 + kHourMs, R"({"plan":"pro"})"),
        Track("t1", "u1", "anon-1", "Clicked", kT0 + kHourMs + 1)});
-  ASSERT_EQ(emitted_.size(), 1u);
-  const Activity e = emitted_[0];  // a copy: later runs replace emitted_
+  // The new link of anon-1 to u1 is announced once too (for the campaigns processor).
+  ASSERT_EQ(emitted_.size(), 2u);
+  const Activity& linked = emitted_[0];
+  EXPECT_EQ(linked.event, "identity_linked");
+  EXPECT_EQ(linked.message_id.str(), "fw:linked:u1:a:anon-1:i1");
+  EXPECT_EQ(linked.user_id, "u1");
+  EXPECT_EQ(linked.anonymous_id, "");
+  EXPECT_NE(linked.fields_json.find(R"("identity":"anon-1","kind":"anonymous_id")"),
+            std::string::npos)
+      << linked.fields_json;
+  const Activity e = emitted_[1];  // a copy: later runs replace emitted_
   EXPECT_EQ(e.type, ActivityType::kFairway);
   EXPECT_EQ(e.event, "lead_created");
   EXPECT_EQ(e.message_id.str(), "fw:lead_created:u1:i1");
@@ -1104,9 +1113,10 @@ TEST_F(LeadProcessorTest, LeadCreatedIsEmittedOncePerNewUserId) {
   FakeWorkItem redo(store_.get(), TenantId("t2"),
                     {Identify("i1", "u1", "anon-1", kT0 + kHourMs, R"({"plan":"pro"})")});
   processor_->Process(redo);
-  ASSERT_EQ(redo.emitted().size(), 1u);
-  EXPECT_EQ(redo.emitted()[0].message_id, e.message_id);
-  EXPECT_EQ(redo.emitted()[0].fields_json, e.fields_json);
+  ASSERT_EQ(redo.emitted().size(), 2u);
+  EXPECT_EQ(redo.emitted()[0].message_id.str(), "fw:linked:u1:a:anon-1:i1");
+  EXPECT_EQ(redo.emitted()[1].message_id, e.message_id);
+  EXPECT_EQ(redo.emitted()[1].fields_json, e.fields_json);
 
   // Later activities of u1, and of its anonymous id, create nothing.
   Run({Track("t2", "u1", "", "Clicked", kT0 + 2 * kHourMs), Page("p3", "", "anon-1", "/", kT0)});
@@ -1122,16 +1132,18 @@ TEST_F(LeadProcessorTest, LeadCreatedIsEmittedOncePerNewUserId) {
 
   // An alias creates its userId; a userId known only as a previousId is not created.
   stored = RunThroughLog({Alias("a1", "u2", "u-old", kT0)});
-  ASSERT_EQ(stored.size(), 1u);
-  EXPECT_EQ(stored[0].message_id.str(), "fw:lead_created:u2:a1");
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[0].message_id.str(), "fw:linked:u2:u:u-old:a1");
+  EXPECT_EQ(stored[1].message_id.str(), "fw:lead_created:u2:a1");
   EXPECT_EQ(stored[0].anonymous_id, "");
 }
 
 TEST_F(LeadProcessorTest, DataValueChangedIsEmittedForRealChangesOnExistingLeads) {
   // Traits of a brand-new profile are not changes.
   Run({Identify("i1", "u1", "anon-1", kT0, R"({"plan":"free","name":"Ann","seats":null})")});
-  ASSERT_EQ(emitted_.size(), 1u);
-  EXPECT_EQ(emitted_[0].event, "lead_created");
+  ASSERT_EQ(emitted_.size(), 2u);
+  EXPECT_EQ(emitted_[0].event, "identity_linked");
+  EXPECT_EQ(emitted_[1].event, "lead_created");
 
   Run({Identify("i2", "u1", "anon-1", kT0 + 10,
                 R"({"plan":"pro","name":"Ann","seats":null,"address":{"city":"Oslo"},"x":null})")});
@@ -1197,7 +1209,9 @@ TEST_F(LeadProcessorTest, LeadDeletedRemovesTheLeadsOwnRowsAndTheLeadCanComeBack
        Page("p2", "u-old", "", "/docs", kT0)});
   ASSERT_EQ(Find("anon-1").id, "u1");
   ASSERT_EQ(Find("u-old").id, "u1");
-  const Activity created = emitted_[0];
+  const Activity created = *std::find_if(emitted_.begin(), emitted_.end(), [](const Activity& a) {
+    return a.event == "lead_created";
+  });
   ASSERT_EQ(created.message_id.str(), "fw:lead_created:u1:i1");
 
   Run({Fairway("x1", "u1", "", "lead_deleted", kT0 + 100)});
@@ -1252,9 +1266,12 @@ TEST_F(LeadProcessorTest, LeadDeletedRemovesTheLeadsOwnRowsAndTheLeadCanComeBack
   Run({Identify("k1", "u5", "anon-5", kT0, R"({"email":"e5@example.com"})"),
        Fairway("k2", "u5", "", "lead_deleted", kT0 + 1),
        Identify("k3", "u5", "anon-5", kT0 + 2, R"({"email":"e5@example.com"})")});
-  ASSERT_EQ(emitted_.size(), 2u);
-  EXPECT_EQ(emitted_[0].message_id.str(), "fw:lead_created:u5:k1");
-  EXPECT_EQ(emitted_[1].message_id.str(), "fw:lead_created:u5:k3");
+  // The link of anon-5 is new again after the deletion: announced again.
+  ASSERT_EQ(emitted_.size(), 4u);
+  EXPECT_EQ(emitted_[0].message_id.str(), "fw:linked:u5:a:anon-5:k1");
+  EXPECT_EQ(emitted_[1].message_id.str(), "fw:lead_created:u5:k1");
+  EXPECT_EQ(emitted_[2].message_id.str(), "fw:linked:u5:a:anon-5:k3");
+  EXPECT_EQ(emitted_[3].message_id.str(), "fw:lead_created:u5:k3");
   EXPECT_EQ(Find("anon-5").id, "u5");
   EXPECT_EQ(Find("e5@example.com").id, "u5");
   EXPECT_EQ(Find("u5").activity_count, 1u);
@@ -1362,7 +1379,7 @@ TEST(LeadProcessorEngineTest, GeneratedActivitiesComeBackThroughTheLogOnce) {
   // i3 sets a trait u2 did not have: a change of an existing lead (created by t1).
   EXPECT_EQ(fairway_ids,
             (std::multiset<std::string>{"fw:dvc:i2:plan", "fw:dvc:i3:plan", "fw:lead_created:u1:i1",
-                                        "fw:lead_created:u2:t1"}));
+                                        "fw:lead_created:u2:t1", "fw:linked:u1:a:anon-1:i1"}));
   auto u1 = leads.Find(TenantId("t1"), "anon-1");
   ASSERT_TRUE(u1.ok() && u1->has_value());
   EXPECT_EQ((*u1)->id, "u1");

@@ -352,6 +352,55 @@ TEST_F(EmbeddedLogTest, QueryByLeadPaginatesNewestFirstWithFilters) {
   EXPECT_EQ(log_->Query(q).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST_F(EmbeddedLogTest, QueryMergesAPersonsIdentitiesIntoOneTimeline) {
+  // Anonymous visits, then an identify carrying both ids (indexed under both), then known
+  // activity, and a second device's anonymous id; other leads interleaved.
+  std::vector<Activity> acts;
+  for (int i = 0; i < 6; ++i) {
+    Activity a = MakeActivity("v" + std::to_string(i), "", 100 + 10 * i, ActivityType::kPage);
+    a.anonymous_id = i % 2 == 0 ? "anon-1" : "anon-2";
+    acts.push_back(a);
+  }
+  Activity identify = MakeActivity("id", "ann", 165, ActivityType::kIdentify);
+  identify.anonymous_id = "anon-1";
+  acts.push_back(identify);
+  for (int i = 0; i < 4; ++i) acts.push_back(MakeActivity("k" + std::to_string(i), "ann", 170 + i));
+  acts.push_back(MakeActivity("bob", "bob", 150));
+  ASSERT_TRUE(AppendSync(Request("acme", acts, 3)).ok());
+
+  ActivityQuery q;
+  q.tenant = TenantId("acme");
+  q.lead = LeadId("ann");
+  q.also = {LeadId("anon-1"), LeadId("anon-2"), LeadId("ann"), LeadId("")};
+  const std::vector<std::string> want = {"k3", "k2", "k1", "k0", "id", "v5",
+                                         "v4", "v3", "v2", "v1", "v0"};
+  for (size_t limit : {1u, 2u, 4u, 100u}) {
+    q.limit = limit;
+    q.cursor.clear();
+    std::vector<std::string> seen;
+    for (int pages = 0; pages < 20; ++pages) {
+      auto r = log_->Query(q);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      for (auto& e : r->entries) seen.push_back(e.activity.message_id.str());
+      if (r->next_cursor.empty()) break;
+      q.cursor = r->next_cursor;
+    }
+    EXPECT_EQ(seen, want) << "limit " << limit;
+  }
+  // Oldest first, with a type filter and a time range.
+  q.limit = 100;
+  q.cursor.clear();
+  q.newest_first = false;
+  q.type = ActivityType::kPage;
+  q.since_ms = 110;
+  q.until_ms = 140;
+  auto r = log_->Query(q);
+  ASSERT_TRUE(r.ok());
+  std::vector<std::string> pages;
+  for (auto& e : r->entries) pages.push_back(e.activity.message_id.str());
+  EXPECT_EQ(pages, (std::vector<std::string>{"v1", "v2", "v3", "v4"}));
+}
+
 TEST_F(EmbeddedLogTest, RetentionRemovesOldBlocksAndKeepsOffsets) {
   ASSERT_TRUE(
       AppendSync(Request("acme", {MakeActivity("old1", "u", 1), MakeActivity("old2", "u", 2)}, 1))

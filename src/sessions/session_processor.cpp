@@ -382,6 +382,18 @@ void SessionProcessor::Process(engine::WorkItem& item) {
       !options_.announce || options_.announce(tenant, model::SessionStarted::kEvent);
   const bool ended = !options_.announce || options_.announce(tenant, model::SessionEnded::kEvent);
   ItemSessions sessions(item, std::max<int64_t>(timeout, 1), started, ended);
+  // One batched read of every visitor's latest session.
+  std::vector<std::string> heads;
+  heads.reserve(item.entries().size());
+  for (const auto& e : item.entries()) {
+    const Activity& a = e.activity;
+    if (a.LeadKey().empty() || !(IsVisit(a.type) || a.type == ActivityType::kFairway)) continue;
+    heads.push_back(HeadKey(a.LeadKey()));
+  }
+  if (Status st = item.state().Prefetch(heads); !st.ok()) {
+    item.Finish(Unavailable("sessions: reading sessions: " + st.ToString()));
+    return;
+  }
   for (const auto& e : item.entries()) {
     const Activity& a = e.activity;
     if (a.LeadKey().empty()) continue;

@@ -4,7 +4,7 @@ BUILD_DIR := build/$(PRESET)
 DATA_DIR ?= ./data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test build configure bootstrap web-test-deps bench bench-engine bench-campaigns bench-overload clean format-check config-doc fuzz
+.PHONY: run test build configure bootstrap web-test-deps bench bench-engine bench-campaigns bench-web bench-overload clean format-check config-doc fuzz
 
 run: build
 	$(BUILD_DIR)/src/app/fairway serve --data-dir $(DATA_DIR) --listen $(LISTEN)
@@ -42,6 +42,12 @@ bench-campaigns: build
 	$(BUILD_DIR)/bench/fairway_campaign_bench match
 	$(BUILD_DIR)/bench/fairway_campaign_bench steps
 	$(BUILD_DIR)/bench/fairway_campaign_bench latency
+
+# The web-shaped load (bench/README.md, "Web benchmark"): about two minutes.
+bench-web: build
+	$(BUILD_DIR)/bench/fairway_web_bench throughput
+	$(BUILD_DIR)/bench/fairway_web_bench latency
+	$(BUILD_DIR)/bench/fairway_web_bench cost
 
 # One tenant floods with 1,200 connections while another sends 50 requests/s (bench/README.md).
 bench-overload: build

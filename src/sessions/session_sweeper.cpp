@@ -50,7 +50,11 @@ Result<size_t> SessionSweeper::SweepTenant(const model::TenantConfig& tenant, in
   req.dedup_window_ms = std::max(req.dedup_window_ms, log::kGeneratedDedupWindowMs);
   std::vector<std::string> keys;
   auto it = store_->NewIterator(storage::kEngineState, lower, upper);
-  for (it->Seek(lower); it->Valid() && keys.size() < options_.chunk; it->Next()) {
+  // Rows released before and not yet consumed are passed over, a bounded number of them: a
+  // processor far behind does not make every sweep walk its whole backlog.
+  size_t seen = 0;
+  for (it->Seek(lower); it->Valid() && keys.size() < options_.chunk && seen < 10 * options_.chunk;
+       it->Next(), ++seen) {
     std::string key(it->key());
     if (released.contains(key)) {
       still.insert(std::move(key));
@@ -78,6 +82,12 @@ Result<size_t> SessionSweeper::SweepTenant(const model::TenantConfig& tenant, in
     keys.push_back(std::move(key));
   }
   FAIRWAY_RETURN_IF_ERROR(it->status());
+  // Released rows past where the scan stopped are still released.
+  if (it->Valid()) {
+    for (auto r = released.lower_bound(std::string(it->key())); r != released.end(); ++r) {
+      still.insert(*r);
+    }
+  }
   released = std::move(still);
   if (req.activities.empty()) return size_t{0};
   std::promise<Status> appended;

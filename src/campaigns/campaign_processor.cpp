@@ -185,6 +185,10 @@ class Execution {
                const LeadId& key, const std::string& forward_to);
   // identity_linked: runs the deferred matches of the linked identity for the activity's person.
   Status Drain(const Activity& a, ActivityFields& fields);
+  // The deferred rows under `prefix` as this work item sees them (committed, minus consumed,
+  // plus written); valid until the next call.
+  std::map<std::string, std::string>* DeferredRows(const std::string& prefix, Status* error);
+  void ConsumeDeferred(const std::string& key);
   void EmitLinked(const std::string& person, std::string_view identity, std::string_view kind,
                   std::string_view cause);
   // The person's identities other than `person` (LeadContext::others).
@@ -246,8 +250,11 @@ class Execution {
   int64_t min_timer_due_ = INT64_MAX;
   bool has_deliveries_ = false;
   std::vector<TenantCampaigns::TriggerRef> refs_;
-  // Deferred rows written in this work item (StateTxn::Scan sees committed rows only).
+  // Deferred rows written in this work item, and those consumed in it (StateTxn::Scan sees
+  // committed rows only).
   std::map<std::string, std::string> pending_deferred_;
+  std::set<std::string> consumed_deferred_;
+  std::map<std::string, std::string> rows_;
   // identity_linked message ids emitted in this work item.
   std::set<std::string> linked_emitted_;
   Status read_error_;
@@ -548,14 +555,13 @@ Status Execution::ForgetLead(const LeadId& lead) {
     history.emplace_back(k);
     return true;
   }));
-  FAIRWAY_RETURN_IF_ERROR(
-      item_.state().Scan(DeferredPrefix(lead), [&](std::string_view k, std::string_view) {
-        history.emplace_back(k);
-        return true;
-      }));
   for (const auto& k : history) item_.state().Delete(k);
-  std::erase_if(pending_deferred_,
-                [&](const auto& kv) { return kv.first.starts_with(DeferredPrefix(lead)); });
+  Status error;
+  auto* deferred = DeferredRows(DeferredPrefix(lead), &error);
+  FAIRWAY_RETURN_IF_ERROR(error);
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : *deferred) keys.push_back(k);
+  for (const auto& k : keys) ConsumeDeferred(k);
   item_.state().Delete(MailKey(lead));
   Ctx(lead).deleted = true;
   return Status::Ok();
@@ -695,33 +701,62 @@ Status Execution::TryStart(const CompiledCampaign& c, const Activity& a, Activit
   return Start(c, trigger, key);
 }
 
+std::map<std::string, std::string>* Execution::DeferredRows(const std::string& prefix,
+                                                            Status* error) {
+  rows_.clear();
+  *error = item_.state().Scan(prefix, [&](std::string_view k, std::string_view v) {
+    if (!consumed_deferred_.contains(std::string(k))) rows_.emplace(k, v);
+    return true;
+  });
+  for (auto it = pending_deferred_.lower_bound(prefix);
+       it != pending_deferred_.end() && it->first.starts_with(prefix); ++it) {
+    rows_[it->first] = it->second;
+  }
+  return &rows_;
+}
+
+void Execution::ConsumeDeferred(const std::string& key) {
+  item_.state().Delete(key);
+  pending_deferred_.erase(key);
+  consumed_deferred_.insert(key);
+}
+
 Status Execution::Defer(const CompiledCampaign& c, const Activity& a, const RunState& trigger,
                         const LeadId& key, const std::string& forward_to) {
-  const std::string prefix = DeferredPrefix(key);
   if (forward_to.empty()) {
-    // An anonymous visitor's matches are bounded: expired ones go, and past the cap new ones
-    // are dropped (counted).
+    // An anonymous visitor keeps one match per campaign (its earliest by event time within the
+    // window) and at most kMaxDeferredPerIdentity in all; expired ones go as it comes back.
     const int64_t oldest = now_ - static_cast<int64_t>(snap_.settings.defer_days) * kDayMs;
-    size_t kept = 0;
-    std::vector<std::string> expired;
-    FAIRWAY_RETURN_IF_ERROR(item_.state().Scan(prefix, [&](std::string_view k, std::string_view v) {
-      auto m = DecodeDeferredMatch(v);
-      if (m.ok() && !m->forwarded && m->trigger.trigger_time_ms < oldest) {
-        expired.emplace_back(k);
-      } else {
-        ++kept;
-      }
-      return true;
-    }));
-    for (const auto& k : expired) item_.state().Delete(k);
-    for (auto it = pending_deferred_.lower_bound(prefix);
-         it != pending_deferred_.end() && it->first.starts_with(prefix); ++it) {
-      ++kept;
-    }
     if (trigger.trigger_time_ms < oldest) {
       Stat(c.record.id, "deferred_expired");
       return Status::Ok();
     }
+    Status error;
+    auto* rows = DeferredRows(DeferredPrefix(key), &error);
+    FAIRWAY_RETURN_IF_ERROR(error);
+    size_t kept = 0;
+    std::vector<std::string> drop;
+    for (const auto& [k, v] : *rows) {
+      auto m = DecodeDeferredMatch(v);
+      if (!m.ok() || m->forwarded) {
+        ++kept;
+        continue;
+      }
+      if (m->trigger.trigger_time_ms < oldest) {
+        drop.push_back(k);
+        continue;
+      }
+      if (m->campaign == c.record.id) {
+        if (m->trigger.trigger_time_ms <= trigger.trigger_time_ms) {
+          Stat(c.record.id, "already_deferred");
+          return Status::Ok();
+        }
+        drop.push_back(k);  // a late activity earlier than the kept match takes its place
+        continue;
+      }
+      ++kept;
+    }
+    for (const auto& k : drop) ConsumeDeferred(k);
     if (kept >= kMaxDeferredPerIdentity) {
       Stat(c.record.id, "deferred_dropped");
       return Status::Ok();
@@ -730,11 +765,15 @@ Status Execution::Defer(const CompiledCampaign& c, const Activity& a, const RunS
   } else {
     Stat(c.record.id, "forwarded");
   }
-  DeferredMatch m{.campaign = c.record.id, .forwarded = !forward_to.empty(), .trigger = trigger};
+  DeferredMatch m{.campaign = c.record.id,
+                  .forwarded = !forward_to.empty(),
+                  .forward_to = forward_to,
+                  .trigger = trigger};
   std::string k =
       DeferredKey(key, trigger.trigger_time_ms, c.record.id, trigger.trigger_message_id);
   std::string v = EncodeDeferredMatch(m);
   item_.state().Put(k, v);
+  consumed_deferred_.erase(k);
   pending_deferred_[std::move(k)] = std::move(v);
   if (!forward_to.empty()) {
     EmitLinked(
@@ -780,28 +819,29 @@ Status Execution::Drain(const Activity& a, ActivityFields& fields) {
     return Status::Ok();
   }
   const LeadId linked(std::string(identity->get_string()));
-  const std::string prefix = DeferredPrefix(linked);
-  std::map<std::string, std::string> rows;
-  FAIRWAY_RETURN_IF_ERROR(item_.state().Scan(prefix, [&](std::string_view k, std::string_view v) {
-    rows.emplace(k, v);
-    return true;
-  }));
-  for (auto it = pending_deferred_.lower_bound(prefix);
-       it != pending_deferred_.end() && it->first.starts_with(prefix);) {
-    rows[it->first] = it->second;
-    it = pending_deferred_.erase(it);
-  }
+  // Only while the identity is still the person's: an anonymous id identified by another user
+  // since, or a person deleted since, takes nothing.
+  LeadContext& linked_ctx = Lead(linked);
+  if (!read_error_.ok()) return Status::Ok();
+  if (!linked_ctx.view || linked_ctx.view->id != person.view()) return Status::Ok();
+  Status error;
+  auto* rows = DeferredRows(DeferredPrefix(linked), &error);
+  FAIRWAY_RETURN_IF_ERROR(error);
+  std::vector<std::pair<std::string, std::string>> ordered(rows->begin(), rows->end());
   const int64_t oldest = now_ - static_cast<int64_t>(snap_.settings.defer_days) * kDayMs;
-  // In event order; each row is consumed in the same commit as the run it starts, so a redone
-  // work item finds it again and a committed one never.
-  for (const auto& [k, v] : rows) {
-    item_.state().Delete(k);
+  // In event order; each row is consumed in the same commit as the run it starts (and never
+  // twice in one work item), so a redone work item finds it again and a committed one never.
+  for (const auto& [k, v] : ordered) {
     auto m = DecodeDeferredMatch(v);
     if (!m.ok()) {
       spdlog::warn("campaigns: {} dropped a deferred match of '{}': {}", tenant_.str(),
                    linked.str(), m.status().ToString());
+      ConsumeDeferred(k);
       continue;
     }
+    // Handed over to another person (the identity was re-identified since): theirs to run.
+    if (m->forwarded && m->forward_to != person.view()) continue;
+    ConsumeDeferred(k);
     const CompiledCampaign* c = snap_.Find(m->campaign);
     if (!c || !c->record.active || c->record.created_ms != m->trigger.campaign_created_ms) {
       continue;  // deleted, deactivated or re-created since the match

@@ -159,6 +159,7 @@ std::string EncodeDeferredMatch(const DeferredMatch& m) {
   out.push_back(static_cast<char>(kDeferredVersion));
   out.push_back(m.forwarded ? 1 : 0);
   PutLengthPrefixed(&out, m.campaign);
+  PutLengthPrefixed(&out, m.forward_to);
   out.append(EncodeRunState(m.trigger));
   return out;
 }
@@ -167,13 +168,14 @@ Result<DeferredMatch> DecodeDeferredMatch(std::string_view in) {
   Decoder d(in);
   DeferredMatch m;
   uint8_t version = 0, forwarded = 0;
-  std::string_view campaign;
+  std::string_view campaign, forward_to;
   if (!d.GetByte(&version) || version != kDeferredVersion || !d.GetByte(&forwarded) ||
-      forwarded > 1 || !d.GetLengthPrefixed(&campaign)) {
+      forwarded > 1 || !d.GetLengthPrefixed(&campaign) || !d.GetLengthPrefixed(&forward_to)) {
     return Corrupt("deferred match");
   }
   m.forwarded = forwarded == 1;
   m.campaign.assign(campaign);
+  m.forward_to.assign(forward_to);
   FAIRWAY_ASSIGN_OR_RETURN(m.trigger, DecodeRunState(d.rest()));
   return m;
 }

@@ -95,6 +95,8 @@ struct DeferredMatch {
   // Handed over to the person the lead key already resolved to (runs whatever its age), rather
   // than deferred until an anonymous visitor becomes known (expires after defer_days).
   bool forwarded = false;
+  // The person it was handed over to (forwarded only).
+  std::string forward_to;
   RunState trigger;
 };
 std::string EncodeDeferredMatch(const DeferredMatch& m);

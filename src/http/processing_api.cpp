@@ -352,7 +352,8 @@ void Api::HandleSessions(HttpRequest& req, std::string_view query, Responder res
   std::string body = "{\"data\":[";
   for (size_t i = 0; i < page->sessions.size(); ++i) {
     if (i) body.push_back(',');
-    sessions::AppendSessionJson(page->sessions[i], tenant->timezone, &body);
+    sessions::AppendSessionJson(page->sessions[i], tenant->timezone, clock_->NowMillis(),
+                                int64_t{tenant->web.session_timeout_minutes} * 60'000, &body);
   }
   FinishPageJson(page->next_before_ms ? std::to_string(*page->next_before_ms) : std::string(),
                  &body);

@@ -6,6 +6,7 @@
 
 #include "common/coding.h"
 #include "common/crypto.h"
+#include "model/generated_activities.h"
 #include "storage/keys.h"
 #include "storage/schema.h"
 
@@ -61,6 +62,8 @@ IndexRow DedupRow(std::string key, uint32_t partition, uint64_t offset, int64_t 
 
 void AddLeadIndexRows(const TenantId& tenant, const model::Activity& a, uint32_t partition,
                       uint64_t offset, int64_t expiry_ms, std::vector<IndexRow>* out) {
+  // The sessions processor's internal timer says nothing about the lead: not in its timeline.
+  if (a.type == model::ActivityType::kFairway && a.event == model::SessionTimeout::kEvent) return;
   std::string value = storage::EncodeTtlValue(expiry_ms, "");
   value.push_back(static_cast<char>(a.type));
   value.append(a.event);

@@ -42,7 +42,8 @@ std::string DedupKey(const TenantId& tenant, std::string_view message_id);
 IndexRow DedupRow(std::string key, uint32_t partition, uint64_t offset, int64_t expiry_ms);
 
 // Adds the lead-index rows of `a` (one per distinct userId/anonymousId) stored at
-// (partition, offset) to `out`; they expire at `expiry_ms` (0: never).
+// (partition, offset) to `out`; they expire at `expiry_ms` (0: never). Internal timers
+// (session_timeout) get none.
 void AddLeadIndexRows(const TenantId& tenant, const model::Activity& a, uint32_t partition,
                       uint64_t offset, int64_t expiry_ms, std::vector<IndexRow>* out);
 

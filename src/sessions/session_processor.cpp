@@ -80,6 +80,12 @@ void Extend(Session& s, int64_t t, const PageInfo* page) {
   s.end_ms = std::max(s.end_ms, t);
 }
 
+// Whether `later` may join `earlier` when they come within the timeout of each other: not when
+// `later` was opened by another utm campaign.
+bool Joinable(const Session& earlier, const Session& later) {
+  return later.campaign.empty() || later.campaign == earlier.campaign;
+}
+
 // Adds session `from` (earlier than `into`) to `into`, keeping `into`'s id.
 void Absorb(Session& into, const Session& from) {
   into.events += from.events;
@@ -120,7 +126,7 @@ class ItemSessions {
     bool past_loaded = false;
     bool past_dirty = false;
     std::map<int64_t, Session> past;
-    std::vector<std::string> past_keys;  // as read
+    std::map<int64_t, std::string> past_read;  // start -> encoded row, as read
   };
   Result<Visitor*> Load(const Activity& a);
   void Open(Visitor& v, const Activity& a, int64_t t, const PageInfo* page);
@@ -186,7 +192,9 @@ void ItemSessions::Open(Visitor& v, const Activity& a, int64_t t, const PageInfo
   s.kind = v.kind;
   s.start_ms = s.end_ms = t;
   Extend(s, t, page);
-  Arm(v, s, t + timeout_);
+  // Only a session whose end someone listens to needs ending by the sweeper; readers judge the
+  // others by their idle time.
+  if (announce_ended_) Arm(v, s, t + timeout_);
   if (announce_started_) {
     std::string props;
     model::SessionStarted{.session_id = s.id,
@@ -230,7 +238,7 @@ Result<std::map<int64_t, Session>*> ItemSessions::Past(Visitor& v) {
             decode_error = s.status();
             return false;
           }
-          v.past_keys.emplace_back(k);
+          v.past_read.emplace(s->start_ms, std::string(val));
           v.past.emplace(s->start_ms, std::move(*s));
           return true;
         }));
@@ -251,7 +259,8 @@ Status ItemSessions::AddPast(Visitor& v, const Session& s) {
 Status ItemSessions::JoinEarlier(Visitor& v) {
   FAIRWAY_ASSIGN_OR_RETURN(auto* past, Past(v));
   Session& h = *v.head;
-  while (!past->empty() && std::prev(past->end())->second.end_ms + timeout_ >= h.start_ms) {
+  while (!past->empty() && std::prev(past->end())->second.end_ms + timeout_ >= h.start_ms &&
+         Joinable(std::prev(past->end())->second, h)) {
     Absorb(h, std::prev(past->end())->second);
     past->erase(std::prev(past->end()));
     v.past_dirty = true;
@@ -275,11 +284,13 @@ Status ItemSessions::Late(Visitor& v, const Activity& a, int64_t t, const PageIn
     s.ended = true;
     return AddPast(v, s);
   }
-  // It falls into one session, or bridges several: they become the earliest one.
+  // It falls into one session, or bridges several: they become the earliest one (a session
+  // opened by another utm campaign stays apart).
   Session merged = std::move(past->at(hits.front()));
-  for (int64_t start : hits) {
-    if (start != hits.front()) Absorb(merged, past->at(start));
-    past->erase(start);
+  past->erase(hits.front());
+  for (size_t i = 1; i < hits.size() && Joinable(merged, past->at(hits[i])); ++i) {
+    Absorb(merged, past->at(hits[i]));
+    past->erase(hits[i]);
   }
   Extend(merged, t, page);
   return AddPast(v, merged);
@@ -360,9 +371,17 @@ Status ItemSessions::Commit() {
   for (auto& [key, v] : visitors_) {
     if (v.dirty && v.head) txn_.Put(HeadKey(key), EncodeSession(*v.head));
     if (!v.past_dirty) continue;
-    // Rows as read go, rows as kept are written (a Put after a Delete of the key wins).
-    for (const auto& k : v.past_keys) txn_.Delete(k);
-    for (const auto& [start, s] : v.past) txn_.Put(PastKey(key, start), EncodeSession(s));
+    // Only the rows that changed.
+    for (const auto& [start, row] : v.past_read) {
+      if (!v.past.contains(start)) txn_.Delete(PastKey(key, start));
+    }
+    for (const auto& [start, s] : v.past) {
+      std::string row = EncodeSession(s);
+      auto read = v.past_read.find(start);
+      if (read == v.past_read.end() || read->second != row) {
+        txn_.Put(PastKey(key, start), std::move(row));
+      }
+    }
   }
   return Status::Ok();
 }

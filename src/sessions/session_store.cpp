@@ -96,7 +96,8 @@ Result<std::optional<std::string>> SessionStore::SessionAt(const TenantId& tenan
   return std::optional<std::string>();
 }
 
-void AppendSessionJson(const SessionView& v, std::string_view timezone, std::string* out) {
+void AppendSessionJson(const SessionView& v, std::string_view timezone, int64_t now_ms,
+                       int64_t timeout_ms, std::string* out) {
   const Session& s = v.session;
   JsonWriter w;
   w.BeginObject();
@@ -110,7 +111,7 @@ void AppendSessionJson(const SessionView& v, std::string_view timezone, std::str
   w.Key("landing_page").String(s.landing_page);
   w.Key("source").String(s.source);
   w.Key("campaign").String(s.campaign);
-  w.Key("ended").Bool(s.ended);
+  w.Key("ended").Bool(s.ended || s.end_ms + timeout_ms <= now_ms);
   w.Key("day").String(LocalDate(s.start_ms, timezone));
   w.EndObject();
   out->append(w.Take());

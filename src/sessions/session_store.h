@@ -51,7 +51,10 @@ class SessionStore {
 
 // Appends a session as JSON: {"id","lead","start","end","duration_s","pages","events",
 // "landing_page","source","campaign","ended","day"}; `day` is the local date of its start in
-// `timezone` (IANA; empty or unknown: UTC).
-void AppendSessionJson(const SessionView& s, std::string_view timezone, std::string* out);
+// `timezone` (IANA; empty or unknown: UTC). `ended`: ended by the processor, or idle for
+// `timeout_ms` at `now_ms` (sessions of tenants that do not listen to session_ended are not
+// ended by the sweeper).
+void AppendSessionJson(const SessionView& s, std::string_view timezone, int64_t now_ms,
+                       int64_t timeout_ms, std::string* out);
 
 }  // namespace fairway::sessions

@@ -43,6 +43,7 @@ class SessionProcessorTest : public ::fairway::testing::StoreAndLogTest {
                                                metrics_.get(), engine::EngineOptions{});
     SessionProcessorOptions o;
     o.timeout_ms = [this](const TenantId&) { return timeout_ms_; };
+    o.announce = [this](const TenantId&, std::string_view) { return announce_; };
     engine_->AddProcessor(std::make_unique<SessionProcessor>(o));
     engine_->Start();
     log_->Start();
@@ -120,6 +121,7 @@ class SessionProcessorTest : public ::fairway::testing::StoreAndLogTest {
 
   model::TenantConfig tenant_;
   int64_t timeout_ms_ = 30 * kMinute;
+  bool announce_ = true;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<SessionStore> sessions_;
   std::unique_ptr<SessionSweeper> sweeper_;
@@ -176,6 +178,29 @@ TEST_F(SessionProcessorTest, ANewCampaignStartsANewSessionWithinTheTimeout) {
   EXPECT_EQ(s[1].session.pages, 3u);  // a page without utm stays in the session
   EXPECT_EQ(s[0].session.campaign, "summer");
   EXPECT_EQ(s[0].session.landing_page, "https://acme.test/d");
+  // A late activity just before the campaign's session, within the timeout of both: it joins
+  // the campaign's session, which stays apart from the earlier one.
+  Ingest({Track("late", "v1", t0_ + 2 * kMinute + 30'000)});
+  s = Sessions("v1");
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].session.campaign, "summer");
+  EXPECT_EQ(s[0].session.start_ms, t0_ + 2 * kMinute + 30'000);
+  EXPECT_EQ(s[0].session.landing_page, "https://acme.test/d");
+  EXPECT_EQ(s[1].session.pages, 3u);
+}
+
+TEST_F(SessionProcessorTest, WithNobodyListeningNothingIsAnnouncedOrSwept) {
+  announce_ = false;
+  clock_.AdvanceMillis(t0_ - clock_.NowMillis());
+  Ingest({Page("p1", "v1", t0_, "/a"), Page("p2", "v1", t0_ + 40 * kMinute, "/b")});
+  EXPECT_TRUE(Generated().empty());
+  clock_.AdvanceMillis(24 * 60 * kMinute);
+  ASSERT_OK_AND_ASSIGN(size_t released, sweeper_->Sweep({tenant_}));
+  EXPECT_EQ(released, 0u);
+  auto s = Sessions("v1");
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_TRUE(s[1].session.ended);   // ended by the next session
+  EXPECT_FALSE(s[0].session.ended);  // readers judge it by its idle time
 }
 
 TEST_F(SessionProcessorTest, LateAndOutOfOrderActivitiesExtendOpenAndMergeSessions) {
@@ -292,14 +317,17 @@ TEST_F(SessionProcessorTest, ASessionSpanningMidnightInTheTenantsZoneIsOneSessio
   auto s = Sessions("v1");
   ASSERT_EQ(s.size(), 1u);
   std::string json;
-  AppendSessionJson(s[0], tenant_.timezone, &json);
+  AppendSessionJson(s[0], tenant_.timezone, local_2350 + 20 * kMinute, timeout_ms_, &json);
   auto j = nlohmann::json::parse(json);
   EXPECT_EQ(j["day"], "2026-11-23");
   EXPECT_EQ(j["duration_s"], 1200);
   EXPECT_EQ(j["pages"], 2);
+  EXPECT_EQ(j["ended"], false);
   json.clear();
-  AppendSessionJson(s[0], "", &json);
+  // Idle for the timeout at the reader's clock: over, though no sweeper ended it.
+  AppendSessionJson(s[0], "", local_2350 + 50 * kMinute, timeout_ms_, &json);
   EXPECT_EQ(nlohmann::json::parse(json)["day"], "2026-11-24");
+  EXPECT_EQ(nlohmann::json::parse(json)["ended"], true);
 }
 
 TEST_F(SessionProcessorTest, ADeletedVisitorLosesItsSessions) {

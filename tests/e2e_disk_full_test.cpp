@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -81,6 +82,20 @@ int CountLines(const std::string& log_path, const std::string& needle) {
   int n = 0;
   while (std::getline(in, line)) n += line.find(needle) != std::string::npos;
   return n;
+}
+
+// The last `n` lines of the server's log, for failure messages.
+std::string LogTail(const std::string& log_path, size_t n = 30) {
+  std::ifstream in(log_path);
+  std::deque<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    lines.push_back(line);
+    if (lines.size() > n) lines.pop_front();
+  }
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
 }
 
 class DiskFullTest : public ::testing::Test {
@@ -167,7 +182,7 @@ class DiskFullTest : public ::testing::Test {
     auto count = [&](int n) -> size_t {
       auto r = c.Request("GET", "/v1/activities?limit=100&type=track&lead=r" + std::to_string(n),
                          {}, {BearerAuth(api_key_)});
-      EXPECT_EQ(r.status, 200) << r.body;
+      EXPECT_EQ(r.status, 200) << r.body << "\nthe server's log ends:\n" << LogTail(log_);
       if (r.status != 200) return SIZE_MAX;
       return json::parse(r.body)["data"].size();
     };

@@ -507,6 +507,13 @@ Status RocksStore::SyncWal() {
     return Unavailable(
         fmt::format("storage refuses writes until it recovers from: {}", Health().reason));
   }
+  if (*wal_space_low_) {
+    // Another thread's append found the log out of space: the log writer that saw the error
+    // must not be synced (see Write).
+    EnterFailed("no space left on device for the write-ahead log to grow");
+    return Unavailable(
+        fmt::format("storage refuses writes until it recovers from: {}", Health().reason));
+  }
   auto s = db_->SyncWAL();
   if (!s.ok() && !s.IsNotSupported() && !s.IsBusy() && !s.IsTryAgain()) EnterFailed(s.ToString());
   return FromRocks(s, "sync");

@@ -31,16 +31,16 @@ class StoreWritableFile final : public rocksdb::FSWritableFileOwnerWrapper {
         wal_space_low_(wal_space_low) {}
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
                            rocksdb::IODebugContext* dbg) override {
-    if (Full()) return NoSpace();
+    if (Full()) return Broken(NoSpace());
     LookAhead(data.size(), o, dbg);
-    return FSWritableFileOwnerWrapper::Append(data, o, dbg);
+    return Broken(FSWritableFileOwnerWrapper::Append(data, o, dbg));
   }
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
                            const rocksdb::DataVerificationInfo& v,
                            rocksdb::IODebugContext* dbg) override {
-    if (Full()) return NoSpace();
+    if (Full()) return Broken(NoSpace());
     LookAhead(data.size(), o, dbg);
-    return FSWritableFileOwnerWrapper::Append(data, o, v, dbg);
+    return Broken(FSWritableFileOwnerWrapper::Append(data, o, v, dbg));
   }
   rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
                                      const rocksdb::IOOptions& o,
@@ -66,6 +66,13 @@ class StoreWritableFile final : public rocksdb::FSWritableFileOwnerWrapper {
   // the next append (an assertion in Debian's build). So the log must not run out of space
   // mid-append: keep kWalLookAhead bytes allocated beyond its end, and when that fails, raise
   // `wal_space_low` so that the store refuses writes while this append still fits.
+  // Should an append fail anyway, the store must send nothing more to the log (a sync of
+  // another thread's write included) until it has recovered: the flag is raised here, before
+  // RocksDB even sees the error.
+  rocksdb::IOStatus Broken(rocksdb::IOStatus s) {
+    if (!s.ok() && wal_space_low_) *wal_space_low_ = true;
+    return s;
+  }
   void LookAhead(size_t len, const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) {
     if (!wal_space_low_) return;
     uint64_t end = written_ + len;

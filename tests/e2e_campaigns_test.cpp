@@ -52,32 +52,6 @@ void CreateCampaign(const std::string& url, const std::string& api_key, const st
   ASSERT_EQ(r.status, 201) << r.body;
 }
 
-json Get(const std::string& url, const std::string& path, const std::string& auth) {
-  TestClient c(url);
-  auto r = c.Request("GET", path, {}, {BearerAuth(auth)});
-  if (r.status != 200) return json();
-  return json::parse(r.body);
-}
-
-json CampaignsStream(const std::string& url, const std::string& tenant) {
-  json body = Get(url, "/admin/v1/tenants/" + tenant + "/processing", kToken);
-  if (body.is_null()) return json();
-  for (auto& p : body["processors"]) {
-    if (p["name"] == "campaigns") return p;
-  }
-  return json();
-}
-
-// Polls `done` (a condition, not a timer) until it holds or 90 s pass.
-bool Eventually(const std::function<bool()>& done) {
-  auto deadline = std::chrono::steady_clock::now() + 90s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(20ms);  // polling a condition, with a deadline
-  }
-  return false;
-}
-
 std::string FlowCampaign(int port) {
   std::string base = "http://127.0.0.1:" + std::to_string(port);
   return R"({"id": "onboard", "name": "Onboarding", "status": "active",

@@ -25,36 +25,10 @@ namespace {
 
 constexpr int kVisitors = 60;
 
-json Get(const std::string& url, const std::string& path, const std::string& auth) {
-  TestClient c(url);
-  auto r = c.Request("GET", path, {}, {BearerAuth(auth)});
-  if (r.status != 200) return json();
-  return json::parse(r.body);
-}
-
 int Total(const std::string& url, const std::string& api, const std::string& campaign,
           const std::string& metric) {
   json st = Get(url, "/v1/campaigns/" + campaign + "/stats", api);
   return st.is_null() ? -1 : st["totals"].value(metric, 0);
-}
-
-json CampaignsStream(const std::string& url) {
-  json body = Get(url, "/admin/v1/tenants/shop/processing", kToken);
-  if (body.is_null()) return json();
-  for (auto& p : body["processors"]) {
-    if (p["name"] == "campaigns") return p;
-  }
-  return json();
-}
-
-// Polls `done` (a condition, not a timer) until it holds or 90 s pass.
-bool Eventually(const std::function<bool()>& done) {
-  auto deadline = std::chrono::steady_clock::now() + 90s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(20ms);  // polling a condition, with a deadline
-  }
-  return false;
 }
 
 std::string Email(int i) {
@@ -145,14 +119,14 @@ TEST(E2eWebStoryTest, DeferredMatchesRunOncePerPersonThroughSigkillDuringPromoti
     if (kill == 1) {
       ASSERT_TRUE(Eventually([&] { return Total(server.url(), api, "pricing", "promoted") > 0; }));
     }
-    json s = CampaignsStream(server.url());
+    json s = CampaignsStream(server.url(), "shop");
     EXPECT_GT(s.value("lag_events", 0), 0) << "the kill would not interrupt the promotions";
     server.Kill(SIGKILL);
     server.Start();
   }
   const int expected = kVisitors - kVisitors / 5;
   ASSERT_TRUE(Eventually([&] {
-    json s = CampaignsStream(server.url());
+    json s = CampaignsStream(server.url(), "shop");
     json pending = Get(server.url(), "/v1/deliveries?state=pending", api);
     return !s.is_null() && s["lag_events"] == 0 && s["in_flight"] == 0 &&
            Total(server.url(), api, "pricing", "completed") == expected && !pending.is_null() &&

@@ -181,16 +181,6 @@ int Stat(TestClient& c, const std::string& api_key, const std::string& metric) {
   return r.status == 200 ? json::parse(r.body)["totals"].value(metric, 0) : -1;
 }
 
-// Polls `done` (a condition, not a timer) until it holds or 30 s pass.
-bool Eventually(const std::function<bool()>& done) {
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);  // polling a condition, with a deadline
-  }
-  return false;
-}
-
 TEST(E2eWebTest, AnAnonymousVisitInTheBrowserRunsItsCampaignOnceTheSameBrowserIdentifies) {
   TempDir dir;
   std::string record = dir.Sub("webhooks.jsonl");
